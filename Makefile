@@ -1,0 +1,42 @@
+# promo: `make demo` runs the pipeline on a local sandbox; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SYSTEM_TOOLS := buildah docker-registry skopeo git
+DEMO_DIR ?= .promo-demo
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup system-tools venv demo test bench clean
+
+setup: system-tools venv
+
+# Debian package names equal the command names for every tool we need.
+system-tools:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing system tools:$$missing; install them (Debian: sudo apt-get install$$missing) and run make again" >&2; exit 1; \
+	  fi; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/promo demo --dir $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	-$(BIN)/promo sandbox $(DEMO_DIR) --stop
+	rm -rf $(DEMO_DIR) .pytest_cache

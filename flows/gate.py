@@ -1,0 +1,175 @@
+"""The approval gate: the flow run itself waits, in Prefect, for a typed decision.
+
+Locally the run pauses (its process polls); under a deployment it suspends, so no process or pod is held
+for the days a gate may wait, and the run starts again from the top when resumed. Work before the gate
+is read-only, so repeating it on resume is safe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+import pydantic
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout, NotPausedError
+from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
+from prefect.input import RunInput
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+from promo.approvals import ApprovalRequest, Decision, check_approver, enforce
+from promo.config import GateSettings
+from promo.errors import ApprovalRejected, InputError, NotFound
+
+GATE_TAG = "promo-gate"
+
+
+class Approval(RunInput):
+    """The form an approver fills in. ``approved`` has no default: a resume without a decision is refused."""
+
+    approved: bool = pydantic.Field(description="Approve this promotion?")
+    approver: str = pydantic.Field(description="Your name, as listed in the environment's approvers")
+    comment: str = pydantic.Field(default="", description="Why; required in spirit when rejecting")
+
+
+def approval_form(request: ApprovalRequest) -> type[Approval]:
+    """The form for one gate; with an allow-list the approver field is a choice the server itself validates."""
+    fields: dict = {}
+    if request.approvers:
+        choices = Literal[request.approvers]  # type: ignore[valid-type]
+        fields["approver"] = (choices, pydantic.Field(description="Who approves (from the environment's approvers)"))
+    form = pydantic.create_model("Approval", __base__=Approval, **fields)
+    form._description = request.description()
+    return form
+
+
+def gate_tags(request: ApprovalRequest) -> list[str]:
+    """Tags let `promo pending` and `promo approve --env` find a waiting gate without reading its form."""
+    return [GATE_TAG, f"app:{request.app}", f"env:{request.target}", f"version:{request.version}"]
+
+
+def wait_for_approval(
+    request: ApprovalRequest, settings: GateSettings, *, pre_approved_by: str | None = None
+) -> Decision:
+    logger = get_run_logger()
+    if pre_approved_by is not None:
+        check_approver(request, pre_approved_by)
+        decision = Decision(approved=True, approver=pre_approved_by, comment="approved at start (--yes)", via="cli")
+        _record(request, decision)
+        return decision
+
+    run = FlowRunContext.get().flow_run
+    _tag_run(run.id, list(run.tags or []) + gate_tags(request))
+    form = approval_form(request)
+    deadline = time.monotonic() + settings.timeout_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = int(deadline - time.monotonic())
+        if remaining <= 0:
+            raise _timed_out(request, settings)
+        logger.info("Waiting for approval: %s", request.title)
+        try:
+            answer = _wait(form, run.deployment_id is not None, remaining, settings, key=f"approve-{request.target}-{attempt}")
+        except FlowPauseTimeout:
+            raise _timed_out(request, settings) from None
+        try:
+            check_approver(request, answer.approver)
+        except InputError as refusal:
+            logger.warning("Approval refused, still waiting: %s", refusal)
+            continue
+        decision = Decision(approved=answer.approved, approver=answer.approver, comment=answer.comment)
+        _record(request, decision)
+        return enforce(request, decision)
+
+
+def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: GateSettings, key: str) -> Approval:
+    if under_deployment:
+        return suspend_flow_run(wait_for_input=form, timeout=timeout, key=key)
+    return pause_flow_run(
+        wait_for_input=form, timeout=timeout, poll_interval=settings.poll_interval_seconds, key=key  # type: ignore[arg-type]
+    )
+
+
+def _tag_run(flow_run_id, tags: list[str]) -> None:
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run_id, tags=sorted(set(tags)))
+
+
+def _timed_out(request: ApprovalRequest, settings: GateSettings) -> ApprovalRejected:
+    return ApprovalRejected(
+        f"no decision on {request.title} within {settings.timeout_seconds} s",
+        "start the promotion again, or raise gate.timeout_seconds in promo.yaml",
+    )
+
+
+def _record(request: ApprovalRequest, decision: Decision) -> None:
+    verdict = "approved" if decision.approved else "rejected"
+    create_markdown_artifact(
+        key=f"gate-{request.app}-{request.target}",
+        markdown=(
+            f"**{request.title}** {verdict} by `{decision.approver}` ({decision.via})"
+            + (f"\n\n> {decision.comment}" if decision.comment else "")
+        ),
+        description=f"Approval decision for {request.title}",
+    )
+
+
+@dataclass(frozen=True)
+class WaitingGate:
+    flow_run_id: UUID
+    flow_run_name: str
+    flow_name: str
+    app: str
+    env: str
+    version: str
+    waiting_since: datetime | None
+    url: str
+
+
+def waiting_gates(*, app: str | None = None, env: str | None = None) -> list[WaitingGate]:
+    """Gates waiting for a decision, oldest first: paused or suspended runs carrying the gate tags."""
+    state_filter = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    run_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[GATE_TAG]), state=state_filter)
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=run_filter, sort=FlowRunSort.START_TIME_ASC)
+        flow_names = {run.flow_id: client.read_flow(run.flow_id).name for run in runs}
+    gates = [_as_gate(run, flow_names[run.flow_id]) for run in runs]
+    return [gate for gate in gates if (app is None or gate.app == app) and (env is None or gate.env == env)]
+
+
+def decide(gate: WaitingGate, decision: Decision) -> None:
+    """Resume a waiting gate with a decision; the server's refusal (HTTP 200, status REJECT) becomes an error."""
+    answer = {"approved": decision.approved, "approver": decision.approver, "comment": decision.comment}
+    try:
+        resume_flow_run(gate.flow_run_id, run_input=answer)
+    except NotPausedError:
+        raise NotFound(f"flow run {gate.flow_run_id} is no longer waiting at a gate", "run `promo pending` to see open gates") from None
+    except FlowPauseTimeout:
+        raise ApprovalRejected(f"the gate of flow run {gate.flow_run_id} timed out", "start the promotion again") from None
+    except RuntimeError as refusal:
+        reason = str(refusal).removeprefix("Cannot resume this run: ").removeprefix("Reason: ")
+        raise InputError(f"the gate refused this answer: {reason}", "check the approver name and try again") from None
+
+
+def _as_gate(run, flow_name: str) -> WaitingGate:
+    labels = dict(tag.split(":", 1) for tag in run.tags if ":" in tag)
+    return WaitingGate(
+        flow_run_id=run.id,
+        flow_run_name=run.name,
+        flow_name=flow_name,
+        app=labels.get("app", "?"),
+        env=labels.get("env", "?"),
+        version=labels.get("version", "?"),
+        waiting_since=run.state.timestamp if run.state else None,
+        url=f"{PREFECT_UI_URL.value() or PREFECT_API_URL.value() or ''}/runs/flow-run/{run.id}",
+    )

@@ -1,0 +1,72 @@
+"""What an approver sees and what an approval must satisfy; the gate mechanics live in flows/gate.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from promo.errors import ApprovalRejected, InputError
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    app: str
+    version: str
+    source: str
+    target: str
+    diff: str
+    approvers: tuple[str, ...] = ()
+    chart_digest: str | None = None
+    image: str | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{self.app} {self.version}: {self.source} -> {self.target}"
+
+    def description(self) -> str:
+        """The markdown shown above the approval form in the Prefect UI."""
+        who = ", ".join(self.approvers) if self.approvers else "anyone"
+        lines = [
+            f"## Promote **{self.app}** `{self.version}` from **{self.source}** to **{self.target}**",
+            "",
+            "| | |",
+            "|---|---|",
+            f"| app | `{self.app}` |",
+            f"| version | `{self.version}` |",
+            f"| from → to | `{self.source}` → `{self.target}` |",
+        ]
+        if self.chart_digest:
+            lines.append(f"| chart digest | `{self.chart_digest}` |")
+        if self.image:
+            lines.append(f"| image | `{self.image}` |")
+        lines += [f"| may approve | {who} |", "", "### Manifest change", "", "```diff", self.diff.rstrip(), "```"]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Decision:
+    approved: bool
+    approver: str
+    comment: str = ""
+    via: str = field(default="gate", compare=False)
+
+
+def check_approver(request: ApprovalRequest, approver: str) -> None:
+    """An empty allow-list means anyone may approve; otherwise the name must be on it."""
+    if not approver.strip():
+        raise InputError("an approval needs an approver name", "give one (--as NAME, or the form's approver field)")
+    if request.approvers and approver not in request.approvers:
+        raise InputError(
+            f"{approver!r} may not approve promotions into {request.target}",
+            f"ask one of: {', '.join(request.approvers)} (environments.{request.target}.approvers in promo.yaml)",
+        )
+
+
+def enforce(request: ApprovalRequest, decision: Decision) -> Decision:
+    """Turn a rejection into the error that fails the run, with the approver's reason."""
+    if decision.approved:
+        return decision
+    reason = f": {decision.comment}" if decision.comment else ""
+    raise ApprovalRejected(
+        f"promotion of {request.app} {request.version} to {request.target} rejected by {decision.approver}{reason}",
+        "fix what the approver asked for and start the promotion again",
+    )

@@ -1,0 +1,163 @@
+"""The `promo` command: thin over the flows. It parses, starts a flow or a query, and prints.
+
+Every PromoError becomes one line on stderr and the error's exit code; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from promo.errors import InputError, PromoError
+
+app = typer.Typer(
+    name="promo",
+    help="GitOps release promotion: one image and one chart, moved unchanged from dev to prod.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Optional[str],
+    typer.Option("--config", "-c", help="promo.yaml to use (default: $PROMO_CONFIG, then ./promo.yaml)"),
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="approve the gate now, as the current user")]
+
+
+def current_user() -> str:
+    return os.environ.get("PROMO_USER") or getpass.getuser()
+
+
+@app.command("publish-dev")
+def publish_dev(
+    sha: Annotated[Optional[str], typer.Option(help="commit to build (default: a new empty build commit)")] = None,
+    branch: Annotated[str, typer.Option(help="branch the commit is on (main or hotfix-*)")] = "main",
+    config: ConfigOption = None,
+) -> None:
+    """Build and push the image and the RC chart, then deploy it to the first environment."""
+    from flows.publish_dev import publish_dev as flow
+
+    published = flow(sha=sha, branch=branch, config_path=config)
+    typer.echo(f"published {published.chart_version} to {published.environment} (commit {published.commit[:12]})")
+
+
+def _promote(target: str, yes: bool, config: str | None) -> None:
+    from flows.promote import FLOWS
+
+    promotion = FLOWS[target](config_path=config, approve_as=current_user() if yes else None)
+    typer.echo(promotion.summary)
+
+
+@app.command("promote-test")
+def promote_test(yes: YesOption = False, config: ConfigOption = None) -> None:
+    """Promote the version running in dev to test, after approval."""
+    _promote("test", yes, config)
+
+
+@app.command("promote-stage")
+def promote_stage(yes: YesOption = False, config: ConfigOption = None) -> None:
+    """Promote the version running in test to stage, after approval."""
+    _promote("stage", yes, config)
+
+
+@app.command("approve")
+def approve(
+    run_id: Annotated[Optional[str], typer.Argument(help="flow run id of the waiting gate")] = None,
+    env: Annotated[Optional[str], typer.Option(help="the gate waiting to promote into ENV")] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="reject instead of approving")] = False,
+    comment: Annotated[str, typer.Option(help="why")] = "",
+    as_name: Annotated[Optional[str], typer.Option("--as", help="approver name (default: current user)")] = None,
+) -> None:
+    """Approve (or --reject) a promotion waiting at its gate."""
+    from flows.gate import decide
+    from promo.approvals import Decision
+
+    gate = _one_gate(run_id, env)
+    decide(gate, Decision(approved=not reject, approver=as_name or current_user(), comment=comment, via="cli"))
+    verdict = "rejected" if reject else "approved"
+    typer.echo(f"{verdict} {gate.app} {gate.version} into {gate.env} (flow run {gate.flow_run_id})")
+
+
+def _one_gate(run_id: str | None, env: str | None):
+    from flows.gate import waiting_gates
+
+    if (run_id is None) == (env is None):
+        raise InputError("name exactly one gate", "pass a flow run id or --env ENV (see `promo pending`)")
+    gates = waiting_gates(env=env) if env else [gate for gate in waiting_gates() if str(gate.flow_run_id) == run_id]
+    if not gates:
+        what = f"into {env}" if env else f"with flow run id {run_id}"
+        raise InputError(f"no gate is waiting {what}", "run `promo pending` to see the waiting gates")
+    if len(gates) > 1:
+        raise InputError(f"{len(gates)} gates are waiting into {env}", "name one by its flow run id (see `promo pending`)")
+    return gates[0]
+
+
+@app.command("pending")
+def pending() -> None:
+    """List the gates waiting for a decision."""
+    from flows.gate import waiting_gates
+
+    from promo.table import print_table
+
+    gates = waiting_gates()
+    if not gates:
+        typer.echo("no gates waiting")
+        return
+    print_table(
+        ["flow run", "app", "env", "version", "waiting since", "url"],
+        [[str(g.flow_run_id), g.app, g.env, g.version, f"{g.waiting_since:%Y-%m-%d %H:%M:%S}", g.url] for g in gates],
+    )
+
+
+@app.command("status")
+def status(config: ConfigOption = None) -> None:
+    """Show each environment's version, image tag and chart digest."""
+    from promo.config import load_config
+    from promo.status import environment_status
+    from promo.table import print_table
+
+    rows = environment_status(load_config(config))
+    print_table(
+        ["environment", "clusters", "version", "image tag", "chart digest"],
+        [[r.environment, ",".join(r.clusters), r.version or "-", r.image_tag or "-", r.chart_digest or "-"] for r in rows],
+    )
+
+
+@app.command("sandbox")
+def sandbox(
+    directory: Annotated[Path, typer.Argument(help="where to lay out the local world")],
+    stop: Annotated[bool, typer.Option("--stop", help="stop the sandbox's registry")] = False,
+) -> None:
+    """Lay out a local world: sample app, bare git remotes, GitOps repo, promo.yaml and a registry."""
+    from promo.sandbox import create_sandbox, stop_sandbox
+
+    if stop:
+        typer.echo("registry stopped" if stop_sandbox(directory) else "registry was not running")
+        return
+    made = create_sandbox(directory)
+    typer.echo(f"sandbox ready in {made.directory}: registry {made.registry_host}, config {made.config_path}")
+    typer.echo(f"next: export PROMO_CONFIG={made.config_path} && promo publish-dev")
+
+
+@app.command("demo")
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="sandbox directory")] = Path(".promo-demo"),
+) -> None:
+    """Make a sandbox and move a real build from dev to test to stage, approving as the demo user."""
+    from flows.demo import run_demo
+
+    run_demo(directory)
+
+
+def main() -> None:
+    try:
+        app()
+    except PromoError as error:
+        typer.secho(f"promo: error: {error}", err=True, fg=typer.colors.RED)
+        sys.exit(error.exit_code)

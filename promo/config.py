@@ -1,0 +1,201 @@
+"""The one typed configuration of promo, loaded from ``promo.yaml`` and validated before any work starts.
+
+Where the file is found: the ``--config`` path, else ``$PROMO_CONFIG``, else ``./promo.yaml``.
+Credentials never live in this file: registry passwords come from the environment (or ECR's token via boto3).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from promo.errors import ConfigError, InputError
+
+CONFIG_ENV_VAR = "PROMO_CONFIG"
+DEFAULT_CONFIG_NAME = "promo.yaml"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+
+
+def _dns_label(kind: str, value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{kind} {value!r} is not a DNS label: use lowercase letters, digits and dashes "
+            "(no '/', '..', spaces or shell characters)"
+        )
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RepoSettings(_Model):
+    """A git remote: ``file://``, ``https://``, ``ssh://`` or a path relative to promo.yaml."""
+
+    url: str
+    branch: str = "main"
+
+
+class GitOpsSettings(RepoSettings):
+    root: str = "registry/environments"
+
+
+class ImageSettings(_Model):
+    repository: str = Field(description="host/path of the image repository, e.g. 1234.dkr.ecr.eu-west-1.amazonaws.com/hello")
+    context: str = "."
+    containerfile: str = "Containerfile"
+    builder: Literal["auto", "buildah", "docker"] = "auto"
+
+
+class ChartSettings(_Model):
+    path: str = Field(description="the chart directory inside the app repository, e.g. charts/hello")
+    repository: str = Field(description="OCI namespace charts are pushed to, as in `helm push X.tgz oci://<repository>`")
+
+
+class RegistrySettings(_Model):
+    auth: Literal["anonymous", "basic", "ecr"] = "anonymous"
+    insecure: bool | None = Field(default=None, description="plain HTTP; default: only for loopback hosts")
+
+
+class EnvironmentSettings(_Model):
+    name: str
+    clusters: list[str] = Field(min_length=1)
+    approvers: list[str] = Field(default_factory=list, description="who may approve promotions into it; empty: anyone")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_label(cls, value: str) -> str:
+        return _dns_label("environment", value)
+
+    @field_validator("clusters")
+    @classmethod
+    def _clusters_are_labels(cls, value: list[str]) -> list[str]:
+        return [_dns_label("cluster", cluster) for cluster in value]
+
+
+class GateSettings(_Model):
+    timeout_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+
+
+def default_environments() -> list[EnvironmentSettings]:
+    return [
+        EnvironmentSettings(name="dev", clusters=["preprod"]),
+        EnvironmentSettings(name="test", clusters=["preprod"]),
+        EnvironmentSettings(name="stage", clusters=["preprod"]),
+        EnvironmentSettings(name="prod", clusters=["prod"]),
+    ]
+
+
+class PromoConfig(_Model):
+    app: str
+    app_repo: RepoSettings
+    gitops: GitOpsSettings
+    chart: ChartSettings
+    image: ImageSettings
+    registry: RegistrySettings = RegistrySettings()
+    environments: list[EnvironmentSettings] = Field(default_factory=default_environments, min_length=2)
+    gate: GateSettings = GateSettings()
+    cache_dir: Path | None = Field(default=None, description="git caches; default $PROMO_CACHE_DIR or ~/.cache/promo")
+
+    @field_validator("app")
+    @classmethod
+    def _app_is_label(cls, value: str) -> str:
+        return _dns_label("app", value)
+
+    @model_validator(mode="after")
+    def _environment_names_unique(self) -> PromoConfig:
+        names = [env.name for env in self.environments]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"environment names must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+    # Environments are an ordered pipeline: each one is promoted from the one before it.
+    @property
+    def environment_names(self) -> list[str]:
+        return [env.name for env in self.environments]
+
+    def environment(self, name: str) -> EnvironmentSettings:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise InputError(
+            f"unknown environment {name!r}",
+            f"use one of: {', '.join(self.environment_names)} (as listed under environments in promo.yaml)",
+        )
+
+    def source_of(self, target: str) -> EnvironmentSettings:
+        """The environment a promotion into ``target`` reads its version from."""
+        index = self.environment_names.index(self.environment(target).name)
+        if index == 0:
+            raise InputError(
+                f"{target!r} is the first environment and has no source to promote from",
+                "publish a build into it with `promo publish-dev` instead",
+            )
+        return self.environments[index - 1]
+
+    @property
+    def first_environment(self) -> EnvironmentSettings:
+        return self.environments[0]
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir
+        return Path(os.environ.get("PROMO_CACHE_DIR") or Path.home() / ".cache" / "promo")
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> PromoConfig:
+    """Read and validate promo.yaml; every problem is one ConfigError line naming the file and the fix."""
+    file = config_path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {file} not found",
+            f"pass --config PATH, set {CONFIG_ENV_VAR}, or run from the app repository that holds promo.yaml",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}", "check the path and its permissions") from None
+    try:
+        data = YAML(typ="safe").load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{file} is not valid YAML{where}", "fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file} must be a mapping of settings, not {type(data).__name__}", "see promo.yaml in the README")
+    _resolve_relative_urls(data, file.parent)
+    try:
+        return PromoConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{file}: {where}: {message}{extra}", "fix that setting (see promo.yaml in the README)") from None
+
+
+def _resolve_relative_urls(data: dict, base: Path) -> None:
+    """A remote given as a plain path is relative to promo.yaml, so a sandbox or a checkout can move."""
+    for key in ("app_repo", "gitops"):
+        section = data.get(key)
+        if isinstance(section, dict) and isinstance(section.get("url"), str):
+            url = section["url"]
+            if not _SCHEME.match(url) and ":" not in url.split("/")[0]:
+                section["url"] = (base / url).resolve().as_uri()

@@ -1,0 +1,4 @@
+pytest_plugins = [
+    "tests.fixtures.registry",
+    "tests.fixtures.gitrepos",
+]

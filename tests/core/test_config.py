@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+
+from promo.config import load_config
+from promo.errors import ConfigError, InputError
+
+VALID = """\
+app: hello
+app_repo: {url: remotes/hello.git}
+gitops: {url: "file:///srv/gitops.git", branch: main}
+chart: {path: charts/hello, repository: 127.0.0.1:5000/charts}
+image: {repository: 127.0.0.1:5000/hello}
+environments:
+  - {name: dev, clusters: [preprod]}
+  - {name: test, clusters: [preprod]}
+  - {name: stage, clusters: [preprod, preprod-eu], approvers: [alice]}
+  - {name: prod, clusters: [prod], approvers: [alice, bob]}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "promo.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_loads_and_resolves_relative_remotes(tmp_path):
+    config = load_config(write(tmp_path, VALID))
+    assert config.app == "hello"
+    assert config.app_repo.url == (tmp_path / "remotes/hello.git").resolve().as_uri()
+    assert config.gitops.url == "file:///srv/gitops.git"
+    assert config.environment_names == ["dev", "test", "stage", "prod"]
+    assert config.source_of("stage").name == "test"
+    assert config.environment("prod").approvers == ["alice", "bob"]
+
+
+def test_promo_config_env_var_is_honoured(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMO_CONFIG", str(write(tmp_path, VALID)))
+    assert load_config().app == "hello"
+
+
+def test_default_environments(tmp_path):
+    text = VALID.split("environments:")[0]
+    config = load_config(write(tmp_path, text))
+    assert [(e.name, e.clusters) for e in config.environments] == [
+        ("dev", ["preprod"]), ("test", ["preprod"]), ("stage", ["preprod"]), ("prod", ["prod"])
+    ]
+
+
+def test_unknown_environment_names_the_valid_ones(tmp_path):
+    config = load_config(write(tmp_path, VALID))
+    with pytest.raises(InputError, match="unknown environment 'qa'; use one of: dev, test, stage, prod"):
+        config.environment("qa")
+    with pytest.raises(InputError, match="first environment"):
+        config.source_of("dev")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, "not found"),
+        ("app: [unclosed", "not valid YAML at line 1"),
+        ("- a\n- b\n", "must be a mapping"),
+        (VALID.replace("app: hello", "app: ../x"), "app: app '../x' is not a DNS label"),
+        (VALID.replace("app: hello", "app: a/b"), "not a DNS label"),
+        (VALID.replace("app: hello", "app: my app"), "not a DNS label"),
+        (VALID.replace("{name: test,", "{name: 'prod;rm',"), "environment 'prod;rm' is not a DNS label"),
+        (VALID.replace("{name: test,", "{name: dev,"), "environment names must be unique, repeated: dev"),
+        (VALID.replace("app: hello\n", ""), "app: Field required"),
+        (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
+        (VALID.replace("image: {repository: 127.0.0.1:5000/hello}", "image: {repository: x, builder: podman}"), "image.builder"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, text, expected):
+    path = tmp_path / "promo.yaml" if text is None else write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+    assert "; " in message  # cause; fix
