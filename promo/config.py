@@ -53,10 +53,12 @@ class ImageSettings(_Model):
     context: str = "."
     containerfile: str = "Containerfile"
     builder: Literal["auto", "buildah", "docker"] = "auto"
+    storage_root: Path | None = Field(default=None, description="buildah's storage directory; default: buildah's own")
 
 
 class ChartSettings(_Model):
     path: str = Field(description="the chart directory inside the app repository, e.g. charts/hello")
+    name: str | None = Field(default=None, description="the chart's name in Chart.yaml; default: the app's name")
     repository: str = Field(description="OCI namespace charts are pushed to, as in `helm push X.tgz oci://<repository>`")
 
 
@@ -146,6 +148,10 @@ class PromoConfig(_Model):
     @property
     def first_environment(self) -> EnvironmentSettings:
         return self.environments[0]
+
+    @property
+    def chart_name(self) -> str:
+        return self.chart.name or self.app
 
     @property
     def resolved_cache_dir(self) -> Path:

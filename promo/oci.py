@@ -1,0 +1,487 @@
+"""A small client for the OCI distribution API: blobs, manifests and tags over one ``httpx.Client``.
+
+Only what promotion needs: push and pull by digest, resolve a tag, list tags. Every byte that comes back is
+checked against its digest, because a release must be the exact artefact that was tested. Failures are mapped to
+promo's errors in one place (``Registry._error``): network faults, 5xx and 429 become ``RegistryUnavailable`` (a
+``TransientError``, so tasks retry them), refused credentials ``AuthError``, 404 ``NotFound``, and any other
+refusal a ``PromoError`` carrying the registry's own error code.
+
+Auth follows the distribution token spec: a request goes out anonymously; a ``Basic`` challenge makes the client
+send the basic credentials from then on, a ``Bearer`` challenge makes it fetch a token from the realm (with the
+basic credentials if it has any) and cache it per scope. ECR is basic auth with a password from
+``ecr:GetAuthorizationToken``. Credentials live in private attributes and never reach a message or a repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from promo.errors import AuthError, ConfigError, InputError, NotFound, PromoError, TransientError
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
+
+USERNAME_VARIABLE = "PROMO_REGISTRY_USERNAME"
+PASSWORD_VARIABLE = "PROMO_REGISTRY_PASSWORD"
+CREDENTIALS_FIX = (
+    f"check the registry credentials ({USERNAME_VARIABLE}/{PASSWORD_VARIABLE}, or AWS credentials for ECR)"
+)
+
+# The grammar of the OCI distribution spec; it is also why ECR insists on lowercase names.
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+REPOSITORY_PATTERN = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+TAG_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
+DIGEST_PATTERN = re.compile(r"(sha256):([a-f0-9]{64})|(sha512):([a-f0-9]{128})")
+ECR_HOST_PATTERN = re.compile(
+    r"\d{12}\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?(?::\d+)?"
+)
+# Renew an ECR password this long before AWS says it expires (they last 12 hours).
+ECR_TOKEN_MARGIN = timedelta(minutes=5)
+
+
+class RegistryUnavailable(TransientError):
+    """A registry fault worth retrying; ``retry_after`` holds the seconds the registry asked us to wait, if any."""
+
+    def __init__(self, cause: str, fix: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(cause, fix)
+        self.retry_after = retry_after
+
+
+class Credentials(Protocol):
+    """What the client needs from credentials: a username and password for Basic auth, or None."""
+
+    def basic_auth(self) -> tuple[str, str] | None: ...
+
+
+@dataclass(frozen=True)
+class Anonymous:
+    def basic_auth(self) -> None:
+        return None
+
+
+class BasicCredentials:
+    """A username and password; the password is private and hidden from repr."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username
+        self._password = password
+
+    def basic_auth(self) -> tuple[str, str]:
+        return self.username, self._password
+
+    def __repr__(self) -> str:
+        return f"BasicCredentials(username={self.username!r}, password=<hidden>)"
+
+
+class EcrCredentials:
+    """Basic credentials ``AWS:<password>`` fetched from ECR with the ambient AWS credentials, renewed on expiry."""
+
+    def __init__(self, region: str, *, client: Any | None = None) -> None:
+        self.region = region
+        self._client = client
+        self._password: str | None = None
+        self._expires_at = datetime.min.replace(tzinfo=timezone.utc)
+
+    def basic_auth(self) -> tuple[str, str]:
+        if self._password is None or datetime.now(timezone.utc) >= self._expires_at - ECR_TOKEN_MARGIN:
+            self._password, self._expires_at = self._fetch()
+        return "AWS", self._password
+
+    def __repr__(self) -> str:
+        return f"EcrCredentials(region={self.region!r})"
+
+    def _fetch(self) -> tuple[str, datetime]:
+        import boto3  # only ECR users pay for importing boto3
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+
+        try:
+            client = self._client or boto3.client("ecr", region_name=self.region)
+            data = client.get_authorization_token()["authorizationData"][0]
+        except (NoCredentialsError, PartialCredentialsError):
+            raise AuthError(f"no AWS credentials to get an ECR token in {self.region}", CREDENTIALS_FIX) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "unknown")
+            if code in ("ServerException", "ThrottlingException"):
+                raise RegistryUnavailable(
+                    f"ECR in {self.region} failed GetAuthorizationToken: {code}", "promo retries this"
+                ) from None
+            raise AuthError(f"ECR in {self.region} refused GetAuthorizationToken: {code}", CREDENTIALS_FIX) from None
+        except BotoCoreError as exc:
+            raise RegistryUnavailable(
+                f"cannot reach ECR in {self.region}: {type(exc).__name__}", "check the network; promo retries this"
+            ) from None
+        username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        if username != "AWS" or not password:
+            raise AuthError(f"ECR in {self.region} returned an authorization token of an unknown form", CREDENTIALS_FIX)
+        return password, data["expiresAt"]
+
+
+def ecr_region(host: str) -> str:
+    """The region of an ECR registry host ``<account>.dkr.ecr.<region>.amazonaws.com``."""
+    match = ECR_HOST_PATTERN.fullmatch(host)
+    if match is None:
+        raise InputError(
+            f"registry host {host!r} is not an ECR registry",
+            "use <account-id>.dkr.ecr.<region>.amazonaws.com, or another credentials kind for this registry",
+        )
+    return match["region"]
+
+
+def credentials_for(
+    kind: Literal["anonymous", "basic", "ecr"],
+    host: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Credentials:
+    """Credentials of ``kind`` for ``host``; basic ones default to PROMO_REGISTRY_USERNAME/PASSWORD."""
+    if kind == "anonymous":
+        return Anonymous()
+    if kind == "ecr":
+        return EcrCredentials(ecr_region(host))
+    if kind == "basic":
+        username = username or env.get(USERNAME_VARIABLE)
+        password = password or env.get(PASSWORD_VARIABLE)
+        if not username or not password:
+            raise ConfigError(
+                f"basic credentials for registry {host} are incomplete",
+                f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}",
+            )
+        return BasicCredentials(username, password)
+    raise ConfigError(f"unknown registry credentials kind {kind!r}", "use anonymous, basic or ecr")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    data: bytes = field(repr=False)
+    media_type: str
+    digest: str
+
+    def json(self) -> dict[str, Any]:
+        try:
+            parsed = json.loads(self.data)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise PromoError(f"manifest {self.digest} is not a JSON object", "push a valid OCI manifest")
+        return parsed
+
+
+def digest_of(data: bytes, algorithm: str = "sha256") -> str:
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+class Registry:
+    """One registry host. Use as a context manager, or call ``close()``."""
+
+    def __init__(
+        self,
+        host: str,
+        credentials: Credentials | None = None,
+        *,
+        insecure: bool | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.host = host
+        self._credentials = credentials or Anonymous()
+        plain_http = is_plain_http(host, insecure)
+        self._client = httpx.Client(
+            base_url=f"{'http' if plain_http else 'https'}://{host}",
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=True,  # blobs are often served from object storage; httpx drops auth off-origin
+            headers={"User-Agent": "promo"},
+        )
+        self._send_basic = False
+        self._tokens: dict[str, str] = {}
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Registry({self.host!r}, {self._credentials!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        return self._blob_exists(repository, digest, "pull")
+
+    def push_blob(self, repository: str, data: bytes) -> str:
+        """Upload ``data`` unless the registry already has it; returns its digest."""
+        digest = digest_of(data)
+        if self._blob_exists(repository, digest, "pull,push"):
+            return digest
+        what = f"blob upload to {repository}"
+        started = self._send("POST", _path(repository, "blobs/uploads/"), repository, "pull,push", what=what)
+        location = started.headers.get("Location")
+        if not location:
+            raise PromoError(f"registry {self.host} started {what} without a Location", "use an OCI registry")
+        upload = started.url.join(location).copy_merge_params({"digest": digest})
+        headers = {"Content-Type": "application/octet-stream"}
+        self._send("PUT", upload, repository, "pull,push", what=what, content=data, headers=headers)
+        return digest
+
+    def pull_blob(self, repository: str, digest: str) -> bytes:
+        """The blob's bytes, verified against ``digest``."""
+        algorithm = _check_digest(digest)
+        response = self._send("GET", _path(repository, f"blobs/{digest}"), repository, "pull", what=f"blob {digest}")
+        actual = digest_of(response.content, algorithm)
+        if actual != digest:
+            raise RegistryUnavailable(
+                f"blob {digest} from {self.host}/{repository} arrived corrupted or truncated "
+                f"({len(response.content)} bytes with digest {actual})",
+                "retry the download; if it persists the registry's storage is damaged",
+            )
+        return response.content
+
+    def push_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+        """Store a manifest under a tag (or its digest); returns its digest."""
+        _check_reference(reference)
+        what = f"manifest {_ref(repository, reference)}"
+        headers = {"Content-Type": media_type}
+        path = _path(repository, f"manifests/{reference}")
+        self._send("PUT", path, repository, "pull,push", what=what, content=data, headers=headers)
+        return digest_of(data)
+
+    def pull_manifest(self, repository: str, reference: str) -> Manifest:
+        """The manifest for a tag or digest, verified against the digest asked for and the one the registry sent."""
+        _check_reference(reference)
+        what = f"manifest {_ref(repository, reference)}"
+        path = _path(repository, f"manifests/{reference}")
+        response = self._send("GET", path, repository, "pull", what=what, headers={"Accept": MANIFEST_ACCEPT})
+        by_digest = reference if DIGEST_PATTERN.fullmatch(reference) else None
+        for expected in (by_digest, response.headers.get("Docker-Content-Digest")):
+            if expected and digest_of(response.content, _check_digest(expected)) != expected:
+                raise RegistryUnavailable(
+                    f"{what} from {self.host} does not match its digest {expected}",
+                    "retry; if it persists the registry's storage is damaged",
+                )
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return Manifest(response.content, media_type, by_digest or digest_of(response.content))
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag points at, or None if there is no such manifest."""
+        _check_reference(reference)
+        what = f"manifest {_ref(repository, reference)}"
+        path = _path(repository, f"manifests/{reference}")
+        try:
+            response = self._send("HEAD", path, repository, "pull", what=what, headers={"Accept": MANIFEST_ACCEPT})
+        except NotFound:
+            return None
+        return response.headers.get("Docker-Content-Digest") or self.pull_manifest(repository, reference).digest
+
+    def tags(self, repository: str, *, page_size: int | None = None) -> list[str]:
+        """Every tag of ``repository`` in lexical order (distribution 2.8 returns them unordered and ignores
+        ``n``; others paginate with ``Link``, which is followed); [] if the repository does not exist."""
+        url: httpx.URL | str = _path(repository, "tags/list")
+        params = {"n": page_size} if page_size else None
+        tags: list[str] = []
+        while True:
+            try:
+                response = self._send("GET", url, repository, "pull", what=f"tags of {repository}", params=params)
+            except NotFound:
+                return sorted(tags)  # distribution answers NAME_UNKNOWN for a repository without any push yet
+            tags.extend(self._json(response, f"tags of {repository}").get("tags") or [])
+            next_url = response.links.get("next", {}).get("url")
+            if not next_url:
+                return sorted(tags)
+            url, params = response.url.join(next_url), None
+
+    def _blob_exists(self, repository: str, digest: str, actions: str) -> bool:
+        _check_digest(digest)
+        try:
+            self._send("HEAD", _path(repository, f"blobs/{digest}"), repository, actions, what=f"blob {digest}")
+        except NotFound:
+            return False
+        return True
+
+    def _send(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        repository: str,
+        actions: str,
+        *,
+        what: str,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One request, answering at most one auth challenge; every failure leaves as a PromoError."""
+        scope = f"repository:{repository}:{actions}"
+        response = self._attempt(method, url, scope, headers or {}, kwargs)
+        if response.status_code == 401 and self._answer_challenge(response, scope):
+            response = self._attempt(method, url, scope, headers or {}, kwargs)
+        if response.is_success:
+            return response
+        raise self._error(response, what)
+
+    def _attempt(
+        self, method: str, url: httpx.URL | str, scope: str, headers: dict[str, str], kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        headers = dict(headers)
+        if scope in self._tokens:
+            headers["Authorization"] = f"Bearer {self._tokens[scope]}"
+        elif self._send_basic and (basic := self._credentials.basic_auth()):
+            headers["Authorization"] = _basic_header(*basic)
+        try:
+            return self._client.request(method, url, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _answer_challenge(self, response: httpx.Response, scope: str) -> bool:
+        """Act on a 401's WWW-Authenticate; True when a retry may now succeed."""
+        scheme, params = _parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        if scheme == "basic" and not self._send_basic and self._credentials.basic_auth() is not None:
+            self._send_basic = True
+            return True
+        if scheme == "bearer" and params.get("realm"):
+            self._tokens[scope] = self._fetch_token(params, scope)
+            return True
+        return False
+
+    def _fetch_token(self, challenge: dict[str, str], scope: str) -> str:
+        query = [("service", challenge["service"])] if challenge.get("service") else []
+        query += [("scope", s) for s in challenge.get("scope", scope).split()]
+        basic = self._credentials.basic_auth()
+        headers = {"Authorization": _basic_header(*basic)} if basic else {}
+        try:
+            response = self._client.get(challenge["realm"], params=query, headers=headers)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        if not response.is_success:
+            raise self._error(response, f"a token for {scope}")
+        body = self._json(response, f"a token for {scope}")
+        token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"the token service of {self.host} answered without a token", CREDENTIALS_FIX)
+        return token
+
+    def _unreachable(self, exc: httpx.TransportError) -> RegistryUnavailable:
+        return RegistryUnavailable(
+            f"cannot reach registry {self.host}: {type(exc).__name__} {exc}".strip(),
+            "check that the registry is up and reachable; promo retries this",
+        )
+
+    def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise PromoError(f"registry {self.host} answered {what} with something other than JSON", "check the host")
+        return body
+
+    def _error(self, response: httpx.Response, what: str) -> PromoError:
+        """The one place an HTTP failure becomes a promo error."""
+        status = response.status_code
+        detail = _registry_error(response) or f"HTTP {status}"
+        if status in (401, 403):
+            return AuthError(f"registry {self.host} refused access to {what} ({detail})", CREDENTIALS_FIX)
+        if status == 404:
+            return NotFound(f"{what} not found in registry {self.host} ({detail})", "check the name, or push it first")
+        if status == 429 or status >= 500:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
+            return RegistryUnavailable(
+                f"registry {self.host} failed {what} with HTTP {status} ({detail}{wait})",
+                "promo retries this; if it persists, check the registry's health",
+                retry_after=retry_after,
+            )
+        return PromoError(
+            f"registry {self.host} rejected {what} with HTTP {status} ({detail})",
+            "fix what the registry's error code names, then try again",
+        )
+
+
+def _basic_header(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _path(repository: str, rest: str) -> str:
+    if not REPOSITORY_PATTERN.fullmatch(repository):
+        raise InputError(
+            f"{repository!r} is not a valid repository name",
+            "use lowercase letters, digits, '.', '_', '-' and '/' only (OCI and ECR require lowercase)",
+        )
+    return f"/v2/{repository}/{rest}"
+
+
+def _ref(repository: str, reference: str) -> str:
+    return f"{repository}@{reference}" if ":" in reference else f"{repository}:{reference}"
+
+
+def _check_digest(digest: str) -> str:
+    """The digest's algorithm, after checking that the digest is well formed."""
+    match = DIGEST_PATTERN.fullmatch(digest)
+    if match is None:
+        raise InputError(f"{digest!r} is not a digest", "use sha256:<64 hex digits>")
+    return match[1] or match[3]
+
+
+def _check_reference(reference: str) -> None:
+    if not (TAG_PATTERN.fullmatch(reference) or DIGEST_PATTERN.fullmatch(reference)):
+        raise InputError(
+            f"{reference!r} is neither a tag nor a digest",
+            "use a tag of letters, digits, '.', '_' and '-' (at most 128), or sha256:<64 hex digits>",
+        )
+
+
+def is_plain_http(host: str, insecure: bool | None = None) -> bool:
+    """Plain HTTP where asked for, and by default only for loopback registries (a local sandbox or test)."""
+    return _is_loopback(host) if insecure is None else insecure
+
+
+def _is_loopback(host: str) -> bool:
+    name = httpx.URL(f"http://{host}").host
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name == "localhost"
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+def _registry_error(response: httpx.Response) -> str:
+    """``CODE: message`` from an OCI error body, or '' when the body is not one."""
+    try:
+        errors = response.json().get("errors") or []
+        first = errors[0]
+        return f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
