@@ -1,0 +1,167 @@
+"""The sandbox: real bare remotes read back with git, a real registry process, a promo.yaml that loads."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from ruamel.yaml import YAML
+
+from promo.charts import package_chart, read_chart
+from promo.config import load_config
+from promo.errors import InputError
+from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
+
+pytestmark = pytest.mark.integration
+
+APP_FILES = {
+    "Containerfile",
+    "index.html",
+    "promo.yaml",
+    "charts/hello/.helmignore",
+    "charts/hello/Chart.yaml",
+    "charts/hello/values.yaml",
+    "charts/hello/templates/deployment.yaml",
+    "charts/hello/templates/service.yaml",
+}
+GITOPS_FILES = {
+    "registry/environments/dev/preprod/hello.yaml",
+    "registry/environments/test/preprod/hello.yaml",
+    "registry/environments/stage/preprod/hello.yaml",
+    "registry/environments/prod/prod/hello.yaml",
+    "values/hello/prod.yaml",
+}
+
+
+def git(remote: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(remote), *args], check=True, capture_output=True, text=True).stdout
+
+
+def show(remote: Path, path: str) -> str:
+    return git(remote, "show", f"main:{path}")
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    made = create_sandbox(tmp_path / "sandbox")
+    yield made
+    stop_sandbox(made.directory)
+
+
+def test_remotes_hold_the_sample_app_and_one_application_per_environment(sandbox: Sandbox) -> None:
+    assert set(git(sandbox.app_remote, "ls-tree", "-r", "--name-only", "main").split()) == APP_FILES
+    assert set(git(sandbox.gitops_remote, "ls-tree", "-r", "--name-only", "main").split()) == GITOPS_FILES
+    for remote in (sandbox.app_remote, sandbox.gitops_remote):
+        assert git(remote, "rev-parse", "--is-bare-repository").strip() == "true"
+        assert git(remote, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+        assert git(remote, "log", "--format=%an <%ae>").strip() == "promo sandbox <sandbox@promo.local>"
+
+    dev = YAML(typ="safe").load(show(sandbox.gitops_remote, "registry/environments/dev/preprod/hello.yaml"))
+    assert dev["spec"]["source"] == {
+        "repoURL": f"{sandbox.registry_host}/charts",
+        "chart": "hello",
+        "targetRevision": "",
+        "helm": {"releaseName": "hello"},
+    }
+    assert dev["spec"]["destination"] == {"name": "preprod", "namespace": "hello-dev"}
+    prod = YAML(typ="safe").load(show(sandbox.gitops_remote, "registry/environments/prod/prod/hello.yaml"))
+    chart_source, values_source = prod["spec"]["sources"]
+    assert (chart_source["chart"], chart_source["targetRevision"]) == ("hello", "")
+    assert values_source == {"repoURL": sandbox.gitops_remote.as_uri(), "targetRevision": "main", "ref": "values"}
+    assert chart_source["helm"]["valueFiles"] == ["$values/values/hello/prod.yaml"]
+
+
+def test_sample_chart_injects_chart_version_and_image(sandbox: Sandbox, tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "--quiet", str(sandbox.app_remote), str(checkout)], check=True)
+    (checkout / "charts/hello/scratch.tmp").write_text("ignored by .helmignore")
+    deployment = (checkout / "charts/hello/templates/deployment.yaml").read_text()
+    assert "value: {{ .Chart.Version | quote }}" in deployment
+    assert 'value: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"' in deployment
+    values = YAML(typ="safe").load((checkout / "charts/hello/values.yaml").read_text())
+    assert values["image"] == {"repository": f"{sandbox.registry_host}/hello", "tag": "", "pullPolicy": "IfNotPresent"}
+
+    package = package_chart(checkout / "charts/hello", version="0.1.0-rc.abc1234", app_version="abc1234")
+
+    contents = read_chart(package.data)
+    assert (contents.name, contents.version, contents.app_version) == ("hello", "0.1.0-rc.abc1234", "abc1234")
+    assert not any(path.endswith("scratch.tmp") for path in contents.files)
+
+
+def test_promo_yaml_loads_and_points_at_the_sandbox(sandbox: Sandbox) -> None:
+    config = load_config(sandbox.config_path)
+
+    assert config.app == "hello"
+    assert config.app_repo.url == sandbox.app_remote.as_uri()
+    assert config.gitops.url == sandbox.gitops_remote.as_uri()
+    assert config.chart.path == "charts/hello"
+    assert config.chart.repository == f"{sandbox.registry_host}/charts"
+    assert config.image.repository == f"{sandbox.registry_host}/hello"
+    assert config.image.storage_root == sandbox.builder_storage == sandbox.directory / "buildah"
+    assert config.cache_dir == sandbox.directory / "cache"
+    assert [(env.name, env.clusters, env.approvers) for env in config.environments] == [
+        ("dev", ["preprod"], []),
+        ("test", ["preprod"], []),
+        ("stage", ["preprod"], ["demo", "alice"]),
+        ("prod", ["prod"], ["demo", "alice"]),
+    ]
+    assert show(sandbox.app_remote, "promo.yaml") == sandbox.config_path.read_text()
+
+
+def test_registry_answers_and_creating_again_reuses_everything(sandbox: Sandbox) -> None:
+    assert httpx.get(f"http://{sandbox.registry_host}/v2/").status_code == 200
+    heads = [git(remote, "rev-parse", "main") for remote in (sandbox.app_remote, sandbox.gitops_remote)]
+    config_text = sandbox.config_path.read_text()
+
+    again = create_sandbox(sandbox.directory)
+
+    assert again == sandbox
+    assert [git(remote, "rev-parse", "main") for remote in (sandbox.app_remote, sandbox.gitops_remote)] == heads
+    assert sandbox.config_path.read_text() == config_text
+
+
+def test_stop_kills_the_registry_and_create_restarts_it_on_its_port(sandbox: Sandbox) -> None:
+    assert stop_sandbox(sandbox.directory) is True
+    assert not is_alive(sandbox.registry_pid)
+    assert stop_sandbox(sandbox.directory) is False
+
+    restarted = create_sandbox(sandbox.directory)
+
+    assert restarted.registry_pid != sandbox.registry_pid
+    assert restarted.registry_host == sandbox.registry_host
+    assert httpx.get(f"http://{restarted.registry_host}/v2/").status_code == 200
+
+
+def test_a_taken_port_moves_the_registry_and_promo_yaml_follows(sandbox: Sandbox) -> None:
+    stop_sandbox(sandbox.directory)
+    host, port = sandbox.registry_host.split(":")
+    with socket.socket() as squatter:
+        squatter.bind((host, int(port)))
+        squatter.listen()
+        moved = create_sandbox(sandbox.directory)
+
+    assert moved.registry_host != sandbox.registry_host
+    config = load_config(moved.config_path)
+    assert config.image.repository == f"{moved.registry_host}/hello"
+    assert config.chart.repository == f"{moved.registry_host}/charts"
+    assert sandbox.registry_host not in moved.config_path.read_text()
+
+
+def test_a_sandbox_holds_one_app(sandbox: Sandbox) -> None:
+    with pytest.raises(InputError, match="already holds a sandbox for app 'hello'"):
+        create_sandbox(sandbox.directory, app="other")
+    with pytest.raises(InputError, match="is not a DNS label"):
+        create_sandbox(sandbox.directory.parent / "elsewhere", app="../hello")
