@@ -44,14 +44,14 @@ def publish_dev(
     from flows.publish_dev import publish_dev as flow
 
     published = flow(sha=sha, branch=branch, config_path=config)
-    typer.echo(f"published {published.chart_version} to {published.environment} (commit {published.commit[:12]})")
+    typer.echo(published.summary())
 
 
 def _promote(target: str, yes: bool, config: str | None) -> None:
     from flows.promote import FLOWS
 
     promotion = FLOWS[target](config_path=config, approve_as=current_user() if yes else None)
-    typer.echo(promotion.summary)
+    typer.echo(promotion.summary())
 
 
 @app.command("promote-test")

@@ -1,0 +1,98 @@
+"""promote-<env>: move the version running in the previous environment into the next one, after approval.
+
+Zero required inputs: what moves is read from the GitOps repo, never typed by a person.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import Flow, flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.gate import wait_for_approval
+from flows.runinfo import flow_run_label
+from promo.approvals import ApprovalRequest
+from promo.config import PromoConfig, load_config
+from promo.gitops import Trailers
+from tasks.chart import find_chart
+from tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
+
+
+@dataclass(frozen=True)
+class Promotion:
+    app: str
+    version: str
+    source: str
+    target: str
+    chart_digest: str
+    gitops_commit: str | None
+    approved_by: str | None
+
+    def summary(self) -> str:
+        if self.gitops_commit is None:
+            return f"{self.app} in {self.target} is already at {self.version}: nothing to promote"
+        return (
+            f"promoted {self.app} {self.version} from {self.source} to {self.target} "
+            f"(approved by {self.approved_by}, commit {self.gitops_commit[:12]})"
+        )
+
+
+def promote_into(target: str, config_path: str | None, approve_as: str | None) -> Promotion:
+    """The runbook shared by every promote flow; it runs inside that flow's run."""
+    config = load_config(config_path)
+    source = config.source_of(target).name
+    version = read_environment_version(config, source)
+    digest = find_chart(config, version)
+    plan = plan_environment_version(config, target, version)
+    if plan.already_current:
+        promotion = Promotion(config.app, version, source, target, digest, gitops_commit=None, approved_by=None)
+        get_run_logger().info(promotion.summary())
+        return promotion
+    request = ApprovalRequest(
+        app=config.app,
+        version=version,
+        source=source,
+        target=target,
+        diff=plan.diff,
+        approvers=tuple(config.environment(target).approvers),
+        chart_digest=digest,
+    )
+    decision = wait_for_approval(request, config.gate, pre_approved_by=approve_as)
+    written = write_environment_version(
+        config,
+        target,
+        version,
+        subject=f"promote({config.app}): {source} -> {target} {version}",
+        trailers=Trailers(
+            promoted_from=source,
+            chart_version=version,
+            chart_digest=digest,
+            flow_run=flow_run_label(),
+            approved_by=decision.approver,
+        ),
+    )
+    promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver)
+    record_promotion(config, promotion, plan.diff)
+    return promotion
+
+
+def record_promotion(config: PromoConfig, promotion: Promotion, diff: str) -> None:
+    create_markdown_artifact(
+        key=f"promote-{config.app}-{promotion.target}",
+        markdown=f"## {promotion.summary()}\n\n```diff\n{diff.rstrip()}\n```",
+        description=promotion.summary(),
+    )
+
+
+@flow(name="promote-test")
+def promote_test(config_path: str | None = None, approve_as: str | None = None) -> Promotion:
+    return promote_into("test", config_path, approve_as)
+
+
+@flow(name="promote-stage")
+def promote_stage(config_path: str | None = None, approve_as: str | None = None) -> Promotion:
+    return promote_into("stage", config_path, approve_as)
+
+
+FLOWS: dict[str, Flow] = {"test": promote_test, "stage": promote_stage}

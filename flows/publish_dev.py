@@ -1,0 +1,96 @@
+"""publish-dev: build the image and the RC chart of one commit and run it in the first environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows.runinfo import flow_run_label
+from promo.config import PromoConfig, load_config
+from promo.gitops import Trailers
+from promo.images import BuiltImage
+from promo.helm_oci import PushedChart
+from promo.versions import short_sha
+from tasks.chart import package_rc_chart, push_rc_chart
+from tasks.gitops import write_environment_version
+from tasks.image import build_image
+from tasks.source import export_source, resolve_build_commit
+
+
+@dataclass(frozen=True)
+class Published:
+    app: str
+    commit: str
+    branch: str
+    environment: str
+    chart_version: str
+    chart_digest: str
+    image: str
+    image_digest: str
+    gitops_commit: str | None
+
+    def summary(self) -> str:
+        return (
+            f"published {self.app} {self.chart_version} to {self.environment}: "
+            f"image {self.image}@{self.image_digest}, chart {self.chart_digest}"
+        )
+
+
+@flow(name="publish-dev")
+def publish_dev(sha: str | None = None, branch: str = "main", config_path: str | None = None) -> Published:
+    config = load_config(config_path)
+    commit = resolve_build_commit(config, sha, branch)
+    with TemporaryDirectory(prefix="promo-source-") as workdir:
+        source = export_source(config, commit, Path(workdir))
+        image = build_image(config, source, tag=short_sha(commit))
+        chart = package_rc_chart(config, source, commit)
+    pushed = push_rc_chart(config, chart)
+    env = config.first_environment.name
+    deployed = write_environment_version(
+        config,
+        env,
+        chart.version,
+        subject=f"deploy({config.app}): {env} -> {chart.version}",
+        trailers=Trailers(
+            chart_version=chart.version, chart_digest=pushed.digest, image=image.pinned, flow_run=flow_run_label()
+        ),
+    )
+    published = Published(
+        app=config.app,
+        commit=commit,
+        branch=branch,
+        environment=env,
+        chart_version=chart.version,
+        chart_digest=pushed.digest,
+        image=image.reference,
+        image_digest=image.digest,
+        gitops_commit=deployed.commit,
+    )
+    publish_summary(config, published, image, pushed)
+    return published
+
+
+def publish_summary(config: PromoConfig, published: Published, image: BuiltImage, chart: PushedChart) -> None:
+    gitops = published.gitops_commit or "none (already deployed)"
+    create_markdown_artifact(
+        key=f"publish-{config.app}",
+        markdown="\n".join(
+            [
+                f"## {config.app} `{published.chart_version}` published to {published.environment}",
+                "",
+                "| | |",
+                "|---|---|",
+                f"| commit | `{published.commit}` on `{published.branch}` |",
+                f"| image | `{image.reference}` |",
+                f"| image digest | `{image.digest}` |",
+                f"| chart | `{chart.repository}:{chart.tag}` |",
+                f"| chart digest | `{chart.digest}` |",
+                f"| GitOps commit | `{gitops}` |",
+            ]
+        ),
+        description=published.summary(),
+    )

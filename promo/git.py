@@ -1,0 +1,417 @@
+"""A persistent local cache of a git remote, read and written without a work tree.
+
+One bare repository per remote lives under the cache directory and is fetched on every use, never cloned again: a
+fetch costs tens of milliseconds where a fresh clone costs seconds. Files are read straight from commits, and commits
+are written by building only the trees along the changed paths, so a write costs the same in a 1-app and a
+2,000-app GitOps repo. ``update_branch`` is the primitive behind "concurrent promotions never lose an update": a push
+rejected because someone else moved the branch is fetched again and the same edit re-applied on the new head.
+
+Concurrent users of one cache (threads or processes) are serialised by an ``fcntl`` lock file around every
+fetch-edit-push section; users of different caches race at the remote and the loser retries.
+
+Credentials: a token in the URL (``https://x-access-token:TOKEN@host/...``) is passed to git on each fetch and push
+and never stored; the cache has no configured remote, so ``config`` holds no URL, and every URL or git message shown
+to people goes through ``redact_url`` first. (The URL is still visible in the process list while git runs; move to
+``GIT_ASKPASS`` or ``http.extraHeader`` when that matters.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import random
+import re
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from stat import S_ISDIR
+
+from git import Actor, Repo
+from git.exc import BadName, BadObject, GitCommandError
+from git.objects import Commit
+from git.objects.fun import tree_entries_from_data, tree_to_stream
+from gitdb.base import IStream
+
+from promo.errors import AuthError, InputError, NotFound, PromoError, ToolError, TransientError
+
+DEFAULT_AUTHOR = Actor("promo", "promo@localhost")
+DEFAULT_ATTEMPTS = 8
+NETWORK_TIMEOUT_SECONDS = 300.0
+
+_BACKOFF_SECONDS = 0.05
+_BACKOFF_CAP_SECONDS = 1.0
+_TRACKING = "refs/remotes/origin"
+_FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE = 0o100644, 0o100755, 0o040000
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # fail fast instead of waiting for a password nobody will type
+
+
+class _HeldLocks(threading.local):
+    """The cache locks the current thread holds."""
+
+    def __init__(self) -> None:
+        self.paths: set[Path] = set()
+
+
+_held_locks = _HeldLocks()
+
+_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@")
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_REJECTED = re.compile(r"non-fast-forward|fetch first|cannot lock ref|stale info|incorrect old value")
+_AUTH = re.compile(
+    r"authentication failed|could not read (username|password)|permission denied|terminal prompts disabled"
+    r"|returned error: 40[13]",
+    re.IGNORECASE,
+)
+_MISSING = re.compile(r"does not appear to be a git repository|repository not found|returned error: 404", re.I)
+_NETWORK = re.compile(
+    r"could not resolve|connection (refused|timed out|reset)|timed out|timeout|early eof|hung up unexpectedly"
+    r"|rpc failed|returned error: (5\d\d|429)|temporary failure|unable to access|network is unreachable",
+    re.IGNORECASE,
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo (``user:token@``): the only form of a URL that may appear in messages and logs."""
+    return _USERINFO.sub(r"\1", url)
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    name: str
+    is_dir: bool
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    sha: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What ``update_branch`` did: ``commit`` is None when the edit found nothing to change."""
+
+    commit: str | None
+    attempts: int
+    changed_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One commit of a mirror, read-only: what an edit function sees."""
+
+    mirror: Mirror
+    commit: str
+
+    def read_file(self, path: str) -> str | None:
+        return self.mirror.read_file(self.commit, path)
+
+    def list_dir(self, path: str) -> list[TreeEntry]:
+        return self.mirror.list_dir(self.commit, path)
+
+
+Edit = Callable[[Snapshot], Mapping[str, str] | None]
+
+
+class Mirror:
+    """The cache of one remote: a bare repository whose ``refs/remotes/origin/*`` follow the remote's branches."""
+
+    def __init__(self, url: str, path: Path) -> None:
+        self.url = url
+        self.display_url = redact_url(url)
+        self.path = path
+        self._lock_path = path.with_suffix(".lock")
+        self._local = threading.local()
+
+    @classmethod
+    def open(cls, url: str, cache_dir: Path) -> Mirror:
+        """The cache of ``url`` under ``cache_dir``, created on first use (no network until the first fetch).
+
+        The directory name is readable (the repo's name) and unique (a hash of the URL without credentials, so a
+        rotated token keeps its cache).
+        """
+        display = redact_url(url)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", display.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")) or "repo"
+        digest = hashlib.sha256(display.encode()).hexdigest()[:12]
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        mirror = cls(url, cache_dir / f"{name}-{digest}.git")
+        with mirror._locked():
+            if not (mirror.path / "HEAD").exists():
+                Repo.init(mirror.path, bare=True, mkdir=True)
+        return mirror
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+
+    def fetch(self) -> None:
+        with self._locked():
+            self._fetch()
+
+    def snapshot(self, branch: str) -> Snapshot:
+        """The remote's ``branch`` as it is now: fetch, then pin its head commit."""
+        with self._locked():
+            self._fetch()
+            return Snapshot(self, self._branch_head(branch))
+
+    def resolve(self, ref: str) -> str:
+        """The commit SHA of a branch (as last fetched), tag, SHA or revision expression (``main~1``)."""
+        candidates = [ref] if _FULL_SHA.match(ref) else [f"{_TRACKING}/{ref}", f"refs/tags/{ref}", ref]
+        for candidate in candidates:
+            try:
+                commit = self._repo.commit(candidate)
+                self._repo.odb.info(commit.binsha)  # a full SHA is taken on trust until its object is looked up
+                return commit.hexsha
+            except (BadName, BadObject, ValueError):
+                continue
+        raise NotFound(f"{ref!r} is not a branch, tag or commit of {self.display_url}", "check the name; run a fetch")
+
+    def is_ancestor(self, ancestor: str, ref: str) -> bool:
+        """Whether commit ``ancestor`` is reachable from ``ref`` (a build commit on its branch); False if unknown."""
+        try:
+            ancestor_sha = self.resolve(ancestor)
+        except NotFound:
+            return False
+        return self._repo.is_ancestor(ancestor_sha, self.resolve(ref))
+
+    def read_file(self, ref: str, path: str) -> str | None:
+        """The text of ``path`` at ``ref`` (line endings untouched), or None when there is no such file."""
+        try:
+            blob = self._repo.commit(self.resolve(ref)).tree / path
+        except KeyError:
+            return None
+        if blob.type != "blob":
+            return None
+        try:
+            return blob.data_stream.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ToolError(f"{path} in {self.display_url} is not UTF-8 text", "save the file as UTF-8") from None
+
+    def list_dir(self, ref: str, path: str) -> list[TreeEntry]:
+        """The entries of directory ``path`` at ``ref``, by name; empty when there is no such directory."""
+        tree = self._repo.commit(self.resolve(ref)).tree
+        try:
+            tree = tree / path if path.strip("/") else tree
+        except KeyError:
+            return []
+        if tree.type != "tree":
+            return []
+        return sorted((TreeEntry(item.name, item.type == "tree") for item in tree), key=lambda entry: entry.name)
+
+    def log(self, since_ref: str, until_ref: str) -> list[LogEntry]:
+        """Commits reachable from ``until_ref`` but not from ``since_ref``, newest first."""
+        revisions = f"{self.resolve(since_ref)}..{self.resolve(until_ref)}"
+        output = self._git("log", "--format=%H%x1f%s", revisions, action="reading the history of")
+        return [LogEntry(*line.split("\x1f", 1)) for line in output.splitlines() if line]
+
+    # -- writing ---------------------------------------------------------------------------------------------------
+
+    def commit_files(
+        self, parent: str, changes: Mapping[str, str], message: str, author: Actor = DEFAULT_AUTHOR
+    ) -> str:
+        """A new commit on ``parent`` with ``changes`` (path -> text) written, not pushed; no changes: an empty one."""
+        nested: dict = {}
+        for path, text in changes.items():
+            *dirs, name = _split_path(path)
+            node = nested
+            for part in dirs:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise InputError(f"{path!r} goes through a file written in the same commit", "fix the paths")
+            node[name] = text
+        parent_commit = self._repo.commit(self.resolve(parent))
+        tree = self._write_tree(parent_commit.tree.binsha, nested) if nested else parent_commit.tree.binsha
+        commit = Commit.create_from_tree(
+            self._repo, tree.hex(), message, parent_commits=[parent_commit], author=author, committer=author
+        )
+        return commit.hexsha
+
+    def push(self, sha: str, branch: str) -> bool:
+        """Move the remote's ``branch`` to ``sha`` if that is a fast-forward; False when the remote moved meanwhile."""
+        _check_branch(branch)
+        with self._locked():
+            try:
+                refspec = f"{sha}:refs/heads/{branch}"
+                self._run("push", "--porcelain", self.url, refspec, timeout=NETWORK_TIMEOUT_SECONDS)
+            except GitCommandError as exc:
+                if _REJECTED.search(f"{exc.stdout}\n{exc.stderr}"):
+                    return False
+                raise self._failure(f"pushing {branch} to", exc) from None
+            self._git("update-ref", f"{_TRACKING}/{branch}", sha, action="recording the push to")
+        return True
+
+    def update_branch(
+        self,
+        branch: str,
+        edit: Edit,
+        message_fn: Callable[[Mapping[str, str]], str],
+        *,
+        author: Actor = DEFAULT_AUTHOR,
+        max_attempts: int = DEFAULT_ATTEMPTS,
+    ) -> UpdateResult:
+        """Apply ``edit`` to the head of ``branch`` and push it, re-applying it on the new head after every rejection.
+
+        ``edit`` returns the files to write (path -> text), or None/{} when nothing needs changing; files it returns
+        unchanged are dropped, and with nothing left no commit is made. ``message_fn`` gets the files actually
+        changed. An edit is called once per attempt, on the head of that attempt, so it must be a function of the
+        snapshot it is given.
+        """
+
+        def build(head: Snapshot) -> tuple[str, tuple[str, ...]] | None:
+            changes = {path: text for path, text in (edit(head) or {}).items() if head.read_file(path) != text}
+            if not changes:
+                return None
+            return self.commit_files(head.commit, changes, message_fn(changes), author), tuple(sorted(changes))
+
+        return self._push_with_retry(branch, build, max_attempts)
+
+    def commit_empty(
+        self, branch: str, message: str, *, author: Actor = DEFAULT_AUTHOR, max_attempts: int = DEFAULT_ATTEMPTS
+    ) -> str:
+        """Push an empty commit on top of ``branch`` (a fresh SHA to build from) and return its SHA."""
+        result = self._push_with_retry(
+            branch, lambda head: (self.commit_files(head.commit, {}, message, author), ()), max_attempts
+        )
+        assert result.commit is not None  # an empty commit is always built
+        return result.commit
+
+    def export_tree(self, ref: str, dest: Path) -> None:
+        """Write the files of ``ref`` into ``dest`` (created if missing), as ``git archive`` exports them."""
+        sha = self.resolve(ref)
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as archive:
+            try:
+                self._run("archive", "--format=tar", sha, output_stream=archive)
+            except GitCommandError as exc:
+                raise self._failure(f"exporting {sha} of", exc) from None
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                tar.extractall(dest, filter="data")
+
+    # -- internals -------------------------------------------------------------------------------------------------
+
+    @property
+    def _repo(self) -> Repo:
+        """One Repo per thread: GitPython's persistent ``cat-file`` processes are not safe to share."""
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            repo = self._local.repo = Repo(self.path)
+        return repo
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the cache's lock; re-entrant within a thread, so locked operations compose."""
+        held = _held_locks.paths
+        if self._lock_path in held:
+            yield
+            return
+        # A fresh open() per holder: flock then excludes other threads of this process too, not only other processes.
+        with open(self._lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            held.add(self._lock_path)
+            try:
+                yield
+            finally:
+                held.discard(self._lock_path)
+
+    def _fetch(self) -> None:
+        refspecs = (f"+refs/heads/*:{_TRACKING}/*", "+refs/tags/*:refs/tags/*")
+        options = ("--prune", "--no-tags", "--no-write-fetch-head", "--quiet")
+        self._git("fetch", *options, self.url, *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
+
+    def _branch_head(self, branch: str) -> str:
+        _check_branch(branch)
+        try:
+            return self._repo.commit(f"{_TRACKING}/{branch}").hexsha
+        except (BadName, BadObject, ValueError):
+            raise NotFound(
+                f"branch {branch!r} does not exist in {self.display_url}",
+                "push an initial commit to it, or set the branch in promo.yaml",
+            ) from None
+
+    def _push_with_retry(
+        self, branch: str, build: Callable[[Snapshot], tuple[str, tuple[str, ...]] | None], max_attempts: int
+    ) -> UpdateResult:
+        for attempt in range(1, max_attempts + 1):
+            with self._locked():
+                self._fetch()
+                built = build(Snapshot(self, self._branch_head(branch)))
+                if built is None:
+                    return UpdateResult(None, attempt, ())
+                commit, paths = built
+                if self.push(commit, branch):
+                    return UpdateResult(commit, attempt, paths)
+            time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_SECONDS * 2**attempt)))
+        raise TransientError(
+            f"pushing to {branch} of {self.display_url} was rejected {max_attempts} times: "
+            "other writers kept moving it",
+            "run it again; each attempt re-applies the change on the newest commit",
+        )
+
+    def _write_tree(self, tree: bytes | None, changes: dict) -> bytes:
+        """Store a copy of ``tree`` with ``changes`` (name -> text, or name -> nested changes) applied; only the
+        trees along changed paths are read and written."""
+        raw = self._repo.odb.stream(tree).read() if tree is not None else b""
+        entries = {name: (mode, sha) for sha, mode, name in tree_entries_from_data(raw)}
+        for name, change in changes.items():
+            mode, old = entries.get(name, (None, None))
+            if isinstance(change, dict):
+                if mode is not None and not S_ISDIR(mode):
+                    raise InputError(f"{name!r} is a file in {self.display_url}, not a directory", "fix the path")
+                entries[name] = (_TREE_MODE, self._write_tree(old, change))
+            else:
+                if mode is not None and S_ISDIR(mode):
+                    raise InputError(f"{name!r} is a directory in {self.display_url}, not a file", "fix the path")
+                kept_mode = mode if mode == _EXECUTABLE_MODE else _FILE_MODE
+                entries[name] = (kept_mode, self._store(b"blob", change.encode()))
+        # git orders tree entries by name, with directories compared as if they ended in "/".
+        ordered = sorted(entries.items(), key=lambda item: item[0] + "/" if S_ISDIR(item[1][0]) else item[0])
+        data = BytesIO()
+        tree_to_stream([(sha, mode, name) for name, (mode, sha) in ordered], data.write)
+        return self._store(b"tree", data.getvalue())
+
+    def _store(self, kind: bytes, data: bytes) -> bytes:
+        return self._repo.odb.store(IStream(kind, len(data), BytesIO(data))).binsha
+
+    def _run(self, *args: str, timeout: float | None = None, **kwargs: object) -> str:
+        return self._repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=timeout, **kwargs)
+
+    def _git(self, *args: str, action: str, timeout: float | None = None) -> str:
+        try:
+            return self._run(*args, timeout=timeout)
+        except GitCommandError as exc:
+            raise self._failure(action, exc) from None
+
+    def _failure(self, action: str, exc: GitCommandError) -> PromoError:
+        """Map a failed git command to the error a caller acts on; the message never carries credentials."""
+        output = redact_url(str(exc.stderr or exc.stdout or ""))
+        lines = [line.strip().removeprefix("stderr:").strip("'\" ") for line in output.splitlines()]
+        messages = [line for line in lines if line.startswith(("fatal:", "error:"))] or [line for line in lines if line]
+        detail = messages[0] if messages else f"exit status {exc.status}"
+        cause = f"{action} {self.display_url} failed: {detail}"
+        if _AUTH.search(output):
+            return AuthError(cause, "check that the git credentials (token in the URL, credential helper) have access")
+        if _MISSING.search(output):
+            return NotFound(cause, "check the repository URL in promo.yaml")
+        if _NETWORK.search(output):
+            return TransientError(cause, "retry; check the network and that the git server is reachable")
+        return ToolError(cause, "see git's message; fix the repository or its URL in promo.yaml")
+
+
+def _check_branch(branch: str) -> None:
+    """Branch names become git arguments: refuse option-like and malformed ones before git sees them."""
+    if not branch or branch.startswith("-") or re.search(r"[\s\x00-\x1f~^:?*\[\\]|\.\.|@\{", branch):
+        raise InputError(f"{branch!r} is not a valid git branch name", "use a name such as main or release-1.2")
+
+
+def _split_path(path: str) -> list[str]:
+    parts = path.split("/")
+    if any(part in ("", ".", "..", ".git") for part in parts):
+        raise InputError(f"{path!r} is not a relative file path inside the repository", "use a/b/c.yaml")
+    return parts

@@ -1,0 +1,48 @@
+"""Helm charts: package the RC, push it, and find what the registry holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from promo.charts import ChartPackage, package_chart, read_chart_metadata
+from promo.clients import chart_repository, open_registry
+from promo.config import PromoConfig
+from promo.errors import ChartError, NotFound
+from promo.helm_oci import PushedChart, chart_tag, push_chart
+from promo.versions import rc_version, short_sha
+from tasks.retry import TRANSIENT_RETRIES
+
+
+@task(name="package-rc-chart")
+def package_rc_chart(config: PromoConfig, source: Path, commit: str) -> ChartPackage:
+    """``helm package --version {base}-rc.{sha} --app-version {sha}``: the base comes from Chart.yaml at that commit."""
+    chart_dir = source / config.chart.path
+    metadata = read_chart_metadata(chart_dir)
+    if metadata["name"] != config.chart_name:
+        raise ChartError(
+            f"{config.chart.path}/Chart.yaml names the chart {metadata['name']!r}, promo.yaml expects {config.chart_name!r}",
+            "set chart.name in promo.yaml, or rename the chart",
+        )
+    version = rc_version(str(metadata["version"]), commit)
+    return package_chart(chart_dir, version=version, app_version=short_sha(commit))
+
+
+@task(name="push-chart", **TRANSIENT_RETRIES)
+def push_rc_chart(config: PromoConfig, chart: ChartPackage) -> PushedChart:
+    with open_registry(config, chart_repository(config)) as (registry, repository):
+        return push_chart(registry, repository, chart)
+
+
+@task(name="find-chart", **TRANSIENT_RETRIES)
+def find_chart(config: PromoConfig, version: str) -> str:
+    """The digest of chart ``version`` in the registry: it must exist before anything is promoted."""
+    with open_registry(config, chart_repository(config)) as (registry, repository):
+        digest = registry.manifest_digest(repository, chart_tag(version))
+    if digest is None:
+        raise NotFound(
+            f"chart {config.chart_name} {version} is not in {chart_repository(config)}",
+            "publish it again with `promo publish-dev`, or check chart.repository in promo.yaml",
+        )
+    return digest

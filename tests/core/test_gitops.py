@@ -1,0 +1,326 @@
+"""The GitOps repository against real bare remotes: versions, commits, trailers, concurrency, the cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from promo.errors import ConflictError, InputError, ManifestError, NotFound, TransientError
+from promo.git import Mirror, Snapshot, redact_url
+from promo.gitops import GitOpsRepo, SetVersionResult, Trailers
+from promo.manifests import set_target_revision
+from tests.fixtures.gitrepos import ROOT, GitRemote, application
+
+TEST_HELLO = f"{ROOT}/test/preprod/hello.yaml"
+TRAILERS = Trailers(
+    promoted_from="dev", chart_version="0.2.0-rc.abc1234", image="ecr/hello@sha256:ab12", approved_by="alice"
+)
+
+
+def repo(remote: GitRemote, cache_dir: Path) -> GitOpsRepo:
+    return GitOpsRepo(remote.url, "main", cache_dir)
+
+
+def promote(
+    gitops: GitOpsRepo, version: str, env: str = "test", clusters: tuple[str, ...] = ("preprod",), app: str = "hello"
+) -> SetVersionResult:
+    subject = f"Promote {app} {version} to {env}"
+    return gitops.set_version(app, env, list(clusters), version, subject=subject, trailers=TRAILERS)
+
+
+def changed_lines(remote: GitRemote, commit: str) -> list[str]:
+    diff = remote.git("diff", "--unified=0", f"{commit}^", commit)
+    return [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+
+
+def test_reads_the_version_of_each_environment(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops = repo(gitops_remote, cache_dir)
+    assert gitops.environment_version("hello", "dev", ["preprod"]) == "0.2.0-rc.abc1234"
+    assert gitops.environment_version("hello", "stage", ["preprod"]) == "0.1.0-rc.0a1b2c3"
+    assert gitops.environment_version("hello", "prod", ["prod"]) == "0.1.0"
+    assert gitops.clusters_on_disk("test") == ["preprod"]
+    assert gitops.clusters_on_disk("nowhere") == []
+
+
+def test_a_promotion_is_one_commit_changing_only_the_target_revision(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops = repo(gitops_remote, cache_dir)
+    before = gitops_remote.read(TEST_HELLO)
+
+    result = promote(gitops, "0.2.0-rc.abc1234")
+
+    assert result.commit == gitops_remote.head() and result.attempts == 1 and not result.already_current
+    assert result.changed_paths == (TEST_HELLO,)
+    assert gitops_remote.git("show", "--name-only", "--format=", result.commit).split() == [TEST_HELLO]
+    assert changed_lines(gitops_remote, result.commit) == [
+        '-    targetRevision: "0.1.1-rc.def5678"   # the chart version',
+        '+    targetRevision: "0.2.0-rc.abc1234"   # the chart version',
+    ]
+    assert gitops_remote.read(TEST_HELLO) == before.replace("0.1.1-rc.def5678", "0.2.0-rc.abc1234")
+    assert "+    targetRevision: \"0.2.0-rc.abc1234\"" in result.diff
+    assert gitops.environment_version("hello", "test", ["preprod"]) == "0.2.0-rc.abc1234"
+
+
+def test_the_commit_carries_subject_body_author_and_trailers(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    commit = promote(repo(gitops_remote, cache_dir), "0.2.0-rc.abc1234").commit
+    message = gitops_remote.git("log", "-1", "--format=%B", commit)
+    assert message.splitlines()[:2] == ["Promote hello 0.2.0-rc.abc1234 to test", ""]
+    assert f"{TEST_HELLO}: 0.1.1-rc.def5678 -> 0.2.0-rc.abc1234" in message
+    assert gitops_remote.git("log", "-1", "--format=%an <%ae>|%cn <%ce>", commit).strip() == (
+        "promo <promo@localhost>|promo <promo@localhost>"
+    )
+    trailers = gitops_remote.git("log", "-1", "--format=%(trailers:only,unfold)", commit).strip().splitlines()
+    assert trailers == [
+        "Promoted-From: dev",
+        "Chart-Version: 0.2.0-rc.abc1234",
+        "Image: ecr/hello@sha256:ab12",
+        "Approved-By: alice",
+    ]
+
+
+def test_trailer_values_cannot_forge_other_trailers() -> None:
+    rendered = Trailers(approved_by="mallory\nApproved-By: admin", flow_run="run 1").render()
+    assert rendered == "Flow-Run: run 1\nApproved-By: mallory Approved-By: admin"
+
+
+def test_setting_the_current_version_again_makes_no_commit(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops = repo(gitops_remote, cache_dir)
+    promote(gitops, "0.2.0")
+    head = gitops_remote.head()
+
+    plan = gitops.plan("hello", "test", ["preprod"], "0.2.0")
+    again = promote(gitops, "0.2.0")
+
+    assert plan.already_current and plan.changes == () and plan.diff == ""
+    assert again.commit is None and again.already_current and again.changed_paths == ()
+    assert "already at 0.2.0" in again.summary
+    assert gitops_remote.head() == head
+
+
+def test_plan_shows_the_diff_without_writing(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    head = gitops_remote.head()
+    plan = repo(gitops_remote, cache_dir).plan("hello", "stage", ["preprod"], "0.1.1-rc.def5678")
+    assert not plan.already_current
+    assert [change.path for change in plan.changes] == [f"{ROOT}/stage/preprod/hello.yaml"]
+    assert '-    targetRevision: "0.1.0-rc.0a1b2c3"' in plan.diff
+    assert '+    targetRevision: "0.1.1-rc.def5678"' in plan.diff
+    assert gitops_remote.head() == head
+
+
+def test_a_multi_cluster_environment_is_updated_in_one_commit(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops_remote.add_manifest("prod", "prod-eu", "hello", "0.1.0")
+    gitops_remote.add_manifest("prod", "prod-us", "hello", "0.0.9")  # a lagging cluster is brought along
+    gitops = repo(gitops_remote, cache_dir)
+    clusters = ("prod", "prod-eu", "prod-us")
+
+    result = promote(gitops, "0.2.0", env="prod", clusters=clusters)
+
+    paths = sorted(f"{ROOT}/prod/{cluster}/hello.yaml" for cluster in clusters)
+    assert sorted(result.changed_paths) == paths
+    assert sorted(gitops_remote.git("show", "--name-only", "--format=", result.commit).split()) == paths
+    assert all("targetRevision" in line for line in changed_lines(gitops_remote, result.commit))
+    assert gitops.environment_version("hello", "prod", list(clusters)) == "0.2.0"
+    assert gitops.clusters_on_disk("prod") == ["prod", "prod-eu", "prod-us"]
+
+
+def test_clusters_that_disagree_are_a_conflict(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops_remote.add_manifest("prod", "prod-eu", "hello", "0.0.9")
+    with pytest.raises(ConflictError, match="prod=0.1.0, prod-eu=0.0.9"):
+        repo(gitops_remote, cache_dir).environment_version("hello", "prod", ["prod", "prod-eu"])
+
+
+def test_an_environment_with_nothing_deployed_has_no_version(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops_remote.add_manifest("dev", "preprod", "fresh", "")
+    gitops_remote.add_manifest("dev", "other", "fresh", "")
+    gitops = repo(gitops_remote, cache_dir)
+    with pytest.raises(NotFound, match="fresh has no version in dev yet"):
+        gitops.environment_version("fresh", "dev", ["preprod", "other"])
+
+    result = promote(gitops, "0.1.0-rc.abc1234", env="dev", clusters=("preprod",), app="fresh")
+
+    assert f"{ROOT}/dev/preprod/fresh.yaml: <none> -> 0.1.0-rc.abc1234" in gitops_remote.git("log", "-1", "--format=%B")
+    with pytest.raises(ConflictError, match="preprod=0.1.0-rc.abc1234, other=<none>"):
+        gitops.environment_version("fresh", "dev", ["preprod", "other"])
+    assert result.commit == gitops_remote.head()
+
+
+def test_a_missing_manifest_is_not_found_with_a_fix(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    with pytest.raises(NotFound, match=r"registry/environments/test/eu/hello.yaml does not exist.*clusters of test"):
+        repo(gitops_remote, cache_dir).environment_version("hello", "test", ["preprod", "eu"])
+
+
+def test_nothing_changes_on_the_remote_when_an_error_is_raised(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops_remote.add_manifest("stage", "broken", "hello", "", text="kind: Application\nspec: [oops\n")
+    gitops = repo(gitops_remote, cache_dir)
+    head = gitops_remote.head()
+    refs = gitops_remote.git("show-ref")
+
+    with pytest.raises(NotFound):  # the first cluster could be written, the second cannot: neither is
+        promote(gitops, "0.2.0", env="test", clusters=("preprod", "missing"))
+    with pytest.raises(ManifestError, match="broken/hello.yaml is not valid YAML"):
+        promote(gitops, "0.2.0", env="stage", clusters=("preprod", "broken"))
+    with pytest.raises(InputError):
+        promote(gitops, "0.2.0; rm -rf /")
+    with pytest.raises(InputError):
+        promote(gitops, "0.2.0", env="../prod")
+    with pytest.raises(InputError):
+        gitops.set_version("hello", "test", ["preprod"], "0.2.0", subject="  ", trailers=TRAILERS)
+
+    assert gitops_remote.head() == head and gitops_remote.git("show-ref") == refs
+
+
+@pytest.mark.parametrize("shared_cache", [False, True], ids=["separate-caches", "shared-cache"])
+def test_promotions_of_different_apps_pushed_at_once_all_land(
+    gitops_remote: GitRemote, tmp_path: Path, shared_cache: bool
+) -> None:
+    apps = ["hello", "world", "api", "web"]
+    for app in apps[1:]:
+        gitops_remote.add_manifest("test", "preprod", app, "0.1.0")
+    head = gitops_remote.head()
+    barrier = threading.Barrier(len(apps))
+    results, errors = {}, []
+
+    def run(app: str) -> None:
+        try:
+            gitops = repo(gitops_remote, tmp_path / ("shared" if shared_cache else app))
+            barrier.wait(timeout=30)
+            results[app] = promote(gitops, f"1.0.0-{app}", app=app)
+        except Exception as exc:  # surfaced below: an assertion in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(app,)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    new_commits = gitops_remote.git("rev-list", f"{head}..main").split()
+    assert sorted(new_commits) == sorted(result.commit for result in results.values())
+    for app in apps:
+        assert f'targetRevision: "1.0.0-{app}"' in gitops_remote.read(f"{ROOT}/test/preprod/{app}.yaml")
+    if shared_cache:  # the cache lock serialises its users: nobody's push is rejected
+        assert {result.attempts for result in results.values()} == {1}
+
+
+PROMOTE_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+from promo.gitops import GitOpsRepo, Trailers
+url, cache, app = sys.argv[1:]
+result = GitOpsRepo(url, "main", Path(cache)).set_version(
+    app, "test", ["preprod"], "2.0.0", subject=f"Promote {app}", trailers=Trailers()
+)
+print(result.attempts)
+"""
+
+
+def test_processes_sharing_a_cache_take_turns(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    apps = ["hello", "world", "api"]
+    for app in apps[1:]:
+        gitops_remote.add_manifest("test", "preprod", app, "0.1.0")
+    command = [sys.executable, "-c", PROMOTE_IN_A_PROCESS, gitops_remote.url, str(cache_dir)]
+    processes = [
+        subprocess.Popen([*command, app], cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, text=True)
+        for app in apps
+    ]
+    attempts = [process.communicate(timeout=60)[0].strip() for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0, 0]
+    assert attempts == ["1", "1", "1"]  # the lock file orders fetch-edit-push across processes: no push is rejected
+    for app in apps:
+        assert 'targetRevision: "2.0.0"' in gitops_remote.read(f"{ROOT}/test/preprod/{app}.yaml")
+
+
+def test_a_rejected_push_reapplies_the_edit_on_the_competing_commit(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    mirror = Mirror.open(gitops_remote.url, cache_dir)
+    head = gitops_remote.head()
+    seen_heads = []
+
+    def racing(snapshot: Snapshot) -> dict[str, str]:
+        seen_heads.append(snapshot.commit)
+        if len(seen_heads) == 1:  # someone else pushes between our fetch and our push, touching the same file
+            gitops_remote.commit({"README.md": "# GitOps, edited\n", TEST_HELLO: application("hello", "test", "9.9.9")})
+        return _set_test(snapshot, "0.4.0")
+
+    result = mirror.update_branch("main", racing, lambda changes: f"set {', '.join(changes)}")
+
+    assert result.attempts == 2 and seen_heads[0] == head and seen_heads[1] != head
+    assert gitops_remote.read("README.md") == "# GitOps, edited\n"  # the competing commit is kept
+    assert 'targetRevision: "0.4.0"' in gitops_remote.read(TEST_HELLO)  # and ours is applied on top of it
+    assert gitops_remote.git("rev-parse", "main^").strip() == seen_heads[1]
+    assert gitops_remote.git("log", "-1", "--format=%s").strip() == f"set {TEST_HELLO}"
+
+
+def _set_test(head: Snapshot, version: str) -> dict[str, str]:
+    return {TEST_HELLO: set_target_revision(head.read_file(TEST_HELLO), version)}
+
+
+def test_writers_that_never_stop_winning_end_in_a_transient_error(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    mirror = Mirror.open(gitops_remote.url, cache_dir)
+    competing = []
+
+    def always_raced(head: Snapshot) -> dict[str, str]:
+        competing.append(gitops_remote.commit({"README.md": f"# edit {len(competing)}\n"}))
+        return _set_test(head, "0.5.0")
+
+    with pytest.raises(TransientError, match="rejected 3 times"):
+        mirror.update_branch("main", always_raced, lambda changes: "never lands", max_attempts=3)
+    assert gitops_remote.head() == competing[-1]
+    assert "0.5.0" not in gitops_remote.read(TEST_HELLO)
+
+
+def test_the_cache_is_fetched_not_cloned_again(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    first = repo(gitops_remote, cache_dir)
+    assert first.environment_version("hello", "test", ["preprod"]) == "0.1.1-rc.def5678"
+    marker = first.mirror.path / "promo-test-marker"
+    marker.write_text("kept")
+
+    gitops_remote.commit({TEST_HELLO: application("hello", "test", "0.3.0")})
+    second = repo(gitops_remote, cache_dir)
+
+    assert second.mirror.path == first.mirror.path and marker.read_text() == "kept"
+    cached = sorted(path.name for path in cache_dir.iterdir())
+    assert cached == [first.mirror.path.name, f"{first.mirror.path.stem}.lock"]
+    assert second.environment_version("hello", "test", ["preprod"]) == "0.3.0"
+    assert first.environment_version("hello", "test", ["preprod"]) == "0.3.0"  # every read starts with a fetch
+
+
+def test_credentials_never_reach_messages_or_the_cache(tmp_path: Path, cache_dir: Path) -> None:
+    url = "https://x-access-token:s3cr3t@127.0.0.1:9/acme/gitops.git"
+    assert redact_url(url) == "https://127.0.0.1:9/acme/gitops.git"
+    gitops = GitOpsRepo(url, "main", cache_dir)
+    with pytest.raises(TransientError) as info:
+        gitops.environment_version("hello", "test", ["preprod"])
+    assert "s3cr3t" not in str(info.value) and "127.0.0.1:9/acme/gitops.git" in str(info.value)
+    assert gitops.mirror.path.name.startswith("gitops-")
+    assert not any("s3cr3t" in path.read_text(errors="ignore") for path in cache_dir.rglob("*") if path.is_file())
+
+
+def test_a_missing_remote_or_branch_is_not_found(gitops_remote: GitRemote, tmp_path: Path, cache_dir: Path) -> None:
+    with pytest.raises(NotFound, match="does not appear to be a git repository"):
+        GitOpsRepo((tmp_path / "nope.git").as_uri(), "main", cache_dir).plan("hello", "test", ["preprod"], "1.0.0")
+    with pytest.raises(NotFound, match="branch 'release' does not exist"):
+        GitOpsRepo(gitops_remote.url, "release", cache_dir).plan("hello", "test", ["preprod"], "1.0.0")
+
+
+def test_mirror_empty_commit_export_and_log(gitops_remote: GitRemote, cache_dir: Path, tmp_path: Path) -> None:
+    mirror = Mirror.open(gitops_remote.url, cache_dir)
+    before = gitops_remote.head()
+
+    sha = mirror.commit_empty("main", "Build hello")
+
+    assert gitops_remote.head() == sha
+    assert gitops_remote.git("rev-parse", f"{sha}^{{tree}}") == gitops_remote.git("rev-parse", f"{before}^{{tree}}")
+    assert [(entry.sha, entry.subject) for entry in mirror.log(before, "main")] == [(sha, "Build hello")]
+    assert mirror.is_ancestor(before, "refs/remotes/origin/main") and mirror.is_ancestor(before[:9], "main")
+    assert not mirror.is_ancestor(sha, before) and not mirror.is_ancestor("0" * 40, "main")
+    assert mirror.resolve("main~1") == before
+    mirror.export_tree(sha, tmp_path / "export")
+    assert (tmp_path / "export" / TEST_HELLO).read_bytes() == gitops_remote.read(TEST_HELLO).encode()
+    assert (tmp_path / "export" / "README.md").exists()
+    assert [entry.name for entry in mirror.list_dir("main", ROOT)] == ["dev", "prod", "stage", "test"]
+    assert mirror.read_file("main", f"{ROOT}/test/preprod/missing.yaml") is None

@@ -1,0 +1,170 @@
+"""Reading and setting the chart version of Argo CD Applications: only the value's bytes may ever change."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pytest
+
+from promo.errors import InputError, ManifestError
+from promo.manifests import diff_manifest, manifest_path, read_target_revision, set_target_revision, validate_name
+from tests.fixtures.gitrepos import application
+
+MULTI_SOURCE = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: hello-test, namespace: argocd}
+spec:
+  sources:
+    # values live in git, next to the manifests
+    - repoURL: https://github.com/acme/gitops.git
+      targetRevision: HEAD
+      ref: values
+    - repoURL: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/charts
+      chart: hello
+      targetRevision: '0.1.0'  # chart version
+      helm:
+        valueFiles: [$values/hello/values-test.yaml]
+    - repoURL: https://github.com/acme/extras.git
+      path: manifests/hello
+      targetRevision: main
+  destination: {server: https://kubernetes.default.svc, namespace: hello}
+"""
+
+WITH_STATUS = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: hello
+status:
+  sync:
+    status: Synced
+    comparedTo:
+      source:
+        chart: hello
+        targetRevision: 0.1.0
+spec:
+  source:
+    chart: hello
+    repoURL: charts.example.com
+    targetRevision: 0.1.0
+"""
+
+
+def test_valid_names_pass_through() -> None:
+    assert validate_name("app", "hello-world-2") == "hello-world-2"
+    assert validate_name("cluster", "a" * 63) == "a" * 63
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "prod;rm", "has space", "", "Hello", "-a", "a-", "a" * 64, "a.b"])
+def test_path_like_and_shell_like_names_are_refused(name: str) -> None:
+    with pytest.raises(InputError, match="not a DNS label") as info:
+        validate_name("environment", name)
+    assert repr(name) in str(info.value)
+
+
+def test_manifest_path_stays_inside_the_root() -> None:
+    assert manifest_path("test", "preprod", "hello") == PurePosixPath("registry/environments/test/preprod/hello.yaml")
+    assert manifest_path("prod", "eu-1", "hello", root="apps") == PurePosixPath("apps/prod/eu-1/hello.yaml")
+    for env, cluster, app in [("..", "preprod", "hello"), ("test", "../etc", "hello"), ("test", "preprod", "x/../y")]:
+        with pytest.raises(InputError):
+            manifest_path(env, cluster, app)
+
+
+@pytest.mark.parametrize("quote", ['"', "'", ""])
+def test_set_changes_only_the_value_and_keeps_its_quote_style(quote: str) -> None:
+    before = application("hello", "test", "0.1.0-rc.def5678", quote=quote)
+    after = set_target_revision(before, "0.2.0-rc.abc1234", source="hello.yaml")
+    old_line = f"targetRevision: {quote}0.1.0-rc.def5678{quote}   # the chart version"
+    new_line = f"targetRevision: {quote}0.2.0-rc.abc1234{quote}   # the chart version"
+    assert before.count(old_line) == 1
+    assert after == before.replace(old_line, new_line)
+    assert read_target_revision(after) == "0.2.0-rc.abc1234"
+
+
+def test_crlf_document_markers_and_missing_final_newline_are_kept() -> None:
+    lines = ["\ufeff---", "kind: Application", "spec:", "  source:", "    chart: hello", "    targetRevision: 1.0.0"]
+    before = "\r\n".join([*lines, "...", "# end"])
+    after = set_target_revision(before, "1.10.0")
+    assert after == before.replace("targetRevision: 1.0.0", "targetRevision: 1.10.0")
+    assert read_target_revision(after) == "1.10.0"  # read as text: never the float 1.1
+
+
+def test_multi_source_application_updates_the_chart_source_only() -> None:
+    assert read_target_revision(MULTI_SOURCE) == "0.1.0"
+    after = set_target_revision(MULTI_SOURCE, "0.2.0")
+    assert after == MULTI_SOURCE.replace("targetRevision: '0.1.0'", "targetRevision: '0.2.0'")
+    assert "targetRevision: HEAD" in after and "targetRevision: main" in after
+
+
+def test_status_block_is_never_read_or_touched() -> None:
+    after = set_target_revision(WITH_STATUS, "0.2.0")
+    spec_at = WITH_STATUS.index("spec:")
+    assert after[:spec_at] == WITH_STATUS[:spec_at]
+    assert after[spec_at:] == WITH_STATUS[spec_at:].replace("0.1.0", "0.2.0")
+    assert read_target_revision(after) == "0.2.0"
+
+
+def test_an_empty_string_means_nothing_deployed_yet_and_can_be_set() -> None:
+    before = application("hello", "dev", "")
+    assert read_target_revision(before) == ""
+    after = set_target_revision(before, "0.1.0-rc.abc1234")
+    assert after == before.replace('targetRevision: ""', 'targetRevision: "0.1.0-rc.abc1234"')
+
+
+def test_setting_the_same_version_returns_identical_text() -> None:
+    before = application("hello", "test", "0.1.0")
+    assert set_target_revision(before, "0.1.0") == before
+
+
+@pytest.mark.parametrize("version", ["", "1.0 # x", "1.0\nkind: x", '1"', "-1.0", "a b"])
+def test_versions_that_could_break_the_yaml_are_refused(version: str) -> None:
+    with pytest.raises(InputError, match="cannot be written to hello.yaml"):
+        set_target_revision(application("hello", "test", "0.1.0"), version, source="hello.yaml")
+
+
+APP = "kind: Application\n"
+BROKEN = {
+    "broken YAML": ("kind: Application\nspec: [unclosed\n", "not valid YAML"),
+    "a list document": ("- kind: Application\n", "the document is a list"),
+    "an empty file": ("", "the document is empty"),
+    "several documents": (APP + "---\n" + APP, "not valid YAML"),
+    "another kind": ("kind: Deployment\nspec: {}\n", r"kind: Deployment"),
+    "no spec": (APP + "metadata: {name: hello}\n", "no spec mapping"),
+    "git source only": (APP + "spec:\n  source: {repoURL: x, path: charts/hello, targetRevision: HEAD}\n", "no chart"),
+    "git sources only": (APP + "spec:\n  sources:\n  - {repoURL: x, ref: values, targetRevision: HEAD}\n", "no chart"),
+    "no targetRevision": (APP + "spec:\n  source: {repoURL: x, chart: hello}\n", "no targetRevision"),
+    "empty targetRevision": (APP + "spec:\n  source: {chart: hello, targetRevision: }\n", "no targetRevision"),
+    "several chart sources": (
+        APP + "spec:\n  sources:\n  - {chart: a, targetRevision: 1}\n  - {chart: b, targetRevision: 2}\n",
+        "several chart sources",
+    ),
+    "source and sources": (APP + "spec:\n  source: {chart: a, targetRevision: 1}\n  sources: []\n", "both"),
+    "a repeated key": (APP + "spec:\n  source: {chart: a, targetRevision: 1, targetRevision: 2}\n", "repeats"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_manifests_that_cannot_be_read_safely_name_the_file_and_the_fix(case: str) -> None:
+    text, cause = BROKEN[case]
+    operations = [
+        lambda: read_target_revision(text, "env/hello.yaml"),
+        lambda: set_target_revision(text, "1.0.0", "env/hello.yaml"),
+    ]
+    for operation in operations:
+        with pytest.raises(ManifestError, match=cause) as info:
+            operation()
+        assert "env/hello.yaml" in str(info.value)
+        assert info.value.fix
+
+
+def test_diff_shows_the_one_changed_line() -> None:
+    before = application("hello", "test", "0.1.0")
+    diff = diff_manifest("test/preprod/hello.yaml", before, set_target_revision(before, "0.2.0"))
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert diff.startswith("--- a/test/preprod/hello.yaml\n+++ b/test/preprod/hello.yaml\n")
+    assert changed == [
+        '-    targetRevision: "0.1.0"   # the chart version',
+        '+    targetRevision: "0.2.0"   # the chart version',
+    ]
+    assert diff_manifest("x.yaml", before, before) == ""

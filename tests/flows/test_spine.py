@@ -1,0 +1,158 @@
+"""publish-dev, promote-test and promote-stage end to end on a real sandbox and a real Prefect server."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from flows.gate import decide
+from flows.promote import promote_stage, promote_test
+from flows.publish_dev import publish_dev
+from promo.approvals import Decision
+from promo.config import load_config
+from promo.errors import ApprovalRejected, InputError, NotFound
+from promo.sandbox import Sandbox
+from promo.versions import short_sha
+
+
+def git(remote: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(remote), *args], check=True, capture_output=True, text=True).stdout
+
+
+def target_revision(sandbox: Sandbox, env: str) -> str:
+    cluster = "prod" if env == "prod" else "preprod"
+    text = git(sandbox.gitops_remote, "show", f"main:registry/environments/{env}/{cluster}/{sandbox.app}.yaml")
+    return YAML(typ="safe").load(text)["spec"]["source"]["targetRevision"]
+
+
+def changed_lines(remote: Path, commit: str) -> list[str]:
+    diff = git(remote, "show", "--format=", "--unified=0", commit)
+    return [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def gitops_head(sandbox: Sandbox) -> str:
+    return git(sandbox.gitops_remote, "rev-parse", "main").strip()
+
+
+def with_gate(sandbox: Sandbox, **gate: object) -> str:
+    """A copy of the sandbox's promo.yaml with other gate settings."""
+    yaml = YAML()
+    data = yaml.load(sandbox.config_path.read_text())
+    data["gate"] = dict(gate)
+    path = sandbox.directory / "promo-gate.yaml"
+    with path.open("w") as out:
+        yaml.dump(data, out)
+    return str(path)
+
+
+@pytest.fixture()
+def published(sandbox: Sandbox):
+    return publish_dev(config_path=str(sandbox.config_path))
+
+
+def test_publish_dev_builds_pushes_and_deploys_dev(sandbox, published):
+    app_head = git(sandbox.app_remote, "rev-parse", "main").strip()
+    assert published.commit == app_head  # the manual run made an empty build commit and built it
+    assert git(sandbox.app_remote, "log", "-1", "--format=%s", "main").startswith("build: publish-dev")
+    assert published.chart_version == f"0.1.0-rc.{short_sha(app_head)}"
+    assert target_revision(sandbox, "dev") == published.chart_version
+    lines = changed_lines(sandbox.gitops_remote, published.gitops_commit)
+    assert len(lines) == 2 and all("targetRevision:" in line for line in lines)
+    message = git(sandbox.gitops_remote, "log", "-1", "--format=%B", published.gitops_commit)
+    assert f"Chart-Version: {published.chart_version}" in message
+    assert f"Chart-Digest: {published.chart_digest}" in message
+    assert f"Image: {published.image.rpartition(':')[0]}@{published.image_digest}" in message
+    assert "Flow-Run: publish-dev/" in message
+    for image in (f"{published.image}", f"{sandbox.registry_host}/charts/{sandbox.app}:{published.chart_version}"):
+        subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{image}"], check=True, capture_output=True)
+
+
+def test_publish_dev_of_a_given_sha_builds_that_commit(sandbox):
+    sha = git(sandbox.app_remote, "rev-parse", "main").strip()
+    result = publish_dev(sha=sha, config_path=str(sandbox.config_path))
+    assert result.commit == sha
+    assert git(sandbox.app_remote, "rev-parse", "main").strip() == sha  # no build commit when a SHA is given
+
+
+def test_promote_test_waits_at_the_gate_then_writes_test(sandbox, published, background):
+    run = background(lambda: promote_test(config_path=str(sandbox.config_path)))
+    gate = run.gate("test")
+    assert (gate.app, gate.version) == (sandbox.app, published.chart_version)
+    assert target_revision(sandbox, "test") != published.chart_version  # nothing written before the decision
+    decide(gate, Decision(approved=True, approver="carol", comment="tests green"))
+    promotion = run.join()
+    assert target_revision(sandbox, "test") == published.chart_version
+    lines = changed_lines(sandbox.gitops_remote, promotion.gitops_commit)
+    assert len(lines) == 2 and all("targetRevision:" in line for line in lines)
+    message = git(sandbox.gitops_remote, "log", "-1", "--format=%B", promotion.gitops_commit)
+    assert "Promoted-From: dev" in message and "Approved-By: carol" in message
+
+
+def test_promote_stage_refuses_approvers_not_on_the_list_and_keeps_waiting(sandbox, published, background):
+    config = str(sandbox.config_path)
+    promote_test(config_path=config, approve_as="carol")
+    run = background(lambda: promote_stage(config_path=config))
+    gate = run.gate("stage")
+    with pytest.raises(InputError, match="mallory"):
+        decide(gate, Decision(approved=True, approver="mallory"))
+    assert run.thread.is_alive() and run.gate("stage").flow_run_id == gate.flow_run_id
+    decide(gate, Decision(approved=True, approver="alice"))
+    assert run.join().approved_by == "alice"
+    assert target_revision(sandbox, "stage") == published.chart_version
+
+
+def test_pre_approval_by_someone_not_on_the_list_is_refused_before_any_change(sandbox, published):
+    config = str(sandbox.config_path)
+    promote_test(config_path=config, approve_as="carol")
+    before = gitops_head(sandbox)
+    with pytest.raises(InputError, match="'mallory' may not approve promotions into stage"):
+        promote_stage(config_path=config, approve_as="mallory")
+    assert gitops_head(sandbox) == before
+
+
+def test_rejection_fails_the_run_with_the_reason_and_changes_nothing(sandbox, published, background):
+    before = gitops_head(sandbox)
+    run = background(lambda: promote_test(config_path=str(sandbox.config_path)))
+    decide(run.gate("test"), Decision(approved=False, approver="carol", comment="smoke tests failing"))
+    with pytest.raises(ApprovalRejected, match="rejected by carol: smoke tests failing"):
+        run.join()
+    assert gitops_head(sandbox) == before
+
+
+def test_a_gate_with_no_decision_times_out_and_fails(sandbox, published):
+    before = gitops_head(sandbox)
+    with pytest.raises(ApprovalRejected, match="no decision .* within 2 s"):
+        promote_test(config_path=with_gate(sandbox, timeout_seconds=2, poll_interval_seconds=0.2))
+    assert gitops_head(sandbox) == before
+
+
+def test_a_promotion_already_in_place_makes_no_commit_and_says_so(sandbox, published):
+    config = str(sandbox.config_path)
+    promote_test(config_path=config, approve_as="carol")
+    before = gitops_head(sandbox)
+    again = promote_test(config_path=config)  # no gate: nothing to approve
+    assert again.gitops_commit is None and "already at" in again.summary()
+    assert gitops_head(sandbox) == before
+
+
+def test_a_source_environment_with_no_version_is_refused(sandbox):
+    before = gitops_head(sandbox)
+    with pytest.raises(NotFound, match="dev"):
+        promote_test(config_path=str(sandbox.config_path), approve_as="carol")
+    assert gitops_head(sandbox) == before
+
+
+def test_a_chart_missing_from_the_registry_is_refused_before_the_gate(sandbox, published):
+    config = load_config(sandbox.config_path)
+    subprocess.run(
+        ["skopeo", "delete", "--tls-verify=false", f"docker://{config.chart.repository}/{sandbox.app}:{published.chart_version}"],
+        check=True,
+        capture_output=True,
+    )
+    before = gitops_head(sandbox)
+    with pytest.raises(NotFound, match=f"chart {sandbox.app} {published.chart_version} is not in"):
+        promote_test(config_path=str(sandbox.config_path), approve_as="carol")
+    assert gitops_head(sandbox) == before
