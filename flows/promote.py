@@ -13,7 +13,8 @@ from prefect.artifacts import create_markdown_artifact
 from flows.gate import wait_for_approval
 from flows.runinfo import flow_run_label
 from promo.approvals import ApprovalRequest
-from promo.config import PromoConfig, load_config
+from promo.clients import load_checked_config
+from promo.config import PromoConfig
 from promo.gitops import Trailers
 from tasks.chart import find_chart
 from tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
@@ -40,7 +41,7 @@ class Promotion:
 
 def promote_into(target: str, config_path: str | None, approve_as: str | None) -> Promotion:
     """The runbook shared by every promote flow; it runs inside that flow's run."""
-    config = load_config(config_path)
+    config = load_checked_config(config_path)
     source = config.source_of(target).name
     version = read_environment_version(config, source)
     digest = find_chart(config, version)

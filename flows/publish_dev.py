@@ -10,7 +10,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.runinfo import flow_run_label
-from promo.config import PromoConfig, load_config
+from promo.clients import load_checked_config
+from promo.config import PromoConfig
 from promo.gitops import Trailers
 from promo.images import BuiltImage
 from promo.helm_oci import PushedChart
@@ -18,7 +19,7 @@ from promo.versions import short_sha
 from tasks.chart import package_rc_chart, push_rc_chart
 from tasks.gitops import write_environment_version
 from tasks.image import build_image
-from tasks.source import export_source, resolve_build_commit
+from tasks.source import BuildRequest, export_source, read_chart_base_version, resolve_build_commit
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,14 @@ class Published:
 
 @flow(name="publish-dev")
 def publish_dev(sha: str | None = None, branch: str = "main", config_path: str | None = None) -> Published:
-    config = load_config(config_path)
-    commit = resolve_build_commit(config, sha, branch)
+    config = load_checked_config(config_path)
+    request = BuildRequest.checked(sha, branch)
+    base = read_chart_base_version(config, request)
+    commit = resolve_build_commit(config, request)
     with TemporaryDirectory(prefix="promo-source-") as workdir:
         source = export_source(config, commit, Path(workdir))
         image = build_image(config, source, tag=short_sha(commit))
-        chart = package_rc_chart(config, source, commit)
+        chart = package_rc_chart(config, source, base, commit)
     pushed = push_rc_chart(config, chart)
     env = config.first_environment.name
     deployed = write_environment_version(

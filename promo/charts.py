@@ -70,14 +70,14 @@ class ChartContents:
 
 def read_chart_metadata(chart_dir: Path) -> dict[str, Any]:
     """Parse ``chart_dir/Chart.yaml``, refusing what Helm would refuse: no mapping, no name, no version."""
-    return _parse_metadata(_read_chart_yaml(chart_dir), str(chart_dir / CHART_FILE))
+    return parse_chart_yaml(_read_chart_yaml(chart_dir), str(chart_dir / CHART_FILE))
 
 
 def package_chart(chart_dir: Path, *, version: str, app_version: str) -> ChartPackage:
     """Package ``chart_dir`` with ``version`` and ``appVersion`` set in its Chart.yaml, reproducibly."""
     _require_semver(version)
     raw = _read_chart_yaml(chart_dir)
-    name = _parse_metadata(raw, str(chart_dir / CHART_FILE))["name"]
+    name = parse_chart_yaml(raw, str(chart_dir / CHART_FILE))["name"]
     files = {f"{name}/{rel}": data for rel, data in _chart_files(chart_dir)}
     chart_yaml = f"{name}/{CHART_FILE}"
     files[chart_yaml] = _set_scalars(raw, {"version": version, "appVersion": app_version}, str(chart_dir / CHART_FILE))
@@ -88,7 +88,7 @@ def read_chart(data: bytes) -> ChartContents:
     """Open a chart package; a ChartError names what makes it not a chart."""
     files = _untar(data)
     chart_yaml = _chart_yaml_path(files)
-    metadata = _parse_metadata(files[chart_yaml], chart_yaml)
+    metadata = parse_chart_yaml(files[chart_yaml], chart_yaml)
     return ChartContents(
         name=metadata["name"],
         version=metadata["version"],
@@ -144,7 +144,8 @@ def _chart_yaml_path(files: dict[str, bytes]) -> str:
     return chart_yaml
 
 
-def _parse_metadata(data: bytes, where: str) -> dict[str, Any]:
+def parse_chart_yaml(data: bytes, where: str) -> dict[str, Any]:
+    """Chart.yaml's metadata from its bytes (a file, a package member or a blob read from git)."""
     try:
         metadata = YAML(typ="safe", pure=True).load(data.decode("utf-8"))
     except (UnicodeDecodeError, YAMLError) as exc:

@@ -6,6 +6,7 @@ Every PromoError becomes one line on stderr and the error's exit code; nothing e
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sys
 from pathlib import Path
@@ -73,23 +74,29 @@ def approve(
     reject: Annotated[bool, typer.Option("--reject", help="reject instead of approving")] = False,
     comment: Annotated[str, typer.Option(help="why")] = "",
     as_name: Annotated[Optional[str], typer.Option("--as", help="approver name (default: current user)")] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Approve (or --reject) a promotion waiting at its gate."""
+    """Approve (or --reject) a promotion waiting at its gate: by flow run id, or by environment (with promo.yaml)."""
     from flows.gate import decide
     from promo.approvals import Decision
+    from promo.config import load_config
 
-    gate = _one_gate(run_id, env)
+    app_name = None
+    if env is not None:
+        settings = load_config(config)
+        env, app_name = settings.environment(env).name, settings.app
+    gate = _one_gate(run_id, env, app_name)
     decide(gate, Decision(approved=not reject, approver=as_name or current_user(), comment=comment, via="cli"))
     verdict = "rejected" if reject else "approved"
     typer.echo(f"{verdict} {gate.app} {gate.version} into {gate.env} (flow run {gate.flow_run_id})")
 
 
-def _one_gate(run_id: str | None, env: str | None):
+def _one_gate(run_id: str | None, env: str | None, app_name: str | None):
     from flows.gate import waiting_gates
 
     if (run_id is None) == (env is None):
         raise InputError("name exactly one gate", "pass a flow run id or --env ENV (see `promo pending`)")
-    gates = waiting_gates(env=env) if env else [gate for gate in waiting_gates() if str(gate.flow_run_id) == run_id]
+    gates = waiting_gates(app=app_name, env=env) if env else [g for g in waiting_gates() if str(g.flow_run_id) == run_id]
     if not gates:
         what = f"into {env}" if env else f"with flow run id {run_id}"
         raise InputError(f"no gate is waiting {what}", "run `promo pending` to see the waiting gates")
@@ -155,7 +162,29 @@ def demo(
     run_demo(directory)
 
 
+class _ExpectedErrorsWithoutTraceback(logging.Filter):
+    """A PromoError is an answer, not a crash: the console shows its line, the Prefect API log keeps the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PromoError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_console_tracebacks() -> None:
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()  # now rather than at the first flow run, so its handlers exist to be given the filter
+
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict))]
+    for handler in {handler for logger in loggers for handler in logger.handlers}:
+        if isinstance(handler, logging.StreamHandler):
+            handler.addFilter(_ExpectedErrorsWithoutTraceback())
+
+
 def main() -> None:
+    _quiet_console_tracebacks()
     try:
         app()
     except PromoError as error:

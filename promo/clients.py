@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
 
-from promo.config import PromoConfig
+from promo.config import PromoConfig, load_config
 from promo import helm_oci
 from promo.git import Mirror
 from promo.gitops import GitOpsRepo
@@ -21,6 +21,15 @@ def split_repository(repository: str) -> tuple[str, str]:
     """``host[:port]/path`` -> (host, path), as in ``helm push x.tgz oci://host/path``."""
     host, _, path = repository.partition("/")
     return host, path
+
+
+def load_checked_config(path: str | None) -> PromoConfig:
+    """promo.yaml, validated, with the registry credentials it needs present: a flow checks both before any change,
+    so a missing password fails at once and not after a build commit was pushed."""
+    config = load_config(path)
+    for repository in (config.image.repository, config.chart.repository):
+        registry_credentials(config, split_repository(repository)[0])
+    return config
 
 
 def registry_credentials(config: PromoConfig, host: str) -> Credentials:

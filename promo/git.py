@@ -233,7 +233,7 @@ class Mirror:
 
     def push(self, sha: str, branch: str) -> bool:
         """Move the remote's ``branch`` to ``sha`` if that is a fast-forward; False when the remote moved meanwhile."""
-        _check_branch(branch)
+        check_branch_name(branch)
         with self._locked():
             try:
                 refspec = f"{sha}:refs/heads/{branch}"
@@ -326,7 +326,7 @@ class Mirror:
         self._git("fetch", *options, self.url, *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
 
     def _branch_head(self, branch: str) -> str:
-        _check_branch(branch)
+        check_branch_name(branch)
         try:
             return self._repo.commit(f"{_TRACKING}/{branch}").hexsha
         except (BadName, BadObject, ValueError):
@@ -404,7 +404,7 @@ class Mirror:
         return ToolError(cause, "see git's message; fix the repository or its URL in promo.yaml")
 
 
-def _check_branch(branch: str) -> None:
+def check_branch_name(branch: str) -> None:
     """Branch names become git arguments: refuse option-like and malformed ones before git sees them."""
     if not branch or branch.startswith("-") or re.search(r"[\s\x00-\x1f~^:?*\[\\]|\.\.|@\{", branch):
         raise InputError(f"{branch!r} is not a valid git branch name", "use a name such as main or release-1.2")

@@ -1,15 +1,15 @@
-"""Plain tables for the terminal: rich when attached to one, tab-free aligned text otherwise (pipes, CI logs)."""
+"""Aligned plain-text tables: full values (digests are never truncated), easy to read and to grep."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.console import Console
-from rich.table import Table
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [headers, *rows]]
+    return "\n".join(lines)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, console: Console | None = None) -> None:
-    table = Table(*headers, box=None, header_style="bold", pad_edge=False)
-    for row in rows:
-        table.add_row(*row)
-    (console or Console(soft_wrap=True)).print(table)
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    print(format_table(headers, rows))

@@ -6,27 +6,19 @@ from pathlib import Path
 
 from prefect import task
 
-from promo.charts import ChartPackage, package_chart, read_chart_metadata
+from promo.charts import ChartPackage, package_chart
 from promo.clients import chart_repository, open_registry
 from promo.config import PromoConfig
-from promo.errors import ChartError, NotFound
+from promo.errors import NotFound
 from promo.helm_oci import PushedChart, chart_tag, push_chart
 from promo.versions import rc_version, short_sha
 from tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="package-rc-chart")
-def package_rc_chart(config: PromoConfig, source: Path, commit: str) -> ChartPackage:
-    """``helm package --version {base}-rc.{sha} --app-version {sha}``: the base comes from Chart.yaml at that commit."""
-    chart_dir = source / config.chart.path
-    metadata = read_chart_metadata(chart_dir)
-    if metadata["name"] != config.chart_name:
-        raise ChartError(
-            f"{config.chart.path}/Chart.yaml names the chart {metadata['name']!r}, promo.yaml expects {config.chart_name!r}",
-            "set chart.name in promo.yaml, or rename the chart",
-        )
-    version = rc_version(str(metadata["version"]), commit)
-    return package_chart(chart_dir, version=version, app_version=short_sha(commit))
+def package_rc_chart(config: PromoConfig, source: Path, base: str, commit: str) -> ChartPackage:
+    """``helm package --version {base}-rc.{sha} --app-version {sha}``."""
+    return package_chart(source / config.chart.path, version=rc_version(base, commit), app_version=short_sha(commit))
 
 
 @task(name="push-chart", **TRANSIENT_RETRIES)

@@ -7,12 +7,16 @@ from prefect import task
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
 from promo.gitops import Plan, SetVersionResult, Trailers
+from promo.versions import parse_version
 from tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="read-environment-version", **TRANSIENT_RETRIES)
 def read_environment_version(config: PromoConfig, env: str) -> str:
-    return gitops_repo(config).environment_version(config.app, env, config.environment(env).clusters)
+    """The chart version ``env`` runs; a ``targetRevision`` such as ``main`` is no chart version and is refused."""
+    version = gitops_repo(config).environment_version(config.app, env, config.environment(env).clusters)
+    parse_version(version, what=f"the targetRevision of {config.app} in {env}")
+    return version
 
 
 @task(name="plan-environment-version", **TRANSIENT_RETRIES)

@@ -1,0 +1,183 @@
+"""The `promo` command: bad input gets one line naming the cause and the fix, an exit code, and changes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from ruamel.yaml import YAML
+
+from promo import cli
+from promo.sandbox import Sandbox
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def world_snapshot(sandbox: Sandbox) -> dict[str, object]:
+    """Every ref of both remotes and every tag in the registry."""
+    base = f"http://{sandbox.registry_host}/v2"
+    repositories = httpx.get(f"{base}/_catalog").json()["repositories"] or []
+    return {
+        "app": git(sandbox.app_remote, "for-each-ref"),
+        "gitops": git(sandbox.gitops_remote, "for-each-ref"),
+        "registry": {repo: sorted(httpx.get(f"{base}/{repo}/tags/list").json()["tags"] or []) for repo in repositories},
+    }
+
+
+def run_promo(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["promo", *args])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    captured = capsys.readouterr()
+    return exited.value.code or 0, captured.out, captured.err
+
+
+def error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("promo: error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def edit_remote(sandbox: Sandbox, remote: Path, path: str, text: str) -> None:
+    """Commit one file change to a bare remote, as a person pushing by hand would."""
+    work = sandbox.directory / f"edit-{remote.name}"
+    if not work.exists():
+        subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True)
+    git(work, "pull", "-q")
+    (work / path).write_text(text)
+    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", f"edit {path}")
+    git(work, "push", "-q")
+
+
+def set_manifest(sandbox: Sandbox, env: str, transform) -> None:
+    cluster = "prod" if env == "prod" else "preprod"
+    path = f"registry/environments/{env}/{cluster}/{sandbox.app}.yaml"
+    edit_remote(sandbox, sandbox.gitops_remote, path, transform(git(sandbox.gitops_remote, "show", f"main:{path}")))
+
+
+def write_config(sandbox: Sandbox, change) -> str:
+    yaml = YAML()
+    data = yaml.load(sandbox.config_path.read_text())
+    change(data)
+    path = sandbox.directory / "changed.yaml"
+    with path.open("w") as out:
+        yaml.dump(data, out)
+    return str(path)
+
+
+@pytest.fixture()
+def with_dev_version(sandbox: Sandbox, monkeypatch, capsys) -> Sandbox:
+    code, out, err = run_promo(monkeypatch, capsys, "publish-dev", "--config", str(sandbox.config_path))
+    assert code == 0, err
+    return sandbox
+
+
+def test_publish_then_promote_and_approve_from_the_cli(with_dev_version, monkeypatch, capsys, background):
+    sandbox = with_dev_version
+    config = str(sandbox.config_path)
+    monkeypatch.setenv("PROMO_CONFIG", config)
+    run = background(lambda: run_promo(monkeypatch, capsys, "promote-test"))
+    run.gate("test")
+    code, out, _ = run_promo(monkeypatch, capsys, "pending")
+    assert code == 0 and "test" in out and sandbox.app in out
+    code, out, err = run_promo(monkeypatch, capsys, "approve", "--env", "test", "--as", "carol", "--comment", "ok")
+    assert code == 0, err
+    assert run.join()[0] == 0
+    code, out, _ = run_promo(monkeypatch, capsys, "status")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows["dev"][2] == rows["test"][2] and rows["dev"][2].startswith("0.1.0-rc.")
+    assert rows["test"][4].startswith("sha256:") and rows["stage"][2] == "-"
+
+
+CASES = {
+    # name: (args after the config, how to break the world, expected words, exit code)
+    "unknown environment": (["approve", "--env", "qa"], None, "unknown environment 'qa'; use one of: dev, test, stage, prod", 2),
+    "env with shell characters": (["approve", "--env", "prod;rm"], None, "unknown environment 'prod;rm'", 2),
+    "malformed sha": (["publish-dev", "--sha", "xyz; rm -rf /"], None, "is not a git commit SHA", 2),
+    "option-like branch": (["publish-dev", "--branch", "--upload-pack=x"], None, "is not a valid git branch name", 2),
+    "sha not on the branch": (["publish-dev", "--sha", "abcdef1234567"], None, "is not on branch main", 2),
+    "no version in the source env": (["promote-test", "--yes"], None, "has no version in dev yet", 4),
+    "manifest without targetRevision": (
+        ["promote-test", "--yes"],
+        lambda s: set_manifest(s, "dev", lambda t: t.replace('targetRevision: ""', "revisionHistoryLimit: 3")),
+        "no targetRevision",
+        3,
+    ),
+    "manifest that is a list": (["promote-test", "--yes"], lambda s: set_manifest(s, "dev", lambda t: "- a\n- b\n"), "", 3),
+    "manifest with broken YAML": (["promote-test", "--yes"], lambda s: set_manifest(s, "dev", lambda t: t + "  : [\n"), "", 3),
+    "targetRevision that is not SemVer": (
+        ["promote-test", "--yes"],
+        lambda s: set_manifest(s, "dev", lambda t: t.replace('targetRevision: ""', "targetRevision: main")),
+        "the targetRevision of hello in dev 'main' is not SemVer 2.0",
+        2,
+    ),
+    "chart missing from the registry": (
+        ["promote-test", "--yes"],
+        lambda s: set_manifest(s, "dev", lambda t: t.replace('targetRevision: ""', "targetRevision: 9.9.9-rc.abcdef1")),
+        "chart hello 9.9.9-rc.abcdef1 is not in",
+        4,
+    ),
+    "Chart.yaml without a version": (
+        ["publish-dev"],
+        lambda s: edit_remote(s, s.app_remote, "charts/hello/Chart.yaml", "apiVersion: v2\nname: hello\n"),
+        "Chart.yaml has no version",
+        3,
+    ),
+    "Chart.yaml version that is not SemVer": (
+        ["publish-dev"],
+        lambda s: edit_remote(s, s.app_remote, "charts/hello/Chart.yaml", "apiVersion: v2\nname: hello\nversion: '1.2'\n"),
+        "Chart.yaml version '1.2' is not SemVer 2.0",
+        2,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_and_changes_nothing(case, sandbox, monkeypatch, capsys):
+    args, breaks, expected, exit_code = CASES[case]
+    if breaks is not None:
+        breaks(sandbox)
+    before = world_snapshot(sandbox)
+    code, _, err = run_promo(monkeypatch, capsys, *args[:1], "--config", str(sandbox.config_path), *args[1:])
+    line = error_line(err)
+    assert expected in line
+    assert "; " in line, "the line names the fix after the cause"
+    assert code == exit_code, line
+    assert world_snapshot(sandbox) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d.update(app="../x"), "app '../x' is not a DNS label"),
+        (lambda d: d.update(app="a b"), "is not a DNS label"),
+        (lambda d: d.update(app="team/app"), "is not a DNS label"),
+        (lambda d: d.pop("chart"), "chart: Field required"),
+        (lambda d: d["registry"].update(auth="basic") if "registry" in d else d.update(registry={"auth": "basic"}),
+         "set PROMO_REGISTRY_USERNAME and PROMO_REGISTRY_PASSWORD"),
+    ],
+)
+def test_bad_config_is_one_line_and_changes_nothing(change, expected, sandbox, monkeypatch, capsys):
+    monkeypatch.delenv("PROMO_REGISTRY_USERNAME", raising=False)
+    monkeypatch.delenv("PROMO_REGISTRY_PASSWORD", raising=False)
+    config = write_config(sandbox, change)
+    before = world_snapshot(sandbox)
+    code, _, err = run_promo(monkeypatch, capsys, "publish-dev", "--config", config)
+    assert expected in error_line(err)
+    assert code == 2
+    assert world_snapshot(sandbox) == before
+
+
+def test_missing_and_malformed_config(tmp_path, monkeypatch, capsys):
+    code, _, err = run_promo(monkeypatch, capsys, "status", "--config", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "not found; pass --config PATH, set PROMO_CONFIG" in error_line(err)
+    broken = tmp_path / "promo.yaml"
+    broken.write_text("app: [unclosed\n")
+    monkeypatch.setenv("PROMO_CONFIG", str(broken))
+    code, _, err = run_promo(monkeypatch, capsys, "status")
+    assert code == 2 and "is not valid YAML at line" in error_line(err)
