@@ -16,7 +16,7 @@ from promo.gitops import Trailers
 from promo.images import BuiltImage
 from promo.helm_oci import PushedChart
 from promo.versions import short_sha
-from tasks.chart import package_rc_chart, push_rc_chart
+from tasks.chart import check_registry_access, package_rc_chart, push_rc_chart
 from tasks.gitops import write_environment_version
 from tasks.image import build_image
 from tasks.source import BuildRequest, export_source, read_chart_base_version, resolve_build_commit
@@ -45,6 +45,7 @@ class Published:
 def publish_dev(sha: str | None = None, branch: str = "main", config_path: str | None = None) -> Published:
     config = load_checked_config(config_path)
     request = BuildRequest.checked(sha, branch)
+    check_registry_access(config)
     base = read_chart_base_version(config, request)
     commit = resolve_build_commit(config, request)
     with TemporaryDirectory(prefix="promo-source-") as workdir:

@@ -291,6 +291,13 @@ class Registry:
             return None
         return response.headers.get("Docker-Content-Digest") or self.pull_manifest(repository, reference).digest
 
+    def check_push_access(self, repository: str) -> None:
+        """Authenticate for pushing to ``repository`` now, so bad credentials fail before anything is built."""
+        try:
+            self._send("GET", _path(repository, "tags/list"), repository, "pull,push", what=f"access to {repository}")
+        except NotFound:
+            pass  # a repository nothing was pushed to yet: the credentials were accepted
+
     def tags(self, repository: str, *, page_size: int | None = None) -> list[str]:
         """Every tag of ``repository`` in lexical order (distribution 2.8 returns them unordered and ignores
         ``n``; others paginate with ``Link``, which is followed); [] if the repository does not exist."""

@@ -15,6 +15,14 @@ from promo.versions import rc_version, short_sha
 from tasks.retry import TRANSIENT_RETRIES
 
 
+@task(name="check-registry-access", **TRANSIENT_RETRIES)
+def check_registry_access(config: PromoConfig) -> None:
+    """Both repositories publish-dev pushes to accept our credentials, checked before the build commit."""
+    for repository in (config.image.repository, chart_repository(config)):
+        with open_registry(config, repository) as (registry, path):
+            registry.check_push_access(path)
+
+
 @task(name="package-rc-chart")
 def package_rc_chart(config: PromoConfig, source: Path, base: str, commit: str) -> ChartPackage:
     """``helm package --version {base}-rc.{sha} --app-version {sha}``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -181,3 +182,27 @@ def test_missing_and_malformed_config(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PROMO_CONFIG", str(broken))
     code, _, err = run_promo(monkeypatch, capsys, "status")
     assert code == 2 and "is not valid YAML at line" in error_line(err)
+
+
+def test_registry_auth_failure_fails_at_once_without_the_password_and_changes_nothing(
+    sandbox, basic_auth_registry_server, monkeypatch, capsys
+):
+    marker = "S3CRET-MARKER-PASSWORD"
+    monkeypatch.setenv("PROMO_REGISTRY_USERNAME", basic_auth_registry_server.username)
+    monkeypatch.setenv("PROMO_REGISTRY_PASSWORD", marker)
+    host = basic_auth_registry_server.host
+
+    def to_auth_registry(data):
+        data["registry"] = {"auth": "basic"}
+        data["image"]["repository"] = f"{host}/hello"
+        data["chart"]["repository"] = f"{host}/charts"
+
+    config = write_config(sandbox, to_auth_registry)
+    before = world_snapshot(sandbox)
+    started = time.monotonic()
+    code, out, err = run_promo(monkeypatch, capsys, "publish-dev", "--config", config)
+    assert time.monotonic() - started < 10, "a 401 is not retried"
+    line = error_line(err)
+    assert code == 5 and "check the registry credentials" in line
+    assert marker not in out + err
+    assert world_snapshot(sandbox) == before
