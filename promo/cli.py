@@ -162,6 +162,11 @@ def demo(
     run_demo(directory)
 
 
+def _register_extra_commands() -> None:
+    """Commands kept in modules of their own (each registers itself on ``app``)."""
+    from promo import cli_ops  # noqa: F401
+
+
 class _ExpectedErrorsWithoutTraceback(logging.Filter):
     """A PromoError is an answer, not a crash: the console shows its line, the Prefect API log keeps the traceback."""
 
@@ -184,6 +189,7 @@ def _quiet_console_tracebacks() -> None:
 
 
 def main() -> None:
+    _register_extra_commands()
     _quiet_console_tracebacks()
     try:
         app()

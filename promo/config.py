@@ -16,21 +16,20 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from promo.errors import ConfigError, InputError
+from promo.manifests import validate_name
 
 CONFIG_ENV_VAR = "PROMO_CONFIG"
 DEFAULT_CONFIG_NAME = "promo.yaml"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
 def _dns_label(kind: str, value: str) -> str:
-    if not _DNS_LABEL.match(value):
-        raise ValueError(
-            f"{kind} {value!r} is not a DNS label: use lowercase letters, digits and dashes "
-            "(no '/', '..', spaces or shell characters)"
-        )
-    return value
+    """Names become GitOps path segments; pydantic reports a ValueError as this setting's problem."""
+    try:
+        return validate_name(kind, value)
+    except InputError as error:
+        raise ValueError(f"{error.cause} ({error.fix})") from None
 
 
 class _Model(BaseModel):

@@ -167,9 +167,17 @@ class RegistryServer:
             except ChildProcessError:
                 pass
             if not self.is_running():
+                self._reap()
                 return True
             time.sleep(0.02)
         return False
+
+    def _reap(self) -> None:
+        """A dead child stays a zombie (still signalable) until waited for; a non-child is reaped by its parent."""
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def _free_port() -> int:
