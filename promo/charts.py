@@ -108,6 +108,25 @@ def retag_chart(data: bytes, version: str) -> ChartPackage:
     return ChartPackage(contents.name, version, contents.app_version, _tar_gz(files, chart_yaml))
 
 
+def set_chart_yaml_version(chart_yaml: bytes, version: str, where: str = CHART_FILE) -> bytes:
+    """Chart.yaml with only its ``version`` value changed (a bump on a branch); every other byte stays."""
+    _require_semver(version)
+    return _set_scalars(chart_yaml, {"version": version}, where)
+
+
+def retag_differences(original: bytes, retagged: bytes, version: str) -> list[str]:
+    """What differs between two packages besides Chart.yaml's version being ``version``: [] for a faithful retag."""
+    before, after = read_chart(original).files, read_chart(retagged).files
+    problems = [f"{path} added" for path in sorted(after.keys() - before.keys())]
+    problems += [f"{path} removed" for path in sorted(before.keys() - after.keys())]
+    chart_yaml = _chart_yaml_path(before)
+    for path in sorted(before.keys() & after.keys()):
+        expected = set_chart_yaml_version(before[path], version, path) if path == chart_yaml else before[path]
+        if after[path] != expected:
+            problems.append(f"{path} differs")
+    return problems
+
+
 def _require_semver(version: str) -> None:
     if not semver.Version.is_valid(version):
         raise InputError(

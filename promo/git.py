@@ -13,6 +13,11 @@ Credentials: a token in the URL (``https://x-access-token:TOKEN@host/...``) is p
 and never stored; the cache has no configured remote, so ``config`` holds no URL, and every URL or git message shown
 to people goes through ``redact_url`` first. (The URL is still visible in the process list while git runs; move to
 ``GIT_ASKPASS`` or ``http.extraHeader`` when that matters.)
+
+Refs that name a release or a branch are created, never moved: ``create_tag``, ``create_branch`` and ``create_record``
+push with a lease that requires the ref to be absent on the remote, so two writers cannot both win, and a re-run finds
+what the first run made. promo's own records (a local forge's pull requests) are annotated tag objects under
+``refs/promo/<kind>/<name>``: fetched and pruned like tags, but invisible to ``git tag`` and ``git branch``.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from git.objects import Commit
 from git.objects.fun import tree_entries_from_data, tree_to_stream
 from gitdb.base import IStream
 
-from promo.errors import AuthError, InputError, NotFound, PromoError, ToolError, TransientError
+from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoError, ToolError, TransientError
 
 DEFAULT_AUTHOR = Actor("promo", "promo@localhost")
 DEFAULT_ATTEMPTS = 8
@@ -47,6 +52,7 @@ NETWORK_TIMEOUT_SECONDS = 300.0
 _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 1.0
 _TRACKING = "refs/remotes/origin"
+_RECORDS = "refs/promo"
 _FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE = 0o100644, 0o100755, 0o040000
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # fail fast instead of waiting for a password nobody will type
 
@@ -62,7 +68,8 @@ _held_locks = _HeldLocks()
 
 _USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-_REJECTED = re.compile(r"non-fast-forward|fetch first|cannot lock ref|stale info|incorrect old value")
+_REJECTED = re.compile(r"non-fast-forward|fetch first|cannot lock ref|stale info|incorrect old value|already exists")
+_BAD_REF_NAME = re.compile(r"[\s\x00-\x1f\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)")
 _AUTH = re.compile(
     r"authentication failed|could not read (username|password)|permission denied|terminal prompts disabled"
     r"|returned error: 40[13]",
@@ -91,6 +98,16 @@ class TreeEntry:
 class LogEntry:
     sha: str
     subject: str
+    author: str
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """What a tag or record ref names: the commit it peels to, and the annotated tag's message (None when the ref is
+    a lightweight tag)."""
+
+    commit: str
+    message: str | None
 
 
 @dataclass(frozen=True)
@@ -203,11 +220,36 @@ class Mirror:
             return []
         return sorted((TreeEntry(item.name, item.type == "tree") for item in tree), key=lambda entry: entry.name)
 
-    def log(self, since_ref: str, until_ref: str) -> list[LogEntry]:
-        """Commits reachable from ``until_ref`` but not from ``since_ref``, newest first."""
-        revisions = f"{self.resolve(since_ref)}..{self.resolve(until_ref)}"
-        output = self._git("log", "--format=%H%x1f%s", revisions, action="reading the history of")
-        return [LogEntry(*line.split("\x1f", 1)) for line in output.splitlines() if line]
+    def log(self, since_ref: str | None, until_ref: str) -> list[LogEntry]:
+        """Commits reachable from ``until_ref`` but not from ``since_ref`` (the whole history when None), newest
+        first."""
+        until = self.resolve(until_ref)
+        revisions = f"{self.resolve(since_ref)}..{until}" if since_ref is not None else until
+        output = self._git("log", "--format=%H%x1f%an%x1f%s", revisions, action="reading the history of")
+        fields = (line.split("\x1f", 2) for line in output.splitlines() if line)
+        return [LogEntry(sha, subject, author) for sha, author, subject in fields]
+
+    def tags(self) -> dict[str, str]:
+        """Tag name -> the commit it points at (annotated tags peeled), as last fetched."""
+        return {name: annotation.commit for name, annotation in self._annotations("refs/tags").items()}
+
+    def tag_message(self, name: str) -> str | None:
+        """The message of annotated tag ``name``; None for a lightweight tag or no such tag."""
+        check_tag_name(name)
+        annotation = self._annotations("refs/tags", name).get(name)
+        return annotation.message if annotation else None
+
+    def branches(self) -> dict[str, str]:
+        """The remote's branches as last fetched: name -> head commit."""
+        output = self._git(
+            "for-each-ref", "--format=%(refname)%1f%(objectname)", f"{_TRACKING}/", action="listing the branches of"
+        )
+        pairs = (line.split("\x1f") for line in output.splitlines() if line)
+        return {ref.removeprefix(f"{_TRACKING}/"): sha for ref, sha in pairs}
+
+    def records(self, kind: str) -> dict[str, Annotation]:
+        """promo's records of one ``kind`` (``refs/promo/<kind>/<name>``) as last fetched: name -> what it holds."""
+        return self._annotations(f"{_RECORDS}/{_checked_kind(kind)}")
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
@@ -235,15 +277,54 @@ class Mirror:
         """Move the remote's ``branch`` to ``sha`` if that is a fast-forward; False when the remote moved meanwhile."""
         check_branch_name(branch)
         with self._locked():
-            try:
-                refspec = f"{sha}:refs/heads/{branch}"
-                self._run("push", "--porcelain", self.url, refspec, timeout=NETWORK_TIMEOUT_SECONDS)
-            except GitCommandError as exc:
-                if _REJECTED.search(f"{exc.stdout}\n{exc.stderr}"):
-                    return False
-                raise self._failure(f"pushing {branch} to", exc) from None
+            if not self._push_refspec(f"{sha}:refs/heads/{branch}", action=f"pushing {branch} to"):
+                return False
             self._git("update-ref", f"{_TRACKING}/{branch}", sha, action="recording the push to")
         return True
+
+    def create_tag(self, name: str, sha: str, message: str, *, tagger: Actor = DEFAULT_AUTHOR) -> bool:
+        """Push annotated tag ``name`` on commit ``sha`` (any ref that resolves to it) with ``message``.
+
+        True when created; False when the remote already has it on that commit (a re-run). A tag on another commit
+        is a ConflictError naming both: a release tag is never moved.
+        """
+        check_tag_name(name)
+        ref = f"refs/tags/{name}"
+        existing = self._create_ref(ref, ref, sha, lambda commit: self._tag_object(name, commit, message, tagger))
+        if existing is None:
+            return True
+        commit = self.resolve(sha)
+        if existing != commit:
+            raise ConflictError(
+                f"tag {name} already exists in {self.display_url} at commit {existing}, not at {commit}",
+                "a pushed tag is never moved: release under another version, or delete the tag by hand if it is"
+                " wrong",
+            )
+        return False
+
+    def create_branch(self, name: str, sha: str) -> bool:
+        """Push a new branch ``name`` at commit ``sha``. True when created; False when it already points there; a
+        branch elsewhere is a ConflictError (it may hold someone's work, so it is never moved)."""
+        check_branch_name(name)
+        existing = self._create_ref(f"refs/heads/{name}", f"{_TRACKING}/{name}", sha, lambda commit: commit)
+        if existing is None:
+            return True
+        commit = self.resolve(sha)
+        if existing != commit:
+            raise ConflictError(
+                f"branch {name} already exists in {self.display_url} at commit {existing}, not at {commit}",
+                f"use that branch as it is, or delete it first if it is stale (git push <remote> :{name})",
+            )
+        return False
+
+    def create_record(
+        self, kind: str, name: str, sha: str, message: str, *, tagger: Actor = DEFAULT_AUTHOR
+    ) -> bool:
+        """Push record ``refs/promo/<kind>/<name>`` naming commit ``sha`` with ``message``, unless one exists (False,
+        whatever it names: a record is written once)."""
+        _check_ref_name(name, "record", "hotfix-1-2-4")
+        ref = f"{_RECORDS}/{_checked_kind(kind)}/{name}"
+        return self._create_ref(ref, ref, sha, lambda commit: self._tag_object(name, commit, message, tagger)) is None
 
     def update_branch(
         self,
@@ -321,7 +402,7 @@ class Mirror:
                 held.discard(self._lock_path)
 
     def _fetch(self) -> None:
-        refspecs = (f"+refs/heads/*:{_TRACKING}/*", "+refs/tags/*:refs/tags/*")
+        refspecs = (f"+refs/heads/*:{_TRACKING}/*", "+refs/tags/*:refs/tags/*", f"+{_RECORDS}/*:{_RECORDS}/*")
         options = ("--prune", "--no-tags", "--no-write-fetch-head", "--quiet")
         self._git("fetch", *options, self.url, *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
 
@@ -347,12 +428,82 @@ class Mirror:
                 commit, paths = built
                 if self.push(commit, branch):
                     return UpdateResult(commit, attempt, paths)
-            time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_SECONDS * 2**attempt)))
+            _back_off(attempt)
         raise TransientError(
             f"pushing to {branch} of {self.display_url} was rejected {max_attempts} times: "
             "other writers kept moving it",
             "run it again; each attempt re-applies the change on the newest commit",
         )
+
+    def _create_ref(
+        self, ref: str, local_ref: str, sha: str, make: Callable[[str], str], max_attempts: int = DEFAULT_ATTEMPTS
+    ) -> str | None:
+        """Push ``ref`` unless the remote has it, never moving it: None when created, else the commit it names.
+
+        ``make`` turns the commit into the object the ref holds (the commit itself, or a tag object on it). The push
+        carries a lease requiring the ref to be absent, so of two concurrent creators one is rejected, fetches, and
+        finds what the other made. ``local_ref`` is where the mirror keeps the remote's ref.
+        """
+        for attempt in range(1, max_attempts + 1):
+            with self._locked():
+                self._fetch()
+                existing = self._peeled(local_ref)
+                if existing is not None:
+                    return existing
+                target = make(self.resolve(sha))
+                if self._push_refspec(f"{target}:{ref}", f"--force-with-lease={ref}:", action=f"pushing {ref} to"):
+                    self._git("update-ref", local_ref, target, action="recording the push to")
+                    return None
+            _back_off(attempt)
+        raise TransientError(
+            f"creating {ref} in {self.display_url} was rejected {max_attempts} times, yet it does not exist there",
+            "run it again; check that the remote accepts pushes to this ref",
+        )
+
+    def _push_refspec(self, refspec: str, *options: str, action: str) -> bool:
+        """Push one refspec; False when the remote refused it because its ref moved (or, for a lease, exists)."""
+        try:
+            self._run("push", "--porcelain", *options, self.url, refspec, timeout=NETWORK_TIMEOUT_SECONDS)
+        except GitCommandError as exc:
+            if _REJECTED.search(f"{exc.stdout}\n{exc.stderr}"):
+                return False
+            raise self._failure(action, exc) from None
+        return True
+
+    def _peeled(self, ref: str) -> str | None:
+        """The commit a local ref points at through any tags, or None when there is no such ref."""
+        try:
+            return self._repo.commit(ref).hexsha
+        except (BadName, BadObject, ValueError):
+            return None
+
+    def _annotations(self, namespace: str, name: str | None = None) -> dict[str, Annotation]:
+        """The refs under ``namespace`` (or only ``name`` there) naming commits, read in one ``for-each-ref``."""
+        fields = ("refname", "objecttype", "objectname", "*objecttype", "*objectname", "contents")
+        output = self._git(
+            "for-each-ref",
+            "--format=" + "%1f".join(f"%({field})" for field in fields) + "%1e",
+            f"{namespace}/{name}" if name else f"{namespace}/",
+            action="reading the refs of",
+        )
+        annotations = {}
+        for record in output.split("\x1e"):
+            if not record.strip("\n"):
+                continue
+            ref, kind, sha, peeled_kind, peeled_sha, contents = record.lstrip("\n").split("\x1f", 5)
+            if kind == "commit":
+                annotations[ref.removeprefix(f"{namespace}/")] = Annotation(sha, None)
+            elif kind == "tag" and peeled_kind == "commit":
+                annotations[ref.removeprefix(f"{namespace}/")] = Annotation(peeled_sha, contents.rstrip("\n"))
+        return {key: value for key, value in annotations.items() if name is None or key == name}
+
+    def _tag_object(self, name: str, commit: str, message: str, tagger: Actor) -> str:
+        """Store an annotated tag object on ``commit`` (as ``git tag -a`` writes it) and return its SHA."""
+        header = (
+            f"object {commit}\ntype commit\ntag {name}\n"
+            f"tagger {_one_line(tagger.name)} <{_one_line(tagger.email)}> {int(time.time())} +0000\n"
+        )
+        return self._store(b"tag", f"{header}\n{message.strip()}\n".encode()).hex()
 
     def _write_tree(self, tree: bytes | None, changes: dict) -> bytes:
         """Store a copy of ``tree`` with ``changes`` (name -> text, or name -> nested changes) applied; only the
@@ -406,8 +557,33 @@ class Mirror:
 
 def check_branch_name(branch: str) -> None:
     """Branch names become git arguments: refuse option-like and malformed ones before git sees them."""
-    if not branch or branch.startswith("-") or re.search(r"[\s\x00-\x1f~^:?*\[\\]|\.\.|@\{", branch):
-        raise InputError(f"{branch!r} is not a valid git branch name", "use a name such as main or release-1.2")
+    _check_ref_name(branch, "branch", "main or release-1.2")
+
+
+def check_tag_name(tag: str) -> None:
+    """Tag names become git arguments too: the same rules as branches (``git check-ref-format``)."""
+    _check_ref_name(tag, "tag", "v1.2.3")
+
+
+def _check_ref_name(name: str, what: str, example: str) -> None:
+    if not name or name.startswith(("-", "/", ".")) or name.endswith(("/", ".")) or _BAD_REF_NAME.search(name):
+        raise InputError(f"{name!r} is not a valid git {what} name", f"use a name such as {example}")
+
+
+def _checked_kind(kind: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", kind):
+        raise InputError(f"{kind!r} is not a record kind", "use a lowercase word such as pulls")
+    return kind
+
+
+def _one_line(text: str) -> str:
+    """``text`` fit for an identity line of a git object: no angle brackets or control characters."""
+    return " ".join(re.sub(r"[<>\x00-\x1f]", "", text).split())
+
+
+def _back_off(attempt: int) -> None:
+    """Sleep a random, growing while before the next attempt, so racing writers spread out."""
+    time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_SECONDS * 2**attempt)))
 
 
 def _split_path(path: str) -> list[str]:

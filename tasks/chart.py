@@ -35,11 +35,17 @@ def push_rc_chart(config: PromoConfig, chart: ChartPackage) -> PushedChart:
         return push_chart(registry, repository, chart)
 
 
+@task(name="lookup-chart", **TRANSIENT_RETRIES)
+def lookup_chart(config: PromoConfig, version: str) -> str | None:
+    """The digest of chart ``version`` in the registry, or None."""
+    with open_registry(config, chart_repository(config)) as (registry, repository):
+        return registry.manifest_digest(repository, chart_tag(version))
+
+
 @task(name="find-chart", **TRANSIENT_RETRIES)
 def find_chart(config: PromoConfig, version: str) -> str:
-    """The digest of chart ``version`` in the registry: it must exist before anything is promoted."""
-    with open_registry(config, chart_repository(config)) as (registry, repository):
-        digest = registry.manifest_digest(repository, chart_tag(version))
+    """The digest of chart ``version``: it must exist before anything is promoted."""
+    digest = lookup_chart.fn(config, version)
     if digest is None:
         raise NotFound(
             f"chart {config.chart_name} {version} is not in {chart_repository(config)}",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import task
 
-from promo.charts import CHART_FILE, parse_chart_yaml
+from promo.app_repo import chart_yaml_path, read_chart_yaml
 from promo.clients import app_mirror
 from promo.git import Mirror, check_branch_name
 from promo.config import PromoConfig
@@ -44,12 +44,8 @@ def read_chart_base_version(config: PromoConfig, request: BuildRequest) -> str:
     """Chart.yaml's version where the build starts, checked before anything is built or pushed (a build commit too)."""
     mirror = app_mirror(config)
     mirror.fetch()
-    ref = _source_ref(mirror, request)
-    path = f"{config.chart.path}/{CHART_FILE}"
-    text = mirror.read_file(ref, path)
-    if text is None:
-        raise ChartError(f"{path} does not exist at {ref} in {mirror.display_url}", "check chart.path in promo.yaml")
-    metadata = parse_chart_yaml(text.encode(), path)
+    metadata = read_chart_yaml(mirror, _source_ref(mirror, request), config.chart.path)
+    path = chart_yaml_path(config.chart.path)
     if metadata["name"] != config.chart_name:
         raise ChartError(
             f"{path} names the chart {metadata['name']!r}, promo.yaml expects {config.chart_name!r}",

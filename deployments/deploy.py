@@ -1,0 +1,246 @@
+"""Register promo on a Prefect server: work pool, environment limits, secret placeholders, one deployment per flow.
+
+Every step is idempotent and says what it did (``created``, ``updated``, ``exists``, ``skipped``), so ``promo setup``
+can be run again after an upgrade or a promo.yaml change. Deployments are named ``<flow-name>/<app>`` and preset
+``config_path`` to the absolute promo.yaml, so one server can hold the pipelines of many apps.
+
+Flows run from the installed code by default (module entrypoints such as ``flows.promote.promote_test``): a worker
+needs promo installed, exactly like the worker image in docker/. ``source=`` loads them from a directory or a git
+URL instead (``Flow.from_source``), for workers that pull the code at run time.
+
+To add a flow, add one ``FlowSpec`` to ``FLOWS``. A flow whose module does not exist yet is skipped, not an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from prefect import Flow
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.events import DeploymentEventTrigger
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.schedules import Cron
+from prefect.workers.base import BaseWorker
+
+from flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
+from flows.limits import ensure_environment_limits
+from promo.config import PromoConfig, config_path as find_config_path, load_config
+from promo.errors import InputError
+
+DEFAULT_WORK_POOL = "promo"
+DEFAULT_POOL_TYPE = "process"
+NIGHTLY_SLUG = "nightly"
+NIGHTLY_CRON = "0 2 * * *"
+SECRET_PLACEHOLDER = "replace-me"
+# Secret blocks promo's operators fill in (`prefect block create secret`, or the UI); setup never overwrites them.
+SECRET_BLOCKS = ("promo-registry-password", "github-token")
+
+Status = Literal["created", "updated", "exists", "skipped"]
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One deployable flow: where it lives, and how it is started besides by hand."""
+
+    name: str  # the flow's name, the first half of the deployment name
+    module: str
+    function: str
+    on_push: bool = False  # started by git.push events on the publishing branches
+    nightly: bool = False  # a nightly schedule, declared inactive; switch it on in the UI or with `prefect deployment schedule`
+
+    @property
+    def module_entrypoint(self) -> str:
+        return f"{self.module}.{self.function}"
+
+    @property
+    def file_entrypoint(self) -> str:
+        return f"{self.module.replace('.', '/')}.py:{self.function}"
+
+
+FLOWS: tuple[FlowSpec, ...] = (
+    FlowSpec("publish-dev", "flows.publish_dev", "publish_dev", on_push=True, nightly=True),
+    FlowSpec("promote-test", "flows.promote", "promote_test"),
+    FlowSpec("promote-stage", "flows.promote", "promote_stage"),
+    FlowSpec("release-prod", "flows.release_prod", "release_prod"),
+    FlowSpec("hotfix", "flows.hotfix", "hotfix"),
+    FlowSpec("bump-version", "flows.bump_version", "bump_version"),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # "work pool", "limit", "secret", "deployment"
+    name: str
+    status: Status
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.status:<8} {self.kind} {self.name}" + (f" ({self.detail})" if self.detail else "")
+
+
+def setup_all(
+    config_path: str | Path | None = None,
+    work_pool: str = DEFAULT_WORK_POOL,
+    *,
+    pool_type: str = DEFAULT_POOL_TYPE,
+    source: str | Path | None = None,
+) -> list[Outcome]:
+    """Everything `promo setup` does, in order; the Prefect API is the one in the current settings."""
+    path = absolute_config_path(config_path)
+    config = load_config(path)
+    outcomes = [ensure_work_pool(work_pool, pool_type)]
+    outcomes += [
+        Outcome("limit", name, "created" if created else "exists", "1 slot" if created else "")
+        for name, created in ensure_environment_limits(config.app, config.environment_names)
+    ]
+    outcomes += ensure_secret_placeholders()
+    outcomes += deploy_all(path, work_pool, source=source)
+    return outcomes
+
+
+def absolute_config_path(config_path: str | Path | None) -> Path:
+    """promo.yaml as --config / $PROMO_CONFIG / ./promo.yaml name it, made absolute for workers in other directories."""
+    return find_config_path(config_path).expanduser().resolve()
+
+
+def ensure_work_pool(name: str = DEFAULT_WORK_POOL, pool_type: str = DEFAULT_POOL_TYPE) -> Outcome:
+    """Create the pool with its type's default job template when missing; an existing pool is never changed."""
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_work_pool(name)
+            return Outcome("work pool", name, "exists", pool.type)
+        except ObjectNotFound:
+            pass
+        worker = BaseWorker.get_worker_class_from_type(pool_type)
+        if worker is None:
+            raise InputError(
+                f"no worker for work pool type {pool_type!r} is installed here",
+                f"install its Prefect integration (e.g. prefect-kubernetes), or create the pool first: "
+                f"prefect work-pool create {name} --type {pool_type}",
+            )
+        template = worker.get_default_base_job_template()
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
+        except ObjectAlreadyExists:
+            return Outcome("work pool", name, "exists", pool_type)
+    return Outcome("work pool", name, "created", pool_type)
+
+
+def ensure_secret_placeholders(names: Iterable[str] = SECRET_BLOCKS) -> list[Outcome]:
+    """Secret blocks holding a placeholder, created only when missing: a value someone set is never overwritten."""
+    outcomes = []
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                client.read_block_document_by_name(name, block_type_slug="secret", include_secrets=False)
+                outcomes.append(Outcome("secret", name, "exists"))
+                continue
+            except ObjectNotFound:
+                pass
+            try:
+                Secret(value=SECRET_PLACEHOLDER).save(name, overwrite=False)
+            except ValueError:  # created meanwhile: save refuses to overwrite
+                outcomes.append(Outcome("secret", name, "exists"))
+                continue
+            outcomes.append(Outcome("secret", name, "created", f"placeholder {SECRET_PLACEHOLDER!r}: set the real value"))
+    return outcomes
+
+
+def deploy_all(
+    config_path: str | Path | None = None,
+    work_pool: str = DEFAULT_WORK_POOL,
+    *,
+    source: str | Path | None = None,
+    flows: Iterable[FlowSpec] = FLOWS,
+) -> list[Outcome]:
+    """One deployment ``<flow>/<app>`` per importable flow in ``flows``, on ``work_pool``, created or updated."""
+    path = absolute_config_path(config_path)
+    config = load_config(path)
+    outcomes = []
+    for spec in flows:
+        flow = _load(spec)
+        if flow is None:
+            outcomes.append(Outcome("deployment", f"{spec.name}/{config.app}", "skipped", f"no module {spec.module}"))
+            continue
+        existed = _existing_schedules(f"{spec.name}/{config.app}")
+        nightly_on = bool(existed and existed.get(NIGHTLY_SLUG))  # switched on by someone: stays on
+        deployment = build_deployment(spec, flow, config, path, source=source, nightly_active=nightly_on)
+        deployment.apply(work_pool_name=work_pool)
+        outcomes.append(
+            Outcome("deployment", deployment.full_name, "updated" if existed is not None else "created", _describe(spec))
+        )
+    return outcomes
+
+
+def build_deployment(
+    spec: FlowSpec,
+    flow: Flow,
+    config: PromoConfig,
+    config_path: Path,
+    *,
+    source: str | Path | None = None,
+    nightly_active: bool = False,
+) -> RunnerDeployment:
+    if source is not None:
+        flow = Flow.from_source(source=str(source), entrypoint=spec.file_entrypoint)
+    parameters = {"config_path": str(config_path)} if "config_path" in flow.parameters.properties else {}
+    return flow.to_deployment(
+        name=config.app,
+        parameters=parameters,
+        triggers=[push_trigger(config)] if spec.on_push else None,
+        schedules=[nightly_schedule(nightly_active)] if spec.nightly else None,
+        tags=["promo", f"app:{config.app}"],
+        description=(flow.description or "").strip() or None,
+        entrypoint_type=EntrypointType.MODULE_PATH if source is None else EntrypointType.FILE_PATH,
+    )
+
+
+def push_trigger(config: PromoConfig) -> DeploymentEventTrigger:
+    """git.push for this app on its branch or a hotfix-* branch starts publish-dev with that commit."""
+    return DeploymentEventTrigger(
+        name=f"publish-dev/{config.app} on git.push",
+        description=f"Publish {config.app} to {config.first_environment.name} when CI reports a push (promo notify-push)",
+        expect={PUSH_EVENT},
+        match={"prefect.resource.id": push_resource_id(config.app), BRANCH_LABEL: push_branches(config.app_repo.branch)},
+        parameters={"sha": "{{ event.payload.sha }}", "branch": "{{ event.payload.branch }}"},
+    )
+
+
+def nightly_schedule(active: bool = False):
+    return Cron(NIGHTLY_CRON, timezone="UTC", active=active, slug=NIGHTLY_SLUG)
+
+
+def _load(spec: FlowSpec) -> Flow | None:
+    try:
+        module = importlib.import_module(spec.module)
+    except ModuleNotFoundError as error:
+        if error.name == spec.module:  # the flow is not written yet; any other import error is a real bug
+            return None
+        raise
+    return getattr(module, spec.function)
+
+
+def _existing_schedules(full_name: str) -> dict[str, bool] | None:
+    """The deployment's schedules as {slug: active}, or None when the deployment does not exist yet."""
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(full_name)
+        except ObjectNotFound:
+            return None
+    return {schedule.slug: schedule.active for schedule in deployment.schedules if schedule.slug}
+
+
+def _describe(spec: FlowSpec) -> str:
+    parts = []
+    if spec.on_push:
+        parts.append(f"on {PUSH_EVENT}")
+    if spec.nightly:
+        parts.append(f"nightly {NIGHTLY_CRON} UTC, inactive unless switched on")
+    return ", ".join(parts)

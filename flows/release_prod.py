@@ -1,0 +1,147 @@
+"""release-prod: the exact chart that passed stage becomes a clean SemVer release in prod.
+
+Every step checks whether it is already done and skips it, so a run stopped at any point and started again
+finishes the release exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.deployments import run_deployment
+from prefect.runtime import flow_run
+
+from flows.gate import wait_for_approval
+from flows.publish_dev import publish_dev
+from flows.runinfo import flow_run_label
+from promo.approvals import ApprovalRequest
+from promo.clients import load_checked_config
+from promo.config import PromoConfig
+from promo.gitops import Trailers
+from promo.release import ReleaseCandidate
+from promo.versions import bump, rc_version
+from tasks.chart import find_chart, lookup_chart
+from tasks.forge import publish_release
+from tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
+from tasks.release import (
+    bump_main,
+    find_next_build_commit,
+    prepare_release_chart,
+    publish_release_chart,
+    resolve_release_commit,
+)
+
+
+@dataclass(frozen=True)
+class Released:
+    app: str
+    version: str
+    rc: str
+    commit: str
+    rc_digest: str
+    release_digest: str
+    release_url: str | None
+    approved_by: str | None
+    main_bumped_to: str | None
+    next_build: str | None
+
+    def summary(self) -> str:
+        return f"released {self.app} {self.version} (from {self.rc}, commit {self.commit[:12]}) to prod"
+
+
+@flow(name="release-prod")
+def release_prod(config_path: str | None = None, approve_as: str | None = None) -> Released:
+    config = load_checked_config(config_path)
+    prod = config.environments[-1].name
+    stage = config.source_of(prod).name
+    candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
+    rc_digest = find_chart(config, candidate.rc)
+    commit = resolve_release_commit(config, candidate)
+    release_chart = prepare_release_chart(config, candidate, rc_digest)
+    plan = plan_environment_version(config, prod, candidate.version)
+    approver = None
+    if not plan.already_current:
+        request = ApprovalRequest(
+            app=config.app,
+            version=candidate.version,
+            source=stage,
+            target=prod,
+            diff=plan.diff,
+            approvers=tuple(config.environment(prod).approvers),
+            chart_digest=rc_digest,
+        )
+        approver = wait_for_approval(request, config.gate, pre_approved_by=approve_as).approver
+    pushed = publish_release_chart(config, release_chart)
+    release = publish_release(config, candidate, commit)
+    write_environment_version(
+        config,
+        prod,
+        candidate.version,
+        subject=f"release({config.app}): {prod} -> {candidate.version}",
+        trailers=Trailers(
+            promoted_from=stage,
+            chart_version=candidate.version,
+            chart_digest=pushed.digest,
+            flow_run=flow_run_label(),
+            approved_by=approver,
+        ),
+    )
+    bumped = bump_main(config, candidate.version)
+    next_build = start_next_build(config, config_path, candidate.version, commit)
+    released = Released(
+        app=config.app,
+        version=candidate.version,
+        rc=candidate.rc,
+        commit=commit,
+        rc_digest=rc_digest,
+        release_digest=pushed.digest,
+        release_url=release.url,
+        approved_by=approver,
+        main_bumped_to=bumped.after,
+        next_build=next_build,
+    )
+    record_release(config, released)
+    return released
+
+
+def start_next_build(config: PromoConfig, config_path: str | None, released: str, release_commit: str) -> str | None:
+    """Build main's bump commit once: skipped when there is none (a hotfix) or its RC already exists."""
+    bump_commit = find_next_build_commit(config, released, release_commit)
+    if bump_commit is None:
+        return None
+    next_rc = rc_version(bump(released, "patch"), bump_commit)
+    if lookup_chart(config, next_rc) is not None:
+        get_run_logger().info("The next build %s exists already", next_rc)
+        return next_rc
+    if flow_run.get_deployment_id():
+        run_deployment(
+            f"publish-dev/{config.app}",
+            parameters={"sha": bump_commit, "branch": config.app_repo.branch},
+            idempotency_key=f"publish-dev-{config.app}-{bump_commit}",
+            timeout=0,
+            as_subflow=False,
+        )
+    else:
+        publish_dev(sha=bump_commit, branch=config.app_repo.branch, config_path=config_path)
+    return next_rc
+
+
+def record_release(config: PromoConfig, released: Released) -> None:
+    rows = [
+        ("release", f"`{released.version}`"),
+        ("from RC", f"`{released.rc}`"),
+        ("commit", f"`{released.commit}`"),
+        ("RC chart digest", f"`{released.rc_digest}`"),
+        ("release chart digest", f"`{released.release_digest}`"),
+        ("approved by", released.approved_by or "(already deployed)"),
+        ("release", released.release_url or "-"),
+        ("main bumped to", released.main_bumped_to or "(not bumped: already past)"),
+        ("next dev build", released.next_build or "-"),
+    ]
+    create_markdown_artifact(
+        key=f"release-{config.app}",
+        markdown="\n".join([f"## {released.summary()}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]),
+        description=released.summary(),
+    )
