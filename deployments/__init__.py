@@ -1,0 +1,1 @@
+"""Registering promo on a Prefect server: deploy.py (used by `promo setup`)."""

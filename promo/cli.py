@@ -67,6 +67,54 @@ def promote_stage(yes: YesOption = False, config: ConfigOption = None) -> None:
     _promote("stage", yes, config)
 
 
+@app.command("release-prod")
+def release_prod(yes: YesOption = False, config: ConfigOption = None) -> None:
+    """Release the RC running in stage to prod as X.Y.Z, after approval; safe to run again after any failure."""
+    from flows.release_prod import release_prod as flow
+
+    typer.echo(flow(config_path=config, approve_as=current_user() if yes else None).summary())
+
+
+@app.command("hotfix")
+def hotfix(
+    tag: Annotated[str, typer.Argument(help="the release to fix, vX.Y.Z")],
+    config: ConfigOption = None,
+) -> None:
+    """Branch hotfix-X-Y-(Z+1) from a release tag, set its chart version, and open a draft pull request."""
+    from flows.hotfix import hotfix as flow
+    from promo.versions import parse_release_tag
+
+    parse_release_tag(tag)
+    typer.echo(flow(tag=tag, config_path=config).summary())
+
+
+@app.command("bump-version")
+def bump_version(
+    part: Annotated[str, typer.Argument(help="patch, minor or major")],
+    config: ConfigOption = None,
+) -> None:
+    """Bump the chart version on main by one part."""
+    from flows.bump_version import bump_version as flow
+    from promo.versions import check_bump_part
+
+    change = flow(part=check_bump_part(part), config_path=config)
+    typer.echo(f"chart version {change.before} -> {change.after} (commit {change.commit})")
+
+
+@app.command("releases")
+def releases(config: ConfigOption = None) -> None:
+    """List the releases of the app (git tags with notes, or GitHub releases)."""
+    from promo.clients import forge
+    from promo.config import load_config
+    from promo.table import print_table
+
+    found = forge(load_config(config)).list_releases()
+    if not found:
+        typer.echo("no releases yet")
+        return
+    print_table(["tag", "commit", "name", "url"], [[r.tag, r.commit[:12], r.name, r.url or "-"] for r in found])
+
+
 @app.command("approve")
 def approve(
     run_id: Annotated[Optional[str], typer.Argument(help="flow run id of the waiting gate")] = None,

@@ -83,10 +83,15 @@ def sha_of(rc: str) -> str:
     return parse_version(rc).prerelease.removeprefix("rc.")
 
 
-def bump(version: str, part: str) -> str:
-    """Bump one part. A pre-release is first finalised: bumping ``1.3.0-rc.1``'s patch gives ``1.3.1``."""
+def check_bump_part(part: str) -> BumpPart:
     if part not in BUMP_PARTS:
         raise InputError(f"unknown version part {part!r}", f"use one of: {', '.join(BUMP_PARTS)}")
+    return part  # type: ignore[return-value]
+
+
+def bump(version: str, part: str) -> str:
+    """Bump one part. A pre-release is first finalised: bumping ``1.3.0-rc.1``'s patch gives ``1.3.1``."""
+    check_bump_part(part)
     parsed = parse_version(version).finalize_version()
     return str(parsed.next_version(part=part))
 

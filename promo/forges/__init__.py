@@ -1,0 +1,1 @@
+"""The implementations of ``promo.forge.Forge``: ``local`` (git refs only) and ``github`` (the REST API)."""

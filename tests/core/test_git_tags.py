@@ -1,0 +1,138 @@
+"""Tags, branches, records and history of a mirror, against real bare remotes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from git import Actor
+
+from promo.errors import ConflictError, InputError, NotFound
+from promo.git import Annotation, LogEntry, Mirror
+from tests.fixtures.gitrepos import GitRemote, make_remote
+
+
+@pytest.fixture
+def app_remote(tmp_path: Path) -> GitRemote:
+    return make_remote(tmp_path / "app", {"README.md": "# hello\n"})
+
+
+def mirror_of(remote: GitRemote, cache: Path) -> Mirror:
+    mirror = Mirror.open(remote.url, cache)
+    mirror.fetch()
+    return mirror
+
+
+def test_create_tag_pushes_an_annotated_tag_once(app_remote: GitRemote, cache_dir: Path) -> None:
+    mirror = mirror_of(app_remote, cache_dir)
+    head = app_remote.head()
+
+    assert mirror.create_tag("v1.0.0", head, "v1.0.0\n\n## Features\n- one", tagger=Actor("alice", "a@x")) is True
+    assert mirror.create_tag("v1.0.0", head, "another message") is False  # a re-run
+
+    assert app_remote.git("rev-parse", "v1.0.0^{commit}").strip() == head
+    assert app_remote.git("cat-file", "-t", "v1.0.0").strip() == "tag"
+    assert app_remote.git("tag", "-l", "--format=%(taggername) %(taggeremail)|%(contents)", "v1.0.0").strip() == (
+        "alice <a@x>|v1.0.0\n\n## Features\n- one"
+    )
+    app_remote.git("fsck", "--strict", "--no-dangling")
+    assert mirror.tags() == {"v1.0.0": head}
+    assert mirror.tag_message("v1.0.0") == "v1.0.0\n\n## Features\n- one"
+    assert mirror.resolve("v1.0.0") == head
+
+
+def test_a_tag_at_another_commit_is_a_conflict_naming_both(app_remote: GitRemote, cache_dir: Path) -> None:
+    first = app_remote.head()
+    second = app_remote.commit({"a.txt": "a\n"}, "feat: a")
+    mirror = mirror_of(app_remote, cache_dir)
+    mirror.create_tag("v1.0.0", first, "v1.0.0")
+
+    with pytest.raises(ConflictError) as error:
+        mirror.create_tag("v1.0.0", second, "v1.0.0")
+
+    assert first in str(error.value) and second in str(error.value)
+    assert app_remote.git("rev-parse", "v1.0.0^{commit}").strip() == first
+
+
+def test_a_tag_made_elsewhere_is_fetched_peeled_and_pruned(app_remote: GitRemote, cache_dir: Path, tmp_path: Path) -> None:
+    head = app_remote.head()
+    mirror_of(app_remote, cache_dir).create_tag("v0.1.0", head, "first")
+    app_remote.git("tag", "light", head)
+    other = mirror_of(app_remote, tmp_path / "other-cache")  # a second machine's cache
+
+    assert other.tags() == {"v0.1.0": head, "light": head}
+    assert other.tag_message("v0.1.0") == "first"
+    assert other.tag_message("light") is None and other.tag_message("v9.9.9") is None
+
+    app_remote.git("tag", "-d", "light")
+    other.fetch()
+    assert other.tags() == {"v0.1.0": head}
+
+
+def test_create_tag_refuses_bad_names_and_unknown_commits(app_remote: GitRemote, cache_dir: Path) -> None:
+    mirror = mirror_of(app_remote, cache_dir)
+    for name in ("--force", "-v1", "v1..2", "v1 2", "v1:2", "v1.lock", "", "a//b", "v1/"):
+        with pytest.raises(InputError, match="not a valid git tag name"):
+            mirror.create_tag(name, app_remote.head(), "x")
+    with pytest.raises(NotFound):
+        mirror.create_tag("v1.0.0", "f" * 40, "x")
+    assert app_remote.git("tag", "-l") == ""
+
+
+def test_concurrent_tag_creation_has_one_winner(app_remote: GitRemote, tmp_path: Path) -> None:
+    head = app_remote.head()
+    mirrors = [mirror_of(app_remote, tmp_path / f"cache-{index}") for index in range(3)]
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda m=m: results.append(m.create_tag("v2.0.0", head, "x"))) for m in mirrors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, False, True]
+
+
+def test_branches_and_create_branch(app_remote: GitRemote, cache_dir: Path) -> None:
+    first = app_remote.head()
+    second = app_remote.commit({"a.txt": "a\n"}, "feat: a")
+    mirror = mirror_of(app_remote, cache_dir)
+
+    assert mirror.create_branch("hotfix-1-0-1", first) is True
+    assert app_remote.git("rev-parse", "hotfix-1-0-1").strip() == first
+    assert mirror.branches() == {"main": second, "hotfix-1-0-1": first}
+    assert mirror.create_branch("hotfix-1-0-1", first) is False
+    with pytest.raises(ConflictError, match="branch hotfix-1-0-1 already exists"):
+        mirror.create_branch("hotfix-1-0-1", second)  # a fast-forward, still refused: the branch is never moved
+    with pytest.raises(InputError):
+        mirror.create_branch("--delete", first)
+    assert app_remote.git("rev-parse", "hotfix-1-0-1").strip() == first
+
+
+def test_records_live_outside_tags_and_branches(app_remote: GitRemote, cache_dir: Path, tmp_path: Path) -> None:
+    head = app_remote.head()
+    mirror = mirror_of(app_remote, cache_dir)
+
+    assert mirror.create_record("pulls", "hotfix-1-0-1", head, "Hotfix 1.0.1\n\nBase: main") is True
+    assert mirror.create_record("pulls", "hotfix-1-0-1", head, "something else") is False
+
+    other = mirror_of(app_remote, tmp_path / "other-cache")
+    assert other.records("pulls") == {"hotfix-1-0-1": Annotation(head, "Hotfix 1.0.1\n\nBase: main")}
+    assert other.tags() == {} and set(other.branches()) == {"main"}
+    assert app_remote.git("tag", "-l") == ""
+    with pytest.raises(InputError):
+        mirror.records("../heads")
+
+
+def test_log_gives_authors_and_the_whole_history_without_a_start(app_remote: GitRemote, cache_dir: Path) -> None:
+    first = app_remote.head()
+    second = app_remote.commit({"a.txt": "a\n"}, "feat: a | with\x1fseparators")
+    mirror = mirror_of(app_remote, cache_dir)
+    third = mirror.commit_empty("main", "build: publish-dev on main (manual run)")
+
+    assert mirror.log(None, "main") == [
+        LogEntry(third, "build: publish-dev on main (manual run)", "promo"),
+        LogEntry(second, "feat: a | with\x1fseparators", "someone else"),
+        LogEntry(first, "initial environments", "someone else"),
+    ]
+    mirror.create_tag("v1.0.0", second, "v1.0.0")
+    assert [entry.sha for entry in mirror.log("v1.0.0", "main")] == [third]
