@@ -12,7 +12,7 @@ branch so that opening one writes no commit anywhere, it travels with every fetc
 
 from __future__ import annotations
 
-from promo.errors import NotFound
+from promo.errors import InputError, NotFound
 from promo.forge import PullRequest, Release, check_commit, newest_first
 from promo.git import Annotation, Mirror, check_branch_name
 from promo.versions import parse_release_tag
@@ -72,7 +72,7 @@ class LocalForge:
 def _is_release(tag: str) -> bool:
     try:
         parse_release_tag(tag)
-    except ValueError:
+    except InputError:
         return False
     return True
 

@@ -1,0 +1,172 @@
+"""promo on a real Prefect server (PostgreSQL), driven the way operators drive it: `promo setup`, a process worker,
+`promo notify-push` from CI, a gate that suspends (no process held while it waits) and is approved through the API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    DeploymentFilter,
+    DeploymentFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from ruamel.yaml import YAML
+
+from flows.gate import decide, waiting_gates
+from flows.limits import limit_name
+from promo.approvals import Decision
+from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
+from promo.versions import short_sha
+from tests.integration.conftest import PrefectServer, tail, wait_until
+
+pytestmark = pytest.mark.integration
+
+RUN_SECONDS = 60
+
+
+def git(remote: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(remote), *args], check=True, capture_output=True, text=True).stdout
+
+
+def target_revision(sandbox: Sandbox, env: str) -> str:
+    text = git(sandbox.gitops_remote, "show", f"main:registry/environments/{env}/preprod/{sandbox.app}.yaml")
+    return YAML(typ="safe").load(text)["spec"]["source"]["targetRevision"]
+
+
+def flow_runs_of(client, deployment: str):
+    name = deployment.split("/", 1)[1]
+    flow_name = deployment.split("/", 1)[0]
+    runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])))
+    flows = {run.flow_id: client.read_flow(run.flow_id).name for run in runs}
+    return [run for run in runs if flows[run.flow_id] == flow_name]
+
+
+def read_run(client, flow_run_id: UUID):
+    return client.read_flow_run(flow_run_id)
+
+
+def processes_of_flow_run(flow_run_id: UUID) -> list[int]:
+    """PIDs whose environment names this flow run: the process a worker started to run it."""
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture()
+def sandbox(tmp_path: Path):
+    made = create_sandbox(tmp_path / "world")
+    try:
+        yield made
+    finally:
+        stop_sandbox(made.directory)
+
+
+def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, start_worker, promo, sandbox, tmp_path):
+    config = str(sandbox.config_path)
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}), get_client(sync_client=True) as client:
+        # setup registers everything, and a second run changes nothing it should keep
+        first = promo("setup", "--config", config)
+        assert first.returncode == 0, first.stderr
+        for line in (
+            "created  work pool promo (process)",
+            f"created  limit {limit_name('hello', 'test')}",
+            "created  secret promo-registry-password",
+            "created  secret github-token",
+            "created  deployment publish-dev/hello",
+            "created  deployment promote-test/hello",
+            "created  deployment promote-stage/hello",
+        ):
+            assert line in first.stdout, first.stdout
+        Secret(value="a-real-token").save("github-token", overwrite=True)
+        second = promo("setup", "--config", config)
+        assert second.returncode == 0, second.stderr
+        assert "created" not in second.stdout, second.stdout
+        assert "updated  deployment publish-dev/hello" in second.stdout
+        assert Secret.load("github-token").get() == "a-real-token"
+        assert client.read_global_concurrency_limit_by_name(limit_name("hello", "stage")).limit == 1
+        publish = client.read_deployment_by_name("publish-dev/hello")
+        assert publish.parameters == {"config_path": config}
+        assert [(s.slug, s.active) for s in publish.schedules] == [("nightly", False)]
+
+        worker = start_worker("promo")
+
+        # CI reports pushes: a feature branch publishes nothing, main publishes that very commit to dev
+        sha = git(sandbox.app_remote, "rev-parse", "main").strip()
+        ignored = promo("notify-push", "--sha", sha, "--branch", "feature-x", "--config", config)
+        assert ignored.returncode == 0 and "no publish" in ignored.stdout, ignored.stderr
+        sent = promo("notify-push", "--sha", sha, "--branch", "main", "--config", config)
+        assert sent.returncode == 0 and "will run" in sent.stdout, sent.stderr
+        bad = promo("notify-push", "--sha", "not-a-sha", "--branch", "main", "--config", config)
+        assert bad.returncode == 2 and "not a git commit SHA" in bad.stderr
+
+        runs = wait_until(lambda: flow_runs_of(client, "publish-dev/hello"), 30, "a publish-dev run from git.push")
+        run = wait_until(
+            lambda: (r := read_run(client, runs[0].id)).state.is_final() and r, RUN_SECONDS, "publish-dev to finish",
+            alive=worker.process, log=worker.log,
+        )  # fmt: skip
+        assert run.state.is_completed(), f"{run.state}\n{tail(worker.log)}"
+        assert run.parameters["sha"] == sha and run.parameters["branch"] == "main"
+        version = f"0.1.0-rc.{short_sha(sha)}"
+        assert target_revision(sandbox, "dev") == version
+        assert len(flow_runs_of(client, "publish-dev/hello")) == 1  # the feature-x push started nothing
+
+        # promote-test from the API: it suspends at its gate and no process waits with it
+        promotion = run_deployment("promote-test/hello", timeout=0)
+        wait_until(
+            lambda: read_run(client, promotion.id).state.name == "Suspended", RUN_SECONDS, "promote-test to suspend",
+            alive=worker.process, log=worker.log,
+        )  # fmt: skip
+        wait_until(lambda: not processes_of_flow_run(promotion.id), 15, "the suspended run's process to exit")
+        assert target_revision(sandbox, "test") != version
+
+        gate = wait_until(lambda: waiting_gates(app="hello", env="test"), 10, "the gate in `promo pending`")[0]
+        assert gate.flow_run_id == promotion.id and gate.version == version
+        decide(gate, Decision(approved=True, approver="carol", comment="smoke tests green"))
+
+        done = wait_until(
+            lambda: (r := read_run(client, promotion.id)).state.is_final() and r, RUN_SECONDS, "promote-test to finish",
+            alive=worker.process, log=worker.log,
+        )  # fmt: skip
+        assert done.state.is_completed(), f"{done.state}\n{tail(worker.log)}"
+        assert target_revision(sandbox, "test") == version
+        message = git(sandbox.gitops_remote, "log", "-1", "--format=%B", "main")
+        assert "Approved-By: carol" in message and "Promoted-From: dev" in message
+        assert f"Flow-Run: promote-test/{done.name} {done.id}" in message
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["gate-hello-test"])))
+        assert artifacts and "approved by `carol`" in artifacts[0].data
+        history = [state.name for state in client.read_flow_run_states(promotion.id)]
+        assert "Suspended" in history and history[-1] == "Completed", history
+
+
+@pytest.fixture()
+def promo(prefect_server: PrefectServer):
+    from tests.integration.conftest import PROJECT, BIN
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "promo"), *args], env=prefect_server.env(), capture_output=True, text=True, timeout=120,
+            cwd=PROJECT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    return run
