@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_TOOLS := buildah docker-registry skopeo git
+SYSTEM_TOOLS := buildah docker-registry skopeo git postgresql
 DEMO_DIR ?= .promo-demo
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
@@ -11,9 +11,15 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 setup: system-tools venv
 
-# Debian package names equal the command names for every tool we need.
+# Debian package names equal the command names, except postgresql: Debian keeps its binaries off PATH, in
+# /usr/lib/postgresql/<major>/bin (the integration tests start a throwaway cluster with that initdb).
 system-tools:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  case $$tool in \
+	    postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing $$tool";; \
+	    *) command -v $$tool >/dev/null || missing="$$missing $$tool";; \
+	  esac; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \

@@ -8,7 +8,8 @@ Flows run from the installed code by default (module entrypoints such as ``flows
 needs promo installed, exactly like the worker image in docker/. ``source=`` loads them from a directory or a git
 URL instead (``Flow.from_source``), for workers that pull the code at run time.
 
-To add a flow, add one ``FlowSpec`` to ``FLOWS``. A flow whose module does not exist yet is skipped, not an error.
+To add a flow, add one ``FlowSpec`` to ``FLOWS``. A flow whose module is missing or does not import is skipped (and
+setup's output says why); the others still deploy.
 """
 
 from __future__ import annotations
@@ -165,9 +166,9 @@ def deploy_all(
     config = load_config(path)
     outcomes = []
     for spec in flows:
-        flow = _load(spec)
+        flow, why_not = _load(spec)
         if flow is None:
-            outcomes.append(Outcome("deployment", f"{spec.name}/{config.app}", "skipped", f"no module {spec.module}"))
+            outcomes.append(Outcome("deployment", f"{spec.name}/{config.app}", "skipped", why_not))
             continue
         existed = _existing_schedules(f"{spec.name}/{config.app}")
         nightly_on = bool(existed and existed.get(NIGHTLY_SLUG))  # switched on by someone: stays on
@@ -217,14 +218,20 @@ def nightly_schedule(active: bool = False):
     return Cron(NIGHTLY_CRON, timezone="UTC", active=active, slug=NIGHTLY_SLUG)
 
 
-def _load(spec: FlowSpec) -> Flow | None:
+def _load(spec: FlowSpec) -> tuple[Flow | None, str]:
+    """The flow, or None and why not: a flow still being written (missing module, failing import) is skipped."""
     try:
         module = importlib.import_module(spec.module)
     except ModuleNotFoundError as error:
-        if error.name == spec.module:  # the flow is not written yet; any other import error is a real bug
-            return None
-        raise
-    return getattr(module, spec.function)
+        if error.name == spec.module:
+            return None, f"no module {spec.module}"
+        return None, f"{spec.module} does not import: {error}"
+    except Exception as error:  # noqa: BLE001 - reported in setup's output, the other flows still deploy
+        return None, f"{spec.module} does not import: {type(error).__name__}: {error}"
+    flow = getattr(module, spec.function, None)
+    if not isinstance(flow, Flow):
+        return None, f"{spec.module} has no flow {spec.function}"
+    return flow, ""
 
 
 def _existing_schedules(full_name: str) -> dict[str, bool] | None:

@@ -17,7 +17,11 @@ from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.gitops import Trailers
 from tasks.chart import find_chart
-from tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
+from tasks.gitops import (
+    plan_environment_version,
+    read_environment_version,
+    write_environment_version,
+)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,18 @@ from flows.runinfo import flow_run_label
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.gitops import Trailers
-from promo.images import BuiltImage
 from promo.helm_oci import PushedChart
+from promo.images import BuiltImage
 from promo.versions import short_sha
 from tasks.chart import check_registry_access, package_rc_chart, push_rc_chart
 from tasks.gitops import write_environment_version
 from tasks.image import build_image
-from tasks.source import BuildRequest, export_source, read_chart_base_version, resolve_build_commit
+from tasks.source import (
+    BuildRequest,
+    export_source,
+    read_chart_base_version,
+    resolve_build_commit,
+)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
-from prefect.runtime import flow_run
+from prefect.runtime import deployment
 
 from flows.gate import wait_for_approval
 from flows.publish_dev import publish_dev
@@ -23,8 +23,12 @@ from promo.gitops import Trailers
 from promo.release import ReleaseCandidate
 from promo.versions import bump, rc_version
 from tasks.chart import find_chart, lookup_chart
-from tasks.forge import publish_release
-from tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
+from tasks.forge import check_release_tag, publish_release
+from tasks.gitops import (
+    plan_environment_version,
+    read_environment_version,
+    write_environment_version,
+)
 from tasks.release import (
     bump_main,
     find_next_build_commit,
@@ -59,6 +63,7 @@ def release_prod(config_path: str | None = None, approve_as: str | None = None) 
     candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
     rc_digest = find_chart(config, candidate.rc)
     commit = resolve_release_commit(config, candidate)
+    check_release_tag(config, candidate, commit)
     release_chart = prepare_release_chart(config, candidate, rc_digest)
     plan = plan_environment_version(config, prod, candidate.version)
     approver = None
@@ -115,7 +120,7 @@ def start_next_build(config: PromoConfig, config_path: str | None, released: str
     if lookup_chart(config, next_rc) is not None:
         get_run_logger().info("The next build %s exists already", next_rc)
         return next_rc
-    if flow_run.get_deployment_id():
+    if deployment.get_id():
         run_deployment(
             f"publish-dev/{config.app}",
             parameters={"sha": bump_commit, "branch": config.app_repo.branch},

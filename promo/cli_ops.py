@@ -51,6 +51,9 @@ def setup(
             "reinstall promo (pip install -e .) from a checkout whose pyproject.toml includes deployments*",
         ) from None
 
+    from promo.config import load_config
+
+    load_config(config)  # bad input first: nothing is registered for a promo.yaml that does not validate
     url = _require_server()
     typer.echo(f"Prefect API: {url}")
     for outcome in setup_all(config, pool, pool_type=pool_type, source=source):

@@ -5,12 +5,22 @@ Kept apart so flows and the CLI build their clients the same way, and tests can 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from promo.config import PromoConfig, load_config
 from promo import helm_oci
+from promo.config import ForgeSettings, PromoConfig, load_config
+from promo.errors import ConfigError
+from promo.forge import Forge, forge_for, github_repository
+from promo.forges.github import (
+    DEFAULT_API_URL,
+    EnvToken,
+    GitHubAppToken,
+    PrefectSecretToken,
+    TokenProvider,
+)
 from promo.git import Mirror
 from promo.gitops import GitOpsRepo
 from promo.images import ImageBuilder, select_builder
@@ -56,6 +66,38 @@ def gitops_repo(config: PromoConfig) -> GitOpsRepo:
 
 def app_mirror(config: PromoConfig) -> Mirror:
     return Mirror.open(config.app_repo.url, config.resolved_cache_dir)
+
+
+def forge(config: PromoConfig, mirror: Mirror | None = None) -> Forge:
+    """Where releases and pull requests of the app repository live."""
+    settings = config.forge
+    mirror = mirror or app_mirror(config)
+    token_source = None
+    if settings.kind == "github":
+        token_source = github_token_source(settings, settings.repository or github_repository(mirror.url))
+    return forge_for(
+        settings.kind, mirror=mirror, repository=settings.repository, token_source=token_source, api_url=settings.api_url
+    )
+
+
+def github_token_source(settings: ForgeSettings, repository: str | None) -> TokenProvider:
+    if settings.token == "secret":
+        return PrefectSecretToken(settings.secret_block)
+    if settings.token == "app":
+        private_key = os.environ.get(settings.app_private_key_env)
+        if not settings.app_id or not private_key:
+            raise ConfigError(
+                "a GitHub App token needs forge.app_id and the app's private key",
+                f"set forge.app_id in promo.yaml and the PEM key in ${settings.app_private_key_env}",
+            )
+        return GitHubAppToken(
+            settings.app_id,
+            private_key,
+            settings.app_installation_id,
+            repository=repository,
+            api_url=settings.api_url or DEFAULT_API_URL,
+        )
+    return EnvToken(settings.token_env)
 
 
 def image_builder(config: PromoConfig) -> ImageBuilder:

@@ -82,6 +82,20 @@ class EnvironmentSettings(_Model):
         return [_dns_label("cluster", cluster) for cluster in value]
 
 
+class ForgeSettings(_Model):
+    """Where releases and pull requests live. Tokens never live here: only where to find them."""
+
+    kind: Literal["local", "github"] = "local"
+    repository: str | None = Field(default=None, description="owner/name on GitHub; default: read from app_repo.url")
+    api_url: str | None = Field(default=None, description="GitHub Enterprise API URL; default https://api.github.com")
+    token: Literal["env", "secret", "app"] = "env"
+    token_env: str = Field(default="GITHUB_TOKEN", description="token: env reads the token from this variable")
+    secret_block: str = Field(default="github-token", description="token: secret reads this Prefect Secret block")
+    app_id: str | None = Field(default=None, description="token: app — the GitHub App's id")
+    app_private_key_env: str = Field(default="GITHUB_APP_PRIVATE_KEY", description="token: app — PEM key variable")
+    app_installation_id: int | None = None
+
+
 class GateSettings(_Model):
     timeout_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     poll_interval_seconds: float = Field(default=2.0, gt=0)
@@ -104,6 +118,7 @@ class PromoConfig(_Model):
     image: ImageSettings
     registry: RegistrySettings = RegistrySettings()
     environments: list[EnvironmentSettings] = Field(default_factory=default_environments, min_length=2)
+    forge: ForgeSettings = ForgeSettings()
     gate: GateSettings = GateSettings()
     cache_dir: Path | None = Field(default=None, description="git caches; default $PROMO_CACHE_DIR or ~/.cache/promo")
 

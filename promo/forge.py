@@ -27,7 +27,9 @@ ForgeKind = Literal["local", "github"]
 FORGE_KINDS: tuple[ForgeKind, ...] = ("local", "github")
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-_GITHUB_URL = re.compile(r"^(?:https://|ssh://git@|git@)github\.com[/:](?P<owner>[\w.-]+)/(?P<name>[\w.-]+?)(?:\.git)?/?$")
+_GITHUB_URL = re.compile(
+    r"^(?:https://|ssh://git@|git@)github\.com[/:](?P<owner>[\w-]+)/(?P<name>[\w.-]+?)(?:\.git)?/?$"
+)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from stat import S_ISDIR
+from typing import Literal
 
 from git import Actor, Repo
 from git.exc import BadName, BadObject, GitCommandError
@@ -134,6 +135,7 @@ class Snapshot:
 
 
 Edit = Callable[[Snapshot], Mapping[str, str] | None]
+PushOutcome = Literal["pushed", "up to date", "rejected"]
 
 
 class Mirror:
@@ -275,12 +277,7 @@ class Mirror:
 
     def push(self, sha: str, branch: str) -> bool:
         """Move the remote's ``branch`` to ``sha`` if that is a fast-forward; False when the remote moved meanwhile."""
-        check_branch_name(branch)
-        with self._locked():
-            if not self._push_refspec(f"{sha}:refs/heads/{branch}", action=f"pushing {branch} to"):
-                return False
-            self._git("update-ref", f"{_TRACKING}/{branch}", sha, action="recording the push to")
-        return True
+        return self._push_branch(sha, branch) != "rejected"
 
     def create_tag(self, name: str, sha: str, message: str, *, tagger: Actor = DEFAULT_AUTHOR) -> bool:
         """Push annotated tag ``name`` on commit ``sha`` (any ref that resolves to it) with ``message``.
@@ -291,31 +288,16 @@ class Mirror:
         check_tag_name(name)
         ref = f"refs/tags/{name}"
         existing = self._create_ref(ref, ref, sha, lambda commit: self._tag_object(name, commit, message, tagger))
-        if existing is None:
-            return True
-        commit = self.resolve(sha)
-        if existing != commit:
-            raise ConflictError(
-                f"tag {name} already exists in {self.display_url} at commit {existing}, not at {commit}",
-                "a pushed tag is never moved: release under another version, or delete the tag by hand if it is"
-                " wrong",
-            )
-        return False
+        fix = "a pushed tag is never moved: release under another version, or delete the tag by hand if it is wrong"
+        return self._created_here(f"tag {name}", existing, sha, fix)
 
     def create_branch(self, name: str, sha: str) -> bool:
         """Push a new branch ``name`` at commit ``sha``. True when created; False when it already points there; a
         branch elsewhere is a ConflictError (it may hold someone's work, so it is never moved)."""
         check_branch_name(name)
         existing = self._create_ref(f"refs/heads/{name}", f"{_TRACKING}/{name}", sha, lambda commit: commit)
-        if existing is None:
-            return True
-        commit = self.resolve(sha)
-        if existing != commit:
-            raise ConflictError(
-                f"branch {name} already exists in {self.display_url} at commit {existing}, not at {commit}",
-                f"use that branch as it is, or delete it first if it is stale (git push <remote> :{name})",
-            )
-        return False
+        fix = f"use that branch as it is, or delete it first if it is stale (git push <remote> :{name})"
+        return self._created_here(f"branch {name}", existing, sha, fix)
 
     def create_record(
         self, kind: str, name: str, sha: str, message: str, *, tagger: Actor = DEFAULT_AUTHOR
@@ -426,7 +408,9 @@ class Mirror:
                 if built is None:
                     return UpdateResult(None, attempt, ())
                 commit, paths = built
-                if self.push(commit, branch):
+                # "up to date" means another writer pushed a byte-identical commit (same parent, tree, message and
+                # second): its edit landed, ours did not, so it counts as a rejection and is re-applied on top.
+                if self._push_branch(commit, branch) == "pushed":
                     return UpdateResult(commit, attempt, paths)
             _back_off(attempt)
         raise TransientError(
@@ -451,7 +435,8 @@ class Mirror:
                 if existing is not None:
                     return existing
                 target = make(self.resolve(sha))
-                if self._push_refspec(f"{target}:{ref}", f"--force-with-lease={ref}:", action=f"pushing {ref} to"):
+                lease = f"--force-with-lease={ref}:"
+                if self._push_refspec(f"{target}:{ref}", lease, action=f"pushing {ref} to") == "pushed":
                     self._git("update-ref", local_ref, target, action="recording the push to")
                     return None
             _back_off(attempt)
@@ -460,15 +445,34 @@ class Mirror:
             "run it again; check that the remote accepts pushes to this ref",
         )
 
-    def _push_refspec(self, refspec: str, *options: str, action: str) -> bool:
-        """Push one refspec; False when the remote refused it because its ref moved (or, for a lease, exists)."""
+    def _created_here(self, what: str, existing: str | None, sha: str, fix: str) -> bool:
+        """True when ``_create_ref`` created the ref, False when it already named ``sha``'s commit, else a conflict."""
+        if existing is None:
+            return True
+        commit = self.resolve(sha)
+        if existing != commit:
+            cause = f"{what} already exists in {self.display_url} at commit {existing}, not at {commit}"
+            raise ConflictError(cause, fix)
+        return False
+
+    def _push_branch(self, sha: str, branch: str) -> PushOutcome:
+        check_branch_name(branch)
+        with self._locked():
+            outcome = self._push_refspec(f"{sha}:refs/heads/{branch}", action=f"pushing {branch} to")
+            if outcome != "rejected":
+                self._git("update-ref", f"{_TRACKING}/{branch}", sha, action="recording the push to")
+        return outcome
+
+    def _push_refspec(self, refspec: str, *options: str, action: str) -> PushOutcome:
+        """Push one refspec: "rejected" when the remote refused it because its ref moved (or, for a lease, exists),
+        "up to date" when the remote's ref already was the pushed object."""
         try:
-            self._run("push", "--porcelain", *options, self.url, refspec, timeout=NETWORK_TIMEOUT_SECONDS)
+            output = self._run("push", "--porcelain", *options, self.url, refspec, timeout=NETWORK_TIMEOUT_SECONDS)
         except GitCommandError as exc:
             if _REJECTED.search(f"{exc.stdout}\n{exc.stderr}"):
-                return False
+                return "rejected"
             raise self._failure(action, exc) from None
-        return True
+        return "up to date" if any(line.startswith("=\t") for line in output.splitlines()) else "pushed"
 
     def _peeled(self, ref: str) -> str | None:
         """The commit a local ref points at through any tags, or None when there is no such ref."""

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from promo.errors import InputError
-from promo.versions import bump, is_release_candidate, parse_version, release_of, sha_of
+from promo.versions import (
+    bump,
+    is_release_candidate,
+    is_release_tag,
+    parse_version,
+    release_of,
+    sha_of,
+)
 
 BUMP_SUBJECT = "chore: bump chart version to {next} after release v{released}"
 
@@ -36,6 +44,12 @@ class ReleaseCandidate:
     @property
     def short_sha(self) -> str:
         return sha_of(self.rc)
+
+
+def previous_release_tag(tags: Iterable[str], version: str) -> str | None:
+    """The newest ``vX.Y.Z`` tag below ``version``: where the release notes start."""
+    below = [tag for tag in tags if is_release_tag(tag) and parse_version(tag[1:]) < parse_version(version)]
+    return max(below, key=lambda tag: parse_version(tag[1:]), default=None)
 
 
 def next_main_version(main_version: str, released: str) -> str | None:

@@ -96,6 +96,10 @@ def bump(version: str, part: str) -> str:
     return str(parsed.next_version(part=part))
 
 
+def is_release_tag(tag: str) -> bool:
+    return _RELEASE_TAG.match(tag) is not None
+
+
 def parse_release_tag(tag: str) -> str:
     """``vX.Y.Z`` -> ``X.Y.Z``; no other form is a release tag."""
     match = _RELEASE_TAG.match(tag)

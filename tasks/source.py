@@ -9,9 +9,9 @@ from prefect import task
 
 from promo.app_repo import chart_yaml_path, read_chart_yaml
 from promo.clients import app_mirror
-from promo.git import Mirror, check_branch_name
 from promo.config import PromoConfig
 from promo.errors import ChartError, InputError
+from promo.git import Mirror, check_branch_name
 from promo.versions import parse_base_version, short_sha
 from tasks.retry import TRANSIENT_RETRIES
 

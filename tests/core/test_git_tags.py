@@ -9,7 +9,7 @@ import pytest
 from git import Actor
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.git import Annotation, LogEntry, Mirror
+from promo.git import Annotation, LogEntry, Mirror, Snapshot
 from tests.fixtures.gitrepos import GitRemote, make_remote
 
 
@@ -55,7 +55,9 @@ def test_a_tag_at_another_commit_is_a_conflict_naming_both(app_remote: GitRemote
     assert app_remote.git("rev-parse", "v1.0.0^{commit}").strip() == first
 
 
-def test_a_tag_made_elsewhere_is_fetched_peeled_and_pruned(app_remote: GitRemote, cache_dir: Path, tmp_path: Path) -> None:
+def test_a_tag_made_elsewhere_is_fetched_peeled_and_pruned(
+    app_remote: GitRemote, cache_dir: Path, tmp_path: Path
+) -> None:
     head = app_remote.head()
     mirror_of(app_remote, cache_dir).create_tag("v0.1.0", head, "first")
     app_remote.git("tag", "light", head)
@@ -136,3 +138,27 @@ def test_log_gives_authors_and_the_whole_history_without_a_start(app_remote: Git
     ]
     mirror.create_tag("v1.0.0", second, "v1.0.0")
     assert [entry.sha for entry in mirror.log("v1.0.0", "main")] == [third]
+
+
+def test_an_identical_commit_pushed_by_another_writer_is_not_taken_for_ours(
+    app_remote: GitRemote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers making the same edit on the same head in the same second build byte-identical commits; the second
+    push is then "up to date". A relative edit (a version bump) must be re-applied, not reported as done."""
+    for variable in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+        monkeypatch.setenv(variable, "1700000000 +0000")  # the same second for both writers, deterministically
+    app_remote.commit({"v.txt": "1\n"}, "v1")
+    other, mine = mirror_of(app_remote, tmp_path / "other"), mirror_of(app_remote, tmp_path / "mine")
+
+    heads: list[str] = []
+
+    def bump(head: Snapshot) -> dict[str, str]:
+        heads.append(head.commit)
+        changes = {"v.txt": f"{int(head.read_file('v.txt') or 0) + 1}\n"}
+        if len(heads) == 1:  # the other writer wins the race with the very same commit
+            assert other.push(other.commit_files(head.commit, changes, "bump\n"), "main")
+        return changes
+
+    result = mine.update_branch("main", bump, lambda _changes: "bump\n")
+
+    assert app_remote.read("v.txt") == "3\n" and result.attempts == 2 and result.commit == app_remote.head()

@@ -202,9 +202,14 @@ def start_worker(prefect_server: PrefectServer, tmp_path: Path) -> Iterator:
         stop(worker.process)
 
 
-def promo(server: PrefectServer, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The real `promo` console script against ``server``."""
-    return subprocess.run(
-        [str(BIN / "promo"), *args], env=server.env(), capture_output=True, text=True, timeout=120, cwd=cwd or PROJECT,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+@pytest.fixture()
+def promo(prefect_server: PrefectServer):
+    """The real `promo` console script, run against the test's server from the project directory."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "promo"), *args], env=prefect_server.env(), capture_output=True, text=True, timeout=120,
+            cwd=PROJECT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    return run

@@ -1,0 +1,1 @@
+"""Integration tests: promo on a real Prefect server, and the docker/ files."""
