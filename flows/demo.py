@@ -1,13 +1,17 @@
-"""`promo demo`: a sandbox, a real build, and two real gates approved by the demo user."""
+"""`promo demo`: a sandbox, a real build moved dev -> test -> stage -> prod through three real gates
+approved by the demo user, and the next dev build that the release starts."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from flows.gate import decide, waiting_gates
-from flows.promote import FLOWS, Promotion
+from flows.promote import FLOWS
+from flows.release_prod import release_prod
 from flows.publish_dev import publish_dev
 from promo.approvals import Decision
 from promo.config import load_config
@@ -16,6 +20,7 @@ from promo.sandbox import create_sandbox
 from promo.status import environment_status
 from promo.table import print_table
 
+Result = TypeVar("Result")
 DEMO_APPROVER = "demo"
 GATE_APPEARS_WITHIN_SECONDS = 120
 
@@ -26,7 +31,8 @@ def run_demo(directory: Path) -> None:
     print(f"sandbox: {sandbox.directory} (registry {sandbox.registry_host})")
     print(publish_dev(config_path=config_path).summary())
     for target in ("test", "stage"):
-        print(promote_through_gate(target, config_path).summary())
+        print(through_gate(target, lambda flow=FLOWS[target]: flow(config_path=config_path)).summary())
+    print(through_gate("prod", lambda: release_prod(config_path=config_path)).summary())
     rows = environment_status(load_config(config_path))
     print_table(
         ["environment", "version", "image tag", "chart digest"],
@@ -34,17 +40,17 @@ def run_demo(directory: Path) -> None:
     )
 
 
-def promote_through_gate(target: str, config_path: str) -> Promotion:
-    """Start the promotion, wait until its gate is open, approve it the way `promo approve` does."""
+def through_gate(target: str, start: Callable[[], Result]) -> Result:
+    """Start a gated flow, wait until its gate into ``target`` is open, approve it the way `promo approve` does."""
     outcome: dict[str, object] = {}
 
     def run() -> None:
         try:
-            outcome["promotion"] = FLOWS[target](config_path=config_path)
+            outcome["result"] = start()
         except BaseException as error:  # handed to the main thread, which raises it
             outcome["error"] = error
 
-    worker = threading.Thread(target=run, name=f"promote-{target}")
+    worker = threading.Thread(target=run, name=f"gate-{target}")
     worker.start()
     deadline = time.monotonic() + GATE_APPEARS_WITHIN_SECONDS
     while worker.is_alive() and time.monotonic() < deadline:
@@ -57,6 +63,6 @@ def promote_through_gate(target: str, config_path: str) -> Promotion:
     worker.join()
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
-    if "promotion" not in outcome:
-        raise ToolError(f"the promote-{target} gate never opened", "run `promo pending` and look at the flow run's logs")
-    return outcome["promotion"]  # type: ignore[return-value]
+    if "result" not in outcome:
+        raise ToolError(f"the gate into {target} never opened", "run `promo pending` and look at the flow run's logs")
+    return outcome["result"]  # type: ignore[return-value]
