@@ -11,8 +11,8 @@ from typing import TypeVar
 
 from flows.gate import decide, waiting_gates
 from flows.promote import FLOWS
-from flows.release_prod import release_prod
 from flows.publish_dev import publish_dev
+from flows.release_prod import release_prod
 from promo.approvals import Decision
 from promo.config import load_config
 from promo.errors import ToolError

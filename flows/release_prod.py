@@ -23,6 +23,7 @@ from promo.gitops import Trailers
 from promo.release import ReleaseCandidate
 from promo.versions import bump, rc_version
 from tasks.chart import find_chart, lookup_chart
+from tasks.describe import describe_change
 from tasks.forge import check_release_tag, publish_release
 from tasks.gitops import (
     plan_environment_version,
@@ -68,6 +69,7 @@ def release_prod(config_path: str | None = None, approve_as: str | None = None) 
     plan = plan_environment_version(config, prod, candidate.version)
     approver = None
     if not plan.already_current:
+        change = describe_change(config, prod, candidate.rc, rc_digest)
         request = ApprovalRequest(
             app=config.app,
             version=candidate.version,
@@ -76,6 +78,9 @@ def release_prod(config_path: str | None = None, approve_as: str | None = None) 
             diff=plan.diff,
             approvers=tuple(config.environment(prod).approvers),
             chart_digest=rc_digest,
+            image=change.image,
+            commits=tuple(change.commit_lines()),
+            running=change.since,
         )
         approver = wait_for_approval(request, config.gate, pre_approved_by=approve_as).approver
     pushed = publish_release_chart(config, release_chart)

@@ -17,6 +17,8 @@ class ApprovalRequest:
     approvers: tuple[str, ...] = ()
     chart_digest: str | None = None
     image: str | None = None
+    commits: tuple[str, ...] = ()
+    running: str | None = None
 
     @property
     def title(self) -> str:
@@ -38,7 +40,10 @@ class ApprovalRequest:
             lines.append(f"| chart digest | `{self.chart_digest}` |")
         if self.image:
             lines.append(f"| image | `{self.image}` |")
+        lines += [f"| now running in {self.target} | `{self.running or 'nothing yet'}` |"]
         lines += [f"| may approve | {who} |", "", "### Manifest change", "", "```diff", self.diff.rstrip(), "```"]
+        if self.commits:
+            lines += ["", f"### Commits since `{self.running}`" if self.running else "### Commits", "", *self.commits]
         return "\n".join(lines)
 
 

@@ -157,7 +157,6 @@ def _one_gate(run_id: str | None, env: str | None, app_name: str | None):
 def pending() -> None:
     """List the gates waiting for a decision."""
     from flows.gate import waiting_gates
-
     from promo.table import print_table
 
     gates = waiting_gates()

@@ -98,6 +98,13 @@ def pull_chart(registry: Registry, repository: str, reference: str) -> bytes:
     return registry.pull_blob(repository, chart_layers[0]["digest"])
 
 
+def chart_config(registry: Registry, repository: str, reference: str) -> dict[str, Any]:
+    """The config blob of a pushed chart: Chart.yaml's metadata (appVersion is the image tag), without the package."""
+    reference = reference if DIGEST_PATTERN.fullmatch(reference) else chart_tag(reference)
+    manifest = registry.pull_manifest(repository, reference).json()
+    return json.loads(registry.pull_blob(repository, manifest["config"]["digest"]))
+
+
 def helm_metadata(chart_yaml: dict[str, Any]) -> dict[str, Any]:
     """Chart.yaml as Helm loads it into ``chart.Metadata``: struct field order, empty fields dropped, strings
     sanitised as Helm's ``Validate`` does, ``apiVersion`` defaulting to v1. Its JSON is the config blob."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from promo.clients import chart_repository, gitops_repo, open_registry
 from promo.config import PromoConfig
 from promo.errors import NotFound
-from promo.helm_oci import chart_tag
+from promo.helm_oci import chart_config, chart_tag
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,6 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
             if version:
                 digest = registry.manifest_digest(repository, chart_tag(version))
             if digest:
-                manifest = registry.pull_manifest(repository, digest).json()
-                chart_config = json.loads(registry.pull_blob(repository, manifest["config"]["digest"]))
-                app_version = chart_config.get("appVersion")
+                app_version = chart_config(registry, repository, digest).get("appVersion")
             rows.append(EnvironmentStatus(env.name, tuple(env.clusters), version, app_version, digest))
     return rows

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.input.run_input import keyset_from_paused_state
 from ruamel.yaml import YAML
 
 from flows.gate import decide
@@ -16,6 +19,13 @@ from promo.config import load_config
 from promo.errors import ApprovalRejected, InputError, NotFound
 from promo.sandbox import Sandbox
 from promo.versions import short_sha
+
+
+def gate_description(flow_run_id) -> str:
+    """The markdown the Prefect UI shows above the gate's form."""
+    with get_client(sync_client=True) as client:
+        keyset = keyset_from_paused_state(client.read_flow_run(flow_run_id).state)
+        return json.loads(client.read_flow_run_input(flow_run_id, keyset["description"]))
 
 
 def git(remote: Path, *args: str) -> str:
@@ -82,6 +92,10 @@ def test_promote_test_waits_at_the_gate_then_writes_test(sandbox, published, bac
     gate = run.gate("test")
     assert (gate.app, gate.version) == (sandbox.app, published.chart_version)
     assert target_revision(sandbox, "test") != published.chart_version  # nothing written before the decision
+    description = gate_description(gate.flow_run_id)
+    assert f"`{published.chart_version}`" in description and published.chart_digest in description
+    assert f"{published.image}@{published.image_digest}" in description
+    assert "+    targetRevision:" in description and "### Commits" in description and "build: publish-dev" in description
     decide(gate, Decision(approved=True, approver="carol", comment="tests green"))
     promotion = run.join()
     assert target_revision(sandbox, "test") == published.chart_version

@@ -1,0 +1,28 @@
+"""What an approver is shown: the image a version runs and the commits it brings over the target's version."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from promo.changes import ChangeDescription, commits_between
+from promo.clients import app_mirror, chart_repository, gitops_repo, open_registry
+from promo.config import PromoConfig
+from promo.errors import NotFound
+from promo.helm_oci import chart_config
+from tasks.retry import TRANSIENT_RETRIES
+
+
+@task(name="describe-change", **TRANSIENT_RETRIES)
+def describe_change(config: PromoConfig, target: str, version: str, chart_digest: str) -> ChangeDescription:
+    try:
+        running = gitops_repo(config).environment_version(config.app, target, config.environment(target).clusters)
+    except NotFound:
+        running = None
+    with open_registry(config, chart_repository(config)) as (registry, repository):
+        tag = chart_config(registry, repository, chart_digest).get("appVersion")
+    with open_registry(config, config.image.repository) as (registry, repository):
+        digest = registry.manifest_digest(repository, tag) if tag else None
+    image = f"{config.image.repository}:{tag}" + (f"@{digest}" if digest else "") if tag else None
+    mirror = app_mirror(config)
+    mirror.fetch()
+    return ChangeDescription(image=image, commits=commits_between(mirror, running, version), since=running)
