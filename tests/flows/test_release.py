@@ -144,7 +144,7 @@ def test_a_release_killed_after_any_step_finishes_exactly_once_when_run_again(st
     real = getattr(release_module, step)
 
     def dies_after(*args, **kwargs):
-        result = real(*args, **kwargs)
+        real(*args, **kwargs)  # the step does its work, then the process "dies"
         raise Killed(step)
 
     monkeypatch.setattr(release_module, step, dies_after)
