@@ -32,8 +32,10 @@ from prefect.input import RunInput
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
 from promo.approvals import ApprovalRequest, Decision, check_approver, enforce
-from promo.config import GateSettings
+from promo.config import GateSettings, PromoConfig
 from promo.errors import ApprovalRejected, InputError, NotFound
+from promo.gitops import Plan
+from tasks.describe import describe_change
 
 GATE_TAG = "promo-gate"
 
@@ -60,6 +62,37 @@ def approval_form(request: ApprovalRequest) -> type[Approval]:
 def gate_tags(request: ApprovalRequest) -> list[str]:
     """Tags let `promo pending` and `promo approve --env` find a waiting gate without reading its form."""
     return [GATE_TAG, f"app:{request.app}", f"env:{request.target}", f"version:{request.version}"]
+
+
+def ask_approval(
+    config: PromoConfig,
+    plan: Plan,
+    *,
+    source: str,
+    target: str,
+    version: str,
+    chart_digest: str,
+    built_as: str | None = None,
+    approve_as: str | None = None,
+) -> Decision:
+    """Show the approver what moves (image, commits, manifest diff) and wait for the decision.
+
+    ``built_as`` is the chart version the commits are counted from when it differs from ``version`` (a release
+    is shown with the commits of its RC)."""
+    change = describe_change(config, target, built_as or version, chart_digest)
+    request = ApprovalRequest(
+        app=config.app,
+        version=version,
+        source=source,
+        target=target,
+        diff=plan.diff,
+        approvers=tuple(config.environment(target).approvers),
+        chart_digest=chart_digest,
+        image=change.image,
+        commits=tuple(change.commit_lines()),
+        running=change.since,
+    )
+    return wait_for_approval(request, config.gate, pre_approved_by=approve_as)
 
 
 def wait_for_approval(

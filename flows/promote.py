@@ -10,14 +10,12 @@ from dataclasses import dataclass
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.gate import wait_for_approval
+from flows.gate import ask_approval
 from flows.runinfo import flow_run_label
-from promo.approvals import ApprovalRequest
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.gitops import Trailers
 from tasks.chart import find_chart
-from tasks.describe import describe_change
 from tasks.gitops import (
     plan_environment_version,
     read_environment_version,
@@ -55,20 +53,9 @@ def promote_into(target: str, config_path: str | None, approve_as: str | None) -
         promotion = Promotion(config.app, version, source, target, digest, gitops_commit=None, approved_by=None)
         get_run_logger().info(promotion.summary())
         return promotion
-    change = describe_change(config, target, version, digest)
-    request = ApprovalRequest(
-        app=config.app,
-        version=version,
-        source=source,
-        target=target,
-        diff=plan.diff,
-        approvers=tuple(config.environment(target).approvers),
-        chart_digest=digest,
-        image=change.image,
-        commits=tuple(change.commit_lines()),
-        running=change.since,
+    decision = ask_approval(
+        config, plan, source=source, target=target, version=version, chart_digest=digest, approve_as=approve_as
     )
-    decision = wait_for_approval(request, config.gate, pre_approved_by=approve_as)
     written = write_environment_version(
         config,
         target,

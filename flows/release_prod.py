@@ -13,17 +13,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
-from flows.gate import wait_for_approval
+from flows.gate import ask_approval
 from flows.publish_dev import publish_dev
 from flows.runinfo import flow_run_label
-from promo.approvals import ApprovalRequest
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.gitops import Trailers
 from promo.release import ReleaseCandidate
 from promo.versions import bump, rc_version
 from tasks.chart import find_chart, lookup_chart
-from tasks.describe import describe_change
 from tasks.forge import check_release_tag, publish_release
 from tasks.gitops import (
     plan_environment_version,
@@ -69,20 +67,17 @@ def release_prod(config_path: str | None = None, approve_as: str | None = None) 
     plan = plan_environment_version(config, prod, candidate.version)
     approver = None
     if not plan.already_current:
-        change = describe_change(config, prod, candidate.rc, rc_digest)
-        request = ApprovalRequest(
-            app=config.app,
-            version=candidate.version,
+        decision = ask_approval(
+            config,
+            plan,
             source=stage,
             target=prod,
-            diff=plan.diff,
-            approvers=tuple(config.environment(prod).approvers),
+            version=candidate.version,
             chart_digest=rc_digest,
-            image=change.image,
-            commits=tuple(change.commit_lines()),
-            running=change.since,
+            built_as=candidate.rc,
+            approve_as=approve_as,
         )
-        approver = wait_for_approval(request, config.gate, pre_approved_by=approve_as).approver
+        approver = decision.approver
     pushed = publish_release_chart(config, release_chart)
     release = publish_release(config, candidate, commit)
     write_environment_version(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prefect import task
 
 from promo.app_repo import ChartVersionChange, change_chart_version
@@ -11,12 +13,13 @@ from promo.versions import BumpPart, bump
 from tasks.retry import TRANSIENT_RETRIES
 
 
+def change_main_chart_version(
+    config: PromoConfig, next_version: Callable[[str], str | None], subject: str
+) -> ChartVersionChange:
+    """Chart.yaml's version on the app repository's main branch, computed from what main holds at push time."""
+    return change_chart_version(app_mirror(config), config.app_repo.branch, config.chart.path, next_version, subject)
+
+
 @task(name="bump-chart-version", **TRANSIENT_RETRIES)
 def bump_chart_version(config: PromoConfig, part: BumpPart) -> ChartVersionChange:
-    return change_chart_version(
-        app_mirror(config),
-        config.app_repo.branch,
-        config.chart.path,
-        lambda current: bump(current, part),
-        f"chore: bump chart version ({part})",
-    )
+    return change_main_chart_version(config, lambda current: bump(current, part), f"chore: bump chart version ({part})")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from prefect import task
 
-from promo.app_repo import ChartVersionChange, change_chart_version
+from promo.app_repo import ChartVersionChange
 from promo.charts import ChartPackage, read_chart, retag_chart, retag_differences
 from promo.clients import app_mirror, chart_repository, open_registry
 from promo.config import PromoConfig
@@ -15,6 +15,7 @@ from promo.errors import ChartError, ConflictError
 from promo.helm_oci import PushedChart, chart_tag, pull_chart, push_chart
 from promo.release import ReleaseCandidate, bump_subject, next_main_version
 from promo.versions import bump
+from tasks.app_repo import change_main_chart_version
 from tasks.retry import TRANSIENT_RETRIES
 
 
@@ -75,12 +76,8 @@ def publish_release_chart(config: PromoConfig, release: ReleaseChart) -> PushedC
 @task(name="bump-main", **TRANSIENT_RETRIES)
 def bump_main(config: PromoConfig, released: str) -> ChartVersionChange:
     """Main moves to the next patch only while it is not already past the release (re-runs and hotfixes)."""
-    return change_chart_version(
-        app_mirror(config),
-        config.app_repo.branch,
-        config.chart.path,
-        lambda current: next_main_version(current, released),
-        bump_subject(released, bump(released, "patch")),
+    return change_main_chart_version(
+        config, lambda current: next_main_version(current, released), bump_subject(released, bump(released, "patch"))
     )
 
 
