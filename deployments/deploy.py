@@ -170,7 +170,7 @@ def deploy_all(
         if flow is None:
             outcomes.append(Outcome("deployment", f"{spec.name}/{config.app}", "skipped", why_not))
             continue
-        existed = _existing_schedules(f"{spec.name}/{config.app}")
+        existed = _existing_schedules(f"{flow.name}/{config.app}")  # the flow's own name makes the deployment's
         nightly_on = bool(existed and existed.get(NIGHTLY_SLUG))  # switched on by someone: stays on
         deployment = build_deployment(spec, flow, config, path, source=source, nightly_active=nightly_on)
         deployment.apply(work_pool_name=work_pool)

@@ -15,11 +15,13 @@ basic credentials if it has any) and cache it per scope. ECR is basic auth with 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import json
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -204,6 +206,7 @@ class Registry:
         plain_http = is_plain_http(host, insecure)
         self._client = httpx.Client(
             base_url=f"{'http' if plain_http else 'https'}://{host}",
+            verify=shared_tls_context(),
             timeout=timeout,
             transport=transport,
             follow_redirects=True,  # blobs are often served from object storage; httpx drops auth off-origin
@@ -452,6 +455,12 @@ def _check_reference(reference: str) -> None:
             f"{reference!r} is neither a tag nor a digest",
             "use a tag of letters, digits, '.', '_' and '-' (at most 128), or sha256:<64 hex digits>",
         )
+
+
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """Loading the CA bundle costs ~80 ms; a flow opens several clients, so they share one verified context."""
+    return httpx.create_ssl_context()
 
 
 def is_plain_http(host: str, insecure: bool | None = None) -> bool:

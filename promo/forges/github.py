@@ -29,6 +29,7 @@ import jwt
 from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoError, ToolError, TransientError
 from promo.forge import PullRequest, Release, check_commit, newest_first, same_commit_or_conflict
 from promo.git import check_branch_name, check_tag_name
+from promo.oci import shared_tls_context
 
 DEFAULT_API_URL = "https://api.github.com"
 TIMEOUT_SECONDS = 30.0
@@ -295,7 +296,7 @@ class _BearerAuth(httpx.Auth):
 
 
 def _new_client() -> httpx.Client:
-    return httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=True)
+    return httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=True, verify=shared_tls_context())
 
 
 def _send(client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:

@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterName,
 )
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from ruamel.yaml import YAML
@@ -30,7 +31,7 @@ from tests.integration.conftest import PROJECT, PrefectServer, tail, wait_until
 
 pytestmark = pytest.mark.integration
 
-RUN_SECONDS = 60
+RUN_SECONDS = 90  # a deadline, not a cost: on an idle machine a run takes 3-6 s
 
 
 def git(remote: Path, *args: str) -> str:
@@ -50,11 +51,14 @@ def documented_event_post() -> str:
 
 
 def flow_runs_of(client, deployment: str):
+    """Runs of ``flow/deployment`` started by events or by hand, oldest first."""
     name = deployment.split("/", 1)[1]
     flow_name = deployment.split("/", 1)[0]
-    runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])))
+    runs = client.read_flow_runs(
+        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])), sort=FlowRunSort.EXPECTED_START_TIME_ASC
+    )
     flows = {run.flow_id: client.read_flow(run.flow_id).name for run in runs}
-    return [run for run in runs if flows[run.flow_id] == flow_name]
+    return [run for run in runs if flows[run.flow_id] == flow_name and not run.auto_scheduled]  # not the nightly
 
 
 def read_run(client, flow_run_id: UUID):
@@ -86,7 +90,7 @@ def sandbox(tmp_path: Path):
         stop_sandbox(made.directory)
 
 
-def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, start_worker, promo, sandbox, tmp_path):
+def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, start_worker, promo, sandbox):
     config = str(sandbox.config_path)
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}), get_client(sync_client=True) as client:
         # setup registers everything, and a second run changes nothing it should keep
@@ -102,7 +106,12 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
             "created  deployment promote-stage/hello",
         ):
             assert line in first.stdout, first.stdout
+        publish = client.read_deployment_by_name("publish-dev/hello")
+        assert publish.parameters == {"config_path": config}
+        assert [(s.slug, s.active) for s in publish.schedules] == [("nightly", False)]
+        # what operators change by hand survives a second setup: a secret's value, a nightly schedule switched on
         Secret(value="a-real-token").save("github-token", overwrite=True)
+        client.update_deployment_schedule(publish.id, publish.schedules[0].id, active=True)
         second = promo("setup", "--config", config)
         assert second.returncode == 0, second.stderr
         assert "created" not in second.stdout, second.stdout
@@ -110,8 +119,8 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
         assert Secret.load("github-token").get() == "a-real-token"
         assert client.read_global_concurrency_limit_by_name(limit_name("hello", "stage")).limit == 1
         publish = client.read_deployment_by_name("publish-dev/hello")
-        assert publish.parameters == {"config_path": config}
-        assert [(s.slug, s.active) for s in publish.schedules] == [("nightly", False)]
+        assert [(s.slug, s.active) for s in publish.schedules] == [("nightly", True)]
+        client.update_deployment_schedule(publish.id, publish.schedules[0].id, active=False)
 
         worker = start_worker("promo")
 
@@ -181,26 +190,21 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
         assert "Suspended" in history and history[-1] == "Completed", history
 
 
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resumed run re-reads dev and applies the approval to whatever dev holds now: the gate's pause key must "
-    "depend on the approved version (or the pre-gate plan must be kept); remove this mark when flows/gate.py does",
-)
 def test_an_approval_never_promotes_a_version_nobody_saw(prefect_server, start_worker, promo, sandbox):
     """dev moves while promote-test is suspended at its gate: approving the old version must not ship the new one."""
     config = str(sandbox.config_path)
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}), get_client(sync_client=True) as client:
         assert promo("setup", "--config", config).returncode == 0
         worker = start_worker("promo")
-        first = run_deployment("publish-dev/hello", timeout=RUN_SECONDS)
+        first = run_deployment("publish-dev/hello", timeout=RUN_SECONDS, poll_interval=0.5)
         assert first.state.is_completed(), tail(worker.log)
         shown = target_revision(sandbox, "dev")
         before = target_revision(sandbox, "test")
 
         promotion = run_deployment("promote-test/hello", timeout=0)
         wait_until(lambda: read_run(client, promotion.id).state.name == "Suspended", RUN_SECONDS, "the gate")
-        second = run_deployment("publish-dev/hello", timeout=RUN_SECONDS)  # a new build reaches dev meanwhile
+        # a new build reaches dev meanwhile
+        second = run_deployment("publish-dev/hello", timeout=RUN_SECONDS, poll_interval=0.5)
         assert second.state.is_completed(), tail(worker.log)
         assert target_revision(sandbox, "dev") != shown
 
@@ -214,4 +218,30 @@ def test_an_approval_never_promotes_a_version_nobody_saw(prefect_server, start_w
             return (run.state.is_final() or asks_again) and run
 
         wait_until(settled, RUN_SECONDS, "promote-test to finish or ask again", alive=worker.process, log=worker.log)
-        assert target_revision(sandbox, "test") in (before, shown)  # never the version nobody approved
+        now = target_revision(sandbox, "test")
+        if now == target_revision(sandbox, "dev"):  # KNOWN BUG: replace this branch by the assert below once fixed
+            pytest.xfail(
+                f"the approval of {shown} promoted {now}: a resumed run re-reads dev and reuses the stored answer; "
+                "the gate's pause key must depend on the version shown (see the flows/gate.py change requested)"
+            )
+        assert now in (before, shown)  # never the version nobody approved
+
+
+def test_the_environment_lock_holds_its_one_slot(prefect_server: PrefectServer):
+    from prefect.concurrency.sync import concurrency
+    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+
+    from flows.limits import ensure_environment_limits, environment_lock
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}):
+        with pytest.raises(ConcurrencySlotAcquisitionError):  # strict: no limit, no lock that locks nothing
+            with environment_lock("lockapp", "prod", timeout_seconds=2):
+                pass
+        assert ensure_environment_limits("lockapp", ["prod"]) == [("promo-lockapp-prod", True)]
+        assert ensure_environment_limits("lockapp", ["prod"]) == [("promo-lockapp-prod", False)]
+        with environment_lock("lockapp", "prod", timeout_seconds=5):
+            with pytest.raises(TimeoutError):
+                with concurrency(limit_name("lockapp", "prod"), occupy=1, strict=True, timeout_seconds=1.5):
+                    pass
+        with environment_lock("lockapp", "prod", timeout_seconds=5):  # released on exit
+            pass
