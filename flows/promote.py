@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import publish_environment_table
 from flows.gate import ask_approval
 from flows.runinfo import flow_run_label
 from promo.clients import load_checked_config
@@ -71,6 +72,7 @@ def promote_into(target: str, config_path: str | None, approve_as: str | None) -
     )
     promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver)
     record_promotion(config, promotion, plan.diff)
+    publish_environment_table(config)
     return promotion
 
 

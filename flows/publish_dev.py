@@ -9,6 +9,7 @@ from tempfile import TemporaryDirectory
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.artifacts import publish_environment_table
 from flows.runinfo import flow_run_label
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
@@ -80,6 +81,7 @@ def publish_dev(sha: str | None = None, branch: str = "main", config_path: str |
         gitops_commit=deployed.commit,
     )
     publish_summary(config, published, image, pushed)
+    publish_environment_table(config)
     return published
 
 

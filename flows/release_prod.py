@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
+from flows.artifacts import publish_environment_table
 from flows.gate import ask_approval
 from flows.publish_dev import publish_dev
 from flows.runinfo import flow_run_label
@@ -108,6 +109,7 @@ def release_prod(config_path: str | None = None, approve_as: str | None = None) 
         next_build=next_build,
     )
     record_release(config, released)
+    publish_environment_table(config)
     return released
 
 

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.input.run_input import keyset_from_paused_state
 from ruamel.yaml import YAML
@@ -103,6 +104,11 @@ def test_promote_test_waits_at_the_gate_then_writes_test(sandbox, published, bac
     assert len(lines) == 2 and all("targetRevision:" in line for line in lines)
     message = git(sandbox.gitops_remote, "log", "-1", "--format=%B", promotion.gitops_commit)
     assert "Promoted-From: dev" in message and "Approved-By: carol" in message
+    table = {row["environment"]: row for row in json.loads(Artifact.get(f"environments-{sandbox.app}").data)}
+    assert table["test"]["version"] == table["dev"]["version"] == published.chart_version
+    assert table["test"]["chart digest"] == published.chart_digest and table["stage"]["version"] == "-"
+    decision = Artifact.get(f"gate-{sandbox.app}-test")
+    assert "approved by `carol`" in decision.data and "tests green" in decision.data
 
 
 def test_promote_stage_refuses_approvers_not_on_the_list_and_keeps_waiting(sandbox, published, background):
