@@ -43,6 +43,19 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# bench/README.md: five benchmarks against their floors, one table of medians (about 5-10 minutes on 2 cores).
+# hyperfine times the shell floors; without it (and not root) the benches still run and time them in Python.
+bench: setup
+	@command -v hyperfine >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing: hyperfine"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null; \
+	  else \
+	    echo "hyperfine not found (Debian: sudo apt-get install hyperfine); the shell floors are timed in Python only" >&2; \
+	  fi; \
+	}
+	$(BIN)/python bench/run.py $(BENCH)
+
 clean:
 	-$(BIN)/promo sandbox $(DEMO_DIR) --stop
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -310,7 +310,7 @@ def machine() -> dict[str, str]:
     except ImportError:
         prefect_version = "?"
     return {
-        "nproc": str(os.cpu_count()),
+        "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": cpu,
         "memory": memory,
         "python": sys.version.split()[0],

@@ -164,8 +164,8 @@ def bench(runs: int) -> Report:
                 )
             if failed:
                 detail += f"; raised: {failed[0].split(';')[0][:140]}"
-            report.check(f"{label}: all {N} landed", entry["landed"] == entry["writes"], detail)
-            report.check(f"{label}: none silently lost", entry["lost"] == 0 and entry["extra"] == 0, detail)
+            every = entry["landed"] == entry["writes"] and entry["lost"] == 0 and entry["extra"] == 0
+            report.check(f"{label}: every write landed", every, detail)
         for label in variants:
             report.ratio(f"{label} / sequential raw", label, floor, 2.0)
     return report

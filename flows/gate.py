@@ -7,6 +7,7 @@ is read-only, so repeating it on resume is safe.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -106,7 +107,7 @@ def wait_for_approval(
         return decision
 
     run = FlowRunContext.get().flow_run
-    _tag_run(run.id, list(run.tags or []) + gate_tags(request))
+    _tag_run(run.id, [tag for tag in run.tags or [] if not tag.startswith("version:")] + gate_tags(request))
     form = approval_form(request)
     deadline = time.monotonic() + settings.timeout_seconds
     attempt = 0
@@ -117,7 +118,7 @@ def wait_for_approval(
             raise _timed_out(request, settings)
         logger.info("Waiting for approval: %s", request.title)
         try:
-            answer = _wait(form, run.deployment_id is not None, remaining, settings, key=f"approve-{request.target}-{attempt}")
+            answer = _wait(form, run.deployment_id is not None, remaining, settings, key=_pause_key(request, attempt))
         except FlowPauseTimeout:
             raise _timed_out(request, settings) from None
         try:
@@ -128,6 +129,14 @@ def wait_for_approval(
         decision = Decision(approved=answer.approved, approver=answer.approver, comment=answer.comment)
         _record(request, decision)
         return enforce(request, decision)
+
+
+def _pause_key(request: ApprovalRequest, attempt: int) -> str:
+    """A resumed (suspended) run starts again from the top and reads its source again: the answer it stored is
+    reused only when the gate shows the same version and chart. If the source moved meanwhile, the key differs
+    and the new version gets a gate of its own, so an approval never ships a version nobody saw."""
+    shown = hashlib.sha256(f"{request.version}\0{request.chart_digest or ''}".encode()).hexdigest()[:16]
+    return f"approve-{request.target}-{shown}-{attempt}"
 
 
 def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: GateSettings, key: str) -> Approval:

@@ -7,13 +7,17 @@ that silently locks nothing. ``promo setup`` creates the limits; ``ensure_enviro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError  # what strict=True raises (no public path)
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.runtime import deployment
+
+from promo.errors import ConflictError, NotFound
 
 SLOTS = 1
 
@@ -23,13 +27,33 @@ def limit_name(app: str, env: str) -> str:
     return f"promo-{app}-{env}"
 
 
-def environment_lock(app: str, env: str, *, timeout_seconds: float | None = None) -> AbstractContextManager[None]:
-    """Hold the environment's one slot: ``with environment_lock(app, env): ...``.
+@contextmanager
+def environment_lock(app: str, env: str, *, timeout_seconds: float | None = None) -> Iterator[None]:
+    """Hold the environment's one slot: ``with environment_lock(app, env): ...`` (``concurrency(..., strict=True)``).
 
-    Raises ``ConcurrencySlotAcquisitionError`` when the limit does not exist (run ``promo setup``) and
-    ``TimeoutError`` when ``timeout_seconds`` pass without a free slot (None waits as long as it takes).
+    Only acquiring is translated, never what the body raises: a missing limit is ``NotFound`` (run ``promo setup``),
+    no free slot within ``timeout_seconds`` is ``ConflictError`` (None waits as long as it takes). The slot is given
+    back when the block exits, by an exception too, and so when a run suspends at a gate inside it.
     """
-    return concurrency(limit_name(app, env), occupy=1, strict=True, timeout_seconds=timeout_seconds)
+    name = limit_name(app, env)
+    if deployment.get_id() is None:
+        # A local run (embedded API, no `promo setup`) makes its limit on first use; under a deployment a
+        # missing limit stays an error, since it means this server was never set up.
+        ensure_environment_limits(app, [env])
+    with ExitStack() as held:
+        try:
+            held.enter_context(concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_seconds))
+        except ConcurrencySlotAcquisitionError:
+            raise NotFound(
+                f"the Prefect server has no concurrency limit {name}",
+                "run `promo setup` against this server (it creates one limit per environment)",
+            ) from None
+        except TimeoutError:
+            raise ConflictError(
+                f"another run held {env} of {app} (limit {name}) for more than {timeout_seconds} s",
+                "let it finish, then start again",
+            ) from None
+        yield
 
 
 def ensure_environment_limits(app: str, envs: Iterable[str]) -> list[tuple[str, bool]]:

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.artifacts import publish_environment_table
 from flows.gate import ask_approval
+from flows.limits import environment_lock
 from flows.runinfo import flow_run_label
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
@@ -57,19 +58,20 @@ def promote_into(target: str, config_path: str | None, approve_as: str | None) -
     decision = ask_approval(
         config, plan, source=source, target=target, version=version, chart_digest=digest, approve_as=approve_as
     )
-    written = write_environment_version(
-        config,
-        target,
-        version,
-        subject=f"promote({config.app}): {source} -> {target} {version}",
-        trailers=Trailers(
-            promoted_from=source,
-            chart_version=version,
-            chart_digest=digest,
-            flow_run=flow_run_label(),
-            approved_by=decision.approver,
-        ),
-    )
+    with environment_lock(config.app, target):
+        written = write_environment_version(
+            config,
+            target,
+            version,
+            subject=f"promote({config.app}): {source} -> {target} {version}",
+            trailers=Trailers(
+                promoted_from=source,
+                chart_version=version,
+                chart_digest=digest,
+                flow_run=flow_run_label(),
+                approved_by=decision.approver,
+            ),
+        )
     promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver)
     record_promotion(config, promotion, plan.diff)
     publish_environment_table(config)

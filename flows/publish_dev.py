@@ -10,6 +10,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.artifacts import publish_environment_table
+from flows.limits import environment_lock
 from flows.runinfo import flow_run_label
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
@@ -60,15 +61,16 @@ def publish_dev(sha: str | None = None, branch: str = "main", config_path: str |
         chart = package_rc_chart(config, source, base, commit)
     pushed = push_rc_chart(config, chart)
     env = config.first_environment.name
-    deployed = write_environment_version(
-        config,
-        env,
-        chart.version,
-        subject=f"deploy({config.app}): {env} -> {chart.version}",
-        trailers=Trailers(
-            chart_version=chart.version, chart_digest=pushed.digest, image=image.pinned, flow_run=flow_run_label()
-        ),
-    )
+    with environment_lock(config.app, env):
+        deployed = write_environment_version(
+            config,
+            env,
+            chart.version,
+            subject=f"deploy({config.app}): {env} -> {chart.version}",
+            trailers=Trailers(
+                chart_version=chart.version, chart_digest=pushed.digest, image=image.pinned, flow_run=flow_run_label()
+            ),
+        )
     published = Published(
         app=config.app,
         commit=commit,

@@ -15,6 +15,7 @@ from prefect.runtime import deployment
 
 from flows.artifacts import publish_environment_table
 from flows.gate import ask_approval
+from flows.limits import environment_lock
 from flows.publish_dev import publish_dev
 from flows.runinfo import flow_run_label
 from promo.clients import load_checked_config
@@ -81,19 +82,20 @@ def release_prod(config_path: str | None = None, approve_as: str | None = None) 
         approver = decision.approver
     pushed = publish_release_chart(config, release_chart)
     release = publish_release(config, candidate, commit)
-    write_environment_version(
-        config,
-        prod,
-        candidate.version,
-        subject=f"release({config.app}): {prod} -> {candidate.version}",
-        trailers=Trailers(
-            promoted_from=stage,
-            chart_version=candidate.version,
-            chart_digest=pushed.digest,
-            flow_run=flow_run_label(),
-            approved_by=approver,
-        ),
-    )
+    with environment_lock(config.app, prod):
+        write_environment_version(
+            config,
+            prod,
+            candidate.version,
+            subject=f"release({config.app}): {prod} -> {candidate.version}",
+            trailers=Trailers(
+                promoted_from=stage,
+                chart_version=candidate.version,
+                chart_digest=pushed.digest,
+                flow_run=flow_run_label(),
+                approved_by=approver,
+            ),
+        )
     bumped = bump_main(config, candidate.version)
     next_build = start_next_build(config, config_path, candidate.version, commit)
     released = Released(

@@ -1,0 +1,186 @@
+"""The world the flow benches run in: a promo sandbox (bare remotes, docker-registry on loopback, promo.yaml), a
+temporary Prefect server, and helpers to stage versions for promote-test without building anything."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+from common import progress, remote_head, scratch
+
+TEST_MANIFEST = "registry/environments/test/preprod/hello.yaml"
+
+
+@dataclass
+class World:
+    directory: Path
+    sandbox: object  # promo.sandbox.Sandbox
+    config_path: Path
+
+    @property
+    def config(self):  # noqa: ANN201
+        from promo.config import load_config
+
+        return load_config(self.config_path)
+
+    @property
+    def gitops_remote(self) -> Path:
+        return self.sandbox.gitops_remote  # type: ignore[attr-defined]
+
+    def head(self) -> str:
+        return remote_head(self.gitops_remote)
+
+    def publish_charts(self, count: int, prefix: str) -> list[str]:
+        """Push ``count`` RC charts of the sample app (packaged from the app remote), so promote-test finds them."""
+        from promo.charts import package_chart
+        from promo.clients import app_mirror, chart_repository, open_registry
+        from promo.helm_oci import push_chart
+
+        config = self.config
+        source = self.directory / "chart-source"
+        app_mirror(config).fetch()
+        app_mirror(config).export_tree("main", source)
+        versions = [f"0.1.0-rc.{prefix}{index}" for index in range(count)]
+        with open_registry(config, chart_repository(config)) as (registry, repository):
+            for version in versions:
+                push_chart(registry, repository, package_chart(source / config.chart.path, version=version, app_version="bench"))
+        return versions
+
+    def set_version(self, env: str, version: str) -> None:
+        """Put ``version`` into ``env`` the way publish-dev would, through the bench's own cache."""
+        from promo.gitops import GitOpsRepo, Trailers
+
+        config = self.config
+        repo = GitOpsRepo(config.gitops.url, config.gitops.branch, self.directory / "bench-cache", config.gitops.root)
+        repo.set_version(
+            config.app, env, config.environment(env).clusters, version, subject=f"bench: {env} -> {version}", trailers=Trailers()
+        )
+
+    def config_with_gate(self, poll_interval: float) -> Path:
+        """A copy of the sandbox's promo.yaml with another gate poll interval."""
+        from ruamel.yaml import YAML
+
+        yaml = YAML()
+        data = yaml.load(self.config_path.read_text())
+        data["gate"] = {**dict(data.get("gate") or {}), "poll_interval_seconds": poll_interval}
+        path = self.directory / f"promo-poll-{poll_interval:g}.yaml"
+        with path.open("w") as out:
+            yaml.dump(data, out)
+        return path
+
+
+@contextmanager
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    started = time.perf_counter()
+    with prefect_test_harness(server_startup_timeout=120):
+        progress(f"temporary Prefect server up in {time.perf_counter() - started:.1f} s")
+        yield
+
+
+@contextmanager
+def sandbox_world(prefix: str) -> Iterator[World]:
+    from promo.sandbox import create_sandbox, stop_sandbox
+
+    with scratch(prefix) as directory:
+        sandbox = create_sandbox(directory / "world")
+        try:
+            yield World(directory, sandbox, sandbox.config_path)
+        finally:
+            stop_sandbox(sandbox.directory)
+
+
+class Background:
+    """A flow started in a thread (as the tests do), so the bench can act at its gate."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.result: object = None
+        self.error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self.result = call()
+            except BaseException as error:  # noqa: BLE001
+                self.error = error
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def gate(self, env: str, timeout: float = 120):  # noqa: ANN201
+        from flows.gate import waiting_gates
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            gates = waiting_gates(env=env)
+            if gates:
+                return gates[0]
+            if not self.thread.is_alive():
+                raise RuntimeError(f"the flow ended before its gate opened: {self.error!r}")
+            time.sleep(0.05)
+        raise TimeoutError(f"no gate into {env} within {timeout} s")
+
+    def join(self, timeout: float = 120) -> object:
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise TimeoutError("the flow did not finish")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def settle_then_random_phase(poll_interval: float) -> None:
+    """Wait for the gate to finish saving its form, then a random fraction of one poll interval: an approver's click
+    lands anywhere in the gate's polling cycle, so the latency is sampled over the whole cycle."""
+    time.sleep(0.3 + random.uniform(0, poll_interval))
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """What the Prefect API recorded for one flow run: its own start/end and each task run's."""
+
+    start: float | None
+    end: float | None
+    tasks: dict[str, tuple[float, float]]  # task name -> (start, end), epoch seconds; a repeated name is summed apart
+    artifacts: int
+
+
+def run_times(flow_run_id: UUID, required: set[str], timeout: float = 15.0) -> RunTimes:
+    """Read the run back from the API; task runs are recorded from events, so wait until the ``required`` task names
+    are there and finished (a task the flow no longer runs only costs the timeout)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            flow_run = client.read_flow_run(flow_run_id)
+            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            done = [run for run in task_runs if run.start_time is not None and run.end_time is not None]
+            names = {_task_name(run.name) for run in done}
+            if (required <= names and flow_run.end_time is not None) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    tasks: dict[str, tuple[float, float]] = {}
+    for run in done:
+        name = _task_name(run.name)
+        while name in tasks:
+            name += "'"
+        tasks[name] = (_epoch(run.start_time), _epoch(run.end_time))
+    return RunTimes(_epoch(flow_run.start_time), _epoch(flow_run.end_time), tasks, len(artifacts))
+
+
+def _task_name(run_name: str) -> str:
+    return run_name.rsplit("-", 1)[0]  # "write-environment-version-3f2" -> the task's name
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
