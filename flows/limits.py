@@ -28,7 +28,9 @@ def limit_name(app: str, env: str) -> str:
 
 
 @contextmanager
-def environment_lock(app: str, env: str, *, timeout_seconds: float | None = None) -> Iterator[None]:
+def environment_lock(
+    app: str, env: str, *, timeout_seconds: float | None = None, create_missing: bool | None = None
+) -> Iterator[None]:
     """Hold the environment's one slot: ``with environment_lock(app, env): ...`` (``concurrency(..., strict=True)``).
 
     Only acquiring is translated, never what the body raises: a missing limit is ``NotFound`` (run ``promo setup``),
@@ -36,7 +38,7 @@ def environment_lock(app: str, env: str, *, timeout_seconds: float | None = None
     back when the block exits, by an exception too, and so when a run suspends at a gate inside it.
     """
     name = limit_name(app, env)
-    if deployment.get_id() is None:
+    if create_missing if create_missing is not None else deployment.get_id() is None:
         # A local run (embedded API, no `promo setup`) makes its limit on first use; under a deployment a
         # missing limit stays an error, since it means this server was never set up.
         ensure_environment_limits(app, [env])

@@ -227,8 +227,9 @@ def test_the_environment_lock_holds_its_one_slot(prefect_server: PrefectServer):
     from promo.errors import ConflictError, NotFound
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}):
-        with pytest.raises(NotFound, match="promo setup"):  # strict: no limit is an error, not a lock that locks nothing
-            with environment_lock("lockapp", "prod", timeout_seconds=2):
+        # strict, as under a deployment: no limit is an error, not a lock that locks nothing
+        with pytest.raises(NotFound, match="promo setup"):
+            with environment_lock("lockapp", "prod", timeout_seconds=2, create_missing=False):
                 pass
         assert ensure_environment_limits("lockapp", ["prod"]) == [("promo-lockapp-prod", True)]
         assert ensure_environment_limits("lockapp", ["prod"]) == [("promo-lockapp-prod", False)]
@@ -241,3 +242,6 @@ def test_the_environment_lock_holds_its_one_slot(prefect_server: PrefectServer):
                 raise KeyError("body")
         with environment_lock("lockapp", "prod", timeout_seconds=5):
             pass
+        with environment_lock("localapp", "dev", timeout_seconds=5):  # a local run makes its limit on first use
+            pass
+        assert ensure_environment_limits("localapp", ["dev"]) == [("promo-localapp-dev", False)]
