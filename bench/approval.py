@@ -11,12 +11,27 @@ in a cached clone of the same remote) runs interleaved, and once more under hype
 from __future__ import annotations
 
 import time
+from collections import defaultdict
+from collections.abc import Callable
 
 from common import RAW_PUSH, Report, hyperfine, progress, raw_clone, raw_push, wait_for_new_head
 from common import main as cli
-from world import TEST_MANIFEST, Background, prefect_server, run_times, sandbox_world, settle_then_random_phase
+from world import (
+    TEST_MANIFEST,
+    Background,
+    prefect_server,
+    run_times,
+    sandbox_world,
+    settle_then_random_phase,
+    timed_helpers,
+)
 
 README_DEFAULT_POLL = 2.0
+
+
+def _with_timers(spent: dict[str, float], call: Callable[[], object]) -> object:
+    with timed_helpers(spent):
+        return call()
 
 
 def bench(runs: int) -> Report:
@@ -32,7 +47,10 @@ def bench(runs: int) -> Report:
         versions = iter(world.publish_charts(sum(rounds.values()) + 2, "b"))
         clone = raw_clone(world.gitops_remote, world.directory / "raw-clone")
         main_label = f"approval -> commit on remote (poll {poll:g} s, sandbox promo.yaml)"
-        labels = {poll: main_label, README_DEFAULT_POLL: f"approval -> commit on remote (poll {README_DEFAULT_POLL:g} s, README default)"}
+        labels = {
+            poll: main_label,
+            README_DEFAULT_POLL: f"approval -> commit on remote (poll {README_DEFAULT_POLL:g} s, README default)",
+        }
 
         progress("approval: warm-up promotion")
         world.set_version("dev", next(versions))
@@ -41,7 +59,8 @@ def bench(runs: int) -> Report:
 
         def one(interval: float, breakdown: bool) -> None:
             world.set_version("dev", next(versions))
-            flow = Background(lambda: promote_test(config_path=str(configs[interval])))
+            spent: dict[str, float] = defaultdict(float)
+            flow = Background(lambda: _with_timers(spent, lambda: promote_test(config_path=str(configs[interval]))))
             gate = flow.gate("test")
             settle_then_random_phase(interval)
             before = world.head()
@@ -54,17 +73,27 @@ def bench(runs: int) -> Report:
             if breakdown:
                 times = run_times(gate.flow_run_id, {"write-environment-version"})
                 write = times.tasks.get("write-environment-version")
-                report.add("  of which decide(): resume API call", resumed - started)
+                report.add("· decide(): the resume API call", resumed - started)
                 if write is not None:
-                    report.add("  of which resume -> write task starts (gate poll, input, artifact)", write[0] - wall0 - (resumed - started))
-                    report.add("  of which write task start -> commit on remote", seen - started - (write[0] - wall0))
+                    to_write = write[0] - wall0  # approval -> write task starts
+                    report.add(
+                        "· the gate notices (poll), reads the input, records the decision",
+                        to_write - (resumed - started) - spent["lock enter"],
+                    )
+                    report.add("· environment lock: ensure the limit, take the slot", spent["lock enter"])
+                    report.add("· write task start -> commit on remote", seen - started - to_write)
 
-        progress(f"approval: {runs} rounds at poll {poll:g} s, {rounds[README_DEFAULT_POLL]} at {README_DEFAULT_POLL:g} s")
+        progress(
+            f"approval: {runs} rounds at poll {poll:g} s, {rounds[README_DEFAULT_POLL]} at {README_DEFAULT_POLL:g} s"
+        )
         for round_ in range(max(rounds.values())):
             for interval, count in rounds.items():
                 if round_ < count:
                     one(interval, breakdown=interval == poll)
-            report.add("raw floor: fetch, sed, commit, push (cached clone)", raw_push(clone, TEST_MANIFEST, f"0.0.{round_ + 2}"))
+            report.add(
+                "raw floor: fetch, sed, commit, push (cached clone)",
+                raw_push(clone, TEST_MANIFEST, f"0.0.{round_ + 2}"),
+            )
 
         hyperfine_runs = hyperfine({"raw": f"{RAW_PUSH} {clone} {TEST_MANIFEST}"}, runs=max(10, runs))
         if hyperfine_runs:

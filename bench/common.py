@@ -36,17 +36,6 @@ os.environ.setdefault("GIT_TERMINAL_PROMPT", "0")
 # -- measuring ---------------------------------------------------------------------------------------------------
 
 
-class Stopwatch:
-    """``with Stopwatch() as w: ...`` then ``w.seconds``."""
-
-    def __enter__(self) -> Stopwatch:
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.start
-
-
 def timed(call: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     result = call()
@@ -173,7 +162,7 @@ def render(results: Sequence[dict]) -> str:
 def main(bench: Callable[[int], Report], default_runs: int) -> None:
     """The command line every bench module shares: ``--runs N`` and ``--json PATH`` (for bench/run.py)."""
     parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").strip().splitlines()[0])
-    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 0)) or default_runs)
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS") or default_runs))
     parser.add_argument("--json", type=Path, help="write the result here (bench/run.py reads it)")
     args = parser.parse_args()
     result = bench(args.runs).finish()
@@ -191,9 +180,7 @@ def progress(message: str) -> None:
 
 
 def run(*args: str | Path, cwd: Path | None = None, input: bytes | None = None, check: bool = True) -> str:
-    result = subprocess.run(
-        [str(arg) for arg in args], cwd=cwd, input=input, capture_output=True, check=False
-    )
+    result = subprocess.run([str(arg) for arg in args], cwd=cwd, input=input, capture_output=True, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, args))} failed ({result.returncode}): {result.stderr.decode()[-2000:]}")
     return result.stdout.decode()
@@ -240,7 +227,9 @@ def raw_push(clone: Path, path: str, version: str) -> float:
 def read_target_revisions(remote: Path, paths: Sequence[str], ref: str = "main") -> dict[str, str]:
     """path -> targetRevision at ``ref`` of a bare remote, read in one ``git cat-file --batch``."""
     request = "".join(f"{ref}:{path}\n" for path in paths).encode()
-    out = subprocess.run(["git", "-C", str(remote), "cat-file", "--batch"], input=request, capture_output=True).stdout
+    out = subprocess.run(
+        ["git", "-C", str(remote), "cat-file", "--batch"], input=request, capture_output=True, check=True
+    ).stdout
     found: dict[str, str] = {}
     position = 0
     for path in paths:
@@ -271,7 +260,9 @@ def scratch(prefix: str) -> Iterator[Path]:
 # -- hyperfine ---------------------------------------------------------------------------------------------------
 
 
-def hyperfine(commands: dict[str, str], runs: int, *, prepare: str | None = None, warmup: int = 1) -> dict[str, list[float]]:
+def hyperfine(
+    commands: dict[str, str], runs: int, *, prepare: str | None = None, warmup: int = 1
+) -> dict[str, list[float]]:
     """label -> wall times of each run of each command under hyperfine (no intermediate shell); {} without it."""
     if shutil.which("hyperfine") is None:
         return {}
@@ -290,15 +281,28 @@ def hyperfine(commands: dict[str, str], runs: int, *, prepare: str | None = None
 
 def machine() -> dict[str, str]:
     memory = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
         "?",
     )
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         "?",
     )
     versions = {}
-    for tool, args in (("git", ["--version"]), ("skopeo", ["--version"]), ("buildah", ["--version"]), ("hyperfine", ["--version"])):
+    for tool, args in (
+        ("git", ["--version"]),
+        ("skopeo", ["--version"]),
+        ("buildah", ["--version"]),
+        ("hyperfine", ["--version"]),
+    ):
         try:
             versions[tool] = run(tool, *args).strip()
         except (OSError, RuntimeError):

@@ -33,7 +33,12 @@ def _set_version(url: str, app: str, cache: Path, version: str) -> Outcome:
     started = time.perf_counter()
     try:
         result = GitOpsRepo(url, "main", cache).set_version(
-            app, ENV, [CLUSTER], version, subject=f"promote({app}): -> {ENV} {version}", trailers=Trailers(approved_by="bench")
+            app,
+            ENV,
+            [CLUSTER],
+            version,
+            subject=f"promote({app}): -> {ENV} {version}",
+            trailers=Trailers(approved_by="bench"),
         )
         return time.perf_counter() - started, result.attempts, None
     except Exception as error:  # noqa: BLE001 - reported, not raised: a failed writer is a result here
@@ -61,7 +66,7 @@ def _in_threads(url: str, caches: list[Path], version: str) -> tuple[float, list
     return time.perf_counter() - started, [outcome for outcome in outcomes if outcome is not None]
 
 
-def _process_worker(url: str, index: int, cache: Path, version: str, ready, go, results) -> None:  # noqa: ANN001
+def _process_worker(url: str, index: int, cache: Path, version: str, ready, go, results) -> None:
     ready.put(index)
     go.wait()
     results.put((index, _set_version(url, app_name(index), cache, version)))
@@ -80,11 +85,14 @@ def _in_processes(url: str, caches: list[Path], version: str) -> tuple[float, li
         ready.get(timeout=60)
     started = time.perf_counter()
     go.set()
-    outcomes = [results.get(timeout=600)[1] for _ in range(N)]
+    outcomes: list[Outcome | None] = [None] * N
+    for _ in range(N):
+        index, outcome = results.get(timeout=600)
+        outcomes[index] = outcome  # by worker, not by finishing order
     seconds = time.perf_counter() - started
     for process in processes:
         process.join()
-    return seconds, outcomes
+    return seconds, [outcome for outcome in outcomes if outcome is not None]
 
 
 def bench(runs: int) -> Report:
@@ -121,7 +129,9 @@ def bench(runs: int) -> Report:
             returned = [index for index, (_, _, error) in enumerate(outcomes) if error is None]
             missing = [index for index in returned if found.get(paths[index]) != version]
             added = int(git(remote, "rev-list", "--count", f"{before}..main"))
-            entry = stats.setdefault(label, {"writes": 0, "landed": 0, "lost": 0, "extra": 0, "failed": [], "attempts": []})
+            entry = stats.setdefault(
+                label, {"writes": 0, "landed": 0, "lost": 0, "extra": 0, "failed": [], "attempts": []}
+            )
             entry["writes"] += N
             entry["landed"] += sum(found.get(path) == version for path in paths)
             entry["lost"] += len(missing)

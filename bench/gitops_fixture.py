@@ -106,9 +106,7 @@ def build(dest: Path, *, apps: int, commits: int, seed: int = 42, gc: bool = Tru
     building = dest.with_name(dest.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(building)], check=True)
-    importer = subprocess.Popen(
-        ["git", "-C", str(building), "fast-import", "--quiet", "--done"], stdin=subprocess.PIPE
-    )
+    importer = subprocess.Popen(["git", "-C", str(building), "fast-import", "--quiet", "--done"], stdin=subprocess.PIPE)
     assert importer.stdin is not None
     for chunk in _stream(apps, commits, seed):
         importer.stdin.write(chunk)

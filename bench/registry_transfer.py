@@ -30,7 +30,9 @@ def _chart_dir(root: Path) -> Path:
     chart = root / "chart"
     (chart / "templates").mkdir(parents=True, exist_ok=True)
     (chart / "files").mkdir(exist_ok=True)
-    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: big\ndescription: a chart with a 5 MiB payload\nversion: 0.1.0\n")
+    (chart / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: big\ndescription: a chart with a 5 MiB payload\nversion: 0.1.0\n"
+    )
     (chart / "templates" / "configmap.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: payload\nbinaryData:\n"
         '  payload: {{ .Files.Get "files/payload.bin" | b64enc }}\n'
@@ -38,7 +40,7 @@ def _chart_dir(root: Path) -> Path:
     return chart
 
 
-def _fresh_package(chart: Path, version: str):  # noqa: ANN202
+def _fresh_package(chart: Path, version: str):
     from promo.charts import package_chart
 
     (chart / "files" / "payload.bin").write_bytes(os.urandom(PAYLOAD_BYTES))
@@ -66,10 +68,18 @@ def bench(runs: int) -> Report:
                 with Registry(staging.host) as registry:
                     push_chart(registry, REPOSITORY, package)
                 layout = work / f"skopeo-src-{index}"
-                run("skopeo", "copy", *NO_TLS, f"docker://{staging.host}/{REPOSITORY}:{package.version}", f"dir:{layout}")
+                run(
+                    "skopeo",
+                    "copy",
+                    *NO_TLS,
+                    f"docker://{staging.host}/{REPOSITORY}:{package.version}",
+                    f"dir:{layout}",
+                )
                 theirs.append((package.version, layout))
             size = len(ours[0].data)
-            report.note(f"chart package: {size / 1e6:.2f} MB (.tgz of a 5 MiB random file); registry: docker-registry on {host}")
+            report.note(
+                f"chart package: {size / 1e6:.2f} MB (.tgz of a 5 MiB random file); registry: docker-registry on {host}"
+            )
 
             def our_push(package: ChartPackage) -> float:
                 def call() -> object:
@@ -121,16 +131,23 @@ def bench(runs: int) -> Report:
                     skopeo(*NO_TLS, f"docker://{host}/{REPOSITORY}:{pulled}", f"dir:{work / f'pull-{index}'}"),
                 )
                 report.add(
-                    "copy to a new repository: promo pull + push", our_copy(ours[index].version, f"copies/o{index}/{CHART}")
+                    "copy to a new repository: promo pull + push",
+                    our_copy(ours[index].version, f"copies/o{index}/{CHART}"),
                 )
                 report.add(
                     "copy to a new repository: skopeo copy docker:// -> docker://",
-                    skopeo(*NO_TLS, f"docker://{host}/{REPOSITORY}:{ours[index].version}", f"docker://{host}/copies/s{index}/{CHART}:1"),
+                    skopeo(
+                        *NO_TLS,
+                        f"docker://{host}/{REPOSITORY}:{ours[index].version}",
+                        f"docker://{host}/copies/s{index}/{CHART}:1",
+                    ),
                 )
 
             pull_dir = work / "pull-hyperfine"
             timings = hyperfine(
-                {"pull": f"skopeo copy --quiet {' '.join(NO_TLS)} docker://{host}/{REPOSITORY}:{pulled} dir:{pull_dir}"},
+                {
+                    "pull": f"skopeo copy --quiet {' '.join(NO_TLS)} docker://{host}/{REPOSITORY}:{pulled} dir:{pull_dir}"
+                },
                 runs=max(10, runs),
                 prepare=f"rm -rf {pull_dir}",
             )
@@ -138,13 +155,17 @@ def bench(runs: int) -> Report:
                 report.extend("pull: skopeo copy docker:// -> dir: (hyperfine)", timings["pull"])
             started = time.perf_counter()
             run("skopeo", "--version")
-            report.note(f"skopeo process start-up alone (skopeo --version): {(time.perf_counter() - started) * 1000:.0f} ms")
+            report.note(
+                f"skopeo process start-up alone (skopeo --version): {(time.perf_counter() - started) * 1000:.0f} ms"
+            )
         finally:
             server.stop()
             staging.stop()
 
     report.ratio("push: promo / skopeo", "push: promo push_chart", "push: skopeo copy dir: -> docker://", 1.3)
-    report.ratio("pull: promo / skopeo", "pull: promo pull_chart (to memory)", "pull: skopeo copy docker:// -> dir:", 1.3)
+    report.ratio(
+        "pull: promo / skopeo", "pull: promo pull_chart (to memory)", "pull: skopeo copy docker:// -> dir:", 1.3
+    )
     report.ratio(
         "copy: promo / skopeo",
         "copy to a new repository: promo pull + push",

@@ -9,6 +9,7 @@ Each round runs, interleaved: promo on the small repo, promo on the big one, the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import CACHE_DIR, Report, progress, raw_clone, raw_push, read_target_revisions, run, timed
@@ -24,6 +25,50 @@ def _work_remote(fixture: Path, dest: Path) -> Path:
     if not (dest / "HEAD").exists():
         run("git", "clone", "-q", "--bare", fixture, dest)
     return dest
+
+
+def _primitives(url: str, cache: Path, path: str, runs: int) -> dict[str, list[float]]:
+    """The steps of one set_version on a warm mirror, each timed alone; plus the in-process alternatives for two of
+    them (a ``<commit>:<path>`` lookup through the cat-file process GitPython keeps, and a loose-object write without
+    a subprocess), to show what they would cost."""
+    from io import BytesIO
+
+    from gitdb.base import IStream
+    from gitdb.db.loose import LooseObjectDB
+
+    from promo.git import Mirror
+
+    mirror = Mirror.open(url, cache)
+    mirror.fetch()
+    head = mirror.resolve("main")
+    text = mirror.read_file(head, path) or ""
+    loose = LooseObjectDB(str(mirror.path / "objects"))
+    steps: dict[str, Callable[[], object]] = {
+        "fetch with nothing new (git fetch)": mirror.fetch,
+        "read the manifest: Mirror.read_file (GitPython tree walk)": lambda: mirror.read_file(head, path),
+        "read the manifest: cat-file <commit>:<path> (alternative)": lambda: mirror._repo.git.get_object_data(
+            f"{head}:{path}"
+        ),
+        "commit_files: rebuild trees, store blob + trees + commit": lambda: mirror.commit_files(
+            head, {path: text + "#\n"}, "bench"
+        ),
+        "store one object: git hash-object subprocess (as now)": lambda: mirror._store(b"blob", b"bench"),
+        "store one object: in-process loose write (alternative)": lambda: loose.store(
+            IStream(b"blob", 5, BytesIO(b"bench"))
+        ),
+    }
+    samples = {label: [timed(call)[0] for _ in range(runs)] for label, call in steps.items()}
+
+    def push_new_commit() -> float:
+        mirror.fetch()
+        parent = mirror.resolve("main")
+        commit = mirror.commit_files(parent, {path: (mirror.read_file(parent, path) or "") + "#\n"}, "bench: push")
+        seconds, pushed = timed(lambda: mirror.push(commit, "main"))
+        assert pushed
+        return seconds
+
+    samples["push one new commit (git push, remote ref moves)"] = [push_new_commit() for _ in range(runs)]
+    return samples
 
 
 def bench(runs: int) -> Report:
@@ -81,15 +126,24 @@ def bench(runs: int) -> Report:
     landed = read_target_revisions(remotes["big"], [paths["big"]])
     report.check("last big-repo write landed", landed.get(paths["big"]) == raw_version, f"{paths['big']} = {landed}")
 
+    progress("repo size: where set_version's time goes (its git primitives, one at a time)")
+    for name in ("small", "big"):
+        for label, seconds in _primitives(remotes[name].as_uri(), caches[name], paths[name], runs).items():
+            report.extend(f"· {name} repo: {label}", seconds)
+
     report.ratio("promo: 2,000-app / 1-app", "promo set_version, 2,000-app repo", "promo set_version, 1-app repo", 1.5)
     report.ratio(
         "raw floor: 2,000-app / 1-app",
         "raw floor (cached work tree), 2,000-app repo",
         "raw floor (cached work tree), 1-app repo",
     )
-    report.ratio("promo / raw floor, 2,000-app", "promo set_version, 2,000-app repo", "raw floor (cached work tree), 2,000-app repo")
+    report.ratio(
+        "promo / raw floor, 2,000-app",
+        "promo set_version, 2,000-app repo",
+        "raw floor (cached work tree), 2,000-app repo",
+    )
     return report
 
 
 if __name__ == "__main__":
-    cli(bench, default_runs=7)
+    cli(bench, default_runs=15)  # cheap rounds; a 2-core machine shared with others needs the extra samples

@@ -31,6 +31,24 @@ BENCHES = {
 RESULTS = BENCH_DIR / "results"
 
 
+def code_version() -> str:
+    """The commit measured, and whether files outside bench/ differ from it (others may be editing)."""
+    root = BENCH_DIR.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", ".", ":!bench", ":!docs/performance.md"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.splitlines()
+    except OSError:
+        return "unknown (no git)"
+    return f"{head}" + (f" + {len(dirty)} uncommitted file(s) outside bench/" if dirty else " (clean outside bench/)")
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -49,7 +67,8 @@ def main() -> int:
     host = machine()
     header = (
         f"machine: {host['nproc']} CPUs ({host['cpu']}), {host['memory']} memory, kernel {host['kernel']}; "
-        f"Python {host['python']}, Prefect {host['prefect']}, {host['git']}, {host['skopeo']}, {host['hyperfine']}"
+        f"Python {host['python']}, Prefect {host['prefect']}, {host['git']}, {host['skopeo']}, {host['hyperfine']}\n"
+        f"code: {code_version()}"
     )
     print(header, flush=True)
     results, failed = [], []
@@ -64,11 +83,15 @@ def main() -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {name}: running (load average {before}; log: {log})", flush=True)
         started = time.perf_counter()
         with log.open("w") as handle:
-            code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=BENCH_DIR.parent, env=os.environ)
+            code = subprocess.call(
+                command, stdout=handle, stderr=subprocess.STDOUT, cwd=BENCH_DIR.parent, env=os.environ
+            )
         seconds = time.perf_counter() - started
         if code != 0 or not out.exists():
             failed.append(name)
-            print(f"[{time.strftime('%H:%M:%S')}] {name}: FAILED (exit {code}) after {seconds:.0f} s; last lines of {log}:")
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {name}: FAILED (exit {code}) after {seconds:.0f} s; last lines of {log}:"
+            )
             print("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
             continue
         result = json.loads(out.read_text())

@@ -4,6 +4,7 @@ temporary Prefect server, and helpers to stage versions for promote-test without
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from common import progress, remote_head, scratch
@@ -25,7 +27,7 @@ class World:
     config_path: Path
 
     @property
-    def config(self):  # noqa: ANN201
+    def config(self):
         from promo.config import load_config
 
         return load_config(self.config_path)
@@ -50,7 +52,11 @@ class World:
         versions = [f"0.1.0-rc.{prefix}{index}" for index in range(count)]
         with open_registry(config, chart_repository(config)) as (registry, repository):
             for version in versions:
-                push_chart(registry, repository, package_chart(source / config.chart.path, version=version, app_version="bench"))
+                push_chart(
+                    registry,
+                    repository,
+                    package_chart(source / config.chart.path, version=version, app_version="bench"),
+                )
         return versions
 
     def set_version(self, env: str, version: str) -> None:
@@ -60,7 +66,12 @@ class World:
         config = self.config
         repo = GitOpsRepo(config.gitops.url, config.gitops.branch, self.directory / "bench-cache", config.gitops.root)
         repo.set_version(
-            config.app, env, config.environment(env).clusters, version, subject=f"bench: {env} -> {version}", trailers=Trailers()
+            config.app,
+            env,
+            config.environment(env).clusters,
+            version,
+            subject=f"bench: {env} -> {version}",
+            trailers=Trailers(),
         )
 
     def config_with_gate(self, poll_interval: float) -> Path:
@@ -114,7 +125,7 @@ class Background:
         self.thread = threading.Thread(target=target, daemon=True)
         self.thread.start()
 
-    def gate(self, env: str, timeout: float = 120):  # noqa: ANN201
+    def gate(self, env: str, timeout: float = 120):
         from flows.gate import waiting_gates
 
         deadline = time.monotonic() + timeout
@@ -168,7 +179,9 @@ def run_times(flow_run_id: UUID, required: set[str], timeout: float = 15.0) -> R
             if (required <= names and flow_run.end_time is not None) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     tasks: dict[str, tuple[float, float]] = {}
     for run in done:
         name = _task_name(run.name)
@@ -184,3 +197,72 @@ def _task_name(run_name: str) -> str:
 
 def _epoch(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment is not None else None
+
+
+ARTIFACT_CALLS = ("create_markdown_artifact", "create_table_artifact", "create_link_artifact")
+
+
+def _promo_modules() -> list[Any]:
+    return [module for name, module in list(sys.modules.items()) if name.startswith(("flows.", "tasks.")) and module]
+
+
+def patch_promo(replacements: dict[str, Callable[[Callable], Any]]) -> list[tuple[Any, str, Any]]:
+    """Replace names promo's flow and task modules imported; returns what to put back."""
+    undo = []
+    for module in _promo_modules():
+        for name, make in replacements.items():
+            original = module.__dict__.get(name)
+            if original is not None:
+                undo.append((module, name, original))
+                setattr(module, name, make(original))
+    return undo
+
+
+def unpatch_promo(undo: list[tuple[Any, str, Any]]) -> None:
+    for module, name, original in reversed(undo):
+        setattr(module, name, original)
+
+
+@contextmanager
+def timed_helpers(spent: dict[str, float]) -> Iterator[None]:
+    """In a real flow run: time the environment lock (enter and exit) and artifact calls made outside tasks."""
+    from prefect.context import TaskRunContext
+
+    def lock(original: Callable) -> Callable:
+        @contextmanager
+        def timed_lock(*args: Any, **kwargs: Any) -> Iterator[None]:
+            manager = original(*args, **kwargs)
+            started = time.perf_counter()
+            manager.__enter__()
+            spent["lock enter"] += time.perf_counter() - started
+            try:
+                yield
+            except BaseException:
+                started = time.perf_counter()
+                if not manager.__exit__(*sys.exc_info()):
+                    raise
+            else:
+                started = time.perf_counter()
+                manager.__exit__(None, None, None)
+            finally:
+                spent["lock exit"] += time.perf_counter() - started
+
+        return timed_lock
+
+    def artifact(original: Callable) -> Callable:
+        def timed_artifact(*args: Any, **kwargs: Any) -> Any:
+            if TaskRunContext.get() is not None:  # inside a task: already part of that task run's time
+                return original(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent["artifacts"] += time.perf_counter() - started
+
+        return timed_artifact
+
+    undo = patch_promo({"environment_lock": lock, **{name: artifact for name in ARTIFACT_CALLS}})
+    try:
+        yield
+    finally:
+        unpatch_promo(undo)

@@ -20,6 +20,11 @@ from prefect.runtime import deployment
 from promo.errors import ConflictError, NotFound
 
 SLOTS = 1
+# A run killed inside the lock cannot give its slot back: the server frees it when the lease runs out. 60 s is the
+# shortest lease the server accepts; the holder renews it while alive. A write takes well under a second, so waiting
+# two leases for a slot means something is stuck.
+LEASE_SECONDS = 60
+WAIT_SECONDS = 2 * LEASE_SECONDS + 10
 
 
 def limit_name(app: str, env: str) -> str:
@@ -29,7 +34,7 @@ def limit_name(app: str, env: str) -> str:
 
 @contextmanager
 def environment_lock(
-    app: str, env: str, *, timeout_seconds: float | None = None, create_missing: bool | None = None
+    app: str, env: str, *, timeout_seconds: float | None = WAIT_SECONDS, create_missing: bool | None = None
 ) -> Iterator[None]:
     """Hold the environment's one slot: ``with environment_lock(app, env): ...`` (``concurrency(..., strict=True)``).
 
@@ -44,7 +49,9 @@ def environment_lock(
         ensure_environment_limits(app, [env])
     with ExitStack() as held:
         try:
-            held.enter_context(concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_seconds))
+            held.enter_context(
+                concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_seconds, lease_duration=LEASE_SECONDS)
+            )
         except ConcurrencySlotAcquisitionError:
             raise NotFound(
                 f"the Prefect server has no concurrency limit {name}",
@@ -53,7 +60,7 @@ def environment_lock(
         except TimeoutError:
             raise ConflictError(
                 f"another run held {env} of {app} (limit {name}) for more than {timeout_seconds} s",
-                "let it finish, then start again",
+                f"let it finish, then start again; a killed run's slot frees itself within {LEASE_SECONDS} s",
             ) from None
         yield
 

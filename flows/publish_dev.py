@@ -19,7 +19,7 @@ from promo.helm_oci import PushedChart
 from promo.images import BuiltImage
 from promo.versions import short_sha
 from tasks.chart import check_registry_access, package_rc_chart, push_rc_chart
-from tasks.gitops import write_environment_version
+from tasks.gitops import plan_environment_version, write_environment_version
 from tasks.image import build_image
 from tasks.source import (
     BuildRequest,
@@ -54,13 +54,14 @@ def publish_dev(sha: str | None = None, branch: str = "main", config_path: str |
     request = BuildRequest.checked(sha, branch)
     check_registry_access(config)
     base = read_chart_base_version(config, request)
+    env = config.first_environment.name
+    plan_environment_version(config, env, base)  # every manifest of the environment is there and editable
     commit = resolve_build_commit(config, request)
     with TemporaryDirectory(prefix="promo-source-") as workdir:
         source = export_source(config, commit, Path(workdir))
         image = build_image(config, source, tag=short_sha(commit))
         chart = package_rc_chart(config, source, base, commit)
     pushed = push_rc_chart(config, chart)
-    env = config.first_environment.name
     with environment_lock(config.app, env):
         deployed = write_environment_version(
             config,

@@ -110,7 +110,7 @@ def github_repository(url: str) -> str | None:
 
 def check_commit(commit: str) -> str:
     """A release names a full commit SHA: a short one could become ambiguous, a branch could move."""
-    if not _FULL_SHA.match(commit):
+    if not _FULL_SHA.fullmatch(commit):
         raise InputError(f"{commit!r} is not a full commit SHA", "resolve it first (git rev-parse <ref>)")
     return commit
 

@@ -180,7 +180,7 @@ class Mirror:
 
     def resolve(self, ref: str) -> str:
         """The commit SHA of a branch (as last fetched), tag, SHA or revision expression (``main~1``)."""
-        candidates = [ref] if _FULL_SHA.match(ref) else [f"{_TRACKING}/{ref}", f"refs/tags/{ref}", ref]
+        candidates = [ref] if _FULL_SHA.fullmatch(ref) else [f"{_TRACKING}/{ref}", f"refs/tags/{ref}", ref]
         for candidate in candidates:
             try:
                 commit = self._repo.commit(candidate)

@@ -30,7 +30,7 @@ _REVISION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$")
 
 def validate_name(kind: str, value: str) -> str:
     """App, environment and cluster names become path segments: only DNS labels, so none can climb out of the root."""
-    if not isinstance(value, str) or not _DNS_LABEL.match(value):
+    if not isinstance(value, str) or not _DNS_LABEL.fullmatch(value):
         raise InputError(
             f"{kind} {value!r} is not a DNS label",
             "use 1-63 lowercase letters, digits and dashes, starting and ending with a letter or digit "
@@ -56,7 +56,7 @@ def read_target_revision(text: str, source: str = "<manifest>") -> str:
 
 def set_target_revision(text: str, version: str, source: str = "<manifest>") -> str:
     """``text`` with the chart source's ``targetRevision`` set to ``version``; only the value's bytes change."""
-    if not isinstance(version, str) or not _REVISION.match(version):
+    if not isinstance(version, str) or not _REVISION.fullmatch(version):
         raise InputError(
             f"version {version!r} cannot be written to {source}",
             "pass a chart version such as 1.2.0 or 1.2.0-rc.abc1234 (letters, digits, '.', '-', '+', '_')",

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -54,6 +55,10 @@ ECR_HOST_PATTERN = re.compile(
 )
 # Renew an ECR password this long before AWS says it expires (they last 12 hours).
 ECR_TOKEN_MARGIN = timedelta(minutes=5)
+
+
+REQUEST_ATTEMPTS = 3
+MAX_WAIT = 2.0  # seconds; a longer Retry-After is left to the task's retry
 
 
 class RegistryUnavailable(TransientError):
@@ -236,27 +241,42 @@ class Registry:
         if self._blob_exists(repository, digest, "pull,push"):
             return digest
         what = f"blob upload to {repository}"
-        started = self._send("POST", _path(repository, "blobs/uploads/"), repository, "pull,push", what=what)
+        for attempt in range(1, REQUEST_ATTEMPTS + 1):
+            try:
+                self._upload(repository, data, digest, what)
+                return digest
+            except (RegistryUnavailable, NotFound):
+                # The upload may have landed with its answer lost (then its session is gone: NotFound).
+                if self._blob_exists(repository, digest, "pull,push"):
+                    return digest
+                if attempt == REQUEST_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _upload(self, repository: str, data: bytes, digest: str, what: str) -> None:
+        started = self._send("POST", _path(repository, "blobs/uploads/"), repository, "pull,push", what=what, retry=False)
         location = started.headers.get("Location")
         if not location:
             raise PromoError(f"registry {self.host} started {what} without a Location", "use an OCI registry")
         upload = started.url.join(location).copy_merge_params({"digest": digest})
         headers = {"Content-Type": "application/octet-stream"}
-        self._send("PUT", upload, repository, "pull,push", what=what, content=data, headers=headers)
-        return digest
+        self._send("PUT", upload, repository, "pull,push", what=what, content=data, headers=headers, retry=False)
 
     def pull_blob(self, repository: str, digest: str) -> bytes:
-        """The blob's bytes, verified against ``digest``."""
+        """The blob's bytes, verified against ``digest``; a corrupted or truncated transfer is fetched again."""
         algorithm = _check_digest(digest)
-        response = self._send("GET", _path(repository, f"blobs/{digest}"), repository, "pull", what=f"blob {digest}")
-        actual = digest_of(response.content, algorithm)
-        if actual != digest:
-            raise RegistryUnavailable(
-                f"blob {digest} from {self.host}/{repository} arrived corrupted or truncated "
-                f"({len(response.content)} bytes with digest {actual})",
-                "retry the download; if it persists the registry's storage is damaged",
-            )
-        return response.content
+        for attempt in range(1, REQUEST_ATTEMPTS + 1):
+            response = self._send("GET", _path(repository, f"blobs/{digest}"), repository, "pull", what=f"blob {digest}")
+            actual = digest_of(response.content, algorithm)
+            if actual == digest:
+                return response.content
+            if attempt == REQUEST_ATTEMPTS:
+                raise RegistryUnavailable(
+                    f"blob {digest} from {self.host}/{repository} arrived corrupted or truncated "
+                    f"({len(response.content)} bytes with digest {actual})",
+                    "retry the download; if it persists the registry's storage is damaged",
+                )
+        raise AssertionError("unreachable")
 
     def push_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
         """Store a manifest under a tag (or its digest); returns its digest."""
@@ -297,7 +317,7 @@ class Registry:
     def check_push_access(self, repository: str) -> None:
         """Authenticate for pushing to ``repository`` now, so bad credentials fail before anything is built."""
         try:
-            self._send("GET", _path(repository, "tags/list"), repository, "pull,push", what=f"access to {repository}")
+            self._send("GET", _path(repository, "tags/list"), repository, "pull,push", what=repository)
         except NotFound:
             pass  # a repository nothing was pushed to yet: the credentials were accepted
 
@@ -335,13 +355,38 @@ class Registry:
         *,
         what: str,
         headers: dict[str, str] | None = None,
+        retry: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
-        """One request, answering at most one auth challenge; every failure leaves as a PromoError."""
+        """One request, answering at most one auth challenge; every failure leaves as a PromoError.
+
+        A transient fault (5xx, 429, a reset) is retried here, a few times and briefly, honouring Retry-After: a
+        task retry repeats a whole push of many requests, so per-request faults must not each cost one. Requests
+        that cannot be repeated blindly (an upload's PUT) pass ``retry=False`` and are recovered by their caller.
+        """
+        for attempt in range(1, REQUEST_ATTEMPTS + 1):
+            try:
+                return self._send_once(method, url, repository, actions, what, headers or {}, kwargs)
+            except RegistryUnavailable as fault:
+                if not retry or attempt == REQUEST_ATTEMPTS:
+                    raise
+                time.sleep(min(fault.retry_after if fault.retry_after is not None else 0.05 * 2**attempt, MAX_WAIT))
+        raise AssertionError("unreachable")
+
+    def _send_once(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        repository: str,
+        actions: str,
+        what: str,
+        headers: dict[str, str],
+        kwargs: dict[str, Any],
+    ) -> httpx.Response:
         scope = f"repository:{repository}:{actions}"
-        response = self._attempt(method, url, scope, headers or {}, kwargs)
+        response = self._attempt(method, url, scope, headers, kwargs)
         if response.status_code == 401 and self._answer_challenge(response, scope):
-            response = self._attempt(method, url, scope, headers or {}, kwargs)
+            response = self._attempt(method, url, scope, headers, kwargs)
         if response.is_success:
             return response
         raise self._error(response, what)

@@ -46,7 +46,7 @@ def parse_base_version(text: str, *, what: str = "Chart.yaml version") -> semver
 def short_sha(sha: str) -> str:
     """The shortest prefix (7 at least) that holds a letter, so it is a valid alphanumeric identifier."""
     sha = sha.strip().lower()
-    if not _FULL_SHA.match(sha):
+    if not _FULL_SHA.fullmatch(sha):
         raise InputError(f"{sha!r} is not a git commit SHA", "pass the full 40-character SHA (git rev-parse HEAD)")
     for length in range(MIN_SHA_LENGTH, len(sha) + 1):
         prefix = sha[:length]
@@ -97,12 +97,12 @@ def bump(version: str, part: str) -> str:
 
 
 def is_release_tag(tag: str) -> bool:
-    return _RELEASE_TAG.match(tag) is not None
+    return _RELEASE_TAG.fullmatch(tag) is not None
 
 
 def parse_release_tag(tag: str) -> str:
     """``vX.Y.Z`` -> ``X.Y.Z``; no other form is a release tag."""
-    match = _RELEASE_TAG.match(tag)
+    match = _RELEASE_TAG.fullmatch(tag)
     if not match:
         raise InputError(f"{tag!r} is not a release tag", "use the form vX.Y.Z, e.g. v1.4.2")
     return tag[1:]

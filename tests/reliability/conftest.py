@@ -2,13 +2,14 @@
 
 ``prefect_server`` is not re-exported as is: in a full run tests/flows has already started its session harness,
 and a second one would cost ~10 s more, so this one reuses a harness that is already serving and starts its own
-only when the reliability suites run alone.
+only when the reliability suites run alone. It also turns flow-run heartbeats off (see ``without_heartbeats``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -24,13 +25,25 @@ def harness_running() -> bool:
     return bool(PREFECT_API_URL.value()) and database.endswith("/prefect-test.db")
 
 
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs without the heartbeat thread: each flow run otherwise waits up to 1 s at its end for that thread
+    to wake up and stop (heartbeats only let a server notice crashed runs; nothing here needs them)."""
+    from prefect.context import SettingsContext, get_settings_context
+
+    current = get_settings_context()
+    flows = current.settings.flows.model_copy(update={"heartbeat_frequency": None})
+    with SettingsContext(profile=current.profile, settings=current.settings.model_copy(update={"flows": flows})):
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[None]:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    if harness_running():
-        yield
-        return
-    with prefect_test_harness(server_startup_timeout=60):
+    with ExitStack() as stack:
+        if not harness_running():
+            stack.enter_context(prefect_test_harness(server_startup_timeout=60))
+        stack.enter_context(without_heartbeats())
         yield
 
 
@@ -39,8 +52,9 @@ def fast_task_retries(monkeypatch: pytest.MonkeyPatch, delay: float = 0.01) -> N
     import importlib
     import pkgutil
 
-    import tasks
     from prefect import Task
+
+    import tasks
 
     for info in pkgutil.iter_modules(tasks.__path__):
         module = importlib.import_module(f"tasks.{info.name}")

@@ -25,6 +25,7 @@ import struct
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 FAULTS = ("503", "429", "reset", "truncated")
 _HOP_BY_HOP = {
@@ -61,7 +62,7 @@ class FaultyProxy:
     def host(self) -> str:
         return f"127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> FaultyProxy:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -92,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ThreadingHTTPServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -150,7 +151,11 @@ class _Handler(BaseHTTPRequestHandler):
             connection.close()
 
     def _answer(
-        self, status: int, headers: list[tuple[str, str]] | dict[str, str], data: bytes, content_length: str | None = None
+        self,
+        status: int,
+        headers: list[tuple[str, str]] | dict[str, str],
+        data: bytes,
+        content_length: str | None = None,
     ) -> None:
         self.send_response(status)
         items = headers.items() if isinstance(headers, dict) else headers

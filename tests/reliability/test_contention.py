@@ -44,7 +44,10 @@ def subject(i: int) -> str:
 
 @pytest.fixture()
 def remote(tmp_path: Path):
-    files = {f"{ROOT}/test/preprod/{app_name(i)}.yaml": application(app_name(i), "test", "0.1.0-rc.def5678") for i in range(APPS)}
+    files = {
+        f"{ROOT}/test/preprod/{app_name(i)}.yaml": application(app_name(i), "test", "0.1.0-rc.def5678")
+        for i in range(APPS)
+    }
     files["README.md"] = "# GitOps\n"
     return make_remote(tmp_path / "gitops", files)
 
@@ -115,7 +118,8 @@ def run_promotions(remote, tmp_path: Path, round_name: str) -> dict:
     start = threading.Barrier(APPS)
     caches = [tmp_path / "cache-shared" if i < SHARED_CACHE_APPS else tmp_path / f"cache-{i}" for i in range(APPS)]
     threads = [
-        threading.Thread(target=promote, args=(remote.url, caches[i], i, start, results), daemon=True) for i in range(APPS)
+        threading.Thread(target=promote, args=(remote.url, caches[i], i, start, results), daemon=True)
+        for i in range(APPS)
     ]
     for thread in threads:
         thread.start()
