@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,22 @@ from flows.gate import WaitingGate, waiting_gates
 from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
 
 
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs without the heartbeat thread: each flow run otherwise waits up to 1 s at its end for that thread
+    to wake up and stop (heartbeats only let a server notice crashed runs; nothing here needs them)."""
+    from prefect.context import SettingsContext, get_settings_context
+
+    current = get_settings_context()
+    flows = current.settings.flows.model_copy(update={"heartbeat_frequency": None})
+    with SettingsContext(profile=current.profile, settings=current.settings.model_copy(update={"flows": flows})):
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[None]:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no telemetry calls from a machine with no internet
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=60), without_heartbeats():
         yield
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from tests.flows.conftest import background, sandbox  # noqa: F401  (fixtures, re-exported)
+from tests.flows.conftest import background, sandbox, without_heartbeats  # noqa: F401  (fixtures, re-exported)
 
 
 def harness_running() -> bool:
@@ -23,18 +23,6 @@ def harness_running() -> bool:
 
     database = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value() or "")
     return bool(PREFECT_API_URL.value()) and database.endswith("/prefect-test.db")
-
-
-@contextmanager
-def without_heartbeats() -> Iterator[None]:
-    """Flow runs without the heartbeat thread: each flow run otherwise waits up to 1 s at its end for that thread
-    to wake up and stop (heartbeats only let a server notice crashed runs; nothing here needs them)."""
-    from prefect.context import SettingsContext, get_settings_context
-
-    current = get_settings_context()
-    flows = current.settings.flows.model_copy(update={"heartbeat_frequency": None})
-    with SettingsContext(profile=current.profile, settings=current.settings.model_copy(update={"flows": flows})):
-        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
