@@ -98,7 +98,7 @@ class ForgeSettings(_Model):
 
 class GateSettings(_Model):
     timeout_seconds: int = Field(default=7 * 24 * 3600, gt=0)
-    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)  # a local pause polls; suspended runs do not
 
 
 def default_environments() -> list[EnvironmentSettings]:
