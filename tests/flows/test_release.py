@@ -22,6 +22,7 @@ from promo.config import load_config
 from promo.errors import ConflictError, InputError, NotFound
 from promo.helm_oci import pull_chart
 from promo.sandbox import Sandbox
+from promo.versions import short_sha
 
 
 def git(repo: Path, *args: str) -> str:
@@ -90,7 +91,7 @@ def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(staged):
     assert git(sandbox.app_remote, "rev-parse", "v0.1.0^{commit}").strip() == staged.rc_commit
     assert main_chart_version(sandbox) == "0.1.1"
     bump_commit = git(sandbox.app_remote, "rev-parse", "main").strip()
-    assert target_revision(sandbox, "dev") == f"0.1.1-rc.{bump_commit[:7]}" == released.next_build
+    assert target_revision(sandbox, "dev") == f"0.1.1-rc.{short_sha(bump_commit)}" == released.next_build
     notes = git(sandbox.app_remote, "tag", "-l", "--format=%(contents)", "v0.1.0")
     assert "0.1.0" in notes
 
