@@ -18,7 +18,6 @@ from common import RAW_PUSH, Report, hyperfine, progress, raw_clone, raw_push, w
 from common import main as cli
 from world import (
     TEST_MANIFEST,
-    Background,
     prefect_server,
     run_times,
     sandbox_world,
@@ -35,6 +34,7 @@ def _with_timers(spent: dict[str, float], call: Callable[[], object]) -> object:
 
 
 def bench(runs: int) -> Report:
+    from flows.background import GatedRun
     from flows.gate import decide
     from flows.promote import promote_test
     from promo.approvals import Decision
@@ -60,7 +60,7 @@ def bench(runs: int) -> Report:
         def one(interval: float, breakdown: bool) -> None:
             world.set_version("dev", next(versions))
             spent: dict[str, float] = defaultdict(float)
-            flow = Background(lambda: _with_timers(spent, lambda: promote_test(config_path=str(configs[interval]))))
+            flow = GatedRun(lambda: _with_timers(spent, lambda: promote_test(config_path=str(configs[interval]))))
             gate = flow.gate("test")
             settle_then_random_phase(interval)
             before = world.head()

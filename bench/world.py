@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -107,44 +106,6 @@ def sandbox_world(prefix: str) -> Iterator[World]:
             yield World(directory, sandbox, sandbox.config_path)
         finally:
             stop_sandbox(sandbox.directory)
-
-
-class Background:
-    """A flow started in a thread (as the tests do), so the bench can act at its gate."""
-
-    def __init__(self, call: Callable[[], object]) -> None:
-        self.result: object = None
-        self.error: BaseException | None = None
-
-        def target() -> None:
-            try:
-                self.result = call()
-            except BaseException as error:  # noqa: BLE001
-                self.error = error
-
-        self.thread = threading.Thread(target=target, daemon=True)
-        self.thread.start()
-
-    def gate(self, env: str, timeout: float = 120):
-        from flows.gate import waiting_gates
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            gates = waiting_gates(env=env)
-            if gates:
-                return gates[0]
-            if not self.thread.is_alive():
-                raise RuntimeError(f"the flow ended before its gate opened: {self.error!r}")
-            time.sleep(0.05)
-        raise TimeoutError(f"no gate into {env} within {timeout} s")
-
-    def join(self, timeout: float = 120) -> object:
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            raise TimeoutError("the flow did not finish")
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def settle_then_random_phase(poll_interval: float) -> None:

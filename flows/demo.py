@@ -3,19 +3,17 @@ approved by the demo user, and the next dev build that the release starts."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from flows.gate import decide, waiting_gates
+from flows.background import GatedRun
+from flows.gate import decide
 from flows.promote import FLOWS
 from flows.publish_dev import publish_dev
 from flows.release_prod import release_prod
 from promo.approvals import Decision
 from promo.config import load_config
-from promo.errors import ToolError
 from promo.sandbox import create_sandbox
 from promo.status import environment_status
 from promo.table import print_table
@@ -42,27 +40,8 @@ def run_demo(directory: Path) -> None:
 
 def through_gate(target: str, start: Callable[[], Result]) -> Result:
     """Start a gated flow, wait until its gate into ``target`` is open, approve it the way `promo approve` does."""
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = start()
-        except BaseException as error:  # handed to the main thread, which raises it
-            outcome["error"] = error
-
-    worker = threading.Thread(target=run, name=f"gate-{target}")
-    worker.start()
-    deadline = time.monotonic() + GATE_APPEARS_WITHIN_SECONDS
-    while worker.is_alive() and time.monotonic() < deadline:
-        gates = waiting_gates(env=target)
-        if gates:
-            print(f"gate open: {gates[0].app} {gates[0].version} -> {target}; approving as {DEMO_APPROVER}")
-            decide(gates[0], Decision(approved=True, approver=DEMO_APPROVER, comment="approved by promo demo"))
-            break
-        time.sleep(0.2)
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    if "result" not in outcome:
-        raise ToolError(f"the gate into {target} never opened", "run `promo pending` and look at the flow run's logs")
-    return outcome["result"]  # type: ignore[return-value]
+    run = GatedRun(start)
+    gate = run.gate(target, timeout=GATE_APPEARS_WITHIN_SECONDS)
+    print(f"gate open: {gate.app} {gate.version} -> {target}; approving as {DEMO_APPROVER}")
+    decide(gate, Decision(approved=True, approver=DEMO_APPROVER, comment="approved by promo demo"))
+    return run.join()

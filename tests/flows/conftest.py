@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.gate import WaitingGate, waiting_gates
+from flows.background import GatedRun
 from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
 
 
@@ -44,41 +42,6 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         stop_sandbox(made.directory)
 
 
-class Background:
-    """A flow started in a thread, so the test can act at its gate; join() re-raises what it raised."""
-
-    def __init__(self, call: Callable[[], object]) -> None:
-        self.result: object = None
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self.result = call()
-            except BaseException as error:
-                self.error = error
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def gate(self, env: str, timeout: float = 60) -> WaitingGate:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            gates = waiting_gates(env=env)
-            if gates:
-                return gates[0]
-            if not self.thread.is_alive():
-                raise AssertionError(f"the flow ended before its gate opened: {self.error!r}")
-            time.sleep(0.1)
-        raise AssertionError(f"no gate into {env} opened within {timeout} s")
-
-    def join(self, timeout: float = 60) -> object:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the flow did not finish"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
 @pytest.fixture()
-def background() -> type[Background]:
-    return Background
+def background() -> type[GatedRun]:
+    return GatedRun
