@@ -96,9 +96,14 @@ class GitOpsRepo:
         self.max_attempts = max_attempts
         self.mirror = Mirror.open(url, cache_dir)
 
-    def environment_version(self, app: str, env: str, clusters: Sequence[str]) -> str:
-        """The chart version ``app`` runs in ``env``: the same in every cluster, or a ConflictError naming them."""
-        manifests = self._manifests(self.mirror.snapshot(self.branch), app, env, clusters)
+    def environment_version(
+        self, app: str, env: str, clusters: Sequence[str], *, snapshot: Snapshot | None = None
+    ) -> str:
+        """The chart version ``app`` runs in ``env``: the same in every cluster, or a ConflictError naming them.
+
+        Without ``snapshot`` the branch is fetched first; a caller reading several environments passes one
+        ``snapshot()`` so they are read from one commit with one fetch."""
+        manifests = self._manifests(snapshot or self.snapshot(), app, env, clusters)
         versions = {cluster: read_target_revision(text, source=path) for cluster, (path, text) in manifests.items()}
         if set(versions.values()) == {""}:
             raise NotFound(
@@ -113,8 +118,12 @@ class GitOpsRepo:
             )
         return next(iter(versions.values()))
 
+    def snapshot(self) -> Snapshot:
+        """The branch as it is on the remote now (fetched)."""
+        return self.mirror.snapshot(self.branch)
+
     def plan(self, app: str, env: str, clusters: Sequence[str], version: str) -> Plan:
-        return self._plan(self.mirror.snapshot(self.branch), app, env, clusters, version)
+        return self._plan(self.snapshot(), app, env, clusters, version)
 
     def set_version(
         self, app: str, env: str, clusters: Sequence[str], version: str, *, subject: str, trailers: Trailers

@@ -21,12 +21,12 @@ class EnvironmentStatus:
 
 def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
     gitops = gitops_repo(config)
-    gitops.mirror.fetch()
+    snapshot = gitops.snapshot()  # one fetch, and every environment read from the same commit
     rows = []
     with open_registry(config, chart_repository(config)) as (registry, repository):
         for env in config.environments:
             try:
-                version = gitops.environment_version(config.app, env.name, env.clusters)
+                version = gitops.environment_version(config.app, env.name, env.clusters, snapshot=snapshot)
             except NotFound:
                 version = None
             digest = app_version = None
