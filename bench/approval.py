@@ -35,7 +35,7 @@ def _with_timers(spent: dict[str, float], call: Callable[[], object]) -> object:
 
 def bench(runs: int) -> Report:
     from flows.background import GatedRun
-    from flows.gate import decide
+    from flows.gate import approving_as, decide
     from flows.promote import promote_test
     from promo.approvals import Decision
 
@@ -54,7 +54,8 @@ def bench(runs: int) -> Report:
 
         progress("approval: warm-up promotion")
         world.set_version("dev", next(versions))
-        promote_test(config_path=str(world.config_path), approve_as="bench")
+        with approving_as("bench"):
+            promote_test(config_path=str(world.config_path))
         raw_push(clone, TEST_MANIFEST, "0.0.1")
 
         def one(interval: float, breakdown: bool) -> None:

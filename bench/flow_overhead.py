@@ -165,21 +165,22 @@ def _unit_costs(samples: int) -> dict[str, list[float]]:
 
 
 def bench(runs: int) -> Report:
+    from flows.gate import approving_as
     from flows.promote import promote_test
     from flows.publish_dev import publish_dev
 
     report = Report("4 flow overhead", "flows vs the same code without Prefect")
-    with prefect_server(), sandbox_world("flows") as world:
+    with prefect_server(), sandbox_world("flows") as world, approving_as("bench"):
         config = str(world.config_path)
         versions = iter(world.publish_charts(2 * runs + 2, "f"))
 
         def promote_flow() -> Any:
             world.set_version("dev", next(versions))
-            return lambda: promote_test(config_path=config, approve_as="bench", return_state=True)
+            return lambda: promote_test(config_path=config, return_state=True)
 
         def promote_plain() -> Any:
             world.set_version("dev", next(versions))
-            return lambda: promote_test.fn(config_path=config, approve_as="bench")
+            return lambda: promote_test.fn(config_path=config)
 
         progress("flow overhead: warm-up (one of each)")
         measure_flow(Report("warm-up", ""), PROMOTE, promote_flow())

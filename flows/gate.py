@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -39,6 +42,21 @@ from promo.gitops import Plan
 from tasks.describe import describe_change
 
 GATE_TAG = "promo-gate"
+
+# Who pre-approved the gates of flows run in this process: the CLI's --yes, where the person running the command is
+# the approver. Deliberately not a flow parameter: starting a deployment and deciding at its gate are different
+# permissions, and a worker process never has this set.
+_pre_approved_by: ContextVar[str | None] = ContextVar("promo_pre_approved_by", default=None)
+
+
+@contextmanager
+def approving_as(approver: str) -> Iterator[None]:
+    """``with approving_as(name): promote_test()``: gates opened in this process are approved as ``name``."""
+    token = _pre_approved_by.set(approver)
+    try:
+        yield
+    finally:
+        _pre_approved_by.reset(token)
 
 
 class Approval(RunInput):
@@ -74,7 +92,6 @@ def ask_approval(
     version: str,
     chart_digest: str,
     built_as: str | None = None,
-    approve_as: str | None = None,
 ) -> Decision:
     """Show the approver what moves (image, commits, manifest diff) and wait for the decision.
 
@@ -93,13 +110,12 @@ def ask_approval(
         commits=tuple(change.commit_lines()),
         running=change.since,
     )
-    return wait_for_approval(request, config.gate, pre_approved_by=approve_as)
+    return wait_for_approval(request, config.gate)
 
 
-def wait_for_approval(
-    request: ApprovalRequest, settings: GateSettings, *, pre_approved_by: str | None = None
-) -> Decision:
+def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decision:
     logger = get_run_logger()
+    pre_approved_by = _pre_approved_by.get()
     if pre_approved_by is not None:
         check_approver(request, pre_approved_by)
         decision = Decision(approved=True, approver=pre_approved_by, comment="approved at start (--yes)", via="cli")

@@ -44,7 +44,7 @@ class Promotion:
         )
 
 
-def promote_into(target: str, config_path: str | None, approve_as: str | None) -> Promotion:
+def promote_into(target: str, config_path: str | None) -> Promotion:
     """The runbook shared by every promote flow; it runs inside that flow's run."""
     config = load_checked_config(config_path)
     source = config.source_of(target).name
@@ -56,7 +56,7 @@ def promote_into(target: str, config_path: str | None, approve_as: str | None) -
         get_run_logger().info(promotion.summary())
         return promotion
     decision = ask_approval(
-        config, plan, source=source, target=target, version=version, chart_digest=digest, approve_as=approve_as
+        config, plan, source=source, target=target, version=version, chart_digest=digest
     )
     with environment_lock(config.app, target):
         written = write_environment_version(
@@ -87,13 +87,13 @@ def record_promotion(config: PromoConfig, promotion: Promotion, diff: str) -> No
 
 
 @flow(name="promote-test")
-def promote_test(config_path: str | None = None, approve_as: str | None = None) -> Promotion:
-    return promote_into("test", config_path, approve_as)
+def promote_test(config_path: str | None = None) -> Promotion:
+    return promote_into("test", config_path)
 
 
 @flow(name="promote-stage")
-def promote_stage(config_path: str | None = None, approve_as: str | None = None) -> Promotion:
-    return promote_into("stage", config_path, approve_as)
+def promote_stage(config_path: str | None = None) -> Promotion:
+    return promote_into("stage", config_path)
 
 
 FLOWS: dict[str, Flow] = {"test": promote_test, "stage": promote_stage}

@@ -57,7 +57,7 @@ class Released:
 
 
 @flow(name="release-prod")
-def release_prod(config_path: str | None = None, approve_as: str | None = None) -> Released:
+def release_prod(config_path: str | None = None) -> Released:
     config = load_checked_config(config_path)
     prod = config.environments[-1].name
     stage = config.source_of(prod).name
@@ -77,7 +77,6 @@ def release_prod(config_path: str | None = None, approve_as: str | None = None) 
             version=candidate.version,
             chart_digest=rc_digest,
             built_as=candidate.rc,
-            approve_as=approve_as,
         )
         approver = decision.approver
     pushed = publish_release_chart(config, release_chart)

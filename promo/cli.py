@@ -48,10 +48,20 @@ def publish_dev(
     typer.echo(published.summary())
 
 
+def _approving_if(yes: bool):
+    """``--yes``: the person running the command approves its gate, in this process only."""
+    from contextlib import nullcontext
+
+    from flows.gate import approving_as
+
+    return approving_as(current_user()) if yes else nullcontext()
+
+
 def _promote(target: str, yes: bool, config: str | None) -> None:
     from flows.promote import FLOWS
 
-    promotion = FLOWS[target](config_path=config, approve_as=current_user() if yes else None)
+    with _approving_if(yes):
+        promotion = FLOWS[target](config_path=config)
     typer.echo(promotion.summary())
 
 
@@ -72,7 +82,9 @@ def release_prod(yes: YesOption = False, config: ConfigOption = None) -> None:
     """Release the RC running in stage to prod as X.Y.Z, after approval; safe to run again after any failure."""
     from flows.release_prod import release_prod as flow
 
-    typer.echo(flow(config_path=config, approve_as=current_user() if yes else None).summary())
+    with _approving_if(yes):
+        released = flow(config_path=config)
+    typer.echo(released.summary())
 
 
 @app.command("hotfix")

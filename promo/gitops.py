@@ -58,11 +58,15 @@ class ManifestChange:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a promotion would change, for the approval screen: only manifests not yet at the version."""
+    """What a promotion would change, for the approval screen: only manifests not yet at the version.
+
+    ``current`` is what every cluster of the environment runs now (cluster -> targetRevision, "" for nothing yet):
+    the state the approver is shown, which a write compares against before it changes anything."""
 
     changes: tuple[ManifestChange, ...]
     diff: str
     already_current: bool
+    current: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -164,12 +168,14 @@ class GitOpsRepo:
 
     def _plan(self, snapshot: Snapshot, app: str, env: str, clusters: Sequence[str], version: str) -> Plan:
         changes = []
-        for path, before in self._manifests(snapshot, app, env, clusters).values():
+        current = {}
+        for cluster, (path, before) in self._manifests(snapshot, app, env, clusters).items():
+            current[cluster] = read_target_revision(before, source=path)
             after = set_target_revision(before, version, source=path)
             if after != before:
                 changes.append(ManifestChange(path, before, after))
         diff = "".join(diff_manifest(change.path, change.before, change.after) for change in changes)
-        return Plan(tuple(changes), diff, already_current=not changes)
+        return Plan(tuple(changes), diff, already_current=not changes, current=current)
 
     def _manifests(
         self, snapshot: Snapshot, app: str, env: str, clusters: Sequence[str]

@@ -11,6 +11,7 @@ import pytest
 from ruamel.yaml import YAML
 
 import flows.release_prod as release_module
+from flows.gate import approving_as
 from flows.bump_version import bump_version
 from flows.hotfix import hotfix
 from flows.promote import promote_stage, promote_test
@@ -57,8 +58,10 @@ class Staged:
 def stage_a_build(sandbox: Sandbox) -> Staged:
     config = str(sandbox.config_path)
     published = publish_dev(config_path=config)
-    promote_test(config_path=config, approve_as="carol")
-    promote_stage(config_path=config, approve_as="alice")
+    with approving_as("carol"):
+        promote_test(config_path=config)
+    with approving_as("alice"):
+        promote_stage(config_path=config)
     return Staged(sandbox, config, published.chart_version, published.commit)
 
 
@@ -85,7 +88,8 @@ def end_state(sandbox: Sandbox) -> dict[str, object]:
 
 def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(staged):
     sandbox = staged.sandbox
-    released = release_prod(config_path=staged.config, approve_as="alice")
+    with approving_as("alice"):
+        released = release_prod(config_path=staged.config)
     assert (released.version, released.rc) == ("0.1.0", staged.rc)
     assert target_revision(sandbox, "prod") == "0.1.0"
     assert git(sandbox.app_remote, "rev-parse", "v0.1.0^{commit}").strip() == staged.rc_commit
@@ -97,7 +101,8 @@ def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(staged):
 
 
 def test_the_release_chart_equals_the_rc_but_for_the_version_line(staged):
-    release_prod(config_path=staged.config, approve_as="alice")
+    with approving_as("alice"):
+        release_prod(config_path=staged.config)
     config = load_config(staged.config)
     with open_registry(config, chart_repository(config)) as (registry, repository):
         rc, release = read_chart(pull_chart(registry, repository, staged.rc)), read_chart(pull_chart(registry, repository, "0.1.0"))
@@ -114,7 +119,8 @@ def test_the_release_chart_equals_the_rc_but_for_the_version_line(staged):
 
 
 def test_running_release_prod_again_changes_nothing(staged):
-    release_prod(config_path=staged.config, approve_as="alice")
+    with approving_as("alice"):
+        release_prod(config_path=staged.config)
     before = end_state(staged.sandbox)
     again = release_prod(config_path=staged.config)  # no gate: prod already runs it
     assert again.approved_by is None
@@ -130,7 +136,8 @@ def uninterrupted(tmp_path_factory) -> dict[str, object]:
 
     sandbox = create_sandbox(tmp_path_factory.mktemp("reference") / "world")
     try:
-        release_prod(config_path=stage_a_build(sandbox).config, approve_as="alice")
+        with approving_as("alice"):
+            release_prod(config_path=stage_a_build(sandbox).config)
         return end_state(sandbox)
     finally:
         stop_sandbox(sandbox.directory)
@@ -150,14 +157,17 @@ def test_a_release_killed_after_any_step_finishes_exactly_once_when_run_again(st
 
     monkeypatch.setattr(release_module, step, dies_after)
     with pytest.raises(Killed):
-        release_prod(config_path=staged.config, approve_as="alice")
+        with approving_as("alice"):
+            release_prod(config_path=staged.config)
     monkeypatch.setattr(release_module, step, real)
-    release_prod(config_path=staged.config, approve_as="alice")
+    with approving_as("alice"):
+        release_prod(config_path=staged.config)
     assert end_state(staged.sandbox) == uninterrupted
 
 
 def test_stage_holding_a_release_is_refused(staged):
-    release_prod(config_path=staged.config, approve_as="alice")
+    with approving_as("alice"):
+        release_prod(config_path=staged.config)
     config = staged.config
     # stage now runs an RC whose release exists; put a plain version into stage by hand, as a person might
     from tests.flows.test_cli import set_manifest
@@ -165,7 +175,8 @@ def test_stage_holding_a_release_is_refused(staged):
     set_manifest(staged.sandbox, "stage", lambda t: t.replace(staged.rc, "0.1.0"))
     before = end_state(staged.sandbox)
     with pytest.raises(InputError, match="stage runs 0.1.0, which is not a release candidate"):
-        release_prod(config_path=config, approve_as="alice")
+        with approving_as("alice"):
+            release_prod(config_path=config)
     assert end_state(staged.sandbox) == before
 
 
@@ -177,7 +188,8 @@ def test_an_rc_missing_from_the_registry_is_refused(staged):
         capture_output=True,
     )
     with pytest.raises(NotFound, match=f"chart hello {staged.rc} is not in"):
-        release_prod(config_path=staged.config, approve_as="alice")
+        with approving_as("alice"):
+            release_prod(config_path=staged.config)
     assert target_revision(staged.sandbox, "prod") == ""
 
 
@@ -187,14 +199,16 @@ def test_a_tag_of_the_release_at_another_commit_is_refused_before_anything_is_pu
     git(sandbox.app_remote, "tag", "v0.1.0", other)
     tags_before = chart_tags(sandbox)
     with pytest.raises(ConflictError, match="v0.1.0"):
-        release_prod(config_path=staged.config, approve_as="alice")
+        with approving_as("alice"):
+            release_prod(config_path=staged.config)
     assert chart_tags(sandbox) == tags_before
     assert target_revision(sandbox, "prod") == ""
 
 
 def test_hotfix_after_a_release_needs_main_moved_past_it_then_builds_on_its_branch(staged):
     sandbox = staged.sandbox
-    release_prod(config_path=staged.config, approve_as="alice")
+    with approving_as("alice"):
+        release_prod(config_path=staged.config)
     with pytest.raises(ConflictError, match="bump main's minor first"):
         hotfix(tag="v0.1.0", config_path=staged.config)
     assert bump_version(part="minor", config_path=staged.config).after == "0.2.0"
@@ -210,13 +224,17 @@ def test_hotfix_after_a_release_needs_main_moved_past_it_then_builds_on_its_bran
 
 def test_a_release_from_a_hotfix_leaves_main_above_it(staged):
     sandbox = staged.sandbox
-    release_prod(config_path=staged.config, approve_as="alice")
+    with approving_as("alice"):
+        release_prod(config_path=staged.config)
     bump_version(part="minor", config_path=staged.config)
     hotfix(tag="v0.1.0", config_path=staged.config)
     publish_dev(branch="hotfix-0-1-1", config_path=staged.config)
-    promote_test(config_path=staged.config, approve_as="carol")
-    promote_stage(config_path=staged.config, approve_as="alice")
-    released = release_prod(config_path=staged.config, approve_as="alice")
+    with approving_as("carol"):
+        promote_test(config_path=staged.config)
+    with approving_as("alice"):
+        promote_stage(config_path=staged.config)
+    with approving_as("alice"):
+        released = release_prod(config_path=staged.config)
     assert released.version == "0.1.1" and released.main_bumped_to is None and released.next_build is None
     assert main_chart_version(sandbox) == "0.2.0"
 

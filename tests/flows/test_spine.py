@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.input.run_input import keyset_from_paused_state
 from ruamel.yaml import YAML
 
-from flows.gate import decide
+from flows.gate import approving_as, decide
 from flows.promote import promote_stage, promote_test
 from flows.publish_dev import publish_dev
 from promo.approvals import Decision
@@ -113,7 +113,8 @@ def test_promote_test_waits_at_the_gate_then_writes_test(sandbox, published, bac
 
 def test_promote_stage_refuses_approvers_not_on_the_list_and_keeps_waiting(sandbox, published, background):
     config = str(sandbox.config_path)
-    promote_test(config_path=config, approve_as="carol")
+    with approving_as("carol"):
+        promote_test(config_path=config)
     run = background(lambda: promote_stage(config_path=config))
     gate = run.gate("stage")
     with pytest.raises(InputError, match="mallory"):
@@ -126,10 +127,12 @@ def test_promote_stage_refuses_approvers_not_on_the_list_and_keeps_waiting(sandb
 
 def test_pre_approval_by_someone_not_on_the_list_is_refused_before_any_change(sandbox, published):
     config = str(sandbox.config_path)
-    promote_test(config_path=config, approve_as="carol")
+    with approving_as("carol"):
+        promote_test(config_path=config)
     before = gitops_head(sandbox)
     with pytest.raises(InputError, match="'mallory' may not approve promotions into stage"):
-        promote_stage(config_path=config, approve_as="mallory")
+        with approving_as("mallory"):
+            promote_stage(config_path=config)
     assert gitops_head(sandbox) == before
 
 
@@ -151,7 +154,8 @@ def test_a_gate_with_no_decision_times_out_and_fails(sandbox, published):
 
 def test_a_promotion_already_in_place_makes_no_commit_and_says_so(sandbox, published):
     config = str(sandbox.config_path)
-    promote_test(config_path=config, approve_as="carol")
+    with approving_as("carol"):
+        promote_test(config_path=config)
     before = gitops_head(sandbox)
     again = promote_test(config_path=config)  # no gate: nothing to approve
     assert again.gitops_commit is None and "already at" in again.summary()
@@ -161,7 +165,8 @@ def test_a_promotion_already_in_place_makes_no_commit_and_says_so(sandbox, publi
 def test_a_source_environment_with_no_version_is_refused(sandbox):
     before = gitops_head(sandbox)
     with pytest.raises(NotFound, match="dev"):
-        promote_test(config_path=str(sandbox.config_path), approve_as="carol")
+        with approving_as("carol"):
+            promote_test(config_path=str(sandbox.config_path))
     assert gitops_head(sandbox) == before
 
 
@@ -174,5 +179,6 @@ def test_a_chart_missing_from_the_registry_is_refused_before_the_gate(sandbox, p
     )
     before = gitops_head(sandbox)
     with pytest.raises(NotFound, match=f"chart {sandbox.app} {published.chart_version} is not in"):
-        promote_test(config_path=str(sandbox.config_path), approve_as="carol")
+        with approving_as("carol"):
+            promote_test(config_path=str(sandbox.config_path))
     assert gitops_head(sandbox) == before

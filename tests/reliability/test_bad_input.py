@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.gate import decide, waiting_gates
+from flows.gate import approving_as, decide, waiting_gates
 from flows.promote import promote_stage, promote_test
 from flows.publish_dev import publish_dev
 from promo.approvals import Decision
@@ -425,7 +425,8 @@ def shared_world(tmp_path_factory) -> Sandbox:
     world = create_sandbox(tmp_path_factory.mktemp("bad-input") / "world")
     try:
         publish_dev(config_path=str(world.config_path))
-        promote_test(config_path=str(world.config_path), approve_as="carol")
+        with approving_as("carol"):
+            promote_test(config_path=str(world.config_path))
         yield world
     finally:
         stop_sandbox(world.directory)

@@ -29,6 +29,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
+from flows.gate import approving_as
 from flows.promote import promote_stage, promote_test
 from flows.release_prod import release_prod
 from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
@@ -257,13 +258,16 @@ def copy_world(sandbox: Sandbox, to: Path) -> Sandbox:
 def test_release_prod_killed_after_every_step_equals_an_uninterrupted_release(published, tmp_path):
     sandbox, runner = published.sandbox, published.runner
     config = str(sandbox.config_path)
-    promote_test(config_path=config, approve_as="carol")
-    promote_stage(config_path=config, approve_as="alice")
+    with approving_as("carol"):
+        promote_test(config_path=config)
+    with approving_as("alice"):
+        promote_stage(config_path=config)
 
     reference = copy_world(sandbox, tmp_path / "reference")
     try:
         started = time.monotonic()
-        release_prod(config_path=str(reference.config_path), approve_as="alice")
+        with approving_as("alice"):
+            release_prod(config_path=str(reference.config_path))
         FIGURES["uninterrupted release seconds"] = round(time.monotonic() - started, 1)
         expected = end_state(reference)
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from flows.gate import approving_as
 from flows.promote import promote_test
 from flows.publish_dev import publish_dev
 from promo.errors import InputError
@@ -63,7 +64,8 @@ def test_hostile_parameters_never_reach_a_shell(sandbox, tmp_path, popen_calls, 
 
     published = publish_dev(branch=branch, config_path=str(config))
     approver = "carol $(touch $CANARY); `touch $CANARY` | touch $CANARY"
-    promoted = promote_test(config_path=str(config), approve_as=approver)
+    with approving_as(approver):
+        promoted = promote_test(config_path=str(config))
 
     assert not canary.exists(), "a shell ran one of the payloads"
     assert published.branch == branch and published.gitops_commit and promoted.gitops_commit
