@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -22,6 +22,8 @@ CONFIG_ENV_VAR = "PROMO_CONFIG"
 DEFAULT_CONFIG_NAME = "promo.yaml"
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+_DURATION = re.compile(r"(?P<number>[0-9]+)\s*(?P<unit>[smhd]?)")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _dns_label(kind: str, value: str) -> str:
@@ -66,10 +68,65 @@ class RegistrySettings(_Model):
     insecure: bool | None = Field(default=None, description="plain HTTP; default: only for loopback hosts")
 
 
+def duration_seconds(value: object) -> int:
+    """``30m``, ``2h``, ``45s``, ``1d`` or a number of seconds, as whole seconds (for soak times and timeouts)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = value
+    else:
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration: write e.g. 45s, 30m, 2h or 1d")
+        seconds = int(match["number"]) * _DURATION_UNITS[match["unit"] or "s"]
+    if seconds < 0:
+        raise ValueError(f"{value!r} is a negative duration")
+    return int(seconds)
+
+
+Duration = Annotated[int, BeforeValidator(duration_seconds)]
+
+
+class ArgoCDCheck(_Model):
+    """Argo CD's view of each cluster's Application: synced at the chart version, sync finished, healthy."""
+
+    url: str = Field(description="Argo CD's base URL, e.g. https://argocd.example.com")
+    application: str = Field(
+        default="{app}-{env}-{cluster}", description="the Application's name per cluster; {app}, {env}, {cluster}"
+    )
+    app_namespace: str | None = Field(default=None, description="?appNamespace= for Applications outside argocd")
+    token: Literal["env", "secret", "none"] = "env"
+    token_env: str = Field(default="ARGOCD_TOKEN", description="token: env reads the API token from this variable")
+    secret_block: str = Field(default="argocd-token", description="token: secret reads this Prefect Secret block")
+
+
+class HttpCheck(_Model):
+    """A URL per cluster that answers 2xx with the deployed chart version in its body."""
+
+    url: str = Field(description="e.g. https://{cluster}.example.com/{app}/version; {app}, {env}, {cluster}")
+
+
+class VerifySettings(_Model):
+    argocd: ArgoCDCheck | None = None
+    http: HttpCheck | None = None
+    timeout: Duration = Field(default=600, gt=0, description="how long a deployment may take to come up")
+    healthy_for: Duration = Field(default=5, ge=0, description="how long Healthy must hold before it counts")
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_check_at_least(self) -> VerifySettings:
+        if self.argocd is None and self.http is None:
+            raise ValueError("verify needs argocd, http or both")
+        return self
+
+
 class EnvironmentSettings(_Model):
     name: str
     clusters: list[str] = Field(min_length=1)
     approvers: list[str] = Field(default_factory=list, description="who may approve promotions into it; empty: anyone")
+    verify: VerifySettings | None = Field(default=None, description="how a write into it is verified; none: not checked")
+    soak: Duration = Field(default=0, description="how long a version runs here, verified, before it may move on")
+    on_failure: Literal["none", "rollback"] = Field(default="none", description="after a failed verification")
 
     @field_validator("name")
     @classmethod

@@ -9,6 +9,7 @@
     ├── AuthError              a registry or forge refused our credentials (never retried)
     ├── ConflictError          the world holds something that contradicts the request (a tag with other content)
     ├── ApprovalRejected       a gate was rejected or timed out
+    ├── VerificationFailed     a deployed version did not come up synced and healthy (or was not verified in time)
     ├── ToolError              an external tool (buildah, docker, git) failed for a non-transient reason
     └── TransientError         network errors, 5xx, 429, rejected pushes: the only errors tasks retry
 
@@ -60,6 +61,10 @@ class ConflictError(PromoError):
 
 class ApprovalRejected(PromoError):
     exit_code = 7
+
+
+class VerificationFailed(PromoError):
+    exit_code = 10
 
 
 class ToolError(PromoError):

@@ -80,3 +80,17 @@ def test_bad_config_is_one_clear_line(tmp_path, text, expected):
     assert expected in message
     assert "\n" not in message
     assert "; " in message  # cause; fix
+
+
+def test_soak_and_verify_durations_read_as_seconds():
+    from promo.config import EnvironmentSettings
+
+    env = EnvironmentSettings(
+        name="test", clusters=["a"], soak="30m", verify={"http": {"url": "http://x/{app}"}, "timeout": "2h"}
+    )
+    assert (env.soak, env.verify.timeout, env.verify.healthy_for) == (1800, 7200, 5)
+    for wrong in ("30 minutes", "-5", True):
+        with pytest.raises(ValueError):
+            EnvironmentSettings(name="test", clusters=["a"], soak=wrong)
+    with pytest.raises(ValueError, match="argocd, http or both"):
+        EnvironmentSettings(name="test", clusters=["a"], verify={})
