@@ -7,9 +7,11 @@ that silently locks nothing. ``promo setup`` creates the limits; ``ensure_enviro
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError  # what strict=True raises (no public path)
@@ -17,7 +19,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import deployment
 
-from promo.errors import ConflictError, NotFound
+from promo.errors import ConflictError, NotFound, PromoError, ToolError, TransientError
+from tasks.retry import BACKOFF_SECONDS, RETRIES
 
 SLOTS = 1
 # A run killed inside the lock cannot give its slot back: the server frees it when the lease runs out. 60 s is the
@@ -39,8 +42,9 @@ def environment_lock(
     """Hold the environment's one slot: ``with environment_lock(app, env): ...`` (``concurrency(..., strict=True)``).
 
     Only acquiring is translated, never what the body raises: a missing limit is ``NotFound`` (run ``promo setup``),
-    no free slot within ``timeout_seconds`` is ``ConflictError`` (None waits as long as it takes). The slot is given
-    back when the block exits, by an exception too, and so when a run suspends at a gate inside it.
+    no free slot within ``timeout_seconds`` is ``ConflictError`` (None waits as long as it takes), and a Prefect API
+    that keeps failing is ``TransientError`` once the acquire has been retried. The slot is given back when the block
+    exits, by an exception too, and so when a run suspends at a gate inside it.
     """
     name = limit_name(app, env)
     if create_missing if create_missing is not None else deployment.get_id() is None:
@@ -48,21 +52,66 @@ def environment_lock(
         # missing limit stays an error, since it means this server was never set up.
         ensure_environment_limits(app, [env])
     with ExitStack() as held:
-        try:
-            held.enter_context(
-                concurrency(name, occupy=1, strict=True, timeout_seconds=timeout_seconds, lease_duration=LEASE_SECONDS)
-            )
-        except ConcurrencySlotAcquisitionError:
-            raise NotFound(
-                f"the Prefect server has no concurrency limit {name}",
-                "run `promo setup` against this server (it creates one limit per environment)",
-            ) from None
-        except TimeoutError:
-            raise ConflictError(
-                f"another run held {env} of {app} (limit {name}) for more than {timeout_seconds} s",
-                f"let it finish, then start again; a killed run's slot frees itself within {LEASE_SECONDS} s",
-            ) from None
+        for attempt in range(RETRIES + 1):
+            try:
+                held.enter_context(
+                    concurrency(
+                        name, occupy=1, strict=True, timeout_seconds=timeout_seconds, lease_duration=LEASE_SECONDS
+                    )
+                )
+                break
+            except ConcurrencySlotAcquisitionError as error:
+                failure = _acquisition_failure(name, error)
+            except TimeoutError:
+                raise ConflictError(
+                    f"another run held {env} of {app} (limit {name}) for more than {timeout_seconds} s",
+                    f"let it finish, then start again; a killed run's slot frees itself within {LEASE_SECONDS} s",
+                ) from None
+            # The environment lock is taken in the flow body, outside any task's retry policy, so it retries here.
+            # A slot the server granted before the reply was lost frees itself when its lease runs out.
+            if not isinstance(failure, TransientError) or attempt == RETRIES:
+                raise failure
+            time.sleep(BACKOFF_SECONDS * 2**attempt)
         yield
+
+
+def _acquisition_failure(name: str, error: ConcurrencySlotAcquisitionError) -> PromoError:
+    """What a failed acquire means. Prefect raises one error for all of them: a missing limit (``strict=True``, no
+    cause), the API's HTTP error, or a transport error (the cause); only the limit itself tells a missing one."""
+    cause = error.__cause__
+    if _is_transient(cause):
+        return _api_failure(name, cause)
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        return NotFound(
+            f"the Prefect server has no concurrency limit {name}",
+            "run `promo setup` against this server (it creates one limit per environment)",
+        )
+    except (httpx.TransportError, httpx.HTTPStatusError) as reading_error:
+        if _is_transient(reading_error):
+            return _api_failure(name, reading_error)
+    return ToolError(
+        f"the Prefect server refused a slot of {name}: {error}", "see the Prefect server's log for the cause"
+    )
+
+
+def _is_transient(error: BaseException | None) -> bool:
+    """A transport error or a 5xx/429/408 from the Prefect API: the same call may succeed a moment later."""
+    if isinstance(error, httpx.TransportError):
+        return True
+    return isinstance(error, httpx.HTTPStatusError) and (
+        error.response.status_code >= 500 or error.response.status_code in (408, 429)
+    )
+
+
+def _api_failure(name: str, cause: BaseException) -> TransientError:
+    detail = f"HTTP {cause.response.status_code}" if isinstance(cause, httpx.HTTPStatusError) else type(cause).__name__
+    return TransientError(
+        f"the Prefect API failed while taking a slot of {name} ({detail})",
+        "run it again; check that the Prefect server is up and reachable (PREFECT_API_URL)",
+    )
 
 
 def ensure_environment_limits(app: str, envs: Iterable[str]) -> list[tuple[str, bool]]:

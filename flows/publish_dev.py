@@ -49,8 +49,9 @@ class Published:
 
 
 @flow(name="publish-dev")
-def publish_dev(sha: str | None = None, branch: str = "main", config_path: str | None = None) -> Published:
+def publish_dev(sha: str | None = None, branch: str | None = None, config_path: str | None = None) -> Published:
     config = load_checked_config(config_path)
+    branch = config.app_repo.branch if branch is None else branch  # the app repository's, as promo.yaml names it
     request = BuildRequest.checked(sha, branch)
     check_registry_access(config)
     base = read_chart_base_version(config, request)

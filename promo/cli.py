@@ -38,7 +38,9 @@ def current_user() -> str:
 @app.command("publish-dev")
 def publish_dev(
     sha: Annotated[Optional[str], typer.Option(help="commit to build (default: a new empty build commit)")] = None,
-    branch: Annotated[str, typer.Option(help="branch the commit is on (main or hotfix-*)")] = "main",
+    branch: Annotated[
+        Optional[str], typer.Option(help="branch the commit is on (default: app_repo.branch in promo.yaml)")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Build and push the image and the RC chart, then deploy it to the first environment."""

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import random
 import re
-import tarfile
-import tempfile
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISLNK
 from typing import Literal
 
 from git import Actor, Repo
@@ -54,7 +54,7 @@ _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 1.0
 _TRACKING = "refs/remotes/origin"
 _RECORDS = "refs/promo"
-_FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE = 0o100644, 0o100755, 0o040000
+_FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE, _GITLINK_MODE = 0o100644, 0o100755, 0o040000, 0o160000
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # fail fast instead of waiting for a password nobody will type
 
 
@@ -344,18 +344,29 @@ class Mirror:
         return result.commit
 
     def export_tree(self, ref: str, dest: Path) -> None:
-        """Write the files of ``ref`` into ``dest`` (created if missing), as ``git archive`` exports them."""
+        """Write the tree of ``ref`` into ``dest`` (a new or empty directory) exactly as the commit holds it.
+
+        Every file byte for byte with its executable bit, and symlinks as symlinks. Not ``git archive``: its
+        ``export-ignore`` and ``export-subst`` attributes would let ``.gitattributes`` change what is built from a
+        commit. A symlink that leads out of the tree (absolute, or climbing out) is refused, and so is a submodule:
+        its files live in another repository, which promo does not fetch, and a build without them is not the build
+        of this commit. Objects are read through the cache's one ``cat-file --batch`` process, not one per file.
+        """
         sha = self.resolve(ref)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile() as archive:
-            try:
-                self._run("archive", "--format=tar", sha, output_stream=archive)
-            except GitCommandError as exc:
-                raise self._failure(f"exporting {sha} of", exc) from None
-            archive.seek(0)
-            with tarfile.open(fileobj=archive) as tar:
-                tar.extractall(dest, filter="data")
+        if any(dest.iterdir()):
+            raise InputError(f"{dest} is not empty, so an export there would mix in other files", "export elsewhere")
+        links: list[tuple[str, str]] = []
+        self._export_entries(sha, self._repo.commit(sha).tree.binsha, dest, "", links)
+        root = dest.resolve()
+        for path, target in links:
+            # Checked once the whole tree is written: a link can lead out through other links of the tree.
+            if target.startswith("/") or not Path(os.path.realpath(dest / path)).is_relative_to(root):
+                raise InputError(
+                    f"{path} in commit {sha} of {self.display_url} is a symlink to {target!r}, outside the repository",
+                    "make it a relative link to a file inside the repository, or commit the file instead of the link",
+                )
 
     # -- internals -------------------------------------------------------------------------------------------------
 
@@ -508,6 +519,41 @@ class Mirror:
             f"tagger {_one_line(tagger.name)} <{_one_line(tagger.email)}> {int(time.time())} +0000\n"
         )
         return self._store(b"tag", f"{header}\n{message.strip()}\n".encode()).hex()
+
+    def _export_entries(
+        self, sha: str, tree: bytes, directory: Path, prefix: str, links: list[tuple[str, str]]
+    ) -> None:
+        """Write the entries of ``tree`` into ``directory``, recursively; symlinks made are appended to ``links``.
+
+        Nothing is written through an existing path (``O_EXCL``, ``mkdir``), so no link can redirect a write.
+        """
+        try:
+            entries = tree_entries_from_data(self._repo.odb.stream(tree).read())
+        except ValueError as exc:  # GitPython refuses names such as "..", ".git" or "a/b" that git never writes
+            raise ToolError(
+                f"commit {sha} of {self.display_url} has a malformed tree under {prefix or '/'}: {exc}",
+                "repair the repository (git fsck); promo does not export trees that git itself would not check out",
+            ) from None
+        for blob, mode, name in entries:
+            path, target = f"{prefix}{name}", directory / name
+            if S_ISDIR(mode):
+                target.mkdir()
+                self._export_entries(sha, blob, target, f"{path}/", links)
+            elif S_ISLNK(mode):
+                link = os.fsdecode(self._repo.odb.stream(blob).read())
+                os.symlink(link, target)
+                links.append((path, link))
+            elif mode == _GITLINK_MODE:
+                raise InputError(
+                    f"{path} in commit {sha} of {self.display_url} is a git submodule, whose files promo does not "
+                    "fetch into the build",
+                    f"vendor its files into the repository, or remove the submodule (git rm {path})",
+                )
+            else:
+                executable = mode & 0o111
+                handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o777 if executable else 0o666)
+                with open(handle, "wb") as out:
+                    shutil.copyfileobj(self._repo.odb.stream(blob), out)
 
     def _write_tree(self, tree: bytes | None, changes: dict) -> bytes:
         """Store a copy of ``tree`` with ``changes`` (name -> text, or name -> nested changes) applied; only the

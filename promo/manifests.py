@@ -7,12 +7,18 @@ and the ``status:`` block are kept byte for byte; a re-parse checks that the res
 
 The chart version lives in the source that has a ``chart:`` key: ``spec.source`` of a single-source Application, or
 the one chart entry of ``spec.sources``. Git sources (``path:``/``ref:``) carry git revisions and are never edited.
+
+YAML that promo cannot edit safely is refused by name, never taken for broken YAML: a file of several documents, a
+key that only a merge key (``<<:``) supplies, and a targetRevision shared through an anchor and alias, where changing
+one value would change every use. An anchor nobody refers to is harmless and is kept as it is.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from ruamel.yaml import YAML
@@ -26,6 +32,8 @@ DEFAULT_ROOT = "registry/environments"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # A chart version or git revision: safe unquoted and inside any quote style, so splicing never needs escaping.
 _REVISION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$")
+# What a scalar node's text may start with before its value: an anchor (&ver) and a tag (!!str), kept by an edit.
+_NODE_PROPERTIES = re.compile(r"(?:[&!]\S*\s+)*")
 
 
 def validate_name(kind: str, value: str) -> str:
@@ -51,7 +59,7 @@ def read_target_revision(text: str, source: str = "<manifest>") -> str:
 
     An empty string (``targetRevision: ""``) is the convention for "nothing deployed yet" and is returned as is.
     """
-    return _target_revision_node(text, source).value
+    return _locate(text, source).revision.value
 
 
 def set_target_revision(text: str, version: str, source: str = "<manifest>") -> str:
@@ -61,7 +69,9 @@ def set_target_revision(text: str, version: str, source: str = "<manifest>") -> 
             f"version {version!r} cannot be written to {source}",
             "pass a chart version such as 1.2.0 or 1.2.0-rc.abc1234 (letters, digits, '.', '-', '+', '_')",
         )
-    node = _target_revision_node(text, source)
+    location = _locate(text, source)
+    _check_not_shared(location, source)
+    node = location.revision
     if node.style not in (None, "'", '"'):
         raise ManifestError(
             f"{source}: targetRevision is a block scalar ({node.style}), which promo does not rewrite",
@@ -69,6 +79,7 @@ def set_target_revision(text: str, version: str, source: str = "<manifest>") -> 
         )
     quote = node.style or ""
     start, end = node.start_mark.index, node.end_mark.index
+    start = _NODE_PROPERTIES.match(text, start, end).end()
     edited = f"{text[:start]}{quote}{version}{quote}{text[end:]}"
     if read_target_revision(edited, source) != version:  # a splice that does not read back is a bug, never written
         raise ManifestError(f"{source}: the edited targetRevision does not read back as {version}", "report this file")
@@ -83,7 +94,21 @@ def diff_manifest(path: str, before: str, after: str) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def _target_revision_node(text: str, source: str) -> ScalarNode:
+@dataclass(frozen=True)
+class _Location:
+    """Where the chart version is: its value node, the key naming it, and the nodes the document reaches it through
+    (spec, spec.sources when there, the chart source, the value), with the document itself to count their uses."""
+
+    document: Node
+    key: ScalarNode
+    path: tuple[Node, ...]
+
+    @property
+    def revision(self) -> ScalarNode:
+        return self.path[-1]
+
+
+def _locate(text: str, source: str) -> _Location:
     root = _compose(text, source)
     if not isinstance(root, MappingNode):
         raise ManifestError(
@@ -99,17 +124,60 @@ def _target_revision_node(text: str, source: str) -> ScalarNode:
     spec = _get(root, "spec", source)
     if not isinstance(spec, MappingNode):
         raise ManifestError(f"{source} has no spec mapping", "add spec.source (or spec.sources) with the chart")
-    chart_source = _chart_source(spec, source)
+    sources, chart_source = _chart_source(spec, source)
     revision = _get(chart_source, "targetRevision", source)
     if not isinstance(revision, ScalarNode) or revision.tag.endswith(":null"):
         raise ManifestError(
             f"{source}: the chart source has no targetRevision",
             'add targetRevision: <chart version> next to its chart: key (targetRevision: "" while nothing is deployed)',
         )
-    return revision
+    key = next(k for k, value in chart_source.value if value is revision and k.value == "targetRevision")
+    return _Location(root, key, (spec, *sources, chart_source, revision))
 
 
-def _chart_source(spec: MappingNode, source: str) -> MappingNode:
+def _check_not_shared(location: _Location, source: str) -> None:
+    """Refuse an edit that would reach beyond this targetRevision: a node on its path that an alias also uses."""
+    uses = _uses(location.document)
+    revision = location.revision
+    if revision.start_mark.index < location.key.end_mark.index:  # the value was written before its key: an alias
+        raise ManifestError(
+            f"{source}: targetRevision is the alias *{revision.anchor} of the value at line "
+            f"{revision.start_mark.line + 1}, which promo cannot change without changing every use of it",
+            "write the chart version on targetRevision itself, e.g. targetRevision: 1.2.0",
+        )
+    if uses[id(revision)] > 1:
+        raise ManifestError(
+            f"{source}: targetRevision's value is anchored (&{revision.anchor}) and used again through "
+            f"*{revision.anchor}, so changing it would change those uses too",
+            f"write the value where *{revision.anchor} is used, or give that key its own anchor",
+        )
+    for node in location.path[:-1]:
+        if uses[id(node)] > 1:
+            raise ManifestError(
+                f"{source}: the chart version sits in a mapping shared through a YAML anchor and alias "
+                f"(&{node.anchor}, line {node.start_mark.line + 1}), so changing it would change every use",
+                "write spec.source (or the chart entry of spec.sources) out in full, without anchors and aliases",
+            )
+
+
+def _uses(document: Node) -> Counter[int]:
+    """How many times each node (by id) is reached from the document: more than once means an alias shares it."""
+    uses: Counter[int] = Counter()
+    pending = [document]
+    while pending:
+        node = pending.pop()
+        uses[id(node)] += 1
+        if uses[id(node)] > 1:
+            continue  # its children were counted on the first visit
+        if isinstance(node, MappingNode):
+            pending.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, SequenceNode):
+            pending.extend(node.value)
+    return uses
+
+
+def _chart_source(spec: MappingNode, source: str) -> tuple[tuple[Node, ...], MappingNode]:
+    """The chart source, and the ``spec.sources`` list it is in (none for ``spec.source``)."""
     single, several = _get(spec, "source", source), _get(spec, "sources", source)
     if single is not None and several is not None:
         raise ManifestError(
@@ -119,8 +187,10 @@ def _chart_source(spec: MappingNode, source: str) -> MappingNode:
         if not isinstance(several, SequenceNode):
             raise ManifestError(f"{source}: spec.sources is not a list", "make spec.sources a list of sources")
         candidates = [item for item in several.value if isinstance(item, MappingNode)]
+        container: tuple[Node, ...] = (several,)
     else:
         candidates = [single] if isinstance(single, MappingNode) else []
+        container = ()
     charts = [item for item in candidates if _get(item, "chart", source) is not None]
     if not charts:
         raise ManifestError(
@@ -133,27 +203,70 @@ def _chart_source(spec: MappingNode, source: str) -> MappingNode:
             f"{source} has several chart sources ({names}), so its chart version is ambiguous",
             "keep one chart source per Application; move other charts to their own Applications",
         )
-    return charts[0]
+    return container, charts[0]
 
 
 def _compose(text: str, source: str) -> Node | None:
+    """The one document of ``text`` (None when empty); several documents are refused, a stray ``---`` is not."""
     try:
-        return YAML(typ="rt").compose(text)
+        documents = [document for document in YAML(typ="rt").compose_all(text) if not _is_empty(document)]
     except YAMLError as exc:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ManifestError(f"{source} is not valid YAML: {problem}{where}", "fix the YAML syntax") from None
+    if len(documents) > 1:
+        raise ManifestError(
+            f"{source} holds {len(documents)} YAML documents (separated by ---), so which one promo edits is ambiguous",
+            "keep one Application per file; move the other documents to files of their own",
+        )
+    return documents[0] if documents else None
+
+
+def _is_empty(document: Node) -> bool:
+    return isinstance(document, ScalarNode) and document.tag.endswith(":null") and not document.value
 
 
 def _get(mapping: MappingNode, key: str, source: str) -> Node | None:
-    """The value under ``key``; a repeated key is refused, since Argo CD and promo could read different ones."""
+    """The value under ``key``; a repeated key is refused, since Argo CD and promo could read different ones, and so
+    is a key only a merge key (``<<: *defaults``) supplies, since editing it would edit the merged mapping."""
     values = [value for k, value in mapping.value if isinstance(k, ScalarNode) and k.value == key]
     if len(values) > 1:
         raise ManifestError(
             f"{source} repeats the key {key!r} (line {values[1].start_mark.line + 1})", "remove the duplicate key"
         )
+    if not values and _merges(mapping, key):
+        raise ManifestError(
+            f"{source}: {key} comes from a YAML merge key (<<:) in the mapping at line {mapping.start_mark.line + 1}, "
+            "which promo does not read or edit",
+            f"write {key}: in that mapping itself (keys written there take precedence over merged ones)",
+        )
     return values[0] if values else None
+
+
+def _merges(mapping: MappingNode, key: str) -> bool:
+    """Whether a merge key of ``mapping`` (``<<: *a`` or ``<<: [*a, *b]``) supplies ``key``, directly or nested."""
+    pending, seen = [mapping], set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:  # an alias may lead back to a mapping already looked at
+            continue
+        seen.add(id(node))
+        for name, value in node.value:
+            if isinstance(name, ScalarNode) and _is_merge(name):
+                merged = value.value if isinstance(value, SequenceNode) else [value]
+                if any(isinstance(other, MappingNode) and _has(other, key) for other in merged):
+                    return True
+                pending.extend(other for other in merged if isinstance(other, MappingNode))
+    return False
+
+
+def _has(mapping: MappingNode, key: str) -> bool:
+    return any(isinstance(name, ScalarNode) and name.value == key for name, _ in mapping.value)
+
+
+def _is_merge(key: ScalarNode) -> bool:
+    return key.tag.endswith(":merge")
 
 
 def _describe(node: Node | None) -> str:

@@ -75,5 +75,6 @@ def _source_ref(mirror: Mirror, request: BuildRequest) -> str:
 
 @task(name="export-source", **TRANSIENT_RETRIES)
 def export_source(config: PromoConfig, commit: str, workdir: Path) -> Path:
+    """The build context: exactly the tree of ``commit`` in the empty ``workdir`` (see ``Mirror.export_tree``)."""
     app_mirror(config).export_tree(commit, workdir)
     return workdir

@@ -128,7 +128,19 @@ BROKEN = {
     "broken YAML": ("kind: Application\nspec: [unclosed\n", "not valid YAML"),
     "a list document": ("- kind: Application\n", "the document is a list"),
     "an empty file": ("", "the document is empty"),
-    "several documents": (APP + "---\n" + APP, "not valid YAML"),
+    "several documents": (APP + "---\n" + APP, "holds 2 YAML documents .*; keep one Application per file"),
+    "a merged targetRevision": (
+        "x-version: &v {targetRevision: 0.1.0}\n" + APP + "spec:\n  source: {<<: *v, chart: hello, repoURL: r}\n",
+        r"targetRevision comes from a YAML merge key \(<<:\) in the mapping at line 4.*; write targetRevision: in",
+    ),
+    "a merged chart": (
+        "x-chart: &chart {chart: hello}\n" + APP + "spec:\n  sources:\n  - {<<: *chart, targetRevision: 1}\n",
+        r"chart comes from a YAML merge key \(<<:\)",
+    ),
+    "a merged source, nested": (
+        "x-a: &a {source: {chart: a, targetRevision: 1}}\nx-b: &b {<<: *a}\n" + APP + "spec: {<<: [*b]}\n",
+        r"source comes from a YAML merge key \(<<:\)",
+    ),
     "another kind": ("kind: Deployment\nspec: {}\n", r"kind: Deployment"),
     "no spec": (APP + "metadata: {name: hello}\n", "no spec mapping"),
     "git source only": (APP + "spec:\n  source: {repoURL: x, path: charts/hello, targetRevision: HEAD}\n", "no chart"),
@@ -156,6 +168,59 @@ def test_manifests_that_cannot_be_read_safely_name_the_file_and_the_fix(case: st
             operation()
         assert "env/hello.yaml" in str(info.value)
         assert info.value.fix
+
+
+SHARED = {
+    "an alias": (
+        "x-version: &ver 0.1.0\n" + APP + "spec:\n  source:\n    chart: hello\n    targetRevision: *ver\n",
+        r"targetRevision is the alias \*ver of the value at line 1, .*; write the chart version on targetRevision",
+    ),
+    "an anchor used again": (
+        APP + "spec:\n  source:\n    chart: hello\n    targetRevision: &ver 0.1.0\n    helm: {parameters: "
+        "[{name: tag, value: *ver}]}\n",
+        r"anchored \(&ver\) and used again through \*ver, so changing it would change those uses too",
+    ),
+    "a shared chart source": (
+        "x-source: &src {chart: hello, targetRevision: 0.1.0}\n" + APP + "spec:\n  source: *src\n",
+        r"shared through a YAML anchor and alias \(&src, line 1\)",
+    ),
+    "a shared sources item": (
+        "x-source: &src {chart: hello, targetRevision: 0.1.0}\n" + APP + "spec:\n  sources: [{ref: v}, *src]\n",
+        r"shared through a YAML anchor and alias \(&src, line 1\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SHARED)
+def test_a_target_revision_shared_through_an_alias_is_read_but_never_edited(case: str) -> None:
+    text, cause = SHARED[case]
+    assert read_target_revision(text) == "0.1.0"  # reading follows the alias, as Argo CD does
+    with pytest.raises(ManifestError, match=cause) as info:
+        set_target_revision(text, "0.2.0", "env/hello.yaml")
+    assert str(info.value).startswith("env/hello.yaml: ")
+
+
+@pytest.mark.parametrize("properties", ["&ver ", "!!str ", "!!str &ver "])
+def test_an_anchor_or_tag_nobody_refers_to_is_kept_and_only_the_value_changes(properties: str) -> None:
+    before = APP + f'spec:\n  source:\n    chart: hello\n    targetRevision: {properties}"0.1.0"  # version\n'
+    after = set_target_revision(before, "0.2.0")
+    assert after == before.replace(f'{properties}"0.1.0"', f'{properties}"0.2.0"')
+    assert read_target_revision(after) == "0.2.0"
+
+
+def test_keys_written_beside_a_merge_key_are_the_ones_read_and_edited() -> None:
+    before = (
+        "x-defaults: &defaults {repoURL: charts.example.com, chart: other, targetRevision: 9.9.9}\n"
+        + APP
+        + "spec:\n  source:\n    <<: *defaults\n    chart: hello\n    targetRevision: 0.1.0\n"
+    )
+    assert read_target_revision(before) == "0.1.0"
+    assert set_target_revision(before, "0.2.0") == before.replace("targetRevision: 0.1.0", "targetRevision: 0.2.0")
+
+
+def test_a_document_marker_with_nothing_after_it_is_not_a_second_document() -> None:
+    before = application("hello", "test", "0.1.0") + "---\n"
+    assert set_target_revision(before, "0.2.0") == before.replace('"0.1.0"', '"0.2.0"')
 
 
 def test_diff_shows_the_one_changed_line() -> None:
