@@ -71,7 +71,7 @@ def verify_deployment(
         gitops_commit=gitops_commit,
         verified=verified,
         reason=reason,
-        checked_at=datetime.now(timezone.utc),
+        checked_at=datetime.now(timezone.utc).replace(microsecond=0),  # as the record keeps it
         checks=checks,
         flow_run=flow_run,
     )
