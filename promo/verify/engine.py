@@ -78,6 +78,8 @@ def verify_deployment(
 
 
 class _Watch:
+    """One verification: its clusters, what was last seen on each, and since when each has been healthy."""
+
     def __init__(
         self,
         config: PromoConfig,
@@ -109,7 +111,7 @@ class _Watch:
         """(verified, reason)."""
         deadline = self.clock() + self.settings.timeout
         while True:
-            now = self.clock()
+            looked_at = self.clock()
             for cluster in self.clusters:
                 cluster.last = self._look(cluster)
                 if cluster.last.state is State.FAILED:
@@ -117,7 +119,7 @@ class _Watch:
                 if cluster.last.state is not State.HEALTHY:
                     cluster.healthy_since = None  # a drop starts healthy_for again
                 elif cluster.healthy_since is None:
-                    cluster.healthy_since = now
+                    cluster.healthy_since = looked_at
             now = self.clock()
             if all(self._held(cluster, now) for cluster in self.clusters):
                 return True, self._summary()
@@ -128,7 +130,7 @@ class _Watch:
     def _look(self, cluster: _Cluster) -> Observation:
         cluster.unreachable = False
         seen: list[Observation] = []
-        if self.argocd is not None and cluster.application is not None:
+        if self.argocd is not None and cluster.application is not None:  # Argo CD first: see the module's doc
             try:
                 application = self.argocd.application(cluster.application, refresh=not cluster.refreshed)
             except TransientError as error:

@@ -40,7 +40,7 @@ def check_version(client: httpx.Client, url: str, version: str) -> Observation:
     """What ``url`` says about the chart version it serves, compared with ``version``."""
     try:
         response = client.get(url, headers={"Accept": "application/json, text/plain"})
-    except httpx.TransportError as exc:
+    except httpx.RequestError as exc:  # refused, reset, timed out, redirected in circles: not serving yet
         return Observation.pending(f"{url} unreachable: {type(exc).__name__}")
     status = response.status_code
     if status >= 500 or status == 429:

@@ -9,9 +9,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from promo.clients import argocd_client
+from promo.clients import argocd_client, argocd_token_source
 from promo.config import ArgoCDCheck
 from promo.errors import AuthError, ConfigError, NotFound, ToolError, TransientError
+from promo.forges.github import PrefectSecretToken
 from promo.verify.argocd import ArgoCD, assess, chart_revision
 from promo.verify.observation import State
 from tests.fixtures.argocd import OLDER, WANTED, recorded
@@ -133,7 +134,8 @@ def test_401_is_an_auth_error_that_never_shows_the_token(httpserver: HTTPServer,
 
 def test_403_names_both_possible_causes(httpserver: HTTPServer, argocd: ArgoCD) -> None:
     httpserver.expect_request(PATH).respond_with_json({"error": "permission denied", "code": 7}, status=403)
-    with pytest.raises(AuthError, match=r"no such Application, or .* may not read it\); check verify.argocd.application"):
+    refused = r"no such Application, or .* may not read it\); check verify.argocd.application"
+    with pytest.raises(AuthError, match=refused):
         argocd.application("hello-test-preprod")
 
 
@@ -195,3 +197,8 @@ def test_no_token_sends_no_authorization_header(httpserver: HTTPServer) -> None:
         "authorization": None
     }
 
+
+
+def test_a_secret_token_is_read_from_the_named_prefect_secret_block() -> None:
+    check = ArgoCDCheck(url="https://argocd.example.com", token="secret", secret_block="argocd-prod-token")
+    assert argocd_token_source(check) == PrefectSecretToken("argocd-prod-token")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +109,9 @@ def app_timeline(httpserver: HTTPServer, time: FakeTime, steps: Sequence[tuple[f
 
 
 def verify(config: PromoConfig, time: FakeTime) -> Verdict:
-    return verify_deployment(config, "test", WANTED, COMMIT, flow_run="promote-test/brave-otter", clock=time.clock,
-                             sleep=time.sleep)
+    return verify_deployment(
+        config, "test", WANTED, COMMIT, flow_run="promote-test/brave-otter", clock=time.clock, sleep=time.sleep
+    )
 
 
 def argocd_requests(httpserver: HTTPServer, cluster: str = "preprod") -> list[Request]:
@@ -291,8 +293,6 @@ def test_the_served_version_is_read_from_text_or_json(body: str, version: str | 
 
 
 def a_verdict(commit: str) -> Verdict:
-    from datetime import datetime, timezone
-
     return Verdict(
         app="hello", env="test", version=WANTED, gitops_commit=commit, verified=False,
         reason="cluster preprod: Synced at 0.2.0-rc.abc1234, health Degraded",
