@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from promo import helm_oci
-from promo.config import ForgeSettings, PromoConfig, load_config
+from promo.config import ArgoCDCheck, ForgeSettings, PromoConfig, load_config
 from promo.errors import ConfigError
 from promo.forge import Forge, forge_for, github_repository
 from promo.forges.github import (
@@ -25,6 +25,7 @@ from promo.git import Mirror
 from promo.gitops import GitOpsRepo
 from promo.images import ImageBuilder, select_builder
 from promo.oci import Credentials, Registry, credentials_for
+from promo.verify.argocd import ArgoCD
 
 
 def split_repository(repository: str) -> tuple[str, str]:
@@ -103,3 +104,16 @@ def github_token_source(settings: ForgeSettings, repository: str | None) -> Toke
 def image_builder(config: PromoConfig) -> ImageBuilder:
     storage = Path(config.image.storage_root) if config.image.storage_root else None
     return select_builder(config.image.builder, storage)
+
+
+def argocd_client(settings: ArgoCDCheck) -> ArgoCD:
+    """Argo CD for verification; its token is read at the first request, from the environment or a Secret block."""
+    return ArgoCD(settings, argocd_token_source(settings))
+
+
+def argocd_token_source(settings: ArgoCDCheck) -> TokenProvider | None:
+    if settings.token == "none":
+        return None
+    if settings.token == "secret":
+        return PrefectSecretToken(settings.secret_block)
+    return EnvToken(settings.token_env, needed="an Argo CD API token that may get the Applications")

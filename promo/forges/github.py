@@ -65,16 +65,16 @@ class TokenProvider(Protocol):
 
 @dataclass(frozen=True)
 class EnvToken:
-    """A token from an environment variable: a personal access token, or the ``GITHUB_TOKEN`` of an Actions run."""
+    """A token from an environment variable: a personal access token, or the ``GITHUB_TOKEN`` of an Actions run
+    (and Argo CD's API token, with its own ``needed``)."""
 
     var: str = "GITHUB_TOKEN"
+    needed: str = "a GitHub token that may write the repository's contents and pulls"  # the fix names it
 
     def token(self) -> str:
         value = os.environ.get(self.var, "").strip()
         if not value:
-            raise AuthError(
-                f"${self.var} is not set", "export a GitHub token that may write the repository's contents and pulls"
-            )
+            raise AuthError(f"${self.var} is not set", f"export {self.needed}")
         return value
 
 
