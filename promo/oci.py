@@ -20,7 +20,6 @@ import functools
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import ssl
 import time
@@ -42,8 +41,10 @@ MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MA
 
 USERNAME_VARIABLE = "PROMO_REGISTRY_USERNAME"
 PASSWORD_VARIABLE = "PROMO_REGISTRY_PASSWORD"
+PASSWORD_BLOCK = "promo-registry-password"  # the Prefect Secret block read when $PROMO_REGISTRY_PASSWORD is unset
 CREDENTIALS_FIX = (
-    f"check the registry credentials ({USERNAME_VARIABLE}/{PASSWORD_VARIABLE}, or AWS credentials for ECR)"
+    f"check the registry credentials ({USERNAME_VARIABLE}/{PASSWORD_VARIABLE} or the Secret block {PASSWORD_BLOCK},"
+    " or AWS credentials for ECR)"
 )
 
 # The grammar of the OCI distribution spec; it is also why ECR insists on lowercase names.
@@ -177,20 +178,20 @@ def credentials_for(
     *,
     username: str | None = None,
     password: str | None = None,
-    env: Mapping[str, str] = os.environ,
 ) -> Credentials:
-    """Credentials of ``kind`` for ``host``; basic ones default to PROMO_REGISTRY_USERNAME/PASSWORD."""
+    """Credentials of ``kind`` for ``host``; basic ones need the username and password found for them
+    (``promo.clients.registry_credentials`` says where from)."""
     if kind == "anonymous":
         return Anonymous()
     if kind == "ecr":
         return ecr_credentials(host)
     if kind == "basic":
-        username = username or env.get(USERNAME_VARIABLE)
-        password = password or env.get(PASSWORD_VARIABLE)
-        if not username or not password:
+        missing = [what for what, value in (("username", username), ("password", password)) if not value]
+        if missing:
             raise ConfigError(
-                f"basic credentials for registry {host} are incomplete",
-                f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}",
+                f"basic credentials for registry {host} have no {' and no '.join(missing)}",
+                f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}, "
+                f"or registry.username in promo.yaml and the Prefect Secret block {PASSWORD_BLOCK}",
             )
         return BasicCredentials(username, password)
     raise ConfigError(f"unknown registry credentials kind {kind!r}", "use anonymous, basic or ecr")

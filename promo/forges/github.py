@@ -31,6 +31,7 @@ from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoEr
 from promo.forge import PullRequest, Release, check_commit, newest_first, same_commit_or_conflict
 from promo.git import check_branch_name, check_tag_name
 from promo.oci import shared_tls_context
+from promo.secrets import secret_block_value
 
 DEFAULT_API_URL = "https://api.github.com"
 TIMEOUT_SECONDS = 30.0
@@ -97,17 +98,13 @@ class PrefectSecretToken:
     block_name: str
 
     def token(self) -> str:
-        # The one place the core touches Prefect: imported here so the domain modules never load it.
-        from prefect.blocks.system import Secret
-
-        try:
-            secret = Secret.load(self.block_name)
-        except ValueError:
+        value = secret_block_value(self.block_name)
+        if value is None:
             raise NotFound(
-                f"Prefect Secret block {self.block_name!r} does not exist",
-                "create it (Secret(value=...).save(name)) on the Prefect server the flow runs against",
-            ) from None
-        return str(secret.get())
+                f"Prefect Secret block {self.block_name!r} does not exist or still holds `promo setup`'s placeholder",
+                "set its value (Secret(value=...).save(name, overwrite=True)) on the Prefect server the flows run on",
+            )
+        return value
 
 
 class GitHubAppToken:

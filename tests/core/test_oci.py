@@ -418,11 +418,10 @@ def test_credentials_for() -> None:
     with pytest.raises(InputError, match="not an ECR registry"):
         credentials_for("ecr", "registry.example.com")
 
-    env = {"PROMO_REGISTRY_USERNAME": "robot", "PROMO_REGISTRY_PASSWORD": "pa55word"}
-    basic = credentials_for("basic", "registry.example.com", env=env)
+    basic = credentials_for("basic", "registry.example.com", username="robot", password="pa55word")
     assert basic.basic_auth() == ("robot", "pa55word") and "pa55word" not in repr(basic)
-    with pytest.raises(ConfigError, match="PROMO_REGISTRY_USERNAME and PROMO_REGISTRY_PASSWORD"):
-        credentials_for("basic", "registry.example.com", env={})
+    with pytest.raises(ConfigError, match="have no password; set PROMO_REGISTRY_USERNAME and PROMO_REGISTRY_PASSWORD"):
+        credentials_for("basic", "registry.example.com", username="robot")
     assert credentials_for("anonymous", "registry.example.com").basic_auth() is None
 
 
