@@ -46,7 +46,7 @@ def load_checked_config(path: str | None) -> PromoConfig:
 def registry_credentials(config: PromoConfig, host: str) -> Credentials:
     """Basic auth takes the username from $PROMO_REGISTRY_USERNAME, else ``registry.username``, and the password
     from $PROMO_REGISTRY_PASSWORD, else the Prefect Secret block ``promo-registry-password`` that `promo setup`
-    creates (asked only when the variable is unset, so a worker with its credentials in its environment never is)."""
+    creates: the Prefect API is asked only when the variable is unset."""
     if config.registry.auth != "basic":
         return credentials_for(config.registry.auth, host)
     username = os.environ.get(USERNAME_VARIABLE) or config.registry.username
