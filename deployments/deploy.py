@@ -34,14 +34,16 @@ from flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_
 from flows.limits import ensure_environment_limits
 from promo.config import PromoConfig, config_path as find_config_path, load_config
 from promo.errors import InputError
+from promo.oci import PASSWORD_BLOCK
+from promo.secrets import SECRET_PLACEHOLDER
 
 DEFAULT_WORK_POOL = "promo"
 DEFAULT_POOL_TYPE = "process"
 NIGHTLY_SLUG = "nightly"
 NIGHTLY_CRON = "0 2 * * *"
-SECRET_PLACEHOLDER = "replace-me"
 # Secret blocks promo's operators fill in (`prefect block create secret`, or the UI); setup never overwrites them.
-SECRET_BLOCKS = ("promo-registry-password", "github-token")
+# promo reads them only once they hold something other than the placeholder.
+SECRET_BLOCKS = (PASSWORD_BLOCK, "github-token")
 
 Status = Literal["created", "updated", "exists", "skipped"]
 

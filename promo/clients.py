@@ -24,7 +24,8 @@ from promo.forges.github import (
 from promo.git import Mirror
 from promo.gitops import GitOpsRepo
 from promo.images import ImageBuilder, select_builder
-from promo.oci import Credentials, Registry, credentials_for
+from promo.oci import PASSWORD_BLOCK, PASSWORD_VARIABLE, USERNAME_VARIABLE, Credentials, Registry, credentials_for
+from promo.secrets import secret_block_value
 from promo.verify.argocd import ArgoCD
 
 
@@ -44,7 +45,14 @@ def load_checked_config(path: str | None) -> PromoConfig:
 
 
 def registry_credentials(config: PromoConfig, host: str) -> Credentials:
-    return credentials_for(config.registry.auth, host)
+    """Basic auth takes the username from $PROMO_REGISTRY_USERNAME, else ``registry.username``, and the password
+    from $PROMO_REGISTRY_PASSWORD, else the Prefect Secret block ``promo-registry-password`` that `promo setup`
+    creates: the Prefect API is asked only when the variable is unset."""
+    if config.registry.auth != "basic":
+        return credentials_for(config.registry.auth, host)
+    username = os.environ.get(USERNAME_VARIABLE) or config.registry.username
+    password = os.environ.get(PASSWORD_VARIABLE) or secret_block_value(PASSWORD_BLOCK)
+    return credentials_for("basic", host, username=username, password=password)
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """The one typed configuration of promo, loaded from ``promo.yaml`` and validated before any work starts.
 
 Where the file is found: the ``--config`` path, else ``$PROMO_CONFIG``, else ``./promo.yaml``.
-Credentials never live in this file: registry passwords come from the environment (or ECR's token via boto3).
+Credentials never live in this file: registry passwords come from the environment or a Prefect Secret block (or
+ECR's token via boto3).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class ChartSettings(_Model):
 
 class RegistrySettings(_Model):
     auth: Literal["anonymous", "basic", "ecr"] = "anonymous"
+    username: str | None = Field(default=None, description="auth: basic — when $PROMO_REGISTRY_USERNAME is unset")
     insecure: bool | None = Field(default=None, description="plain HTTP; default: only for loopback hosts")
 
 

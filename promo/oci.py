@@ -9,7 +9,8 @@ refusal a ``PromoError`` carrying the registry's own error code.
 Auth follows the distribution token spec: a request goes out anonymously; a ``Basic`` challenge makes the client
 send the basic credentials from then on, a ``Bearer`` challenge makes it fetch a token from the realm (with the
 basic credentials if it has any) and cache it per scope. ECR is basic auth with a password from
-``ecr:GetAuthorizationToken``. Credentials live in private attributes and never reach a message or a repr.
+``ecr:GetAuthorizationToken``. Credentials live in private attributes and never reach a message or a repr, nor
+another host: an upload ``Location`` or a next page on a CDN or object storage is requested without them.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import functools
 import hashlib
 import ipaddress
 import json
-import os
 import re
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -41,8 +41,10 @@ MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MA
 
 USERNAME_VARIABLE = "PROMO_REGISTRY_USERNAME"
 PASSWORD_VARIABLE = "PROMO_REGISTRY_PASSWORD"
+PASSWORD_BLOCK = "promo-registry-password"  # the Prefect Secret block read when $PROMO_REGISTRY_PASSWORD is unset
 CREDENTIALS_FIX = (
-    f"check the registry credentials ({USERNAME_VARIABLE}/{PASSWORD_VARIABLE}, or AWS credentials for ECR)"
+    f"check the registry credentials ({USERNAME_VARIABLE}/{PASSWORD_VARIABLE} or the Secret block {PASSWORD_BLOCK},"
+    " or AWS credentials for ECR)"
 )
 
 # The grammar of the OCI distribution spec; it is also why ECR insists on lowercase names.
@@ -51,7 +53,7 @@ REPOSITORY_PATTERN = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 TAG_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 DIGEST_PATTERN = re.compile(r"(sha256):([a-f0-9]{64})|(sha512):([a-f0-9]{128})")
 ECR_HOST_PATTERN = re.compile(
-    r"\d{12}\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?(?::\d+)?"
+    r"(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com(?:\.cn)?(?::\d+)?"
 )
 # Renew an ECR password this long before AWS says it expires (they last 12 hours).
 ECR_TOKEN_MARGIN = timedelta(minutes=5)
@@ -98,8 +100,9 @@ class BasicCredentials:
 class EcrCredentials:
     """Basic credentials ``AWS:<password>`` fetched from ECR with the ambient AWS credentials, renewed on expiry."""
 
-    def __init__(self, region: str, *, client: Any | None = None) -> None:
+    def __init__(self, region: str, *, registry_id: str | None = None, client: Any | None = None) -> None:
         self.region = region
+        self.registry_id = registry_id  # the AWS account of the registry; None: the caller's own
         self._client = client
         self._password: str | None = None
         self._expires_at = datetime.min.replace(tzinfo=timezone.utc)
@@ -112,41 +115,61 @@ class EcrCredentials:
     def __repr__(self) -> str:
         return f"EcrCredentials(region={self.region!r})"
 
-    def _fetch(self) -> tuple[str, datetime]:
-        import boto3  # only ECR users pay for importing boto3
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+    def require_repository(self, repository: str) -> None:
+        """ECR creates no repository on push (a push to a missing one fails half-way), so its absence is named now."""
+        missing = NotFound(
+            f"ECR repository {repository} does not exist in {self.region}",
+            f"create it: aws ecr create-repository --repository-name {repository} --region {self.region}",
+        )
+        account = {"registryId": self.registry_id} if self.registry_id else {}
+        self._call(
+            "DescribeRepositories",
+            lambda ecr: ecr.describe_repositories(repositoryNames=[repository], **account),
+            known={"RepositoryNotFoundException": missing},
+        )
 
-        try:
-            client = self._client or boto3.client("ecr", region_name=self.region)
-            data = client.get_authorization_token()["authorizationData"][0]
-        except (NoCredentialsError, PartialCredentialsError):
-            raise AuthError(f"no AWS credentials to get an ECR token in {self.region}", CREDENTIALS_FIX) from None
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "unknown")
-            if code in ("ServerException", "ThrottlingException"):
-                raise RegistryUnavailable(
-                    f"ECR in {self.region} failed GetAuthorizationToken: {code}", "promo retries this"
-                ) from None
-            raise AuthError(f"ECR in {self.region} refused GetAuthorizationToken: {code}", CREDENTIALS_FIX) from None
-        except BotoCoreError as exc:
-            raise RegistryUnavailable(
-                f"cannot reach ECR in {self.region}: {type(exc).__name__}", "check the network; promo retries this"
-            ) from None
+    def _fetch(self) -> tuple[str, datetime]:
+        data = self._call("GetAuthorizationToken", lambda ecr: ecr.get_authorization_token())["authorizationData"][0]
         username, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
         if username != "AWS" or not password:
             raise AuthError(f"ECR in {self.region} returned an authorization token of an unknown form", CREDENTIALS_FIX)
         return password, data["expiresAt"]
 
+    def _call(
+        self, operation: str, call: Callable[[Any], Any], *, known: Mapping[str, PromoError] | None = None
+    ) -> Any:
+        """One ECR API call; every failure leaves as a promo error, the one ``known`` names for its error code."""
+        import boto3  # only ECR users pay for importing boto3
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-def ecr_region(host: str) -> str:
-    """The region of an ECR registry host ``<account>.dkr.ecr.<region>.amazonaws.com``."""
+        try:
+            self._client = self._client or boto3.client("ecr", region_name=self.region)
+            return call(self._client)
+        except (NoCredentialsError, PartialCredentialsError):
+            raise AuthError(f"no AWS credentials to call ECR {operation} in {self.region}", CREDENTIALS_FIX) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "unknown")
+            if known and code in known:
+                raise known[code] from None
+            if code in ("ServerException", "ThrottlingException"):
+                failed = f"ECR in {self.region} failed {operation}: {code}"
+                raise RegistryUnavailable(failed, "promo retries this") from None
+            raise AuthError(f"ECR in {self.region} refused {operation}: {code}", CREDENTIALS_FIX) from None
+        except BotoCoreError as exc:
+            raise RegistryUnavailable(
+                f"cannot reach ECR in {self.region}: {type(exc).__name__}", "check the network; promo retries this"
+            ) from None
+
+
+def ecr_credentials(host: str) -> EcrCredentials:
+    """ECR credentials for a registry host ``<account>.dkr.ecr.<region>.amazonaws.com``."""
     match = ECR_HOST_PATTERN.fullmatch(host)
     if match is None:
         raise InputError(
             f"registry host {host!r} is not an ECR registry",
             "use <account-id>.dkr.ecr.<region>.amazonaws.com, or another credentials kind for this registry",
         )
-    return match["region"]
+    return EcrCredentials(match["region"], registry_id=match["account"])
 
 
 def credentials_for(
@@ -155,20 +178,20 @@ def credentials_for(
     *,
     username: str | None = None,
     password: str | None = None,
-    env: Mapping[str, str] = os.environ,
 ) -> Credentials:
-    """Credentials of ``kind`` for ``host``; basic ones default to PROMO_REGISTRY_USERNAME/PASSWORD."""
+    """Credentials of ``kind`` for ``host``; basic ones need the username and password found for them
+    (``promo.clients.registry_credentials`` says where from)."""
     if kind == "anonymous":
         return Anonymous()
     if kind == "ecr":
-        return EcrCredentials(ecr_region(host))
+        return ecr_credentials(host)
     if kind == "basic":
-        username = username or env.get(USERNAME_VARIABLE)
-        password = password or env.get(PASSWORD_VARIABLE)
-        if not username or not password:
+        missing = [what for what, value in (("username", username), ("password", password)) if not value]
+        if missing:
             raise ConfigError(
-                f"basic credentials for registry {host} are incomplete",
-                f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}",
+                f"basic credentials for registry {host} have no {' and no '.join(missing)}",
+                f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE}, "
+                f"or registry.username in promo.yaml and the Prefect Secret block {PASSWORD_BLOCK}",
             )
         return BasicCredentials(username, password)
     raise ConfigError(f"unknown registry credentials kind {kind!r}", "use anonymous, basic or ecr")
@@ -315,11 +338,29 @@ class Registry:
         return response.headers.get("Docker-Content-Digest") or self.pull_manifest(repository, reference).digest
 
     def check_push_access(self, repository: str) -> None:
-        """Authenticate for pushing to ``repository`` now, so bad credentials fail before anything is built."""
+        """Prove now that we may push to ``repository``, so bad or pull-only credentials (or a missing ECR
+        repository) fail before anything is built: a blob upload is started, which needs the push right, and
+        cancelled. A token's ``pull,push`` request alone proves nothing: token services grant what they allow."""
+        if isinstance(self._credentials, EcrCredentials):
+            self._credentials.require_repository(repository)
+        what = f"a test upload to {repository}"
         try:
-            self._send("GET", _path(repository, "tags/list"), repository, "pull,push", what=repository)
-        except NotFound:
-            pass  # a repository nothing was pushed to yet: the credentials were accepted
+            started = self._send("POST", _path(repository, "blobs/uploads/"), repository, "pull,push", what=what)
+        except AuthError as refused:
+            raise AuthError(
+                f"{refused.cause}: these credentials may not push to {self.host}/{repository}",
+                f"grant them the push right on {repository}, or {CREDENTIALS_FIX}",
+            ) from None
+        location = started.headers.get("Location")
+        if location:
+            self._cancel_upload(started.url.join(location), repository)
+
+    def _cancel_upload(self, upload: httpx.URL, repository: str) -> None:
+        """Best effort: an upload never completed stores nothing under a name, and registries expire it anyway."""
+        try:
+            self._send("DELETE", upload, repository, "pull,push", what=f"cancelling a test upload to {repository}")
+        except PromoError:
+            pass
 
     def tags(self, repository: str, *, page_size: int | None = None) -> list[str]:
         """Every tag of ``repository`` in lexical order (distribution 2.8 returns them unordered and ignores
@@ -385,7 +426,7 @@ class Registry:
     ) -> httpx.Response:
         scope = f"repository:{repository}:{actions}"
         response = self._attempt(method, url, scope, headers, kwargs)
-        if response.status_code == 401 and self._answer_challenge(response, scope):
+        if response.status_code == 401 and self._is_ours(response.url) and self._answer_challenge(response, scope):
             response = self._attempt(method, url, scope, headers, kwargs)
         if response.is_success:
             return response
@@ -395,14 +436,26 @@ class Registry:
         self, method: str, url: httpx.URL | str, scope: str, headers: dict[str, str], kwargs: dict[str, Any]
     ) -> httpx.Response:
         headers = dict(headers)
-        if scope in self._tokens:
-            headers["Authorization"] = f"Bearer {self._tokens[scope]}"
-        elif self._send_basic and (basic := self._credentials.basic_auth()):
-            headers["Authorization"] = _basic_header(*basic)
+        # An upload Location or a next page may be on another host (a CDN, object storage): it gets no credentials.
+        authorization = self._authorization(scope) if self._is_ours(url) else None
+        if authorization:
+            headers["Authorization"] = authorization
         try:
             return self._client.request(method, url, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
+
+    def _authorization(self, scope: str) -> str | None:
+        if scope in self._tokens:
+            return f"Bearer {self._tokens[scope]}"
+        if self._send_basic and (basic := self._credentials.basic_auth()):
+            return _basic_header(*basic)
+        return None
+
+    def _is_ours(self, url: httpx.URL | str) -> bool:
+        """True for a URL on this registry (same scheme, host and port): the only place our credentials may go."""
+        target = httpx.URL(url)
+        return target.is_relative_url or _origin(target) == _origin(self._client.base_url)
 
     def _answer_challenge(self, response: httpx.Response, scope: str) -> bool:
         """Act on a 401's WWW-Authenticate; True when a retry may now succeed."""
@@ -467,6 +520,10 @@ class Registry:
             f"registry {self.host} rejected {what} with HTTP {status} ({detail})",
             "fix what the registry's error code names, then try again",
         )
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
 
 
 def _basic_header(username: str, password: str) -> str:

@@ -6,7 +6,8 @@ fails with 422 ``already_exists``. So ``create_release`` looks the release and t
 rule of ``promo.forge``, and treats ``already_exists`` as "look again", never as a failure of its own.
 
 Errors map onto promo's hierarchy: 401 and plain 403 are AuthError, a rate limit (429, or 403 with no requests left)
-is ``RateLimited`` carrying the wait GitHub asked for, 404 NotFound, 422 a ConflictError (``already_exists``) or an
+is waited out as GitHub asks (``Retry-After``, or until ``X-RateLimit-Reset``) up to a minute per request, and beyond
+that is ``RateLimited`` naming the reset time, 404 NotFound, 422 a ConflictError (``already_exists``) or an
 InputError with GitHub's reasons, 5xx and transport faults TransientError. Tokens go into the Authorization header of
 requests to the API only; no message, repr or log line holds one.
 """
@@ -17,9 +18,9 @@ import os
 import re
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -30,10 +31,12 @@ from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoEr
 from promo.forge import PullRequest, Release, check_commit, newest_first, same_commit_or_conflict
 from promo.git import check_branch_name, check_tag_name
 from promo.oci import shared_tls_context
+from promo.secrets import secret_block_value
 
 DEFAULT_API_URL = "https://api.github.com"
 TIMEOUT_SECONDS = 30.0
 DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60.0  # GitHub's advice when a limit names no reset time
+MAX_RATE_LIMIT_WAIT_SECONDS = 60.0  # per request, in all; a longer wait fails the request (a task retry may follow)
 
 _HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "promo"}
 _PAGE_SIZE = 100
@@ -51,6 +54,16 @@ class RateLimited(TransientError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # Prefect pickles task errors; keep the wait across that
         return (type(self), (self.cause, self.fix, self.retry_after))
+
+
+@dataclass(frozen=True)
+class RateLimitWait:
+    """How a request waits out GitHub's rate limit: as long as GitHub asks, at most ``budget`` seconds in all.
+    ``sleep`` and ``clock`` are injectable so tests see the waits without spending them."""
+
+    budget: float = MAX_RATE_LIMIT_WAIT_SECONDS
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
 
 
 class _AlreadyExists(ConflictError):
@@ -85,17 +98,13 @@ class PrefectSecretToken:
     block_name: str
 
     def token(self) -> str:
-        # The one place the core touches Prefect: imported here so the domain modules never load it.
-        from prefect.blocks.system import Secret
-
-        try:
-            secret = Secret.load(self.block_name)
-        except ValueError:
+        value = secret_block_value(self.block_name)
+        if value is None:
             raise NotFound(
-                f"Prefect Secret block {self.block_name!r} does not exist",
-                "create it (Secret(value=...).save(name)) on the Prefect server the flow runs against",
-            ) from None
-        return str(secret.get())
+                f"Prefect Secret block {self.block_name!r} does not exist or still holds `promo setup`'s placeholder",
+                "set its value (Secret(value=...).save(name, overwrite=True)) on the Prefect server the flows run on",
+            )
+        return value
 
 
 class GitHubAppToken:
@@ -164,6 +173,7 @@ class GitHubForge:
         *,
         api_url: str = DEFAULT_API_URL,
         client: httpx.Client | None = None,
+        rate_limit: RateLimitWait = RateLimitWait(),
     ) -> None:
         if not _OWNER_REPO.match(owner_repo):
             raise InputError(f"{owner_repo!r} is not a GitHub repository", "use owner/name, e.g. acme/hello")
@@ -172,6 +182,7 @@ class GitHubForge:
         self._repo_url = f"{self.api_url}/repos/{owner_repo}"
         self._client = client or _new_client()
         self._auth = _BearerAuth(token_provider)
+        self._rate_limit = rate_limit
 
     def __repr__(self) -> str:
         return f"GitHubForge({self.owner_repo!r}, api_url={self.api_url!r})"
@@ -281,7 +292,8 @@ class GitHubForge:
         return self._request(method, f"{self._repo_url}{path}", action=action, **kwargs).json()
 
     def _request(self, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
-        return _send(self._client, method, url, action=f"{action} in {self.owner_repo}", auth=self._auth, **kwargs)
+        action = f"{action} in {self.owner_repo}"
+        return _send(self._client, method, url, action=action, auth=self._auth, rate_limit=self._rate_limit, **kwargs)
 
 
 class _BearerAuth(httpx.Auth):
@@ -299,27 +311,48 @@ def _new_client() -> httpx.Client:
     return httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=True, verify=shared_tls_context())
 
 
-def _send(client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
+def _send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    action: str,
+    rate_limit: RateLimitWait = RateLimitWait(),
+    **kwargs: Any,
+) -> httpx.Response:
+    """One request; a rate limit is waited out and the request repeated (GitHub did not act on it) while the waits
+    stay within the budget."""
     headers = {**_HEADERS, **kwargs.pop("headers", {})}
-    try:
-        response = client.request(method, url, headers=headers, **kwargs)
-    except httpx.TransportError as exc:
-        raise TransientError(
-            f"{action} failed: {type(exc).__name__} {exc}", "retry; check the network and the GitHub API URL"
-        ) from None
-    if response.status_code >= 400:
-        raise _error(response, action)
-    return response
+    waited = 0.0
+    while True:
+        try:
+            response = client.request(method, url, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"{action} failed: {type(exc).__name__} {exc}", "retry; check the network and the GitHub API URL"
+            ) from None
+        if response.status_code < 400:
+            return response
+        error = _error(response, action, rate_limit.clock())
+        if not isinstance(error, RateLimited) or waited + error.retry_after > rate_limit.budget:
+            raise error
+        rate_limit.sleep(error.retry_after)
+        waited += error.retry_after
 
 
-def _error(response: httpx.Response, action: str) -> PromoError:
+def _error(response: httpx.Response, action: str, now: float) -> PromoError:
     """The promo error for a GitHub error response, with GitHub's own reasons in the message."""
     status, headers = response.status_code, response.headers
     message, codes = _reasons(response)
     cause = f"{action} failed: GitHub answered {status}: {message}"
     if status == 429 or (status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)):
-        wait = _retry_after(headers)
-        return RateLimited(f"{cause} (rate limited)", f"retry in {wait:.0f} s", wait)
+        wait = _retry_after(headers, now)
+        until = datetime.fromtimestamp(now + wait, timezone.utc)
+        return RateLimited(
+            f"{cause} (rate limited until {until:%H:%M:%S} UTC)",
+            "run again after then; a GitHub App token has a higher limit than a personal one",
+            wait,
+        )
     if status == 401:
         return AuthError(cause, "check the token (expired, revoked?) or the GitHub App's key and permissions")
     if status == 403:
@@ -354,12 +387,13 @@ def _reasons(response: httpx.Response) -> tuple[str, set[str]]:
     return "; ".join([body.get("message") or response.reason_phrase, *details]), {str(code) for code in codes}
 
 
-def _retry_after(headers: httpx.Headers) -> float:
-    """Seconds to wait: ``Retry-After``, else until ``x-ratelimit-reset``, else GitHub's advised minute."""
+def _retry_after(headers: httpx.Headers, now: float) -> float:
+    """Seconds to wait: ``Retry-After``, else until ``x-ratelimit-reset``, else GitHub's advised minute. At least a
+    second: the reset is given in whole seconds, and an answer of 0 must not make a request spin."""
     if headers.get("retry-after", "").isdigit():
-        return float(headers["retry-after"])
+        return max(1.0, float(headers["retry-after"]))
     if headers.get("x-ratelimit-reset", "").isdigit():
-        return max(0.0, float(headers["x-ratelimit-reset"]) - time.time())
+        return max(1.0, float(headers["x-ratelimit-reset"]) - now)
     return DEFAULT_RATE_LIMIT_WAIT_SECONDS
 
 

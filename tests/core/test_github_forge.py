@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 import socket
-import time
 from collections.abc import Iterator
 
 import jwt
@@ -17,7 +16,14 @@ from werkzeug import Request, Response
 
 from promo.errors import AuthError, ConflictError, InputError, NotFound, TransientError
 from promo.forge import PullRequest, Release, forge_for, github_repository
-from promo.forges.github import EnvToken, GitHubAppToken, GitHubForge, PrefectSecretToken, RateLimited
+from promo.forges.github import (
+    EnvToken,
+    GitHubAppToken,
+    GitHubForge,
+    PrefectSecretToken,
+    RateLimited,
+    RateLimitWait,
+)
 from promo.git import Mirror
 
 TOKEN = "ghp_s3cr3tT0ken"
@@ -158,8 +164,22 @@ def test_a_plain_403_names_the_missing_permission(httpserver: HTTPServer, forge:
         forge.find_release("v1.2.0")
 
 
-def test_rate_limits_are_transient_with_the_wait(httpserver: HTTPServer, forge: GitHubForge) -> None:
-    reset = int(time.time()) + 30
+class Waits:
+    """The clock stands still at NOW and sleeping only records how long was asked for."""
+
+    NOW = 1_800_000_000.0
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def forge(self, httpserver: HTTPServer) -> GitHubForge:
+        waits = RateLimitWait(sleep=self.slept.append, clock=lambda: self.NOW)
+        return GitHubForge("acme/hello", StaticToken(), api_url=httpserver.url_for(""), rate_limit=waits)
+
+
+def test_rate_limits_are_waited_out_as_github_asks(httpserver: HTTPServer) -> None:
+    waits = Waits()
+    reset = int(Waits.NOW) + 30
     httpserver.expect_oneshot_request(f"{REPO}/pulls").respond_with_json(
         {"message": "API rate limit exceeded"}, 403,
         headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
@@ -167,15 +187,34 @@ def test_rate_limits_are_transient_with_the_wait(httpserver: HTTPServer, forge: 
     httpserver.expect_oneshot_request(f"{REPO}/pulls").respond_with_json(
         {"message": "too many"}, 429, headers={"Retry-After": "7"}
     )
+    httpserver.expect_oneshot_request(f"{REPO}/pulls").respond_with_json([pull_json(3, "hotfix-1-2-1")])
 
-    with pytest.raises(RateLimited, match="rate limited") as first:
-        forge.list_pull_requests()
-    with pytest.raises(TransientError) as second:
-        forge.list_pull_requests()
+    assert [pull.number for pull in waits.forge(httpserver).list_pull_requests()] == [3]
+    assert waits.slept == [30, 7]
+    assert len(httpserver.log) == 3
 
-    assert 25 <= first.value.retry_after <= 30
-    assert isinstance(second.value, RateLimited) and second.value.retry_after == 7
-    assert pickle.loads(pickle.dumps(second.value)).retry_after == 7
+
+def test_a_rate_limit_beyond_the_wait_budget_fails_with_its_reset_time(httpserver: HTTPServer) -> None:
+    waits = Waits()
+    httpserver.expect_oneshot_request(f"{REPO}/pulls").respond_with_json(
+        {"message": "secondary rate limit"}, 403, headers={"Retry-After": "50"}
+    )
+    httpserver.expect_oneshot_request(f"{REPO}/pulls").respond_with_json(
+        {"message": "API rate limit exceeded"}, 403,
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(Waits.NOW) + 30)},
+    )
+
+    with pytest.raises(RateLimited) as limited:
+        waits.forge(httpserver).list_pull_requests()
+
+    assert waits.slept == [50], "50 s fit the minute; 30 s more do not"
+    assert isinstance(limited.value, TransientError) and limited.value.retry_after == 30
+    assert str(limited.value) == (
+        "listing pull requests in acme/hello failed: GitHub answered 403: API rate limit exceeded "
+        "(rate limited until 08:00:30 UTC); "
+        "run again after then; a GitHub App token has a higher limit than a personal one"
+    )
+    assert pickle.loads(pickle.dumps(limited.value)).retry_after == 30
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -267,6 +269,115 @@ def test_bearer_token_refused_is_an_auth_error(httpserver: HTTPServer) -> None:
     assert "s3cret" not in str(caught.value)
 
 
+@pytest.fixture
+def other_host() -> Iterator[HTTPServer]:
+    """A second server, on another port: a CDN or object storage that upload Locations and next pages point at."""
+    server = HTTPServer(host="127.0.0.1")
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Bearer"])
+def test_credentials_never_go_to_another_host(httpserver: HTTPServer, other_host: HTTPServer, scheme: str) -> None:
+    data = b"layer bytes"
+    digest = digest_of(data)
+    realm = httpserver.url_for("/token")
+    ours = "Bearer tok-1" if scheme == "Bearer" else "Basic " + base64.b64encode(b"robot:s3cret").decode()
+
+    def registry_api(request: Request) -> Response:
+        if request.path == "/token":
+            return Response(json.dumps({"token": "tok-1"}), content_type="application/json")
+        if request.headers.get("Authorization") != ours:
+            challenge = f'Bearer realm="{realm}",service="fake"' if scheme == "Bearer" else 'Basic realm="fake"'
+            return Response(status=401, headers={"WWW-Authenticate": challenge})
+        if request.method == "HEAD":
+            return Response(status=404)
+        if request.method == "POST":
+            return Response(status=202, headers={"Location": other_host.url_for("/upload/1?state=s")})
+        link = f'<{other_host.url_for("/v2/tests/app/tags/list")}?last=a>; rel="next"'
+        return Response(json.dumps({"tags": ["a"]}), content_type="application/json", headers={"Link": link})
+
+    httpserver.expect_request(re.compile("/.*")).respond_with_handler(registry_api)
+    upload = {"state": "s", "digest": digest}
+    other_host.expect_request("/upload/1", method="PUT", query_string=upload).respond_with_data("", 201)
+    other_host.expect_request("/v2/tests/app/tags/list", query_string="last=a").respond_with_json({"tags": ["b"]})
+
+    with Registry(f"127.0.0.1:{httpserver.port}", BasicCredentials("robot", "s3cret")) as registry:
+        assert registry.push_blob("tests/app", data) == digest
+        assert registry.tags("tests/app") == ["a", "b"]
+
+    assert [request.method for request, _ in other_host.log] == ["PUT", "GET"]
+    assert [request.headers.get("Authorization") for request, _ in other_host.log] == [None, None]
+    assert ours in [request.headers.get("Authorization") for request, _ in httpserver.log], "nothing was authorized"
+
+
+def test_push_access_check_refuses_a_pull_only_token(httpserver: HTTPServer) -> None:
+    """The token service grants only pull whatever is asked; reading tags works, starting an upload is denied."""
+    realm = httpserver.url_for("/token")
+    denied = {"errors": [{"code": "DENIED", "message": "requested access to the resource is denied"}]}
+
+    def registry_api(request: Request) -> Response:
+        if request.path == "/token":
+            return Response(json.dumps({"token": "pull-only"}), content_type="application/json")
+        if request.headers.get("Authorization") != "Bearer pull-only":
+            challenge = f'Bearer realm="{realm}",service="fake",scope="repository:tests/app:pull,push"'
+            return Response(status=401, headers={"WWW-Authenticate": challenge})
+        if request.method == "GET":
+            return Response(json.dumps({"tags": ["1.0.0"]}), content_type="application/json")
+        return Response(json.dumps(denied), status=403, content_type="application/json")
+
+    httpserver.expect_request(re.compile("/.*")).respond_with_handler(registry_api)
+
+    with Registry(f"127.0.0.1:{httpserver.port}", BasicCredentials("robot", "s3cret")) as registry:
+        with pytest.raises(AuthError) as refused:
+            registry.check_push_access("tests/app")
+
+    message = str(refused.value)
+    assert "DENIED" in message and f"may not push to 127.0.0.1:{httpserver.port}/tests/app" in message
+    assert "grant them the push right on tests/app" in message and "\n" not in message and "s3cret" not in message
+    assert [request.method for request, _ in httpserver.log if request.path != "/token"] == ["POST", "POST"]
+
+
+def test_push_access_check_starts_and_cancels_an_upload(registry_server: RegistryServer) -> None:
+    transport = CountingTransport()
+    with Registry(registry_server.host, transport=transport) as registry:
+        registry.check_push_access("tests/push-check")
+        assert registry.tags("tests/push-check") == []  # nothing was stored under the name
+    methods = [request.method for request in transport.requests]
+    assert methods[:2] == ["POST", "DELETE"] and "/blobs/uploads/" in transport.requests[1].url.path
+
+
+def test_push_access_check_names_a_missing_ecr_repository_before_any_request() -> None:
+    client = boto3.client("ecr", region_name="eu-west-1", aws_access_key_id="AKIDTEST", aws_secret_access_key="x")
+    stubber = Stubber(client)
+    asked = {"repositoryNames": ["hello"], "registryId": "123456789012"}
+    stubber.add_client_error(
+        "describe_repositories", "RepositoryNotFoundException", http_status_code=400, expected_params=asked
+    )
+    stubber.add_response("describe_repositories", {"repositories": [{"repositoryName": "hello"}]}, asked)
+    sent: list[httpx.Request] = []
+
+    def registry_api(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/hello/blobs/uploads/u1"})
+        return httpx.Response(204)
+
+    credentials = EcrCredentials("eu-west-1", registry_id="123456789012", client=client)
+    with stubber, Registry(ECR_HOST, credentials, transport=httpx.MockTransport(registry_api)) as registry:
+        with pytest.raises(NotFound) as missing:
+            registry.check_push_access("hello")
+        assert sent == []
+        registry.check_push_access("hello")
+    assert str(missing.value) == (
+        "ECR repository hello does not exist in eu-west-1; "
+        "create it: aws ecr create-repository --repository-name hello --region eu-west-1"
+    )
+    assert [request.method for request in sent] == ["POST", "DELETE"]
+
+
 def test_ecr_credentials_from_get_authorization_token() -> None:
     client = boto3.client("ecr", region_name="eu-west-1", aws_access_key_id="AKIDTEST", aws_secret_access_key="x")
     stubber = Stubber(client)
@@ -303,15 +414,14 @@ def test_ecr_refusal_is_an_auth_error() -> None:
 
 def test_credentials_for() -> None:
     ecr = credentials_for("ecr", ECR_HOST)
-    assert isinstance(ecr, EcrCredentials) and ecr.region == "eu-west-1"
+    assert isinstance(ecr, EcrCredentials) and (ecr.region, ecr.registry_id) == ("eu-west-1", "123456789012")
     with pytest.raises(InputError, match="not an ECR registry"):
         credentials_for("ecr", "registry.example.com")
 
-    env = {"PROMO_REGISTRY_USERNAME": "robot", "PROMO_REGISTRY_PASSWORD": "pa55word"}
-    basic = credentials_for("basic", "registry.example.com", env=env)
+    basic = credentials_for("basic", "registry.example.com", username="robot", password="pa55word")
     assert basic.basic_auth() == ("robot", "pa55word") and "pa55word" not in repr(basic)
-    with pytest.raises(ConfigError, match="PROMO_REGISTRY_USERNAME and PROMO_REGISTRY_PASSWORD"):
-        credentials_for("basic", "registry.example.com", env={})
+    with pytest.raises(ConfigError, match="have no password; set PROMO_REGISTRY_USERNAME and PROMO_REGISTRY_PASSWORD"):
+        credentials_for("basic", "registry.example.com", username="robot")
     assert credentials_for("anonymous", "registry.example.com").basic_auth() is None
 
 

@@ -238,7 +238,7 @@ def test_ecr_tokens_never_leak_from_the_registry_client_or_the_image_builder(
     host = basic_auth_registry_server.host
     credentials = stubbed_ecr(ECR_PASSWORD)
     with Registry(host, credentials) as registry, pytest.raises(AuthError) as refused:
-        registry.check_push_access("hello")
+        registry.push_blob("hello", b"layer")  # the stub answers GetAuthorizationToken only
         scan.text("registry repr", repr(registry))
     scan.error("registry client", refused.value)
     scan.text("credentials repr", repr(credentials))
