@@ -1,4 +1,5 @@
-"""The local world ``promo sandbox DIR`` lays out and ``promo demo`` runs in: real remotes, a real registry.
+"""The local world ``promo sandbox DIR`` lays out and ``promo demo`` runs in: real remotes, a real registry, and a
+stand-in for Argo CD and the clusters.
 
     DIR/promo.yaml              the config the CLI uses (also committed to the app repository)
     DIR/remotes/<app>.git       bare app repository on main: the sample app, its chart and promo.yaml
@@ -13,8 +14,8 @@ Every environment is verified against the stand-in (its Argo CD API and its vers
 a promotion's verification takes a second or two.
 
 Creating is idempotent: an existing sandbox is reused and a stopped registry or stand-in restarted, on its old port
-when that is free, else on a new one written into DIR/promo.yaml. Remotes are built aside and moved into place, so a run that
-stops halfway leaves a remote whole or absent, and the next run completes the rest.
+when that is free, else on a new one written into DIR/promo.yaml. Remotes are built aside and moved into place, so a
+run that stops halfway leaves a remote whole or absent, and the next run completes the rest.
 """
 
 from __future__ import annotations
@@ -182,7 +183,10 @@ def _standin_host(config: PromoConfig) -> str | None:
 
 
 def _port_is_free(port: int) -> bool:
+    """Free to listen on as the servers do (SO_REUSEADDR): a stopped server's closed connections may linger in
+    TIME_WAIT on the port, which keeps a plain bind out but not a server."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

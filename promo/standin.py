@@ -23,6 +23,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -35,13 +37,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from git import Repo
-from git.exc import BadName, InvalidGitRepositoryError, NoSuchPathError
 from pydantic import BaseModel, ConfigDict, Field
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from promo.errors import PromoError
+from promo.errors import PromoError, ToolError
 from promo.local_server import LocalServer, free_port
 from promo.manifests import DEFAULT_ROOT, read_target_revision
 
@@ -50,6 +50,7 @@ log = logging.getLogger("promo.standin")
 HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
 SYNC_RUNNING_MESSAGE = "one or more tasks are running"
 SYNC_DONE_MESSAGE = "successfully synced (all tasks run)"
+STOP_GRACE_SECONDS = 2.0  # within LocalServer's STOP_TIMEOUT, after which it would SIGKILL
 
 
 class StandinSettings(BaseModel):
@@ -265,7 +266,6 @@ class World:
     def __init__(self, settings: StandinSettings) -> None:
         self.settings = settings
         self.lock = threading.Lock()
-        self._repo: Repo | None = None  # opened once the repository exists: the sandbox may create it after us
         self._head: str | None = None
         self._applications: dict[str, Application] = {}
         self._placements: dict[Placement, str] = {}
@@ -296,11 +296,9 @@ class World:
         return self._applications.get(name) if name is not None else None
 
     def _read_head(self) -> str | None:
-        try:
-            self._repo = self._repo or Repo(self.settings.gitops)
-            return self._repo.commit(f"refs/heads/{self.settings.branch}").hexsha
-        except (NoSuchPathError, InvalidGitRepositoryError, BadName, ValueError):
-            return None
+        """The branch's commit; None while there is none (the sandbox may create the repository after us)."""
+        branch = f"refs/heads/{self.settings.branch}^{{commit}}"
+        return self._git("rev-parse", "--verify", "--quiet", branch, check=False).decode().strip() or None
 
     def _reconcile(self, head: str | None, now: float) -> None:
         self._head = head
@@ -321,23 +319,44 @@ class World:
                 existing.reconcile(manifest, desired, now)
 
     def _read_manifests(self, head: str) -> dict[Placement, Manifest]:
-        assert self._repo is not None  # a head was read from it
-        try:
-            root = self._repo.commit(head).tree / self.settings.root
-        except KeyError:
-            return {}
+        """Every ``<root>/<env>/<cluster>/<app>.yaml`` at ``head``; an unreadable one is logged and left out."""
+        root = self.settings.root.strip("/")
+        listing = self._git("ls-tree", "-r", "-z", head, "--", f"{root}/").decode("utf-8", errors="replace")
+        blobs: dict[str, Placement] = {}
+        for entry in filter(None, listing.split("\0")):
+            details, path = entry.split("\t", 1)
+            parts = path.removeprefix(f"{root}/").split("/")
+            if details.split()[1] == "blob" and len(parts) == 3 and parts[2].endswith(".yaml"):
+                blobs[path] = Placement(parts[0], parts[1], parts[2].removesuffix(".yaml"))
         found: dict[Placement, Manifest] = {}
-        for env in root.trees:
-            for cluster in env.trees:
-                for blob in cluster.blobs:
-                    if not blob.name.endswith(".yaml"):
-                        continue
-                    placement = Placement(env.name, cluster.name, blob.name.removesuffix(".yaml"))
-                    try:
-                        found[placement] = self._manifest(placement, blob.data_stream.read().decode("utf-8"))
-                    except (PromoError, YAMLError, UnicodeDecodeError, KeyError, TypeError) as error:
-                        log.warning("%s: skipped, unreadable: %s", blob.path, error)  # Argo CD: a ComparisonError
+        for (path, placement), data in zip(blobs.items(), self._read_blobs(head, list(blobs)), strict=True):
+            try:
+                found[placement] = self._manifest(placement, data.decode("utf-8"))
+            except (PromoError, YAMLError, UnicodeDecodeError, KeyError, TypeError) as error:
+                log.warning("%s: skipped, unreadable: %s", path, error)  # Argo CD would show a ComparisonError
         return found
+
+    def _read_blobs(self, head: str, paths: list[str]) -> list[bytes]:
+        """The contents of ``paths`` at ``head``, read by one ``git cat-file --batch``."""
+        output = self._git("cat-file", "--batch", input="".join(f"{head}:{path}\n" for path in paths).encode())
+        contents: list[bytes] = []
+        while output:
+            header, _, output = output.partition(b"\n")
+            size = int(header.split()[2])
+            contents.append(output[:size])
+            output = output[size + 1 :]
+        return contents
+
+    def _git(self, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
+        """git on the bare repository: one short process per call, reaped before it returns, so none outlives us."""
+        result = subprocess.run(
+            ["git", f"--git-dir={self.settings.gitops}", *args], input=input, capture_output=True,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            last = (result.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+            raise ToolError(f"`git {' '.join(args)}` failed in {self.settings.gitops}: {last}", "check the repository")
+        return result.stdout
 
     def _manifest(self, placement: Placement, text: str) -> Manifest:
         chart_version = read_target_revision(text, placement.app)
@@ -383,10 +402,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(HTTPStatus.UNAUTHORIZED, 16, "no session information")
             return
         with self.world.lock:
-            if query.get("refresh") in ("normal", "hard"):
-                self.world.refresh()
-            else:
-                self.world.advance()  # like Argo CD, answer from the last comparison
+            try:
+                if query.get("refresh") in ("normal", "hard"):
+                    self.world.refresh()
+                else:
+                    self.world.advance()  # like Argo CD, answer from the last comparison
+            except PromoError as error:
+                self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, 13, str(error))
+                return
             application = self.world.application(name)
             wanted_namespace = query.get("appNamespace")
             if application is None or wanted_namespace not in (None, "", application.manifest.namespace):
@@ -443,7 +466,17 @@ def serve(settings: StandinSettings) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", settings.port), handler)
     threading.Thread(target=_poll, args=(world,), name="poll", daemon=True).start()
     log.info("following %s (%s) on http://127.0.0.1:%d", settings.gitops, settings.branch, settings.port)
-    server.serve_forever()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        server.serve_forever()
+    finally:
+        # Every git call runs under the lock: holding it, no git process is left running when this process ends.
+        world.lock.acquire(timeout=STOP_GRACE_SECONDS)
+        log.info("stopped")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _poll(world: World) -> None:

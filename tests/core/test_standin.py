@@ -99,6 +99,19 @@ def is_alive(pid: int) -> bool:
         return False
 
 
+def session_members(session: int) -> list[int]:
+    """Every process, zombies too, in the session a server was started in (its own: it leads it)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+        except OSError:
+            continue  # gone meanwhile
+        if fields and int(fields[3]) == session:
+            members.append(int(entry.name))
+    return members
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("standin")
@@ -237,7 +250,8 @@ def test_a_configured_token_is_required(tmp_path: Path) -> None:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             refused = httpx.get(url, headers=headers)
             assert refused.status_code == 401
-            assert refused.json() == {"error": "no session information", "code": 16, "message": "no session information"}
+            message = "no session information"
+            assert refused.json() == {"error": message, "code": 16, "message": message}
         assert httpx.get(url, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
         assert "s3cret-token" not in server.config_path.read_text() + server.log_tail()
     finally:
@@ -245,14 +259,18 @@ def test_a_configured_token_is_required(tmp_path: Path) -> None:
 
 
 def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
-    remote = make_remote(tmp_path / "gitops", {"README.md": "# GitOps\n"})
-    server = StandinServer.start(tmp_path / "standin", StandinSettings(port=0, gitops=remote.path))
+    remote = make_remote(tmp_path / "gitops", {manifest("hello", "dev"): application("hello", "dev", "0.1.0")})
+    # Polling without pause, so a git process is likely running at the moment the stop comes.
+    settings = StandinSettings(port=0, gitops=remote.path, poll_seconds=0.001)
+    server = StandinServer.start(tmp_path / "standin", settings)
     server.write_state(tmp_path / "state.json")
     assert server.is_running()
+    assert httpx.get(f"{server.url}/api/v1/applications/hello-dev-preprod", timeout=10).status_code == 200
 
     assert StandinServer.stop_recorded(tmp_path / "state.json") is True
 
     assert not is_alive(server.pid)
+    assert session_members(server.pid) == [], "its git processes went with it (none orphaned, none a zombie)"
     assert not (tmp_path / "state.json").exists()
     assert StandinServer.stop_recorded(tmp_path / "state.json") is False
     with pytest.raises(httpx.TransportError):
