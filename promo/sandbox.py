@@ -40,8 +40,8 @@ from ruamel.yaml.comments import CommentedSeq
 from promo.config import ArgoCDCheck, EnvironmentSettings, HttpCheck, PromoConfig, VerifySettings, load_config
 from promo.errors import InputError, ToolError
 from promo.images import registry_host
-from promo.manifests import manifest_path, validate_name
 from promo.local_server import LocalServer
+from promo.manifests import manifest_path, validate_name
 from promo.registry_server import RegistryServer
 from promo.standin import StandinServer, StandinSettings
 

@@ -209,3 +209,15 @@ def test_a_sandbox_holds_one_app(sandbox: Sandbox) -> None:
         create_sandbox(sandbox.directory, app="other")
     with pytest.raises(InputError, match="is not a DNS label"):
         create_sandbox(sandbox.directory.parent / "elsewhere", app="../hello")
+
+
+def test_moving_ports_rewrites_each_host_once_and_whole(tmp_path: Path) -> None:
+    from promo.sandbox import _move_hosts
+
+    config = tmp_path / "promo.yaml"
+    config.write_text("a: 127.0.0.1:80/charts\nb: http://127.0.0.1:8080\nc: http://127.0.0.1:8080/clusters/x\n")
+
+    # The registry moves onto the stand-in's old port while the stand-in moves on: neither is rewritten twice.
+    _move_hosts(config, {"127.0.0.1:80": "127.0.0.1:8080", "127.0.0.1:8080": "127.0.0.1:9090"})
+
+    assert config.read_text() == "a: 127.0.0.1:8080/charts\nb: http://127.0.0.1:9090\nc: http://127.0.0.1:9090/clusters/x\n"
