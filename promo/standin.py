@@ -516,10 +516,6 @@ class StandinServer(LocalServer):
         config_path.write_text(settings.model_dump_json(indent=2) + "\n", encoding="utf-8")
         return cls._spawn(root, settings.port, [sys.executable, "-m", __name__, str(config_path)])
 
-    @property
-    def settings(self) -> StandinSettings:
-        return StandinSettings.model_validate_json(self.config_path.read_text(encoding="utf-8"))
-
     def _runs_program(self, argv: list[bytes]) -> bool:
         return argv[1:3] == [b"-m", __name__.encode()]
 
