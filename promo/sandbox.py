@@ -1,38 +1,49 @@
-"""The local world ``promo sandbox DIR`` lays out and ``promo demo`` runs in: real remotes, a real registry.
+"""The local world ``promo sandbox DIR`` lays out and ``promo demo`` runs in: real remotes, a real registry, and a
+stand-in for Argo CD and the clusters.
 
     DIR/promo.yaml              the config the CLI uses (also committed to the app repository)
     DIR/remotes/<app>.git       bare app repository on main: the sample app, its chart and promo.yaml
     DIR/remotes/gitops.git      bare GitOps repository on main: one Argo CD Application per environment and cluster
     DIR/registry/               a docker-registry process; state.json records its PID and port
+    DIR/standin/                the stand-in for Argo CD and the clusters (promo.standin); state.json as above
+    DIR/degraded-versions       chart versions the stand-in brings up Degraded, one a line (`--degrade VERSION`)
     DIR/buildah/                buildah's storage (image.storage_root)
     DIR/cache/                  promo's git caches (cache_dir)
 
-Creating is idempotent: an existing sandbox is reused and a stopped registry restarted, on its old port when that
-is free, else on a new one written into DIR/promo.yaml. Remotes are built aside and moved into place, so a run that
-stops halfway leaves a remote whole or absent, and the next run completes the rest.
+Every environment is verified against the stand-in (its Argo CD API and its version endpoint), with short times so
+a promotion's verification takes a second or two.
+
+Creating is idempotent: an existing sandbox is reused and a stopped registry or stand-in restarted, on its old port
+when that is free, else on a new one written into DIR/promo.yaml. Remotes are built aside and moved into place, so a
+run that stops halfway leaves a remote whole or absent, and the next run completes the rest.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
-from promo.config import EnvironmentSettings, PromoConfig, load_config
+from promo.config import ArgoCDCheck, EnvironmentSettings, HttpCheck, PromoConfig, VerifySettings, load_config
 from promo.errors import InputError, ToolError
 from promo.images import registry_host
+from promo.local_server import LocalServer
 from promo.manifests import manifest_path, validate_name
 from promo.registry_server import RegistryServer
+from promo.standin import StandinServer, StandinSettings
 
 BRANCH = "main"
 GITOPS_REMOTE = "gitops.git"
@@ -45,6 +56,12 @@ ENVIRONMENTS = (
 )
 # prod's Application is multi-source (chart + git values), so promo's multi-source handling is exercised.
 MULTI_SOURCE_ENVIRONMENTS = frozenset({"prod"})
+DEGRADED_VERSIONS = "degraded-versions"
+# Short stand-in times, so verification in the sandbox (and in tests) takes a second or two, not minutes.
+STANDIN_TIMING = {"poll_seconds": 0.5, "sync_delay": 0.3, "operation_seconds": 0.2, "progressing_seconds": 0.3}
+VERIFY_TIMING = {"timeout": 60, "healthy_for": 1, "poll_interval_seconds": 0.25}
+
+Server = TypeVar("Server", bound=LocalServer)
 
 _GIT_IDENTITY = ("-c", "user.name=promo sandbox", "-c", "user.email=sandbox@promo.local", "-c", "commit.gpgsign=false")
 
@@ -55,6 +72,8 @@ class Sandbox:
     config_path: Path
     registry_host: str
     registry_pid: int
+    standin_url: str
+    standin_pid: int
     app: str
     app_remote: Path
     gitops_remote: Path
@@ -73,23 +92,39 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
             f"keep app {previous.app!r} there, or use another directory for {app!r}",
         )
     previous_host = registry_host(previous.image.repository) if previous is not None else None
-    registry = _running_registry(directory / "registry", previous_host)
+    previous_standin = _standin_host(previous) if previous is not None else None
     app_remote = directory / "remotes" / f"{app}.git"
     gitops_remote = directory / "remotes" / GITOPS_REMOTE
-    config = _config(directory, app, app_remote, gitops_remote, registry.host)
+    registry_root, standin_root = directory / "registry", directory / "standin"
+    registry = _running(
+        RegistryServer, registry_root, previous_host, lambda port: RegistryServer.start(registry_root, port=port)
+    )
+    standin_settings = StandinSettings(
+        port=0, gitops=gitops_remote, branch=BRANCH, degraded_versions=directory / DEGRADED_VERSIONS, **STANDIN_TIMING
+    )
+    standin = _running(
+        StandinServer, standin_root, previous_standin,
+        lambda port: StandinServer.start(standin_root, standin_settings.model_copy(update={"port": port or 0})),
+    )  # fmt: skip
+    config = _config(directory, app, app_remote, gitops_remote, registry.host, standin.url)
     if not gitops_remote.exists():
         _create_remote(gitops_remote, _gitops_files(config), "Argo CD Applications for the promo sandbox")
     if not app_remote.exists():
         _create_remote(app_remote, _app_files(config), f"{app}: sample app, chart and promo.yaml")
+    degraded_versions = directory / DEGRADED_VERSIONS
+    if not degraded_versions.exists():
+        degraded_versions.write_text("# chart versions the stand-in brings up Degraded, one a line\n", encoding="utf-8")
     if previous is None:
         config_path.write_text(_config_text(config), encoding="utf-8")
-    elif previous_host != registry.host:
-        _move_registry(config_path, previous_host, registry.host)
+    else:
+        _move_hosts(config_path, {previous_host: registry.host, previous_standin: standin.host})
     return Sandbox(
         directory=directory,
         config_path=config_path,
         registry_host=registry.host,
         registry_pid=registry.pid,
+        standin_url=standin.url,
+        standin_pid=standin.pid,
         app=app,
         app_remote=app_remote,
         gitops_remote=gitops_remote,
@@ -98,33 +133,60 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
 
 
 def stop_sandbox(directory: Path) -> bool:
-    """Stop the sandbox's registry by its recorded PID; False when none was running."""
-    return RegistryServer.stop_recorded(_state_path(directory.resolve() / "registry"))
+    """Stop the sandbox's registry and stand-in by their recorded PIDs; False when neither was running."""
+    directory = directory.resolve()
+    registry_stopped = RegistryServer.stop_recorded(_state_path(directory / "registry"))
+    standin_stopped = StandinServer.stop_recorded(_state_path(directory / "standin"))
+    return registry_stopped or standin_stopped
 
 
-def _state_path(registry_root: Path) -> Path:
-    return registry_root / "state.json"
+def degrade_version(directory: Path, version: str) -> None:
+    """From now on the sandbox's stand-in reports ``version`` Degraded wherever it runs (it re-reads the file)."""
+    directory = directory.resolve()
+    if not (directory / "promo.yaml").exists():
+        raise InputError(f"{directory} holds no sandbox", f"create it first with `promo sandbox {directory}`")
+    if not version or version.split() != [version]:
+        raise InputError(f"version {version!r} is not one word", "pass a chart version such as 0.1.0-rc.abc1234")
+    with (directory / DEGRADED_VERSIONS).open("a", encoding="utf-8") as knob:
+        knob.write(f"{version}\n")
+
+
+def _state_path(server_root: Path) -> Path:
+    return server_root / "state.json"
 
 
 def _builder_storage(directory: Path) -> Path:
     return directory / "buildah"
 
 
-def _running_registry(root: Path, previous_host: str | None) -> RegistryServer:
-    """The recorded registry if it runs, else a new one: on promo.yaml's port when that is still free."""
+def _running(
+    kind: type[Server], root: Path, previous_host: str | None, start: Callable[[int | None], Server]
+) -> Server:
+    """The recorded server if it runs, else a new one: on promo.yaml's port when that is still free."""
     state = _state_path(root)
     if state.exists():
-        recorded = RegistryServer.from_state(state)
+        recorded = kind.from_state(state)
         if recorded.is_running():
             return recorded
     port = int(previous_host.rpartition(":")[2]) if previous_host is not None else None
-    server = RegistryServer.start(root, port=port if port is not None and _port_is_free(port) else None)
+    server = start(port if port is not None and _port_is_free(port) else None)
     server.write_state(state)
     return server
 
 
+def _standin_host(config: PromoConfig) -> str | None:
+    """host:port of the stand-in promo.yaml verifies against; None in a sandbox made before it had one."""
+    for env in config.environments:
+        if env.verify is not None and env.verify.argocd is not None:
+            return urlsplit(env.verify.argocd.url).netloc
+    return None
+
+
 def _port_is_free(port: int) -> bool:
+    """Free to listen on as the servers do (SO_REUSEADDR): a stopped server's closed connections may linger in
+    TIME_WAIT on the port, which keeps a plain bind out but not a server."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -132,7 +194,15 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _config(directory: Path, app: str, app_remote: Path, gitops_remote: Path, host: str) -> PromoConfig:
+def _config(
+    directory: Path, app: str, app_remote: Path, gitops_remote: Path, host: str, standin_url: str
+) -> PromoConfig:
+    # The stand-in listens on loopback only and serves a throwaway world, so it asks for no token.
+    verify = VerifySettings(
+        argocd=ArgoCDCheck(url=standin_url, token="none"),
+        http=HttpCheck(url=f"{standin_url}/clusters/{{env}}/{{cluster}}/{{app}}/version"),
+        **VERIFY_TIMING,
+    )
     return PromoConfig.model_validate(
         {
             "app": app,
@@ -140,7 +210,7 @@ def _config(directory: Path, app: str, app_remote: Path, gitops_remote: Path, ho
             "gitops": {"url": gitops_remote.as_uri(), "branch": BRANCH},
             "chart": {"path": f"charts/{app}", "repository": f"{host}/{CHART_NAMESPACE}"},
             "image": {"repository": f"{host}/{app}", "storage_root": _builder_storage(directory)},
-            "environments": ENVIRONMENTS,
+            "environments": [env.model_copy(update={"verify": verify}) for env in ENVIRONMENTS],
             "gate": {"poll_interval_seconds": 0.5},
             "cache_dir": directory / "cache",
         }
@@ -153,8 +223,9 @@ def _config_text(config: PromoConfig) -> str:
     body = io.StringIO()
     YAML().dump(_short_lists_inline(data), body)
     return (
-        "# promo.yaml of a promo sandbox, written by `promo sandbox`. The registry's port is rewritten here\n"
-        "# when a restart has to move it; registry.auth is anonymous and loopback registries are plain HTTP.\n"
+        "# promo.yaml of a promo sandbox, written by `promo sandbox`. The registry's and the stand-in's ports are\n"
+        "# rewritten here when a restart has to move them; registry.auth is anonymous and loopback registries are\n"
+        "# plain HTTP. verify: points at the stand-in for Argo CD and the clusters (promo/standin.py).\n"
         f"{body.getvalue()}"
     )
 
@@ -172,9 +243,15 @@ def _short_lists_inline(data: object) -> object:
     return data
 
 
-def _move_registry(config_path: Path, old_host: str, new_host: str) -> None:
+def _move_hosts(config_path: Path, moves: Mapping[str | None, str]) -> None:
+    """Rewrite each old ``host:port`` to its new one in one pass, so a server taking another's old port is not
+    rewritten twice; a port is matched whole (``:80`` never inside ``:8080``)."""
+    moved = {old: new for old, new in moves.items() if old is not None and old != new}
+    if not moved:
+        return
+    pattern = re.compile("|".join(f"{re.escape(old)}(?![0-9])" for old in moved))
     text = config_path.read_text(encoding="utf-8")
-    config_path.write_text(text.replace(f"{old_host}/", f"{new_host}/"), encoding="utf-8")
+    config_path.write_text(pattern.sub(lambda match: moved[match.group()], text), encoding="utf-8")
 
 
 def _app_files(config: PromoConfig) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The sandbox: real bare remotes read back with git, a real registry process, a promo.yaml that loads."""
+"""The sandbox: real bare remotes read back with git, a real registry and stand-in process, a promo.yaml that loads."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 from ruamel.yaml import YAML
+from typer.testing import CliRunner
 
+from promo import cli
 from promo.charts import package_chart, read_chart
-from promo.config import load_config
+from promo.config import ArgoCDCheck, HttpCheck, VerifySettings, load_config
 from promo.errors import InputError
-from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
+from promo.sandbox import Sandbox, create_sandbox, degrade_version, stop_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -121,8 +123,24 @@ def test_promo_yaml_loads_and_points_at_the_sandbox(sandbox: Sandbox) -> None:
     assert show(sandbox.app_remote, "promo.yaml") == sandbox.config_path.read_text()
 
 
+def test_every_environment_is_verified_against_the_stand_in_quickly(sandbox: Sandbox) -> None:
+    expected = VerifySettings(
+        argocd=ArgoCDCheck(url=sandbox.standin_url, token="none"),
+        http=HttpCheck(url=f"{sandbox.standin_url}/clusters/{{env}}/{{cluster}}/{{app}}/version"),
+        timeout=60,
+        healthy_for=1,
+        poll_interval_seconds=0.25,
+    )
+    for env in load_config(sandbox.config_path).environments:
+        assert (env.verify, env.soak) == (expected, 0), env.name
+        application = httpx.get(f"{sandbox.standin_url}/api/v1/applications/hello-{env.name}-{env.clusters[0]}")
+        assert application.status_code == 200
+        assert application.json()["status"]["health"]["status"] == "Missing", "nothing is deployed yet"
+
+
 def test_registry_answers_and_creating_again_reuses_everything(sandbox: Sandbox) -> None:
     assert httpx.get(f"http://{sandbox.registry_host}/v2/").status_code == 200
+    assert httpx.get(f"{sandbox.standin_url}/healthz").status_code == 200
     heads = [git(remote, "rev-parse", "main") for remote in (sandbox.app_remote, sandbox.gitops_remote)]
     config_text = sandbox.config_path.read_text()
 
@@ -133,9 +151,10 @@ def test_registry_answers_and_creating_again_reuses_everything(sandbox: Sandbox)
     assert sandbox.config_path.read_text() == config_text
 
 
-def test_stop_kills_the_registry_and_create_restarts_it_on_its_port(sandbox: Sandbox) -> None:
+def test_stop_kills_the_registry_and_stand_in_and_create_restarts_them_on_their_ports(sandbox: Sandbox) -> None:
     assert stop_sandbox(sandbox.directory) is True
     assert not is_alive(sandbox.registry_pid)
+    assert not is_alive(sandbox.standin_pid)
     assert stop_sandbox(sandbox.directory) is False
 
     restarted = create_sandbox(sandbox.directory)
@@ -143,21 +162,46 @@ def test_stop_kills_the_registry_and_create_restarts_it_on_its_port(sandbox: San
     assert restarted.registry_pid != sandbox.registry_pid
     assert restarted.registry_host == sandbox.registry_host
     assert httpx.get(f"http://{restarted.registry_host}/v2/").status_code == 200
+    assert restarted.standin_pid != sandbox.standin_pid
+    assert restarted.standin_url == sandbox.standin_url
+    assert httpx.get(f"{restarted.standin_url}/healthz").status_code == 200
 
 
-def test_a_taken_port_moves_the_registry_and_promo_yaml_follows(sandbox: Sandbox) -> None:
+def test_taken_ports_move_the_registry_and_stand_in_and_promo_yaml_follows(sandbox: Sandbox) -> None:
     stop_sandbox(sandbox.directory)
-    host, port = sandbox.registry_host.split(":")
-    with socket.socket() as squatter:
-        squatter.bind((host, int(port)))
-        squatter.listen()
+    standin_host = sandbox.standin_url.removeprefix("http://")
+    with socket.socket() as registry_squatter, socket.socket() as standin_squatter:
+        for squatter, taken in ((registry_squatter, sandbox.registry_host), (standin_squatter, standin_host)):
+            host, port = taken.split(":")
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the stopped server's TIME_WAITs
+            squatter.bind((host, int(port)))
+            squatter.listen()
         moved = create_sandbox(sandbox.directory)
 
     assert moved.registry_host != sandbox.registry_host
+    assert moved.standin_url != sandbox.standin_url
     config = load_config(moved.config_path)
     assert config.image.repository == f"{moved.registry_host}/hello"
     assert config.chart.repository == f"{moved.registry_host}/charts"
+    for env in config.environments:
+        assert env.verify.argocd.url == moved.standin_url
+        assert env.verify.http.url == f"{moved.standin_url}/clusters/{{env}}/{{cluster}}/{{app}}/version"
     assert sandbox.registry_host not in moved.config_path.read_text()
+    assert standin_host not in moved.config_path.read_text()
+    assert httpx.get(f"{moved.standin_url}/healthz").status_code == 200
+
+
+def test_degrade_names_a_version_the_stand_in_brings_up_degraded(sandbox: Sandbox) -> None:
+    degrade_version(sandbox.directory, "0.1.0-rc.abc1234")
+    result = CliRunner().invoke(cli.app, ["sandbox", str(sandbox.directory), "--degrade", "0.2.0"])
+
+    assert result.exit_code == 0, result.output
+    lines = (sandbox.directory / "degraded-versions").read_text().splitlines()
+    assert [line for line in lines if not line.startswith("#")] == ["0.1.0-rc.abc1234", "0.2.0"]
+    with pytest.raises(InputError, match="is not one word"):
+        degrade_version(sandbox.directory, "0.1.0 0.2.0")
+    with pytest.raises(InputError, match="holds no sandbox"):
+        degrade_version(sandbox.directory / "remotes", "0.1.0")
 
 
 def test_a_sandbox_holds_one_app(sandbox: Sandbox) -> None:
@@ -165,3 +209,15 @@ def test_a_sandbox_holds_one_app(sandbox: Sandbox) -> None:
         create_sandbox(sandbox.directory, app="other")
     with pytest.raises(InputError, match="is not a DNS label"):
         create_sandbox(sandbox.directory.parent / "elsewhere", app="../hello")
+
+
+def test_moving_ports_rewrites_each_host_once_and_whole(tmp_path: Path) -> None:
+    from promo.sandbox import _move_hosts
+
+    config = tmp_path / "promo.yaml"
+    config.write_text("a: 127.0.0.1:80/charts\nb: http://127.0.0.1:8080\nc: http://127.0.0.1:8080/clusters/x\n")
+
+    # The registry moves onto the stand-in's old port while the stand-in moves on: neither is rewritten twice.
+    _move_hosts(config, {"127.0.0.1:80": "127.0.0.1:8080", "127.0.0.1:8080": "127.0.0.1:9090"})
+
+    assert config.read_text() == "a: 127.0.0.1:8080/charts\nb: http://127.0.0.1:9090\nc: http://127.0.0.1:9090/clusters/x\n"
