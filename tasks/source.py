@@ -77,3 +77,9 @@ def _source_ref(mirror: Mirror, request: BuildRequest) -> str:
 def export_source(config: PromoConfig, commit: str, workdir: Path) -> Path:
     app_mirror(config).export_tree(commit, workdir)
     return workdir
+
+
+@task(name="read-commit-time", **TRANSIENT_RETRIES)
+def read_commit_time(config: PromoConfig, commit: str) -> int:
+    """When ``commit`` was committed (epoch seconds): the time every build of it is stamped with, so builds match."""
+    return app_mirror(config).commit_time(commit)
