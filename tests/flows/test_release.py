@@ -8,12 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prefect.client.orchestration import get_client
 from ruamel.yaml import YAML
 
 import flows.release_prod as release_module
 from flows.gate import approving_as, decide
 from flows.bump_version import bump_version
 from flows.hotfix import hotfix
+from flows.limits import RELEASE, environment_lock, limit_name, release_lock
 from flows.promote import promote_stage, promote_test
 from flows.publish_dev import publish_dev
 from flows.release_prod import release_prod
@@ -142,6 +144,17 @@ def test_running_release_prod_again_changes_nothing(staged, monkeypatch):
     assert again.approved_by is None
     assert end_state(staged.sandbox) == before
     assert manifest_puts == [], "a re-run wrote a tag that held its manifest already (immutable tags refuse that)"
+
+
+def test_the_release_lock_is_one_slot_per_app_made_on_first_use():
+    with release_lock("lockapp"):  # a local run makes its limit on first use
+        with pytest.raises(ConflictError, match="another run held release of lockapp"):
+            with environment_lock("lockapp", RELEASE, timeout_seconds=1.5):
+                pass
+        with environment_lock("otherapp", RELEASE, timeout_seconds=5):  # another app's releases are not held up
+            pass
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(limit_name("lockapp", RELEASE)).limit == 1
 
 
 def test_of_two_releases_of_one_version_the_one_approved_second_fails_and_the_release_never_changes(
