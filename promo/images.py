@@ -1,12 +1,13 @@
 """Container image builds: build a Containerfile and push the image, with buildah or docker buildx.
 
 Both builders push as part of the build and return the digest the registry stored, so later steps can pin
-``repo@digest`` instead of trusting a mutable tag. A build is stamped with its commit's time (buildah
-``--timestamp``, buildx ``SOURCE_DATE_EPOCH`` with ``rewrite-timestamp``), so building one commit twice gives one
-digest; publish-dev still builds a tag only once (``existing_image``), since not every Containerfile is
-reproducible. Credentials are promo.oci's (so ECR tokens work here too) and
+``repo@digest`` instead of trusting a mutable tag. Credentials are promo.oci's (so ECR tokens work here too) and
 reach the tool through a 0600 ``config.json`` in a private temporary directory: never through its arguments, its
 environment values or our messages. No retries here: a TransientError is retried by the task layer.
+
+A build is stamped with its commit's time (buildah ``--timestamp``, buildx ``SOURCE_DATE_EPOCH`` with
+``rewrite-timestamp``), so building one commit twice gives one digest. publish-dev still builds a tag only once
+(``existing_image``): not every Containerfile is reproducible (a RUN that downloads, a base image by tag).
 """
 
 from __future__ import annotations
