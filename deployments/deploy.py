@@ -31,7 +31,7 @@ from prefect.schedules import Cron
 from prefect.workers.base import BaseWorker
 
 from flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
-from flows.limits import ensure_environment_limits
+from flows.limits import RELEASE, ensure_environment_limits
 from promo.config import PromoConfig, config_path as find_config_path, load_config
 from promo.errors import InputError
 from promo.oci import PASSWORD_BLOCK
@@ -101,7 +101,7 @@ def setup_all(
     outcomes = [ensure_work_pool(work_pool, pool_type)]
     outcomes += [
         Outcome("limit", name, "created" if created else "exists", "1 slot" if created else "")
-        for name, created in ensure_environment_limits(config.app, config.environment_names)
+        for name, created in ensure_environment_limits(config.app, [*config.environment_names, RELEASE])
     ]
     outcomes += ensure_secret_placeholders()
     outcomes += deploy_all(path, work_pool, source=source)

@@ -3,13 +3,14 @@
 A deployment concurrency limit cannot serialise gated promotions (a paused run gives its slot back), so writes into
 an environment take a slot of the global limit instead. ``strict=True``: a missing limit is an error, never a lock
 that silently locks nothing. ``promo setup`` creates the limits; ``ensure_environment_limits`` does it from code.
+Publishing a release takes ``promo-<app>-release`` the same way (``release_lock``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 import httpx
 from prefect.client.orchestration import get_client
@@ -28,6 +29,7 @@ SLOTS = 1
 # two leases for a slot means something is stuck.
 LEASE_SECONDS = 60
 WAIT_SECONDS = 2 * LEASE_SECONDS + 10
+RELEASE = "release"  # the release lock is held like an environment's; its limit is promo-<app>-release
 
 
 def limit_name(app: str, env: str) -> str:
@@ -135,3 +137,9 @@ def ensure_environment_limits(app: str, envs: Iterable[str]) -> list[tuple[str, 
             except ObjectAlreadyExists:  # created meanwhile by a concurrent setup
                 outcome.append((name, False))
     return outcome
+
+
+def release_lock(app: str) -> AbstractContextManager[None]:
+    """Hold the app's one release slot: checking that release X.Y.Z is absent (or identical) and pushing it is one
+    step, so of two runs releasing different RCs as X.Y.Z exactly one publishes and the other sees its chart."""
+    return environment_lock(app, RELEASE)

@@ -1,4 +1,7 @@
-"""publish-dev: build the image and the RC chart of one commit and run it in the first environment."""
+"""publish-dev: build the image and the RC chart of one commit and run it in the first environment.
+
+A commit's image and RC chart are published once: a run for a commit whose tags exist already reuses them.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from tasks.source import (
     BuildRequest,
     export_source,
     read_chart_base_version,
+    read_commit_time,
     resolve_build_commit,
 )
 
@@ -60,7 +64,7 @@ def publish_dev(sha: str | None = None, branch: str | None = None, config_path: 
     commit = resolve_build_commit(config, request)
     with TemporaryDirectory(prefix="promo-source-") as workdir:
         source = export_source(config, commit, Path(workdir))
-        image = build_image(config, source, tag=short_sha(commit))
+        image = build_image(config, source, tag=short_sha(commit), created=read_commit_time(config, commit))
         chart = package_rc_chart(config, source, base, commit)
     pushed = push_rc_chart(config, chart)
     with environment_lock(config.app, env):
@@ -101,11 +105,15 @@ def publish_summary(config: PromoConfig, published: Published, image: BuiltImage
                 "|---|---|",
                 f"| commit | `{published.commit}` on `{published.branch}` |",
                 f"| image | `{image.reference}` |",
-                f"| image digest | `{image.digest}` |",
+                f"| image digest | `{image.digest}` {_provenance(image.reused)} |",
                 f"| chart | `{chart.repository}:{chart.tag}` |",
-                f"| chart digest | `{chart.digest}` |",
+                f"| chart digest | `{chart.digest}` {_provenance(chart.reused)} |",
                 f"| GitOps commit | `{gitops}` |",
             ]
         ),
         description=published.summary(),
     )
+
+
+def _provenance(reused: bool) -> str:
+    return "(in the registry already: reused, not pushed again)" if reused else "(pushed by this run)"

@@ -15,7 +15,7 @@ from prefect.runtime import deployment
 
 from flows.artifacts import publish_environment_table
 from flows.gate import ask_approval
-from flows.limits import environment_lock
+from flows.limits import environment_lock, release_lock
 from flows.publish_dev import publish_dev
 from flows.runinfo import flow_run_label
 from promo.clients import load_checked_config
@@ -79,7 +79,8 @@ def release_prod(config_path: str | None = None) -> Released:
             built_as=candidate.rc,
         )
         approver = decision.approver
-    pushed = publish_release_chart(config, release_chart)
+    with release_lock(config.app):  # checked again after the gate: another run may have released X.Y.Z meanwhile
+        pushed = publish_release_chart(config, release_chart)
     release = publish_release(config, candidate, commit)
     with environment_lock(config.app, prod):
         write_environment_version(

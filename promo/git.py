@@ -198,6 +198,10 @@ class Mirror:
             return False
         return self._repo.is_ancestor(ancestor_sha, self.resolve(ref))
 
+    def commit_time(self, ref: str) -> int:
+        """When ``ref``'s commit was committed, in seconds since the epoch (``git log -1 --format=%ct``)."""
+        return self._repo.commit(self.resolve(ref)).committed_date
+
     def read_file(self, ref: str, path: str) -> str | None:
         """The text of ``path`` at ``ref`` (line endings untouched), or None when there is no such file."""
         try:

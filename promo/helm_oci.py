@@ -4,6 +4,9 @@ A chart is an OCI image manifest with the chart's metadata as config blob (Helm'
 and the ``.tgz`` as its only layer, tagged with the chart version (``+`` becomes ``_``, which tags forbid). Helm
 also adds an ``org.opencontainers.image.created`` annotation with the current time; it is left out here so the
 same chart always gives the same manifest digest, which is what lets a promotion prove it moved the tested chart.
+
+Pushes are create-only: a tag that holds the same manifest is not written again (ECR repositories with immutable
+tags refuse even that), and one that holds another manifest is never replaced.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promo.charts import ChartPackage, read_chart
-from promo.errors import ChartError, InputError, NotFound
+from promo.errors import ChartError, ConflictError, InputError, NotFound
 from promo.oci import DIGEST_PATTERN, OCI_MANIFEST, Registry, digest_of
 
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
@@ -36,6 +39,7 @@ class PushedChart:
     repository: str
     tag: str
     digest: str
+    reused: bool = False  # the registry held the tag already: nothing was pushed
 
 
 def chart_repository(namespace: str, chart_name: str) -> str:
@@ -49,8 +53,19 @@ def chart_tag(version: str) -> str:
     return version.replace("+", "_")
 
 
+def existing_chart(registry: Registry, repository: str, version: str) -> PushedChart | None:
+    """Chart ``version`` as the registry holds it already, or None."""
+    tag = chart_tag(version)
+    digest = registry.manifest_digest(repository, tag)
+    return PushedChart(repository, tag, digest, reused=True) if digest is not None else None
+
+
 def push_chart(registry: Registry, repository: str, chart: ChartPackage) -> PushedChart:
-    """Push a chart package as Helm does; the digest depends only on the package bytes."""
+    """Push a chart package as Helm does; the digest depends only on the package bytes.
+
+    Create-only: when the tag holds this very manifest already nothing is written (``reused``); when it holds
+    another one, ConflictError, and the tag keeps what it had.
+    """
     contents = read_chart(chart.data)  # the archive, not the dataclass fields, is what gets pushed
     if repository.rsplit("/", 1)[-1] != contents.name:
         raise InputError(
@@ -67,9 +82,19 @@ def push_chart(registry: Registry, repository: str, chart: ChartPackage) -> Push
         "layers": [_descriptor(CHART_LAYER_MEDIA_TYPE, chart.data)],
         "annotations": _annotations(metadata),
     }
+    manifest_data = _go_json(manifest)
+    existing = existing_chart(registry, repository, contents.version)
+    if existing is not None:
+        if existing.digest != digest_of(manifest_data):
+            raise ConflictError(
+                f"chart {contents.name} {contents.version} is already in {registry.host}/{repository} "
+                f"as {existing.digest}, other content than this package",
+                f"a pushed chart is never replaced: package a new version, or use {existing.digest} as it is",
+            )
+        return existing
     registry.push_blob(repository, chart.data)
     registry.push_blob(repository, config)
-    digest = registry.push_manifest(repository, tag, _go_json(manifest), OCI_MANIFEST)
+    digest = registry.push_manifest(repository, tag, manifest_data, OCI_MANIFEST)
     return PushedChart(repository, tag, digest)
 
 

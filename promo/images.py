@@ -4,6 +4,10 @@ Both builders push as part of the build and return the digest the registry store
 ``repo@digest`` instead of trusting a mutable tag. Credentials are promo.oci's (so ECR tokens work here too) and
 reach the tool through a 0600 ``config.json`` in a private temporary directory: never through its arguments, its
 environment values or our messages. No retries here: a TransientError is retried by the task layer.
+
+A build is stamped with its commit's time (buildah ``--timestamp``, buildx ``SOURCE_DATE_EPOCH`` with
+``rewrite-timestamp``), so building one commit twice gives one digest. publish-dev still builds a tag only once
+(``existing_image``): not every Containerfile is reproducible (a RUN that downloads, a base image by tag).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from promo.errors import AuthError, InputError, PromoError, ToolError, TransientError
-from promo.oci import CREDENTIALS_FIX, DIGEST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN, Credentials
+from promo.oci import CREDENTIALS_FIX, DIGEST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN, Credentials, Registry
 
 BuilderKind = Literal["auto", "buildah", "docker"]
 
@@ -49,6 +53,7 @@ class BuiltImage:
     repository: str
     tag: str
     digest: str
+    reused: bool = False  # the registry held the tag already: nothing was built or pushed
 
     @property
     def reference(self) -> str:
@@ -67,9 +72,13 @@ class ImageBuilder(Protocol):
         containerfile: Path,
         repository: str,
         tag: str,
+        created: int,
         insecure: bool,
         login: Credentials | None,
-    ) -> BuiltImage: ...
+    ) -> BuiltImage:
+        """Build ``containerfile`` in ``context`` with every timestamp set to ``created`` (epoch seconds), push it
+        as ``repository:tag`` and return the digest the registry stored."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class Buildah:
         containerfile: Path,
         repository: str,
         tag: str,
+        created: int,
         insecure: bool,
         login: Credentials | None,
     ) -> BuiltImage:
@@ -98,8 +108,10 @@ class Buildah:
         with tempfile.TemporaryDirectory(prefix="promo-buildah-") as scratch:
             auth = _Auth.write(Path(scratch), repository, login)
             authfile = ["--authfile", str(auth.file)] if auth.file else []
+            # --timestamp sets the image's and its files' times: one context then always gives one digest.
+            bud = ["bud", "--isolation", "chroot", "--timestamp", str(created), *authfile, "-f", str(containerfile)]
             _run(
-                [*tool, "bud", "--isolation", "chroot", *authfile, "-f", str(containerfile), "-t", reference, str(context)],
+                [*tool, *bud, "-t", reference, str(context)],
                 what=f"building image {reference}",
                 fix="fix the Containerfile or the build context (the same buildah bud run by hand shows the whole log)",
                 auth=auth,
@@ -128,9 +140,11 @@ class DockerBuildx:
     """
 
     def argv(self, *, context: Path, containerfile: Path, reference: str, metadata_file: Path) -> list[str]:
+        # type=registry is `--push`; rewrite-timestamp clamps the layers' file times to SOURCE_DATE_EPOCH (set in
+        # the environment) too. A provenance attestation records when the build ran: it would change the digest.
         return [
-            "docker", "buildx", "build", "--push", "--metadata-file", str(metadata_file),
-            "-t", reference, "-f", str(containerfile), str(context),
+            "docker", "buildx", "build", "--output", "type=registry,rewrite-timestamp=true", "--provenance=false",
+            "--metadata-file", str(metadata_file), "-t", reference, "-f", str(containerfile), str(context),
         ]  # fmt: skip
 
     def build_and_push(
@@ -140,6 +154,7 @@ class DockerBuildx:
         containerfile: Path,
         repository: str,
         tag: str,
+        created: int,
         insecure: bool,
         login: Credentials | None,
     ) -> BuiltImage:
@@ -152,7 +167,7 @@ class DockerBuildx:
                 what=f"building and pushing image {reference}",
                 fix=f"fix the Containerfile or the build context, and check that {repository} accepts our pushes",
                 auth=auth,
-                env=_docker_env(auth),
+                env=_docker_env(auth, created),
             )
             metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
             digest = _checked_digest(str(metadata.get("containerimage.digest", "")), reference)
@@ -166,6 +181,16 @@ def select_builder(kind: BuilderKind, storage_root: Path | None = None) -> Image
     if shutil.which(kind) is None:
         raise _missing(kind)
     return DockerBuildx() if kind == "docker" else Buildah(storage_root)
+
+
+def existing_image(registry: Registry, repository: str, tag: str) -> BuiltImage | None:
+    """The image ``repository:tag`` (``host/path``) as ``registry`` holds it already, or None.
+
+    A pushed tag is never pushed again: whoever runs that tag keeps the bytes that were tested, and a repository
+    with immutable tags (ECR) accepts a re-run.
+    """
+    digest = registry.manifest_digest(repository.partition("/")[2], tag)
+    return BuiltImage(repository, tag, digest, reused=True) if digest is not None else None
 
 
 def registry_host(repository: str) -> str:
@@ -199,14 +224,16 @@ class _Auth:
         return text
 
 
-def _docker_env(auth: _Auth) -> dict[str, str] | None:
-    """With a login, a private DOCKER_CONFIG that still sees the user's CLI plugins (buildx may live there)."""
+def _docker_env(auth: _Auth, created: int) -> dict[str, str]:
+    """``SOURCE_DATE_EPOCH`` (buildx passes it to the build as the time of everything it creates) and, with a login,
+    a private DOCKER_CONFIG that still sees the user's CLI plugins (buildx may live there)."""
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(created)}
     if auth.file is None:
-        return None
+        return env
     plugins = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "cli-plugins"
     if plugins.is_dir():
         (auth.file.parent / "cli-plugins").symlink_to(plugins)
-    return {**os.environ, "DOCKER_CONFIG": str(auth.file.parent)}
+    return {**env, "DOCKER_CONFIG": str(auth.file.parent)}
 
 
 def _docker_answers() -> bool:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from promo.charts import ChartPackage, package_chart
 from promo.clients import chart_repository, open_registry
 from promo.config import PromoConfig
 from promo.errors import NotFound
-from promo.helm_oci import PushedChart, chart_tag, push_chart
+from promo.helm_oci import PushedChart, chart_tag, existing_chart, push_chart
 from promo.versions import rc_version, short_sha
 from tasks.retry import TRANSIENT_RETRIES
 
@@ -31,8 +31,15 @@ def package_rc_chart(config: PromoConfig, source: Path, base: str, commit: str) 
 
 @task(name="push-chart", **TRANSIENT_RETRIES)
 def push_rc_chart(config: PromoConfig, chart: ChartPackage) -> PushedChart:
+    """Push the RC chart, unless the registry holds that version already: then that one stays and is used."""
     with open_registry(config, chart_repository(config)) as (registry, repository):
-        return push_chart(registry, repository, chart)
+        existing = existing_chart(registry, repository, chart.version)
+        if existing is None:
+            return push_chart(registry, repository, chart)
+    get_run_logger().info(
+        "Chart %s %s exists already as %s: reused, not pushed again", chart.name, chart.version, existing.digest
+    )
+    return existing
 
 
 @task(name="lookup-chart", **TRANSIENT_RETRIES)

@@ -12,7 +12,8 @@ from promo.charts import ChartPackage, read_chart, retag_chart, retag_difference
 from promo.clients import app_mirror, chart_repository, open_registry
 from promo.config import PromoConfig
 from promo.errors import ChartError, ConflictError
-from promo.helm_oci import PushedChart, chart_tag, pull_chart, push_chart
+from promo.helm_oci import PushedChart, chart_tag, existing_chart, pull_chart, push_chart
+from promo.oci import Registry
 from promo.release import ReleaseCandidate, bump_subject, next_main_version
 from promo.versions import bump
 from tasks.app_repo import change_main_chart_version
@@ -47,22 +48,19 @@ def prepare_release_chart(config: PromoConfig, candidate: ReleaseCandidate, rc_d
                 f"check that the registry tag {chart_tag(candidate.rc)} was not overwritten",
             )
         package = retag_chart(rc_data, candidate.version)
-        existing = registry.manifest_digest(repository, chart_tag(candidate.version))
-        if existing is not None:
-            layer = registry.pull_manifest(repository, existing).json()["layers"][0]["digest"]
-            if layer != package.digest:
-                raise ConflictError(
-                    f"chart {config.chart_name} {candidate.version} is already released with other content ({existing})",
-                    f"release a new version: bump Chart.yaml past {candidate.version} and build a new RC",
-                )
-    return ReleaseChart(rc_data, package, already_published=existing is not None)
+        published = _published_release(registry, repository, package)
+    return ReleaseChart(rc_data, package, already_published=published is not None)
 
 
 @task(name="publish-release-chart", **TRANSIENT_RETRIES)
 def publish_release_chart(config: PromoConfig, release: ReleaseChart) -> PushedChart:
-    """Push the release chart (unless already there), then pull it back: its files must be the RC's but the version."""
+    """Push the release chart unless it is there already, then pull it back: its files must be the RC's but the
+    version. Run under the app's release lock: the check after the gate and the push are then one step, and a
+    release another run published while this one waited at its gate is never replaced."""
     with open_registry(config, chart_repository(config)) as (registry, repository):
-        pushed = push_chart(registry, repository, release.package)  # same bytes again: the same digest, a no-op
+        pushed = _published_release(registry, repository, release.package)
+        if pushed is None:
+            pushed = push_chart(registry, repository, release.package)
         pulled = pull_chart(registry, repository, pushed.digest)
     problems = retag_differences(release.rc_data, pulled, release.package.version)
     if problems:
@@ -71,6 +69,21 @@ def publish_release_chart(config: PromoConfig, release: ReleaseChart) -> PushedC
             "delete that tag from the registry and run release-prod again",
         )
     return pushed
+
+
+def _published_release(registry: Registry, repository: str, package: ChartPackage) -> PushedChart | None:
+    """The release chart the registry holds already when it is this package, None when there is none; a release
+    with other content is a ConflictError (a published release never changes)."""
+    existing = existing_chart(registry, repository, package.version)
+    if existing is None:
+        return None
+    layer = registry.pull_manifest(repository, existing.digest).json()["layers"][0]["digest"]
+    if layer != package.digest:
+        raise ConflictError(
+            f"chart {package.name} {package.version} is already released with other content ({existing.digest})",
+            f"release a new version: bump Chart.yaml past {package.version} and build a new RC",
+        )
+    return existing
 
 
 @task(name="bump-main", **TRANSIENT_RETRIES)

@@ -78,3 +78,9 @@ def export_source(config: PromoConfig, commit: str, workdir: Path) -> Path:
     """The build context: exactly the tree of ``commit`` in the empty ``workdir`` (see ``Mirror.export_tree``)."""
     app_mirror(config).export_tree(commit, workdir)
     return workdir
+
+
+@task(name="read-commit-time", **TRANSIENT_RETRIES)
+def read_commit_time(config: PromoConfig, commit: str) -> int:
+    """When ``commit`` was committed (epoch seconds): the time every build of it is stamped with, so builds match."""
+    return app_mirror(config).commit_time(commit)

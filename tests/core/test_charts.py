@@ -1,4 +1,4 @@
-"""Chart packaging: reproducible bytes, Helm's ignore rules, and Chart.yaml edited in place."""
+"""Chart packaging: reproducible bytes, Helm's ignore rules, Chart.yaml edited in place, and create-only pushes."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ import io
 import os
 import shutil
 import tarfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from promo.charts import ChartPackage, package_chart, read_chart, read_chart_metadata, retag_chart
-from promo.errors import ChartError, InputError
+from promo.errors import ChartError, ConflictError, InputError
+from promo.helm_oci import existing_chart, push_chart
+from promo.oci import Registry
+from promo.registry_server import RegistryServer
 
 CHART_YAML = """\
 # The demo chart; comments survive packaging.
@@ -203,3 +209,58 @@ def test_read_chart_refuses_what_is_not_a_chart(tmp_path: Path) -> None:
         read_chart(buffer.getvalue())
     with pytest.raises(ChartError, match="not a gzipped tar"):
         read_chart(package_chart(write_chart(tmp_path), version="1.0.0", app_version="1").data[:200])
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """Every request the client sends to the real registry, as (method, path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
+        return super().handle_request(request)
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [(method, path) for method, path in self.requests if method not in ("GET", "HEAD")]
+
+
+@pytest.fixture
+def recorded(registry_server: RegistryServer) -> Iterator[tuple[Registry, RecordingTransport]]:
+    transport = RecordingTransport()
+    with Registry(registry_server.host, transport=transport) as client:
+        yield client, transport
+
+
+def test_pushing_a_chart_again_writes_nothing(recorded, tmp_path: Path) -> None:
+    """A tag already holding this manifest is not PUT again: ECR repositories with immutable tags refuse that."""
+    registry, transport = recorded
+    repository = f"immutable-{uuid.uuid4().hex[:8]}/demo"
+    package = package_chart(write_chart(tmp_path), version="1.0.0", app_version="abc")
+    pushed = push_chart(registry, repository, package)
+    assert ("PUT", f"/v2/{repository}/manifests/1.0.0") in transport.writes() and not pushed.reused
+    transport.requests.clear()
+
+    again = push_chart(registry, repository, package)
+
+    assert transport.writes() == []
+    assert (again.digest, again.reused) == (pushed.digest, True)
+    assert existing_chart(registry, repository, "1.0.0") == again
+
+
+def test_a_pushed_chart_is_never_replaced(recorded, tmp_path: Path) -> None:
+    registry, transport = recorded
+    repository = f"immutable-{uuid.uuid4().hex[:8]}/demo"
+    first, other = (package_chart(write_chart(tmp_path / v), version="1.0.0", app_version=v) for v in "ab")
+    pushed = push_chart(registry, repository, first)
+    transport.requests.clear()
+
+    with pytest.raises(ConflictError) as refused:
+        push_chart(registry, repository, other)
+
+    where = f"{registry.host}/{repository}"
+    assert str(refused.value).startswith(f"chart demo 1.0.0 is already in {where} as {pushed.digest}")
+    assert "never replaced" in str(refused.value) and "\n" not in str(refused.value)
+    assert transport.writes() == []
+    assert registry.manifest_digest(repository, "1.0.0") == pushed.digest

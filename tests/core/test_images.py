@@ -15,8 +15,9 @@ import pytest
 import promo
 from promo import images
 from promo.errors import AuthError, InputError, ToolError, TransientError
-from promo.images import Buildah, BuiltImage, DockerBuildx, select_builder
-from promo.oci import BasicCredentials
+from promo.images import Buildah, BuiltImage, DockerBuildx, existing_image, select_builder
+from promo.oci import OCI_MANIFEST, BasicCredentials
+from tests.core.test_oci import image_manifest
 
 SAMPLE_APP = Path(promo.__file__).parent / "sample" / "app"
 DIGEST = "sha256:" + "ab" * 32
@@ -31,7 +32,7 @@ if os.environ.get("FAKE_DOCKER_DAEMON") != "up":
     sys.exit("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
 if args[:2] == ["buildx", "build"]:
     config = os.path.join(os.environ.get("DOCKER_CONFIG", "/nonexistent"), "config.json")
-    record = {{"argv": args, "config": None, "mode": None}}
+    record = {{"argv": args, "config": None, "mode": None, "epoch": os.environ.get("SOURCE_DATE_EPOCH")}}
     if os.path.exists(config):
         record.update(config=json.load(open(config)), mode=os.stat(config).st_mode & 0o777)
     json.dump(record, open(os.environ["FAKE_DOCKER_RECORD"], "w"))
@@ -39,8 +40,14 @@ if args[:2] == ["buildx", "build"]:
 """
 
 
+COMMIT_TIME = 1_700_000_000
+
+
 def build(builder: images.ImageBuilder, host: str, tag: str = "abc1234", **kwargs: object) -> BuiltImage:
-    options = {"context": SAMPLE_APP, "containerfile": SAMPLE_APP / "Containerfile", "insecure": True, "login": None}
+    options = {
+        "context": SAMPLE_APP, "containerfile": SAMPLE_APP / "Containerfile", "created": COMMIT_TIME,
+        "insecure": True, "login": None,
+    }  # fmt: skip
     options.update(kwargs)
     return builder.build_and_push(repository=f"{host}/hello", tag=tag, **options)
 
@@ -115,6 +122,39 @@ def test_refused_credentials_are_an_auth_error_without_the_password(basic_auth_r
     assert "wrong-password" not in str(caught.value)
 
 
+@pytest.mark.integration
+@needs_buildah
+def test_buildah_builds_of_one_commit_give_one_digest(registry_server, tmp_path: Path) -> None:
+    """Two builds of one context, in fresh storage and from files with other mtimes (a later export of the commit),
+    stamped with the commit's time: one digest. Another time gives another digest, so the time is what pins it."""
+    contexts = []
+    for index, mtime in enumerate((1_000_000_000, 1_600_000_000)):
+        context = shutil.copytree(SAMPLE_APP, tmp_path / f"context-{index}", ignore=shutil.ignore_patterns("charts"))
+        for path in [context, *context.rglob("*")]:
+            os.utime(path, (mtime, mtime))
+        contexts.append(context)
+
+    def build_in_fresh_storage(index: int, context: Path, created: int) -> BuiltImage:
+        builder = Buildah(tmp_path / f"buildah-{index}")
+        return build(builder, registry_server.host, f"repro{index}", context=context, created=created,
+                     containerfile=context / "Containerfile")  # fmt: skip
+
+    first = build_in_fresh_storage(0, contexts[0], COMMIT_TIME)
+    second = build_in_fresh_storage(1, contexts[1], COMMIT_TIME)
+    later = build_in_fresh_storage(2, contexts[0], COMMIT_TIME + 1)
+
+    assert first.digest == second.digest != later.digest
+    assert skopeo_inspect(first.reference)["Created"].startswith("2023-11-14T22:13:20")  # COMMIT_TIME in UTC
+
+
+def test_existing_image_is_the_digest_the_tag_holds_or_none(registry_server, registry, tmp_path: Path) -> None:
+    repository = f"{registry_server.host}/existing"
+    assert existing_image(registry, repository, "abc1234") is None
+    manifest = image_manifest(registry, "existing")
+    digest = registry.push_manifest("existing", "abc1234", manifest, OCI_MANIFEST)
+    assert existing_image(registry, repository, "abc1234") == BuiltImage(repository, "abc1234", digest, reused=True)
+
+
 @needs_buildah
 def test_unreachable_registry_is_transient(tmp_path: Path) -> None:
     with socket.socket() as sock:
@@ -154,7 +194,7 @@ def test_bad_requests_are_refused_before_any_tool_runs(repository, tag, containe
     with pytest.raises(InputError, match=expected):
         Buildah().build_and_push(
             context=SAMPLE_APP, containerfile=SAMPLE_APP / containerfile, repository=repository, tag=tag,
-            insecure=False, login=None,
+            created=COMMIT_TIME, insecure=False, login=None,
         )  # fmt: skip
 
 
@@ -164,8 +204,8 @@ def test_docker_buildx_command() -> None:
         metadata_file=Path("/tmp/m.json"),
     )  # fmt: skip
     assert argv == [
-        "docker", "buildx", "build", "--push", "--metadata-file", "/tmp/m.json",
-        "-t", "r.io/team/hello:abc1234", "-f", "/src/Containerfile", "/src",
+        "docker", "buildx", "build", "--output", "type=registry,rewrite-timestamp=true", "--provenance=false",
+        "--metadata-file", "/tmp/m.json", "-t", "r.io/team/hello:abc1234", "-f", "/src/Containerfile", "/src",
     ]  # fmt: skip
 
 
@@ -177,10 +217,17 @@ def test_docker_buildx_reads_the_digest_and_gets_credentials_in_a_private_config
 
     assert image == BuiltImage(repository="r.io/hello", tag="abc1234", digest=DIGEST)
     record = json.loads(fake_docker.read_text())
-    assert record["argv"][:4] == ["buildx", "build", "--push", "--metadata-file"]
+    assert record["argv"][:3] == ["buildx", "build", "--output"]
+    assert record["epoch"] == str(COMMIT_TIME)  # buildx stamps everything it creates with SOURCE_DATE_EPOCH
     assert record["mode"] == 0o600
     assert record["config"] == {"auths": {"r.io": {"auth": "Y2k6czNjcmV0"}}}  # base64("ci:s3cret")
     assert not any("s3cret" in arg for arg in record["argv"])
+
+
+def test_docker_buildx_gets_the_commit_time_without_a_login_too(fake_docker, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_DAEMON", "up")
+    build(DockerBuildx(), "r.io", created=1_234_567_890)
+    assert json.loads(fake_docker.read_text())["epoch"] == "1234567890"
 
 
 def test_docker_failure_is_a_tool_error(fake_docker) -> None:

@@ -8,20 +8,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prefect.client.orchestration import get_client
 from ruamel.yaml import YAML
 
 import flows.release_prod as release_module
-from flows.gate import approving_as
+from flows.gate import approving_as, decide
 from flows.bump_version import bump_version
 from flows.hotfix import hotfix
+from flows.limits import RELEASE, environment_lock, limit_name, release_lock
 from flows.promote import promote_stage, promote_test
 from flows.publish_dev import publish_dev
 from flows.release_prod import release_prod
+from promo.approvals import Decision
 from promo.charts import read_chart
 from promo.clients import chart_repository, open_registry
 from promo.config import load_config
 from promo.errors import ConflictError, InputError, NotFound
 from promo.helm_oci import pull_chart
+from promo.oci import Registry
 from promo.sandbox import Sandbox
 from promo.versions import short_sha
 
@@ -45,6 +49,12 @@ def main_chart_version(sandbox: Sandbox, branch: str = "main") -> str:
 def chart_tags(sandbox: Sandbox) -> list[str]:
     response = httpx.get(f"http://{sandbox.registry_host}/v2/charts/{sandbox.app}/tags/list")
     return sorted(response.json()["tags"] or [])
+
+
+def chart_digest(sandbox: Sandbox, version: str) -> str | None:
+    config = load_config(sandbox.config_path)
+    with open_registry(config, chart_repository(config)) as (registry, repository):
+        return registry.manifest_digest(repository, version)
 
 
 @dataclass(frozen=True)
@@ -118,13 +128,60 @@ def test_the_release_chart_equals_the_rc_but_for_the_version_line(staged):
     assert release.app_version == rc.app_version
 
 
-def test_running_release_prod_again_changes_nothing(staged):
+def test_running_release_prod_again_changes_nothing(staged, monkeypatch):
     with approving_as("alice"):
         release_prod(config_path=staged.config)
     before = end_state(staged.sandbox)
+    manifest_puts: list[str] = []
+    real_put = Registry.push_manifest
+
+    def counting_put(registry, repository, reference, data, media_type):
+        manifest_puts.append(f"{repository}:{reference}")
+        return real_put(registry, repository, reference, data, media_type)
+
+    monkeypatch.setattr(Registry, "push_manifest", counting_put)
     again = release_prod(config_path=staged.config)  # no gate: prod already runs it
     assert again.approved_by is None
     assert end_state(staged.sandbox) == before
+    assert manifest_puts == [], "a re-run wrote a tag that held its manifest already (immutable tags refuse that)"
+
+
+def test_the_release_lock_is_one_slot_per_app_made_on_first_use():
+    with release_lock("lockapp"):  # a local run makes its limit on first use
+        with pytest.raises(ConflictError, match="another run held release of lockapp"):
+            with environment_lock("lockapp", RELEASE, timeout_seconds=1.5):
+                pass
+        with environment_lock("otherapp", RELEASE, timeout_seconds=5):  # another app's releases are not held up
+            pass
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(limit_name("lockapp", RELEASE)).limit == 1
+
+
+def test_of_two_releases_of_one_version_the_one_approved_second_fails_and_the_release_never_changes(
+    staged, background
+):
+    """Stage moves to another RC of the same base while a release waits at its gate: whoever is approved first
+    releases X.Y.Z; the other is checked again after its gate and fails, and the chart X.Y.Z stays as published."""
+    sandbox = staged.sandbox
+    waiting = background(lambda: release_prod(config_path=staged.config))
+    gate = waiting.gate("prod")  # waits to release the first RC as 0.1.0
+    restaged = stage_a_build(sandbox)
+    with approving_as("alice"):
+        released = release_prod(config_path=staged.config)  # the second RC becomes 0.1.0
+    assert (released.version, released.rc) == ("0.1.0", restaged.rc)
+    published = chart_digest(sandbox, "0.1.0")
+    after_first = end_state(sandbox)
+
+    decide(gate, Decision(approved=True, approver="alice"))
+
+    with pytest.raises(ConflictError) as refused:
+        waiting.join()
+    message = str(refused.value)
+    assert message.startswith(f"chart hello 0.1.0 is already released with other content ({published}); ")
+    assert "build a new RC" in message and "\n" not in message
+    assert chart_digest(sandbox, "0.1.0") == published == released.release_digest
+    assert end_state(sandbox) == after_first
+    assert git(sandbox.app_remote, "rev-parse", "v0.1.0^{commit}").strip() == restaged.rc_commit
 
 
 STEPS = ["prepare_release_chart", "publish_release_chart", "publish_release", "write_environment_version", "bump_main", "find_next_build_commit", "publish_dev"]

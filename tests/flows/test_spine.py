@@ -14,10 +14,13 @@ from ruamel.yaml import YAML
 
 from flows.gate import approving_as, decide
 from flows.promote import promote_stage, promote_test
+import tasks.image
 from flows.publish_dev import publish_dev
 from promo.approvals import Decision
+from promo.clients import chart_repository, open_registry
 from promo.config import load_config
 from promo.errors import ApprovalRejected, InputError, NotFound
+from promo.oci import Registry
 from promo.sandbox import Sandbox
 from promo.versions import short_sha
 
@@ -86,6 +89,53 @@ def test_publish_dev_of_a_given_sha_builds_that_commit(sandbox):
     result = publish_dev(sha=sha, config_path=str(sandbox.config_path))
     assert result.commit == sha
     assert git(sandbox.app_remote, "rev-parse", "main").strip() == sha  # no build commit when a SHA is given
+
+
+def registry_digests(sandbox: Sandbox, image_tag: str, chart_version: str) -> tuple[str | None, str | None]:
+    """What the image tag and the chart tag point at, read from the registry."""
+    config = load_config(sandbox.config_path)
+    with open_registry(config, config.image.repository) as (registry, image_repository):
+        image = registry.manifest_digest(image_repository, image_tag)
+    with open_registry(config, chart_repository(config)) as (registry, repository):
+        return image, registry.manifest_digest(repository, chart_version)
+
+
+def test_publishing_one_commit_again_builds_nothing_and_moves_no_tag(sandbox, monkeypatch):
+    """CI on push, a manual --sha run and release-prod's next build all publish one commit: its tags never move."""
+    builds: list[str] = []
+    manifest_puts: list[str] = []
+    real_builder, real_put = tasks.image.image_builder, Registry.push_manifest
+
+    class CountingBuilder:
+        def __init__(self, config):
+            self.builder = real_builder(config)
+
+        def build_and_push(self, **options):
+            builds.append(options["tag"])
+            return self.builder.build_and_push(**options)
+
+    def counting_put(registry, repository, reference, data, media_type):
+        manifest_puts.append(f"{repository}:{reference}")
+        return real_put(registry, repository, reference, data, media_type)
+
+    monkeypatch.setattr(tasks.image, "image_builder", CountingBuilder)
+    monkeypatch.setattr(Registry, "push_manifest", counting_put)
+    sha = git(sandbox.app_remote, "rev-parse", "main").strip()
+    config = str(sandbox.config_path)
+    first = publish_dev(sha=sha, config_path=config)
+    tags = registry_digests(sandbox, short_sha(sha), first.chart_version)
+    assert tags == (first.image_digest, first.chart_digest) and builds == [short_sha(sha)]
+    manifest_puts.clear()
+
+    again = publish_dev(sha=sha, config_path=config)
+
+    assert builds == [short_sha(sha)], "the second run built the image again"
+    assert manifest_puts == [], "the second run pushed a tag again"
+    assert registry_digests(sandbox, short_sha(sha), first.chart_version) == tags
+    assert (again.image_digest, again.chart_digest) == (first.image_digest, first.chart_digest)
+    summary = Artifact.get(f"publish-{sandbox.app}").data
+    assert f"`{first.image_digest}` (in the registry already: reused, not pushed again)" in summary
+    assert f"`{first.chart_digest}` (in the registry already: reused, not pushed again)" in summary
 
 
 def test_promote_test_waits_at_the_gate_then_writes_test(sandbox, published, background):

@@ -23,7 +23,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from ruamel.yaml import YAML
 
 from flows.gate import decide, waiting_gates
-from flows.limits import limit_name
+from flows.limits import RELEASE, limit_name
 from promo.approvals import Decision
 from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
 from promo.versions import short_sha
@@ -99,6 +99,7 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
         for line in (
             "created  work pool promo (process)",
             f"created  limit {limit_name('hello', 'test')}",
+            f"created  limit {limit_name('hello', RELEASE)}",
             "created  secret promo-registry-password",
             "created  secret github-token",
             "created  deployment publish-dev/hello",

@@ -107,7 +107,7 @@ def run_operations(config: PromoConfig, chart: str, source: str, operations: int
             outcome.failures.append(f"operation {i}: {type(error).__name__}: {error}")
     for i in range(images):
         try:
-            built = build_image(config, Path(source), tag=f"img{i}")
+            built = build_image(config, Path(source), tag=f"img{i}", created=1_700_000_000)
             outcome.images[built.tag] = built.digest
         except Exception as error:  # noqa: BLE001
             outcome.failures.append(f"image {i}: {type(error).__name__}: {error}")

@@ -246,7 +246,7 @@ def test_ecr_tokens_never_leak_from_the_registry_client_or_the_image_builder(
     with pytest.raises(PromoError) as failed:
         builder.build_and_push(
             context=SAMPLE, containerfile=SAMPLE / "Containerfile", repository=f"{host}/hello", tag="ecr",
-            insecure=True, login=stubbed_ecr(ECR_PASSWORD),
+            created=1_700_000_000, insecure=True, login=stubbed_ecr(ECR_PASSWORD),
         )  # fmt: skip
     assert isinstance(failed.value, AuthError), failed.value
     scan.error("buildah", failed.value)
