@@ -77,12 +77,15 @@ class Change:
 
     @property
     def version(self) -> str | None:
-        """The version the environment runs after the change; None when its clusters were left on different ones."""
-        return self.moves[0].after if self.uniform else None
+        """The version the clusters it touched run after it; None when they were left on different ones."""
+        afters = {move.after for move in self.moves}
+        return afters.pop() if len(afters) == 1 else None
 
     @property
     def previous(self) -> str | None:
-        return self.moves[0].before if self.uniform else None
+        """The version they ran before it; None when they ran different ones."""
+        befores = {move.before for move in self.moves}
+        return befores.pop() if len(befores) == 1 else None
 
     @property
     def outcome(self) -> str:
@@ -101,7 +104,7 @@ class Change:
             "time": self.time.isoformat(),
             "env": self.env,
             "kind": self.kind,
-            "version": self.version,
+            "version": self.version or None,  # null: nothing, or clusters left on different versions (see clusters)
             "from": self.previous or None,
             "clusters": [{"cluster": m.cluster, "from": m.before or None, "to": m.after or None} for m in self.moves],
             "approver": self.approver,
@@ -136,7 +139,7 @@ def table_row(change: Change) -> list[str]:
         change.env,
         ",".join(move.cluster for move in change.moves),
         change.kind,
-        change.version or "(clusters differ)",
+        NOTHING if change.version == "" else change.version or "(clusters differ)",
         moved,
         f"{approver}: {change.approval_comment}" if change.approval_comment else approver,
         change.flow_run or "-",

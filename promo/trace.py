@@ -16,7 +16,7 @@ from typing import Any
 
 from promo.clients import app_mirror, forge
 from promo.config import PromoConfig
-from promo.errors import NotFound
+from promo.errors import InputError, NotFound
 from promo.forge import Forge, Release
 from promo.git import Mirror
 from promo.history import Change, app_history, candidate_of, is_candidate
@@ -83,8 +83,8 @@ def trace_in(
     """``trace`` over a history already read (newest first); ``source`` is the environment prod is released from."""
     rc = _candidate(history, app_commits, target.strip(), prod=prod, source=source)
     version = release_of(rc)
-    released = [c for c in history if c.env == prod and c.version == version and candidate_of(history, c, source) == rc]
-    reached = [c for c in history if any(m.after == rc for m in c.moves) or c in released]
+    released = [c for c in history if c.env == prod and _arrived(c, version) and candidate_of(history, c, source) == rc]
+    reached = [c for c in history if _arrived(c, rc) or c in released]
     digests = [c.chart_digest for c in reversed(reached) if c.version == rc and c.chart_digest]
     images = [c.image for c in reversed(reached) if c.version == rc and c.image]
     sha = app_commits.resolve(sha_of(rc))
@@ -113,7 +113,13 @@ def _candidate(history: Sequence[Change], app_commits: Mirror, target: str, *, p
                 f"publish it with `promo publish-dev --sha {sha}`",
             )
         return str(built[0])
-    parse_version(target)
+    try:
+        parse_version(target)
+    except InputError:
+        raise InputError(
+            f"{target!r} is neither a version nor a commit SHA",
+            "pass X.Y.Z, X.Y.Z-rc.<sha> or an app commit SHA (7 to 40 hex digits)",
+        ) from None
     if is_candidate(target):
         if not any(c.version == target for c in history):
             raise NotFound(f"{target} was never deployed into any environment", "check the version (`promo history`)")
@@ -126,3 +132,9 @@ def _candidate(history: Sequence[Change], app_commits: Mirror, target: str, *, p
             "check the version (`promo history prod`)",
         )
     return candidates[0]
+
+
+def _arrived(change: Change, version: str) -> bool:
+    """Whether ``change`` put ``version`` into a cluster that ran something else (a hand edit of another field did
+    not)."""
+    return any(move.after == version != move.before for move in change.moves)
