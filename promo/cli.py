@@ -267,7 +267,8 @@ def trace(
     typer.echo(f"app commit  {found.commit.sha}  {found.commit.time:%Y-%m-%d %H:%M}  {found.commit.subject}")
     typer.echo(f"image       {found.image or '-'}")
     typer.echo(f"RC chart    {found.rc}  {found.rc_digest or '-'}")
-    print_table(["gitops commit", *TABLE_HEADERS], [[change.commit[:12], *table_row(change)] for change in found.reached])
+    rows = [[change.commit[:12], *table_row(change)] for change in found.reached]
+    print_table(["gitops commit", *TABLE_HEADERS], rows)
     if found.version is None:
         typer.echo("release     not released yet")
         return

@@ -247,9 +247,8 @@ class Mirror:
         at most ``limit`` of them."""
         options = [f"--max-count={limit}"] if limit is not None else []
         revision = self.resolve(ref)
-        output = self._git(
-            "log", "--format=%H%x1f%ct%x1f%s%x1f%b%x1e", *options, revision, "--", *paths, action="reading the history of"
-        )
+        record_format = "--format=%H%x1f%ct%x1f%s%x1f%b%x1e"  # fields and records split by ASCII separators
+        output = self._git("log", record_format, *options, revision, "--", *paths, action="reading the history of")
         records = []
         for record in output.split("\x1e"):
             if record.strip("\n"):

@@ -122,7 +122,18 @@ class Change:
         }
 
 
-TABLE_HEADERS = ("time (UTC)", "env", "clusters", "kind", "version", "from -> to", "approver", "flow run", "verdict", "note")
+TABLE_HEADERS = (
+    "time (UTC)",
+    "env",
+    "clusters",
+    "kind",
+    "version",
+    "from -> to",
+    "approver",
+    "flow run",
+    "verdict",
+    "note",
+)
 
 
 def table_row(change: Change) -> list[str]:
@@ -130,7 +141,9 @@ def table_row(change: Change) -> list[str]:
     if change.uniform:
         moved = f"{change.previous or NOTHING} -> {change.version or NOTHING}"
     else:
-        moved = ", ".join(f"{move.cluster}: {move.before or NOTHING} -> {move.after or NOTHING}" for move in change.moves)
+        moved = ", ".join(
+            f"{move.cluster}: {move.before or NOTHING} -> {move.after or NOTHING}" for move in change.moves
+        )
     approver = change.approver or ("unknown (manual edit)" if change.kind == "manual" else "-")
     notes = [f"rollback of {change.rollback_of}" if change.rollback_of else ""]
     notes.append(f"override: {change.override_reason}" if change.override_reason else "")
@@ -160,7 +173,9 @@ def read_history(
     """Every change of ``app`` at ``ref``, newest first, in the environments of ``clusters`` (env -> its clusters;
     only ``env`` when given), as last fetched by ``mirror``."""
     envs = [env] if env is not None else list(clusters)
-    paths = {str(manifest_path(name, cluster, app, root)): (name, cluster) for name in envs for cluster in clusters[name]}
+    paths = {
+        str(manifest_path(name, cluster, app, root)): (name, cluster) for name in envs for cluster in clusters[name]
+    }
     verdicts = {name: read_verdicts(mirror, app, name) for name in envs}
     changes = []
     for record in mirror.log_paths(ref, list(paths)):

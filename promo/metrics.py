@@ -140,7 +140,6 @@ def compute_metrics(
     p90_lead = _nearest_rank(lead_times, 0.9) if lead_times else None
     rate = len(failures) / len(deployments) if deployments else None
     median_restore = statistics.median(restores) if restores else None
-    window = _duration(since.total_seconds())
     return Metrics(
         env=prod,
         since=start,
@@ -150,7 +149,7 @@ def compute_metrics(
             "deployment frequency",
             frequency,
             f"{frequency:.2f} per day ({frequency * 7:.1f} per week)",
-            f"{len(deployments)} deployments to {prod} in the last {window} / {days:g} days "
+            f"{len(deployments)} deployments to {prod} / {days:g} days "
             "(new versions by release, promotion or hand edit; rollbacks not counted)",
         ),
         lead_time=Figure(

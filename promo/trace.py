@@ -72,7 +72,12 @@ def trace(config: PromoConfig, target: str) -> Trace:
     app_commits = app_mirror(config)
     app_commits.fetch()
     return trace_in(
-        app_history(config), app_commits, forge(config, app_commits), target, app=config.app, prod=prod,
+        app_history(config),
+        app_commits,
+        forge(config, app_commits),
+        target,
+        app=config.app,
+        prod=prod,
         source=config.source_of(prod).name,
     )
 

@@ -23,7 +23,6 @@ from tests.fixtures.history_script import (
     image_of,
     manifest,
     promo_message,
-    scripted,  # noqa: F401  (the fixture)
 )
 
 
@@ -74,7 +73,9 @@ def test_the_script_writes_what_promo_writes(gitops_remote: GitRemote, cache_dir
         trailers=Trailers("dev", version, chart_digest(7), None, "promote-test/brave-otter", "carol"),
     )
     written = gitops_remote.git("cat-file", "commit", "main").split("\n\n", 1)[1]
-    assert written == promo_message("promote", "test", "dev", version, {manifest("test", "preprod"): "0.1.1-rc.def5678"}, trailers)
+    assert written == promo_message(
+        "promote", "test", "dev", version, {manifest("test", "preprod"): "0.1.1-rc.def5678"}, trailers
+    )
 
     mirror = Mirror.open(gitops_remote.url, cache_dir / "reader")
     mirror.fetch()
@@ -113,7 +114,11 @@ def test_promo_commits_carry_their_trailers_and_verdicts(scripted: Scripted) -> 
             assert change.approver == step.trailers.get("Approved-By")
 
     first_test = by_commit(changes, scripted.commits[1])
-    assert (first_test.approver, first_test.approval_comment, first_test.promoted_from) == ("carol", "looks good", "dev")
+    assert (first_test.approver, first_test.approval_comment, first_test.promoted_from) == (
+        "carol",
+        "looks good",
+        "dev",
+    )
     first_dev = by_commit(changes, scripted.commits[0])
     assert (first_dev.kind, first_dev.image, first_dev.flow_run) == ("deploy", image_of("A1"), "publish-dev/a")
     waived = by_commit(changes, scripted.commits[8])
@@ -166,7 +171,10 @@ def test_history_json(scripted: Scripted) -> None:
         "kind": "release",
         "version": "0.1.1",
         "from": "0.1.0",
-        "clusters": [{"cluster": "eu", "from": "0.1.0", "to": "0.1.1"}, {"cluster": "us", "from": "0.1.0", "to": "0.1.1"}],
+        "clusters": [
+            {"cluster": "eu", "from": "0.1.0", "to": "0.1.1"},
+            {"cluster": "us", "from": "0.1.0", "to": "0.1.1"},
+        ],
         "approver": "dave",
         "approval_comment": None,
         "override_reason": None,
@@ -175,7 +183,11 @@ def test_history_json(scripted: Scripted) -> None:
         "image": None,
         "promoted_from": "stage",
         "rollback_of": None,
-        "verdict": {"outcome": "failed", "reason": "cluster eu: health Degraded", "checked_at": "2026-11-07T09:15:00+00:00"},
+        "verdict": {
+            "outcome": "failed",
+            "reason": "cluster eu: health Degraded",
+            "checked_at": "2026-11-07T09:15:00+00:00",
+        },
         "subject": "release(hello): prod -> 0.1.1",
     }
 
