@@ -332,9 +332,14 @@ def _quiet_console_tracebacks() -> None:
             handler.addFilter(_ExpectedErrorsWithoutTraceback())
 
 
+# Commands that only read git start no flow: they skip Prefect's logging setup, and with it Prefect's import (seconds).
+READ_ONLY_COMMANDS = frozenset({"history", "trace", "metrics"})
+
+
 def main() -> None:
     _register_extra_commands()
-    _quiet_console_tracebacks()
+    if not READ_ONLY_COMMANDS.intersection(sys.argv[1:2]):
+        _quiet_console_tracebacks()
     try:
         app()
     except PromoError as error:
