@@ -175,7 +175,8 @@ def compute_metrics(
             median_restore,
             _duration(median_restore) if median_restore is not None else NO_DATA,
             f"failed deployment's commit -> the next verified version in {prod}, median over {len(restores)} "
-            f"incidents started in the window" + (f" ({still_open} not restored yet)" if still_open else ""),
+            f"incident{'' if len(restores) == 1 else 's'} started in the window"
+            + (f" ({still_open} not restored yet)" if still_open else ""),
         ),
     )
 

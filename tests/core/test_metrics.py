@@ -20,14 +20,16 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from typer.testing import CliRunner
 
 from promo.cli import app
 from promo.errors import InputError
-from promo.metrics import NO_DATA, metrics
+from promo.history import Change, Move
+from promo.metrics import NO_DATA, compute_metrics, metrics
+from promo.verdicts import Verdict
 from tests.fixtures.history_script import (
     APP_COMMITS,
     STEPS,
@@ -132,3 +134,47 @@ def test_metrics_print_how_each_figure_was_computed_without_importing_prefect(sc
         "time to restore (median)",
     ]
     assert all(line.startswith("    ") for line in lines[2::2])
+
+
+def a_change(
+    when: datetime, env: str, kind: str, before: str, after: str, outcome: bool | None = None, **fields
+) -> Change:
+    verdict = None
+    if outcome is not None:
+        verdict = Verdict("hello", env, after, f"commit-{when:%d%H%M}", outcome, "-", when + timedelta(minutes=30))
+    return Change(
+        f"commit-{when:%d%H%M}", when, env, kind, (Move("eu", before, after),), "-", verdict=verdict, **fields
+    )
+
+
+def test_failures_in_a_row_are_one_incident_and_untraced_versions_are_said_so() -> None:
+    """A hand-set 0.0.9 (no RC: untraced) runs; 1.0.0 fails at 00:00, 1.0.1 (its commit unknown) fails at 01:00, the
+    rollback to 0.0.9 at 03:00 is verified at 03:30: one incident of 3h30m. 1.1.0, by hand, fails and is not restored.
+    Deployments: 0.0.9, 1.0.0, 1.0.1, 1.1.0 (not the rollback); 3 of them failed; only 1.0.0 is traced (18h)."""
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    oldest_first = [
+        a_change(day - timedelta(days=1), "prod", "manual", "", "0.0.9", True),
+        a_change(day - timedelta(hours=12), "stage", "promote", "", "1.0.0-rc.aaaaaaa", True),
+        a_change(day, "prod", "release", "0.0.9", "1.0.0", False),
+        a_change(day + timedelta(hours=0, minutes=30), "stage", "promote", "", "1.0.1-rc.bbbbbbb", True),
+        a_change(day + timedelta(hours=1), "prod", "release", "1.0.0", "1.0.1", False),
+        a_change(day + timedelta(hours=3), "prod", "rollback", "1.0.1", "0.0.9", True, rollback_of="1.0.1"),
+        a_change(day + timedelta(days=1), "prod", "manual", "0.0.9", "1.1.0", False),
+    ]
+    app_commit_times = {"1.0.0-rc.aaaaaaa": day - timedelta(hours=18)}
+    figures = compute_metrics(
+        list(reversed(oldest_first)),
+        prod="prod",
+        source="stage",
+        since=timedelta(days=4),
+        until=day + timedelta(days=2),
+        commit_time=app_commit_times.get,
+    )
+    assert figures.deployments == 4
+    assert figures.change_failure_rate.value == 3 / 4
+    assert (figures.lead_time.value, figures.lead_time_p90.value) == (18 * 3600, 18 * 3600)
+    assert figures.lead_time.how.endswith(
+        "1 of 4 deployments traced to their app commit (3 not: no RC or unknown commit)"
+    )
+    assert figures.time_to_restore.value == 3 * 3600 + 30 * 60
+    assert figures.time_to_restore.how.endswith("median over 1 incident started in the window (1 not restored yet)")
