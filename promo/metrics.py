@@ -127,8 +127,9 @@ def compute_metrics(
         committed = commit_time(rc) if rc else None
         if committed is not None:
             lead_times.append((deployment.time - committed).total_seconds())
+    counted = _count(len(deployments), "deployment")
     untraced = len(deployments) - len(lead_times)
-    traced = f"{len(lead_times)} of {len(deployments)} deployments traced to their app commit" + (
+    traced = f"{len(lead_times)} of {counted} traced to their app commit" + (
         f" ({untraced} not: no RC or unknown commit)" if untraced else ""
     )
 
@@ -149,7 +150,7 @@ def compute_metrics(
             "deployment frequency",
             frequency,
             f"{frequency:.2f} per day ({frequency * 7:.1f} per week)",
-            f"{len(deployments)} deployments to {prod} / {days:g} days "
+            f"{counted} to {prod} / {days:g} days "
             "(new versions by release, promotion or hand edit; rollbacks not counted)",
         ),
         lead_time=Figure(
@@ -162,20 +163,20 @@ def compute_metrics(
             "lead time for changes (p90)",
             p90_lead,
             _duration(p90_lead) if p90_lead is not None else NO_DATA,
-            f"the same, 90th percentile (nearest rank) over {len(lead_times)} lead times",
+            f"the same, 90th percentile (nearest rank) over {_count(len(lead_times), 'lead time')}",
         ),
         change_failure_rate=Figure(
             "change failure rate",
             rate,
             f"{rate:.0%}" if rate is not None else NO_DATA,
-            f"{len(failures)} of {len(deployments)} deployments to {prod} failed verification or were rolled back",
+            f"{len(failures)} of {counted} to {prod} failed verification or were rolled back",
         ),
         time_to_restore=Figure(
             "time to restore (median)",
             median_restore,
             _duration(median_restore) if median_restore is not None else NO_DATA,
-            f"failed deployment's commit -> the next verified version in {prod}, median over {len(restores)} "
-            f"incident{'' if len(restores) == 1 else 's'} started in the window"
+            f"failed deployment's commit -> the next verified version in {prod}, median over "
+            f"{_count(len(restores), 'incident')} started in the window"
             + (f" ({still_open} not restored yet)" if still_open else ""),
         ),
     )
@@ -209,6 +210,10 @@ def _restore_times(
             opened_at = None
     still_open = int(opened_at is not None and start <= opened_at <= until)
     return restores, still_open
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _nearest_rank(values: Sequence[float], fraction: float) -> float:
