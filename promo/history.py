@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
@@ -179,13 +179,13 @@ def read_history(
     verdicts = {name: read_verdicts(mirror, app, name) for name in envs}
     changes = []
     for record in mirror.log_paths(ref, list(paths)):
-        promo_subject = _PROMO_SUBJECT.match(record.subject)
-        written_by_promo = promo_subject is not None and promo_subject["app"] == app
+        subject = _PROMO_SUBJECT.match(record.subject)
+        kind = cast(Kind, subject["kind"]) if subject and subject["app"] == app else "manual"
+        written_by_promo = kind != "manual"
         moves = (_moves_in_body(record.body, paths) if written_by_promo else None) or _moves_in_trees(
             mirror, record.sha, paths
         )
         fields = _trailers(record.body) if written_by_promo else {}
-        kind: Kind = promo_subject["kind"] if written_by_promo else "manual"  # type: ignore[assignment, index]
         for name in envs:
             env_moves = tuple(move for (move_env, move) in moves if move_env == name)
             if env_moves:
