@@ -234,6 +234,91 @@ def demo(
     run_demo(directory)
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+@app.command("history")
+def history(
+    env: Annotated[Optional[str], typer.Argument(help="only this environment")] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Every change of the app, newest first, read from the GitOps log: who approved it and whether it came up."""
+    import json
+
+    from promo.config import load_config
+    from promo.history import TABLE_HEADERS, app_history, table_row
+    from promo.table import print_table
+
+    changes = app_history(load_config(config), env)
+    if as_json:
+        typer.echo(json.dumps([change.as_json() for change in changes], indent=2))
+    elif not changes:
+        typer.echo("no changes yet")
+    else:
+        print_table(TABLE_HEADERS, [table_row(change) for change in changes])
+
+
+@app.command("trace")
+def trace(
+    target: Annotated[str, typer.Argument(help="a version (X.Y.Z or X.Y.Z-rc.<sha>) or an app commit SHA")],
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Follow a version from its app commit through image, RC chart and every environment to its release."""
+    import json
+
+    from promo.config import load_config
+    from promo.history import TABLE_HEADERS, table_row
+    from promo.table import print_table
+    from promo.trace import trace as follow
+
+    found = follow(load_config(config), target)
+    if as_json:
+        typer.echo(json.dumps(found.as_json(), indent=2))
+        return
+    typer.echo(f"app commit  {found.commit.sha}  {found.commit.time:%Y-%m-%d %H:%M}  {found.commit.subject}")
+    typer.echo(f"image       {found.image or '-'}")
+    typer.echo(f"RC chart    {found.rc}  {found.rc_digest or '-'}")
+    rows = [[change.commit[:12], *table_row(change)] for change in found.reached]
+    print_table(["gitops commit", *TABLE_HEADERS], rows)
+    if found.version is None:
+        typer.echo("release     not released yet")
+        return
+    release = found.release
+    typer.echo(f"release     {found.version}  {found.release_digest or '-'}  tag {release.tag if release else '-'}")
+    if release is not None:
+        typer.echo(f"            {release.url or release.name}")
+        typer.echo(release.notes)
+
+
+@app.command("metrics")
+def metrics(
+    since: Annotated[str, typer.Option(help="the window: 30d, 12h, 90m...")] = "30d",
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """The four DORA figures for prod over the window, each with how it was computed."""
+    import json
+
+    from promo.config import duration_seconds, load_config
+    from promo.metrics import metrics as compute
+
+    try:
+        window = duration_seconds(since)
+    except ValueError as error:
+        raise InputError(str(error), "pass --since like 30d, 12h or 90m") from None
+    if window == 0:
+        raise InputError("the window --since 0 is empty", "pass --since like 30d, 12h or 90m")
+    figures = compute(load_config(config), window)
+    if as_json:
+        typer.echo(json.dumps(figures.as_json(), indent=2))
+        return
+    typer.echo(f"{figures.env}, {figures.since:%Y-%m-%d %H:%M} to {figures.until:%Y-%m-%d %H:%M} UTC")
+    for figure in figures.figures:
+        typer.echo(f"{figure.name}: {figure.text}\n    {figure.how}")
+
+
 def _register_extra_commands() -> None:
     """Commands kept in modules of their own (each registers itself on ``app``)."""
     from promo import cli_ops  # noqa: F401
@@ -260,9 +345,14 @@ def _quiet_console_tracebacks() -> None:
             handler.addFilter(_ExpectedErrorsWithoutTraceback())
 
 
+# Commands that only read git start no flow: they skip Prefect's logging setup, and with it Prefect's import (seconds).
+READ_ONLY_COMMANDS = frozenset({"history", "trace", "metrics"})
+
+
 def main() -> None:
     _register_extra_commands()
-    _quiet_console_tracebacks()
+    if not READ_ONLY_COMMANDS.intersection(sys.argv[1:2]):
+        _quiet_console_tracebacks()
     try:
         app()
     except PromoError as error:

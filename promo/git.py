@@ -30,9 +30,10 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from io import BytesIO
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK
@@ -100,6 +101,16 @@ class LogEntry:
     sha: str
     subject: str
     author: str
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One commit as history shows it: ``body`` is the message after the subject (trailers included)."""
+
+    sha: str
+    committed_at: datetime  # the committer date, in UTC: when the change landed on the branch
+    subject: str
+    body: str
 
 
 @dataclass(frozen=True)
@@ -234,6 +245,20 @@ class Mirror:
         output = self._git("log", "--format=%H%x1f%an%x1f%s", revisions, action="reading the history of")
         fields = (line.split("\x1f", 2) for line in output.splitlines() if line)
         return [LogEntry(sha, subject, author) for sha, author, subject in fields]
+
+    def log_paths(self, ref: str, paths: Sequence[str] = (), *, limit: int | None = None) -> list[CommitRecord]:
+        """The commits reachable from ``ref`` that touched any of ``paths`` (every commit when none), newest first;
+        at most ``limit`` of them."""
+        options = [f"--max-count={limit}"] if limit is not None else []
+        revision = self.resolve(ref)
+        record_format = "--format=%H%x1f%ct%x1f%s%x1f%b%x1e"  # fields and records split by ASCII separators
+        output = self._git("log", record_format, *options, revision, "--", *paths, action="reading the history of")
+        records = []
+        for record in output.split("\x1e"):
+            if record.strip("\n"):
+                sha, timestamp, subject, body = record.lstrip("\n").split("\x1f", 3)
+                records.append(CommitRecord(sha, datetime.fromtimestamp(int(timestamp), timezone.utc), subject, body))
+        return records
 
     def tags(self) -> dict[str, str]:
         """Tag name -> the commit it points at (annotated tags peeled), as last fetched."""

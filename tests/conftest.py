@@ -1,4 +1,5 @@
 pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.gitrepos",
+    "tests.fixtures.history_script",
 ]

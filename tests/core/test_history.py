@@ -1,0 +1,202 @@
+"""`promo history`: every change of the app read back from the GitOps log, exactly as the script wrote it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from promo.cli import app
+from promo.git import Mirror
+from promo.gitops import GitOpsRepo, Trailers
+from promo.history import Change, app_history, read_history, table_row
+from promo.verdicts import FAILED, VERIFIED
+from tests.fixtures.gitrepos import ROOT, GitRemote
+from tests.fixtures.history_script import (
+    CLUSTERS,
+    INITIAL_TIME,
+    STEPS,
+    Scripted,
+    chart_digest,
+    cli_in_fresh_process,
+    image_of,
+    manifest,
+    promo_message,
+)
+
+
+def expected_changes(scripted: Scripted) -> list[tuple]:
+    """(commit, time, env, kind, ((cluster, before, after), ...)) of every change, newest first, replayed from the
+    script: the initial commit adds every manifest with no version, then each step moves the clusters it names."""
+    running = {(env, cluster): "" for env, clusters in CLUSTERS.items() for cluster in clusters}
+    steps = []
+    for step, commit in zip(STEPS, scripted.commits):
+        moves = []
+        for cluster, name in step.moves.items():
+            moves.append((cluster, running[(step.env, cluster)], scripted.version(name)))
+            running[(step.env, cluster)] = scripted.version(name)
+        steps.append((commit, step.when, step.env, step.kind, tuple(moves)))
+    initial = [
+        (scripted.initial_commit, INITIAL_TIME, env, "manual", tuple((cluster, "", "") for cluster in clusters))
+        for env, clusters in CLUSTERS.items()
+    ]
+    return [*reversed(steps), *initial]
+
+
+def shape(change: Change) -> tuple:
+    moves = tuple((move.cluster, move.before, move.after) for move in change.moves)
+    return (change.commit, change.time, change.env, change.kind, moves)
+
+
+def by_commit(changes: list[Change], commit: str) -> Change:
+    (change,) = [change for change in changes if change.commit == commit]
+    return change
+
+
+def test_the_script_writes_what_promo_writes(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    """The scripted messages are only worth testing against if promo's writer produces the same bytes."""
+    version = "0.1.2-rc.abc1234"
+    trailers = {
+        "Promoted-From": "dev",
+        "Chart-Version": version,
+        "Chart-Digest": chart_digest(7),
+        "Flow-Run": "promote-test/brave-otter",
+        "Approved-By": "carol",
+    }
+    GitOpsRepo(gitops_remote.url, "main", cache_dir).set_version(
+        "hello",
+        "test",
+        ["preprod"],
+        version,
+        subject=f"promote(hello): dev -> test {version}",
+        trailers=Trailers("dev", version, chart_digest(7), None, "promote-test/brave-otter", "carol"),
+    )
+    written = gitops_remote.git("cat-file", "commit", "main").split("\n\n", 1)[1]
+    assert written == promo_message(
+        "promote", "test", "dev", version, {manifest("test", "preprod"): "0.1.1-rc.def5678"}, trailers
+    )
+
+    mirror = Mirror.open(gitops_remote.url, cache_dir / "reader")
+    mirror.fetch()
+    newest = read_history(mirror, "main", "hello", {"test": ["preprod"]}, root=ROOT)[0]
+    assert (newest.kind, newest.previous, newest.version, newest.approver, newest.promoted_from) == (
+        "promote",
+        "0.1.1-rc.def5678",
+        version,
+        "carol",
+        "dev",
+    )
+
+
+def test_every_change_is_listed_newest_first(scripted: Scripted) -> None:
+    changes = app_history(scripted.config)
+    assert len(changes) == 27 == len(STEPS) + len(CLUSTERS)
+    assert [shape(change) for change in changes] == expected_changes(scripted)
+
+
+def test_one_environment(scripted: Scripted) -> None:
+    everything = app_history(scripted.config)
+    assert app_history(scripted.config, "prod") == [change for change in everything if change.env == "prod"]
+
+
+def test_promo_commits_carry_their_trailers_and_verdicts(scripted: Scripted) -> None:
+    changes = app_history(scripted.config)
+    for index, (step, commit) in enumerate(zip(STEPS, scripted.commits)):
+        change = by_commit(changes, commit)
+        expected_outcome = "-" if step.verdict is None else VERIFIED if step.verdict[0] else FAILED
+        assert change.outcome == expected_outcome, index
+        if step.verdict is not None:
+            assert change.verdict is not None and change.verdict.checked_at == step.verdict[1]
+        if step.kind != "manual":
+            assert change.chart_digest == chart_digest(index)
+            assert change.flow_run == step.trailers.get("Flow-Run", f"{step.kind}-{step.env}/run-{index}")
+            assert change.approver == step.trailers.get("Approved-By")
+
+    first_test = by_commit(changes, scripted.commits[1])
+    assert (first_test.approver, first_test.approval_comment, first_test.promoted_from) == (
+        "carol",
+        "looks good",
+        "dev",
+    )
+    first_dev = by_commit(changes, scripted.commits[0])
+    assert (first_dev.kind, first_dev.image, first_dev.flow_run) == ("deploy", image_of("A1"), "publish-dev/a")
+    waived = by_commit(changes, scripted.commits[8])
+    assert waived.override_reason == "soak waived: hotfix for outage"
+
+
+def test_rollbacks_are_marked(scripted: Scripted) -> None:
+    changes = app_history(scripted.config)
+    rollbacks = [change for change in changes if change.kind == "rollback"]
+    assert [(c.commit, c.env, c.rollback_of, c.previous, c.version) for c in rollbacks] == [
+        (scripted.commits[15], "prod", "0.1.2", "0.1.2", "0.1.0"),
+        (scripted.commits[10], "prod", "0.1.1", "0.1.1", "0.1.0"),
+        (scripted.commits[6], "test", scripted.version("rc:A2"), scripted.version("rc:A2"), scripted.version("rc:A1")),
+    ]
+    assert table_row(rollbacks[0])[-1] == "rollback of 0.1.2"
+
+
+def test_a_hand_edit_is_shown_without_an_approver(scripted: Scripted) -> None:
+    """Its versions come from the manifests; its message is not promo's, so its Approved-By line is not believed."""
+    edit = by_commit(app_history(scripted.config), scripted.commits[7])
+    assert "Approved-By: mallory" in STEPS[7].message
+    assert (edit.kind, edit.approver, edit.flow_run, edit.verdict) == ("manual", None, None, None)
+    assert (edit.previous, edit.version) == (scripted.version("rc:A1"), scripted.version("rc:A2"))
+    assert table_row(edit)[6] == "unknown (manual edit)"
+
+
+def test_clusters_of_one_environment_moving_differently(scripted: Scripted) -> None:
+    changes = app_history(scripted.config)
+    rc = scripted.version("rc:A4")
+    canary = by_commit(changes, scripted.commits[19])  # by hand: only us runs the RC
+    assert [(m.cluster, m.before, m.after) for m in canary.moves] == [("us", "0.1.0", rc)]
+    release = by_commit(changes, scripted.commits[20])  # eu from 0.1.0, us from the RC
+    assert (release.uniform, release.previous, release.version) == (False, None, "0.1.3")
+    assert table_row(release)[2:6] == ["eu,us", "release", "0.1.3", f"eu: 0.1.0 -> 0.1.3, us: {rc} -> 0.1.3"]
+    relabel = by_commit(changes, scripted.commits[22])  # a hand edit of another field: eu stays on its version
+    assert [(m.cluster, m.before, m.after) for m in relabel.moves] == [("eu", "0.1.3", "0.1.3")]
+    assert not relabel.deploys_new_version
+
+
+def test_history_json(scripted: Scripted) -> None:
+    result = CliRunner().invoke(app, ["history", "prod", "--json", "--config", str(scripted.config_path)])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed == [change.as_json() for change in app_history(scripted.config, "prod")]
+    failed_release = next(entry for entry in printed if entry["commit"] == scripted.commits[9])
+    assert failed_release == {
+        "commit": scripted.commits[9],
+        "time": "2026-11-07T09:00:00+00:00",
+        "env": "prod",
+        "kind": "release",
+        "version": "0.1.1",
+        "from": "0.1.0",
+        "clusters": [
+            {"cluster": "eu", "from": "0.1.0", "to": "0.1.1"},
+            {"cluster": "us", "from": "0.1.0", "to": "0.1.1"},
+        ],
+        "approver": "dave",
+        "approval_comment": None,
+        "override_reason": None,
+        "flow_run": "release-prod/run-9",
+        "chart_digest": chart_digest(9),
+        "image": None,
+        "promoted_from": "stage",
+        "rollback_of": None,
+        "verdict": {
+            "outcome": "failed",
+            "reason": "cluster eu: health Degraded",
+            "checked_at": "2026-11-07T09:15:00+00:00",
+        },
+        "subject": "release(hello): prod -> 0.1.1",
+    }
+
+
+def test_history_prints_a_table_without_importing_prefect(scripted: Scripted) -> None:
+    exit_code, output, prefect_imported = cli_in_fresh_process("history", "--config", str(scripted.config_path))
+    assert exit_code == 0, output
+    assert not prefect_imported
+    lines = output.splitlines()
+    assert lines[0].split()[:4] == ["time", "(UTC)", "env", "clusters"]
+    assert len(lines) == 1 + 27
+    assert lines[1].split()[:5] == ["2026-11-26", "09:00", "prod", "eu", "manual"]
