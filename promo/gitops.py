@@ -26,6 +26,7 @@ from promo.manifests import (
     set_target_revision,
     validate_name,
 )
+from promo.versions import is_downgrade, version_rank
 
 
 @dataclass(frozen=True)
@@ -107,20 +108,26 @@ class GitOpsRepo:
 
         Without ``snapshot`` the branch is fetched first; a caller reading several environments passes one
         ``snapshot()`` so they are read from one commit with one fetch."""
-        manifests = self._manifests(snapshot or self.snapshot(), app, env, clusters)
-        versions = {cluster: read_target_revision(text, source=path) for cluster, (path, text) in manifests.items()}
+        versions = self.cluster_versions(app, env, clusters, snapshot=snapshot)
         if set(versions.values()) == {""}:
             raise NotFound(
                 f"{app} has no version in {env} yet (targetRevision is empty in {', '.join(versions)})",
                 f"deploy a version into {env} first: promote it from the environment before, or publish to dev",
             )
         if len(set(versions.values())) > 1:
-            found = ", ".join(f"{cluster}={version or '<none>'}" for cluster, version in versions.items())
             raise ConflictError(
-                f"the clusters of {env} run different versions of {app}: {found}",
+                f"the clusters of {env} run different versions of {app}: {describe_clusters(versions)}, "
+                "so which one would move on is ambiguous",
                 f"promote one version into {env} to align them, or fix the manifests by hand",
             )
         return next(iter(versions.values()))
+
+    def cluster_versions(
+        self, app: str, env: str, clusters: Sequence[str], *, snapshot: Snapshot | None = None
+    ) -> dict[str, str]:
+        """cluster -> the ``targetRevision`` ``app`` has there ("" for nothing yet), whether or not they agree."""
+        manifests = self._manifests(snapshot or self.snapshot(), app, env, clusters)
+        return {cluster: read_target_revision(text, source=path) for cluster, (path, text) in manifests.items()}
 
     def snapshot(self) -> Snapshot:
         """The branch as it is on the remote now (fetched)."""
@@ -130,17 +137,36 @@ class GitOpsRepo:
         return self._plan(self.snapshot(), app, env, clusters, version)
 
     def set_version(
-        self, app: str, env: str, clusters: Sequence[str], version: str, *, subject: str, trailers: Trailers
+        self,
+        app: str,
+        env: str,
+        clusters: Sequence[str],
+        version: str,
+        *,
+        expected: Mapping[str, str],
+        subject: str,
+        trailers: Trailers,
+        release_environment: tuple[str, Sequence[str]] | None = None,
+        rerun: str | None = None,
     ) -> SetVersionResult:
-        """Set ``app`` in every cluster of ``env`` to ``version`` in one pushed commit; no commit if already there."""
+        """Set ``app`` in every cluster of ``env`` to ``version`` in one pushed commit; no commit if already there.
+
+        ``expected`` is what each cluster ran when the change was shown (``Plan.current``). Every attempt compares it
+        with the freshly fetched head: a cluster that moved since is never overwritten, the write is refused
+        (ConflictError naming ``rerun``, the command to run again). A cluster already at ``version`` is no move.
+        Nor does a write go back (``is_downgrade``): ``release_environment`` (name, clusters) is where releases run,
+        whose version lets a hotfix's lower base into ``env``; None when ``env`` is that environment."""
         subject = " ".join(subject.split())
         if not subject:
             raise InputError("the commit subject is empty", f"describe the change, e.g. 'promote {app} to {env}'")
         plans: list[Plan] = []  # the plan of each attempt; the last one is what was pushed
 
         def edit(snapshot: Snapshot) -> dict[str, str]:
-            plans.append(self._plan(snapshot, app, env, clusters, version))
-            return {change.path: change.after for change in plans[-1].changes}
+            plan = self._plan(snapshot, app, env, clusters, version)
+            _check_unmoved(app, env, plan.current, expected, version, rerun)
+            _check_no_downgrade(app, env, plan.current, version, self._floor(snapshot, app, release_environment))
+            plans.append(plan)
+            return {change.path: change.after for change in plan.changes}
 
         def message(_changes: Mapping[str, str]) -> str:
             body = [f"Set the chart version of {app} in {env} to {version}:"]
@@ -160,6 +186,13 @@ class GitOpsRepo:
         return SetVersionResult(
             result.commit, result.changed_paths, plan.diff, plan.already_current, result.attempts, summary
         )
+
+    def _floor(self, snapshot: Snapshot, app: str, release_environment: tuple[str, Sequence[str]] | None) -> str | None:
+        """What the release environment runs (its highest cluster, should they disagree): the floor a hotfix must
+        stay above; None when there is no floor."""
+        if release_environment is None:
+            return None
+        return max(self.cluster_versions(app, *release_environment, snapshot=snapshot).values(), key=version_rank)
 
     def clusters_on_disk(self, env: str) -> list[str]:
         """The cluster directories of ``env`` in the repository, to compare with the clusters promo.yaml lists."""
@@ -195,3 +228,43 @@ class GitOpsRepo:
                 )
             manifests[cluster] = (path, text)
         return manifests
+
+
+def describe_clusters(versions: Mapping[str, str]) -> str:
+    """``preprod-a=1.0.0, preprod-b=<none>``: what each cluster runs, for messages and the status table."""
+    return ", ".join(f"{cluster}={version or '<none>'}" for cluster, version in versions.items())
+
+
+def _check_unmoved(
+    app: str, env: str, current: Mapping[str, str], expected: Mapping[str, str], version: str, rerun: str | None
+) -> None:
+    """Refuse the write when a cluster no longer runs what was shown (a cluster already at ``version`` is fine)."""
+    moves = {
+        cluster: (expected.get(cluster), now)
+        for cluster, now in current.items()
+        if now != version and now != expected.get(cluster)
+    }
+    if not moves:
+        return
+    described = [
+        f"from {_shown(shown)} to {now or '<none>'}" + (f" in {cluster}" if len(current) > 1 else "")
+        for cluster, (shown, now) in moves.items()
+    ]
+    raise ConflictError(
+        f"{env} of {app} moved {', '.join(described)} since this change was planned and shown",
+        f"run {rerun or 'the promotion'} again: it plans (and its gate shows) the change from what {env} runs now",
+    )
+
+
+def _shown(version: str | None) -> str:
+    return "<not shown>" if version is None else version or "<none>"
+
+
+def _check_no_downgrade(app: str, env: str, current: Mapping[str, str], version: str, floor: str | None) -> None:
+    newer = {cluster: running for cluster, running in current.items() if is_downgrade(running, version, floor=floor)}
+    if newer:
+        raise ConflictError(
+            f"{env} runs a newer version of {app} than {version} ({describe_clusters(newer)}), "
+            "and promo does not move an environment back",
+            f"promote a version at least as new into {env}; going back is a rollback, made on purpose",
+        )

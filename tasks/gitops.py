@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prefect import task
+from prefect.runtime import flow_run
 
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
@@ -26,9 +29,21 @@ def plan_environment_version(config: PromoConfig, env: str, version: str) -> Pla
 
 @task(name="write-environment-version", **TRANSIENT_RETRIES)
 def write_environment_version(
-    config: PromoConfig, env: str, version: str, *, subject: str, trailers: Trailers
+    config: PromoConfig, env: str, version: str, *, expected: Mapping[str, str], subject: str, trailers: Trailers
 ) -> SetVersionResult:
-    """One commit setting every cluster of ``env``; a rejected push is re-applied on the new head inside the call."""
+    """One commit setting every cluster of ``env``; a rejected push is re-applied on the new head inside the call.
+
+    ``expected`` is ``Plan.current`` as the gate showed it: a cluster that moved since refuses the write
+    (ConflictError, never retried), as does a version below what runs (a hotfix may pass, see ``is_downgrade``)."""
+    releases = config.environments[-1]
     return gitops_repo(config).set_version(
-        config.app, env, config.environment(env).clusters, version, subject=subject, trailers=trailers
+        config.app,
+        env,
+        config.environment(env).clusters,
+        version,
+        expected=expected,
+        subject=subject,
+        trailers=trailers,
+        release_environment=None if env == releases.name else (releases.name, releases.clusters),
+        rerun=flow_run.get_flow_name(),  # the command to run again when the target moved
     )

@@ -28,8 +28,10 @@ def repo(remote: GitRemote, cache_dir: Path) -> GitOpsRepo:
 def promote(
     gitops: GitOpsRepo, version: str, env: str = "test", clusters: tuple[str, ...] = ("preprod",), app: str = "hello"
 ) -> SetVersionResult:
+    """Plan, then write what the plan showed (as a gate approved at once would)."""
+    shown = gitops.plan(app, env, list(clusters), version).current
     subject = f"Promote {app} {version} to {env}"
-    return gitops.set_version(app, env, list(clusters), version, subject=subject, trailers=TRAILERS)
+    return gitops.set_version(app, env, list(clusters), version, expected=shown, subject=subject, trailers=TRAILERS)
 
 
 def changed_lines(remote: GitRemote, commit: str) -> list[str]:
@@ -167,7 +169,7 @@ def test_nothing_changes_on_the_remote_when_an_error_is_raised(gitops_remote: Gi
     with pytest.raises(InputError):
         promote(gitops, "0.2.0", env="../prod")
     with pytest.raises(InputError):
-        gitops.set_version("hello", "test", ["preprod"], "0.2.0", subject="  ", trailers=TRAILERS)
+        gitops.set_version("hello", "test", ["preprod"], "0.2.0", expected={}, subject="  ", trailers=TRAILERS)
 
     assert gitops_remote.head() == head and gitops_remote.git("show-ref") == refs
 
@@ -211,8 +213,10 @@ import sys
 from pathlib import Path
 from promo.gitops import GitOpsRepo, Trailers
 url, cache, app = sys.argv[1:]
-result = GitOpsRepo(url, "main", Path(cache)).set_version(
-    app, "test", ["preprod"], "2.0.0", subject=f"Promote {app}", trailers=Trailers()
+gitops = GitOpsRepo(url, "main", Path(cache))
+shown = gitops.plan(app, "test", ["preprod"], "2.0.0").current
+result = gitops.set_version(
+    app, "test", ["preprod"], "2.0.0", expected=shown, subject=f"Promote {app}", trailers=Trailers()
 )
 print(result.attempts)
 """
