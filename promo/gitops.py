@@ -133,8 +133,21 @@ class GitOpsRepo:
         """The branch as it is on the remote now (fetched)."""
         return self.mirror.snapshot(self.branch)
 
-    def plan(self, app: str, env: str, clusters: Sequence[str], version: str) -> Plan:
-        return self._plan(self.snapshot(), app, env, clusters, version)
+    def plan(
+        self,
+        app: str,
+        env: str,
+        clusters: Sequence[str],
+        version: str,
+        *,
+        release_environment: tuple[str, Sequence[str]] | None = None,
+    ) -> Plan:
+        """What writing ``version`` would change. A downgrade is refused here already (see ``set_version``), so
+        nobody is asked to approve a change that would never be written."""
+        snapshot = self.snapshot()
+        plan = self._plan(snapshot, app, env, clusters, version)
+        self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
+        return plan
 
     def set_version(
         self,
@@ -164,7 +177,7 @@ class GitOpsRepo:
         def edit(snapshot: Snapshot) -> dict[str, str]:
             plan = self._plan(snapshot, app, env, clusters, version)
             _check_unmoved(app, env, plan.current, expected, version, rerun)
-            _check_no_downgrade(app, env, plan.current, version, self._floor(snapshot, app, release_environment))
+            self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
             plans.append(plan)
             return {change.path: change.after for change in plan.changes}
 
@@ -187,12 +200,29 @@ class GitOpsRepo:
             result.commit, result.changed_paths, plan.diff, plan.already_current, result.attempts, summary
         )
 
-    def _floor(self, snapshot: Snapshot, app: str, release_environment: tuple[str, Sequence[str]] | None) -> str | None:
-        """What the release environment runs (its highest cluster, should they disagree): the floor a hotfix must
-        stay above; None when there is no floor."""
-        if release_environment is None:
-            return None
-        return max(self.cluster_versions(app, *release_environment, snapshot=snapshot).values(), key=version_rank)
+    def _check_no_downgrade(
+        self,
+        snapshot: Snapshot,
+        app: str,
+        env: str,
+        current: Mapping[str, str],
+        version: str,
+        release_environment: tuple[str, Sequence[str]] | None,
+    ) -> None:
+        floor = None  # what the release environment runs (its highest cluster, should they disagree)
+        if release_environment is not None:
+            try:
+                released = self.cluster_versions(app, *release_environment, snapshot=snapshot)
+            except NotFound:  # no manifest there yet: nothing released, which every version is above
+                released = {}
+            floor = max(released.values(), key=version_rank, default="")
+        newer = {cluster: running for cluster, running in current.items() if is_downgrade(running, version, floor=floor)}
+        if newer:
+            raise ConflictError(
+                f"{env} runs a newer version of {app} than {version} ({describe_clusters(newer)}), "
+                "and promo does not move an environment back",
+                f"promote a version at least as new into {env}; going back is a rollback, made on purpose",
+            )
 
     def clusters_on_disk(self, env: str) -> list[str]:
         """The cluster directories of ``env`` in the repository, to compare with the clusters promo.yaml lists."""
@@ -258,13 +288,3 @@ def _check_unmoved(
 
 def _shown(version: str | None) -> str:
     return "<not shown>" if version is None else version or "<none>"
-
-
-def _check_no_downgrade(app: str, env: str, current: Mapping[str, str], version: str, floor: str | None) -> None:
-    newer = {cluster: running for cluster, running in current.items() if is_downgrade(running, version, floor=floor)}
-    if newer:
-        raise ConflictError(
-            f"{env} runs a newer version of {app} than {version} ({describe_clusters(newer)}), "
-            "and promo does not move an environment back",
-            f"promote a version at least as new into {env}; going back is a rollback, made on purpose",
-        )

@@ -24,7 +24,10 @@ def read_environment_version(config: PromoConfig, env: str) -> str:
 
 @task(name="plan-environment-version", **TRANSIENT_RETRIES)
 def plan_environment_version(config: PromoConfig, env: str, version: str) -> Plan:
-    return gitops_repo(config).plan(config.app, env, config.environment(env).clusters, version)
+    """What writing ``version`` into ``env`` changes; a version below what ``env`` runs is refused already here."""
+    return gitops_repo(config).plan(
+        config.app, env, config.environment(env).clusters, version, release_environment=release_environment(config, env)
+    )
 
 
 @task(name="write-environment-version", **TRANSIENT_RETRIES)
@@ -35,7 +38,6 @@ def write_environment_version(
 
     ``expected`` is ``Plan.current`` as the gate showed it: a cluster that moved since refuses the write
     (ConflictError, never retried), as does a version below what runs (a hotfix may pass, see ``is_downgrade``)."""
-    releases = config.environments[-1]
     return gitops_repo(config).set_version(
         config.app,
         env,
@@ -44,6 +46,12 @@ def write_environment_version(
         expected=expected,
         subject=subject,
         trailers=trailers,
-        release_environment=None if env == releases.name else (releases.name, releases.clusters),
+        release_environment=release_environment(config, env),
         rerun=flow_run.get_flow_name(),  # the command to run again when the target moved
     )
+
+
+def release_environment(config: PromoConfig, env: str) -> tuple[str, list[str]] | None:
+    """The last environment, whose version a hotfix must stay above on its way there; None for that one itself."""
+    releases = config.environments[-1]
+    return None if env == releases.name else (releases.name, releases.clusters)
