@@ -4,7 +4,9 @@ An environment's version is the ``targetRevision`` of the app's Application mani
 (``<root>/<env>/<cluster>/<app>.yaml``). Every read starts from a fresh fetch, so a promotion never acts on a version
 that was already replaced. A write is one commit touching only those ``targetRevision`` values, with git trailers that
 record where the version came from and who approved it; it is pushed with ``Mirror.update_branch``, so concurrent
-promotions re-apply their edit on each other's commits instead of overwriting them.
+promotions re-apply their edit on each other's commits instead of overwriting them. Each attempt first compares every
+cluster with what the approver was shown: a target that moved since, or a version lower than what runs, is refused,
+so a write changes exactly what was approved, or nothing.
 """
 
 from __future__ import annotations
@@ -216,7 +218,7 @@ class GitOpsRepo:
             except NotFound:  # no manifest there yet: nothing released, which every version is above
                 released = {}
             floor = max(released.values(), key=version_rank, default="")
-        newer = {cluster: running for cluster, running in current.items() if is_downgrade(running, version, floor=floor)}
+        newer = {cluster: was for cluster, was in current.items() if is_downgrade(was, version, floor=floor)}
         if newer:
             raise ConflictError(
                 f"{env} runs a newer version of {app} than {version} ({describe_clusters(newer)}), "

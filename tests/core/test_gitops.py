@@ -152,10 +152,14 @@ def test_an_environment_with_nothing_deployed_has_no_version(gitops_remote: GitR
 def write(gitops: GitOpsRepo, version: str, shown: dict[str, str], env: str = "test", **options) -> SetVersionResult:
     """A write carrying what a gate showed earlier (``shown``), not a fresh plan."""
     subject = f"Promote hello {version} to {env}"
-    return gitops.set_version("hello", env, list(shown), version, expected=shown, subject=subject, trailers=TRAILERS, **options)
+    return gitops.set_version(
+        "hello", env, list(shown), version, expected=shown, subject=subject, trailers=TRAILERS, **options
+    )
 
 
-def test_a_write_after_the_target_moved_is_refused_and_changes_nothing(gitops_remote: GitRemote, cache_dir: Path) -> None:
+def test_a_write_after_the_target_moved_is_refused_and_changes_nothing(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
     gitops = repo(gitops_remote, cache_dir)
     shown = gitops.plan("hello", "test", ["preprod"], "0.1.1-rc.aaa1111").current
     moved = gitops_remote.commit({TEST_HELLO: application("hello", "test", "0.1.1-rc.ccc3333")})  # lands meanwhile
@@ -219,7 +223,9 @@ def test_another_build_of_the_same_base_is_no_downgrade(gitops_remote: GitRemote
     assert result.commit == gitops_remote.head()  # "abc0001" sorts below "def5678", and still it is let in
 
 
-def test_a_hotfix_passes_main_s_higher_rc_only_while_above_what_prod_runs(gitops_remote: GitRemote, cache_dir: Path) -> None:
+def test_a_hotfix_passes_main_s_higher_rc_only_while_above_what_prod_runs(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
     gitops = repo(gitops_remote, cache_dir)
     prod = ("prod", ["prod"])  # runs 0.1.0
     shown = {"preprod": "0.2.0-rc.abc1234"}  # dev runs main's next minor

@@ -38,7 +38,9 @@ def write_by_hand(sandbox: Sandbox, env: str, version: str) -> str:
     clusters = config.environment(env).clusters
     gitops = gitops_repo(config)
     shown = gitops.plan(config.app, env, clusters, version).current
-    gitops.set_version(config.app, env, clusters, version, expected=shown, subject=f"by hand: {env}", trailers=Trailers())
+    gitops.set_version(
+        config.app, env, clusters, version, expected=shown, subject=f"by hand: {env}", trailers=Trailers()
+    )
     return gitops_head(sandbox)
 
 
@@ -111,7 +113,8 @@ def test_a_dev_write_landing_during_a_build_is_refused_not_overwritten(sandbox, 
         return built
 
     monkeypatch.setattr(publish_module, "build_image", build_while_another_write_lands)
-    with pytest.raises(ConflictError, match=f"dev of hello moved from <none> to {concurrent} since .*publish-dev again"):
+    refusal = f"dev of hello moved from <none> to {concurrent} since .*publish-dev again"
+    with pytest.raises(ConflictError, match=refusal):
         publish_dev(config_path=str(sandbox.config_path))
     assert target_revision(sandbox, "dev") == concurrent
 
