@@ -28,7 +28,7 @@ from promo.manifests import (
     set_target_revision,
     validate_name,
 )
-from promo.versions import is_downgrade, version_rank
+from promo.versions import is_downgrade, parse_version, version_rank
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,9 @@ class GitOpsRepo:
         version: str,
         release_environment: tuple[str, Sequence[str]] | None,
     ) -> None:
+        for cluster, was in current.items():  # a revision that is no version cannot be ordered: name where it is
+            if was:
+                parse_version(was, what=f"the targetRevision of {app} in {env}/{cluster}")
         floor = None  # what the release environment runs (its highest cluster, should they disagree)
         if release_environment is not None:
             try:

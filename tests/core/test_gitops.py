@@ -218,6 +218,16 @@ def test_a_lower_version_is_refused_at_plan_and_at_write(gitops_remote: GitRemot
     assert gitops_remote.head() == head
 
 
+def test_a_target_revision_that_is_no_version_is_named_not_overwritten(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
+    gitops_remote.add_manifest("test", "preprod", "hello", "main")
+    head = gitops_remote.head()
+    with pytest.raises(InputError, match="the targetRevision of hello in test/preprod 'main' is not SemVer"):
+        write(repo(gitops_remote, cache_dir), "0.2.0", {"preprod": "main"})
+    assert gitops_remote.head() == head
+
+
 def test_another_build_of_the_same_base_is_no_downgrade(gitops_remote: GitRemote, cache_dir: Path) -> None:
     result = write(repo(gitops_remote, cache_dir), "0.1.1-rc.abc0001", {"preprod": "0.1.1-rc.def5678"})
     assert result.commit == gitops_remote.head()  # "abc0001" sorts below "def5678", and still it is let in
