@@ -11,7 +11,9 @@ import pytest
 from prefect.artifacts import Artifact
 
 import flows.publish_dev as publish_module
+from flows.bump_version import bump_version
 from flows.gate import approving_as, decide
+from flows.hotfix import hotfix
 from flows.promote import promote_stage, promote_test
 from flows.publish_dev import publish_dev
 from flows.release_prod import release_prod
@@ -117,6 +119,28 @@ def test_a_dev_write_landing_during_a_build_is_refused_not_overwritten(sandbox, 
     with pytest.raises(ConflictError, match=refusal):
         publish_dev(config_path=str(sandbox.config_path))
     assert target_revision(sandbox, "dev") == concurrent
+
+
+def test_a_hotfix_passes_environments_running_main_s_higher_rcs_on_its_way_to_prod(sandbox):
+    staged = stage_a_build(sandbox)
+    with approving_as("alice"):
+        release_prod(config_path=staged.config)  # prod runs 0.1.0
+    bump_version(part="minor", config_path=staged.config)
+    main_rc = publish_dev(config_path=staged.config).chart_version
+    with approving_as("carol"):
+        promote_test(config_path=staged.config)
+    assert main_rc.startswith("0.2.0-rc.") and target_revision(sandbox, "test") == main_rc
+
+    hotfix(tag="v0.1.0", config_path=staged.config)
+    fix = publish_dev(branch="hotfix-0-1-1", config_path=staged.config).chart_version  # below dev's 0.2.0-rc
+    with approving_as("carol"):
+        promote_test(config_path=staged.config)  # below test's 0.2.0-rc, above prod's 0.1.0
+    with approving_as("alice"):
+        promote_stage(config_path=staged.config)
+    with approving_as("alice"):
+        assert release_prod(config_path=staged.config).version == "0.1.1"
+    assert fix.startswith("0.1.1-rc.") and target_revision(sandbox, "test") == fix
+    assert target_revision(sandbox, "prod") == "0.1.1"
 
 
 def with_new_cluster(sandbox: Sandbox) -> str:
