@@ -27,7 +27,7 @@ ENV, CLUSTER = "test", "preprod"
 Outcome = tuple[float, int | None, str | None]  # seconds, attempts, error
 
 
-def _set_version(url: str, app: str, cache: Path, version: str) -> Outcome:
+def _set_version(url: str, app: str, cache: Path, version: str, shown: str) -> Outcome:
     from promo.gitops import GitOpsRepo, Trailers
 
     started = time.perf_counter()
@@ -37,6 +37,7 @@ def _set_version(url: str, app: str, cache: Path, version: str) -> Outcome:
             ENV,
             [CLUSTER],
             version,
+            expected={CLUSTER: shown},  # what the round starts from, as a gate would have shown it
             subject=f"promote({app}): -> {ENV} {version}",
             trailers=Trailers(approved_by="bench"),
         )
@@ -45,7 +46,7 @@ def _set_version(url: str, app: str, cache: Path, version: str) -> Outcome:
         return time.perf_counter() - started, None, f"{type(error).__name__}: {error}"
 
 
-def _in_threads(url: str, caches: list[Path], version: str) -> tuple[float, list[Outcome]]:
+def _in_threads(url: str, caches: list[Path], version: str, shown: str) -> tuple[float, list[Outcome]]:
     go = threading.Event()
     outcomes: list[Outcome | None] = [None] * N
     ready = threading.Barrier(N + 1)
@@ -53,7 +54,7 @@ def _in_threads(url: str, caches: list[Path], version: str) -> tuple[float, list
     def work(index: int) -> None:
         ready.wait()
         go.wait()
-        outcomes[index] = _set_version(url, app_name(index), caches[index], version)
+        outcomes[index] = _set_version(url, app_name(index), caches[index], version, shown)
 
     threads = [threading.Thread(target=work, args=(index,)) for index in range(N)]
     for thread in threads:
@@ -66,17 +67,17 @@ def _in_threads(url: str, caches: list[Path], version: str) -> tuple[float, list
     return time.perf_counter() - started, [outcome for outcome in outcomes if outcome is not None]
 
 
-def _process_worker(url: str, index: int, cache: Path, version: str, ready, go, results) -> None:
+def _process_worker(url: str, index: int, cache: Path, version: str, shown: str, ready, go, results) -> None:
     ready.put(index)
     go.wait()
-    results.put((index, _set_version(url, app_name(index), cache, version)))
+    results.put((index, _set_version(url, app_name(index), cache, version, shown)))
 
 
-def _in_processes(url: str, caches: list[Path], version: str) -> tuple[float, list[Outcome]]:
+def _in_processes(url: str, caches: list[Path], version: str, shown: str) -> tuple[float, list[Outcome]]:
     context = multiprocessing.get_context("fork")  # promo is imported already: workers start warm, as a pool would
     ready, go, results = context.Queue(), context.Event(), context.Queue()
     processes = [
-        context.Process(target=_process_worker, args=(url, index, caches[index], version, ready, go, results))
+        context.Process(target=_process_worker, args=(url, index, caches[index], version, shown, ready, go, results))
         for index in range(N)
     ]
     for process in processes:
@@ -106,11 +107,11 @@ def bench(runs: int) -> Report:
         clone = raw_clone(remote, work / "raw-clone")
         own = [work / "caches" / f"worker-{index:02d}" for index in range(N)]
         shared = [work / "caches" / "shared"] * N
-        variants: dict[str, Callable[[str], tuple[float, list[Outcome]]]] = {
-            "32 processes, a cache each": lambda version: _in_processes(url, own, version),
-            "32 processes, one shared cache": lambda version: _in_processes(url, shared, version),
-            "32 threads, a cache each": lambda version: _in_threads(url, own, version),
-            "32 threads, one shared cache": lambda version: _in_threads(url, shared, version),
+        variants: dict[str, Callable[[str, str], tuple[float, list[Outcome]]]] = {
+            "32 processes, a cache each": lambda version, shown: _in_processes(url, own, version, shown),
+            "32 processes, one shared cache": lambda version, shown: _in_processes(url, shared, version, shown),
+            "32 threads, a cache each": lambda version, shown: _in_threads(url, own, version, shown),
+            "32 threads, one shared cache": lambda version, shown: _in_threads(url, shared, version, shown),
         }
         if os.environ.get("BENCH_CONTENTION") != "all":  # threads behave as processes do; they double the runtime
             variants = {label: call for label, call in variants.items() if "processes" in label}
@@ -154,9 +155,9 @@ def bench(runs: int) -> Report:
             report.add(floor, floor_round(version))
             verified(floor, version, before, None)
             for index, (label, call) in enumerate(variants.items()):
-                version = f"3.{round_}.{index}"
+                shown, version = version, f"3.{round_}.{index}"  # every app runs the previous write's version
                 before = git(remote, "rev-parse", "main").strip()
-                seconds, outcomes = call(version)
+                seconds, outcomes = call(version, shown)
                 report.add(label, seconds)
                 verified(label, version, before, outcomes)
 

@@ -97,11 +97,14 @@ def bench(runs: int) -> Report:
     stamp = int(time.time())
 
     def promo(name: str, version: str) -> float:
+        shown = {CLUSTER: read_target_revisions(remotes[name], [paths[name]])[paths[name]]}  # as its gate showed it
+
         def call() -> object:
             repo = GitOpsRepo(remotes[name].as_uri(), "main", caches[name])  # a new client per call, as the tasks do
             return repo.set_version(
-                apps[name], ENV, [CLUSTER], version, subject=f"bench: {version}", trailers=Trailers(approved_by="bench")
-            )
+                apps[name], ENV, [CLUSTER], version, expected=shown,
+                subject=f"bench: {version}", trailers=Trailers(approved_by="bench"),
+            )  # fmt: skip
 
         seconds, result = timed(call)
         assert result.commit is not None and result.attempts == 1, result  # type: ignore[union-attr]
@@ -117,8 +120,8 @@ def bench(runs: int) -> Report:
 
     progress(f"repo size: {runs} rounds")
     for round_ in range(runs):
-        version = f"3.{stamp}.{round_}"
-        raw_version = f"4.{stamp}.{round_}"
+        version = f"3.{stamp}.{2 * round_}"  # promo and the raw floor take turns, each above the other: no downgrade
+        raw_version = f"3.{stamp}.{2 * round_ + 1}"
         report.add("promo set_version, 1-app repo", promo("small", version))
         report.add("promo set_version, 2,000-app repo", promo("big", version))
         report.add("raw floor (cached work tree), 1-app repo", raw_push(clones["small"], paths["small"], raw_version))

@@ -64,11 +64,13 @@ class World:
 
         config = self.config
         repo = GitOpsRepo(config.gitops.url, config.gitops.branch, self.directory / "bench-cache", config.gitops.root)
+        clusters = config.environment(env).clusters
         repo.set_version(
             config.app,
             env,
-            config.environment(env).clusters,
+            clusters,
             version,
+            expected=repo.plan(config.app, env, clusters, version).current,
             subject=f"bench: {env} -> {version}",
             trailers=Trailers(),
         )

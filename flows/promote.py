@@ -63,6 +63,7 @@ def promote_into(target: str, config_path: str | None) -> Promotion:
             config,
             target,
             version,
+            expected=plan.current,
             subject=f"promote({config.app}): {source} -> {target} {version}",
             trailers=Trailers(
                 promoted_from=source,

@@ -60,7 +60,9 @@ def publish_dev(sha: str | None = None, branch: str | None = None, config_path: 
     check_registry_access(config)
     base = read_chart_base_version(config, request)
     env = config.first_environment.name
-    plan_environment_version(config, env, base)  # every manifest of the environment is there and editable
+    # Every manifest of the environment is there and editable; what it runs now is what the build replaces, so a
+    # concurrent write into it during the build is refused at the write rather than overwritten.
+    planned = plan_environment_version(config, env, base)
     commit = resolve_build_commit(config, request)
     with TemporaryDirectory(prefix="promo-source-") as workdir:
         source = export_source(config, commit, Path(workdir))
@@ -72,6 +74,7 @@ def publish_dev(sha: str | None = None, branch: str | None = None, config_path: 
             config,
             env,
             chart.version,
+            expected=planned.current,
             subject=f"deploy({config.app}): {env} -> {chart.version}",
             trailers=Trailers(
                 chart_version=chart.version, chart_digest=pushed.digest, image=image.pinned, flow_run=flow_run_label()

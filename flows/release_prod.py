@@ -87,6 +87,7 @@ def release_prod(config_path: str | None = None) -> Released:
             config,
             prod,
             candidate.version,
+            expected=plan.current,
             subject=f"release({config.app}): {prod} -> {candidate.version}",
             trailers=Trailers(
                 promoted_from=stage,

@@ -185,7 +185,7 @@ def pending() -> None:
 
 @app.command("status")
 def status(config: ConfigOption = None) -> None:
-    """Show each environment's version, image tag and chart digest."""
+    """Show each environment's version, image tag and chart digest (each cluster's version when they disagree)."""
     from promo.config import load_config
     from promo.status import environment_status
     from promo.table import print_table
@@ -193,7 +193,7 @@ def status(config: ConfigOption = None) -> None:
     rows = environment_status(load_config(config))
     print_table(
         ["environment", "clusters", "version", "image tag", "chart digest"],
-        [[r.environment, ",".join(r.clusters), r.version or "-", r.image_tag or "-", r.chart_digest or "-"] for r in rows],
+        [[r.environment, ",".join(r.clusters), r.version_text(), r.image_tag or "-", r.chart_digest or "-"] for r in rows],
     )
 
 

@@ -4,7 +4,9 @@ An environment's version is the ``targetRevision`` of the app's Application mani
 (``<root>/<env>/<cluster>/<app>.yaml``). Every read starts from a fresh fetch, so a promotion never acts on a version
 that was already replaced. A write is one commit touching only those ``targetRevision`` values, with git trailers that
 record where the version came from and who approved it; it is pushed with ``Mirror.update_branch``, so concurrent
-promotions re-apply their edit on each other's commits instead of overwriting them.
+promotions re-apply their edit on each other's commits instead of overwriting them. Each attempt first compares every
+cluster with what the approver was shown: a target that moved since, or a version lower than what runs, is refused,
+so a write changes exactly what was approved, or nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from promo.manifests import (
     set_target_revision,
     validate_name,
 )
+from promo.versions import is_downgrade, parse_version, version_rank
 
 
 @dataclass(frozen=True)
@@ -107,40 +110,78 @@ class GitOpsRepo:
 
         Without ``snapshot`` the branch is fetched first; a caller reading several environments passes one
         ``snapshot()`` so they are read from one commit with one fetch."""
-        manifests = self._manifests(snapshot or self.snapshot(), app, env, clusters)
-        versions = {cluster: read_target_revision(text, source=path) for cluster, (path, text) in manifests.items()}
+        versions = self.cluster_versions(app, env, clusters, snapshot=snapshot)
         if set(versions.values()) == {""}:
             raise NotFound(
                 f"{app} has no version in {env} yet (targetRevision is empty in {', '.join(versions)})",
                 f"deploy a version into {env} first: promote it from the environment before, or publish to dev",
             )
         if len(set(versions.values())) > 1:
-            found = ", ".join(f"{cluster}={version or '<none>'}" for cluster, version in versions.items())
             raise ConflictError(
-                f"the clusters of {env} run different versions of {app}: {found}",
+                f"the clusters of {env} run different versions of {app}: {describe_clusters(versions)}, "
+                "so which one would move on is ambiguous",
                 f"promote one version into {env} to align them, or fix the manifests by hand",
             )
         return next(iter(versions.values()))
+
+    def cluster_versions(
+        self, app: str, env: str, clusters: Sequence[str], *, snapshot: Snapshot | None = None
+    ) -> dict[str, str]:
+        """cluster -> the ``targetRevision`` ``app`` has there ("" for nothing yet), whether or not they agree."""
+        manifests = self._manifests(snapshot or self.snapshot(), app, env, clusters)
+        return {cluster: read_target_revision(text, source=path) for cluster, (path, text) in manifests.items()}
 
     def snapshot(self) -> Snapshot:
         """The branch as it is on the remote now (fetched)."""
         return self.mirror.snapshot(self.branch)
 
-    def plan(self, app: str, env: str, clusters: Sequence[str], version: str) -> Plan:
-        return self._plan(self.snapshot(), app, env, clusters, version)
+    def plan(
+        self,
+        app: str,
+        env: str,
+        clusters: Sequence[str],
+        version: str,
+        *,
+        release_environment: tuple[str, Sequence[str]] | None = None,
+    ) -> Plan:
+        """What writing ``version`` would change. A downgrade is refused here already (see ``set_version``), so
+        nobody is asked to approve a change that would never be written."""
+        snapshot = self.snapshot()
+        plan = self._plan(snapshot, app, env, clusters, version)
+        self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
+        return plan
 
     def set_version(
-        self, app: str, env: str, clusters: Sequence[str], version: str, *, subject: str, trailers: Trailers
+        self,
+        app: str,
+        env: str,
+        clusters: Sequence[str],
+        version: str,
+        *,
+        expected: Mapping[str, str],
+        subject: str,
+        trailers: Trailers,
+        release_environment: tuple[str, Sequence[str]] | None = None,
+        rerun: str | None = None,
     ) -> SetVersionResult:
-        """Set ``app`` in every cluster of ``env`` to ``version`` in one pushed commit; no commit if already there."""
+        """Set ``app`` in every cluster of ``env`` to ``version`` in one pushed commit; no commit if already there.
+
+        ``expected`` is what each cluster ran when the change was shown (``Plan.current``). Every attempt compares it
+        with the freshly fetched head: a cluster that moved since is never overwritten, the write is refused
+        (ConflictError naming ``rerun``, the command to run again). A cluster already at ``version`` is no move.
+        Nor does a write go back (``is_downgrade``): ``release_environment`` (name, clusters) is where releases run,
+        whose version lets a hotfix's lower base into ``env``; None when ``env`` is that environment."""
         subject = " ".join(subject.split())
         if not subject:
             raise InputError("the commit subject is empty", f"describe the change, e.g. 'promote {app} to {env}'")
         plans: list[Plan] = []  # the plan of each attempt; the last one is what was pushed
 
         def edit(snapshot: Snapshot) -> dict[str, str]:
-            plans.append(self._plan(snapshot, app, env, clusters, version))
-            return {change.path: change.after for change in plans[-1].changes}
+            plan = self._plan(snapshot, app, env, clusters, version)
+            _check_unmoved(app, env, plan.current, expected, version, rerun)
+            self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
+            plans.append(plan)
+            return {change.path: change.after for change in plan.changes}
 
         def message(_changes: Mapping[str, str]) -> str:
             body = [f"Set the chart version of {app} in {env} to {version}:"]
@@ -160,6 +201,33 @@ class GitOpsRepo:
         return SetVersionResult(
             result.commit, result.changed_paths, plan.diff, plan.already_current, result.attempts, summary
         )
+
+    def _check_no_downgrade(
+        self,
+        snapshot: Snapshot,
+        app: str,
+        env: str,
+        current: Mapping[str, str],
+        version: str,
+        release_environment: tuple[str, Sequence[str]] | None,
+    ) -> None:
+        for cluster, was in current.items():  # a revision that is no version cannot be ordered: name where it is
+            if was:
+                parse_version(was, what=f"the targetRevision of {app} in {env}/{cluster}")
+        floor = None  # what the release environment runs (its highest cluster, should they disagree)
+        if release_environment is not None:
+            try:
+                released = self.cluster_versions(app, *release_environment, snapshot=snapshot)
+            except NotFound:  # no manifest there yet: nothing released, which every version is above
+                released = {}
+            floor = max(released.values(), key=version_rank, default="")
+        newer = {cluster: was for cluster, was in current.items() if is_downgrade(was, version, floor=floor)}
+        if newer:
+            raise ConflictError(
+                f"{env} runs a newer version of {app} than {version} ({describe_clusters(newer)}), "
+                "and promo does not move an environment back",
+                f"promote a version at least as new into {env}; going back is a rollback, made on purpose",
+            )
 
     def clusters_on_disk(self, env: str) -> list[str]:
         """The cluster directories of ``env`` in the repository, to compare with the clusters promo.yaml lists."""
@@ -195,3 +263,33 @@ class GitOpsRepo:
                 )
             manifests[cluster] = (path, text)
         return manifests
+
+
+def describe_clusters(versions: Mapping[str, str]) -> str:
+    """``preprod-a=1.0.0, preprod-b=<none>``: what each cluster runs, for messages and the status table."""
+    return ", ".join(f"{cluster}={version or '<none>'}" for cluster, version in versions.items())
+
+
+def _check_unmoved(
+    app: str, env: str, current: Mapping[str, str], expected: Mapping[str, str], version: str, rerun: str | None
+) -> None:
+    """Refuse the write when a cluster no longer runs what was shown (a cluster already at ``version`` is fine)."""
+    moves = {
+        cluster: (expected.get(cluster), now)
+        for cluster, now in current.items()
+        if now != version and now != expected.get(cluster)
+    }
+    if not moves:
+        return
+    described = [
+        f"from {_shown(shown)} to {now or '<none>'}" + (f" in {cluster}" if len(current) > 1 else "")
+        for cluster, (shown, now) in moves.items()
+    ]
+    raise ConflictError(
+        f"{env} of {app} moved {', '.join(described)} since this change was planned and shown",
+        f"run {rerun or 'the promotion'} again: it plans (and its gate shows) the change from what {env} runs now",
+    )
+
+
+def _shown(version: str | None) -> str:
+    return "<not shown>" if version is None else version or "<none>"

@@ -83,6 +83,29 @@ def sha_of(rc: str) -> str:
     return parse_version(rc).prerelease.removeprefix("rc.")
 
 
+def is_downgrade(running: str, incoming: str, *, floor: str | None = None) -> bool:
+    """Whether moving an environment from ``running`` to ``incoming`` goes back: promo never does that unasked.
+
+    Versions rank by their base ``X.Y.Z``, a release above its own RCs. RCs of one base rank equal: their SHAs name
+    commits, not an order (SemVer would compare the SHA text), so any build of a base may replace another. Nothing
+    deployed (``""``) is below everything. A lower base is no downgrade while it still ranks above ``floor``, what
+    the last environment (prod) runs: that is a hotfix ``X.Y.(Z+1)-rc.*`` on its way to prod through environments
+    running main's higher RCs. The last environment itself passes no floor, so prod never goes back.
+    """
+    if version_rank(incoming) >= version_rank(running):
+        return False
+    return floor is None or version_rank(incoming) <= version_rank(floor)
+
+
+def version_rank(version: str) -> tuple[semver.Version, int]:
+    """The order of ``is_downgrade``: ``(base, 1)`` for a release, ``(base, 0)`` for any pre-release of it, and
+    ``""`` (nothing deployed) below every version."""
+    if not version:
+        return semver.Version(0, 0, 0), -1
+    parsed = parse_version(version)
+    return parsed.finalize_version(), 0 if parsed.prerelease else 1
+
+
 def check_bump_part(part: str) -> BumpPart:
     if part not in BUMP_PARTS:
         raise InputError(f"unknown version part {part!r}", f"use one of: {', '.join(BUMP_PARTS)}")

@@ -7,7 +7,7 @@ from prefect import task
 from promo.changes import ChangeDescription, commits_between
 from promo.clients import app_mirror, chart_repository, gitops_repo, open_registry
 from promo.config import PromoConfig
-from promo.errors import NotFound
+from promo.errors import ConflictError, NotFound
 from promo.helm_oci import chart_config
 from tasks.retry import TRANSIENT_RETRIES
 
@@ -16,7 +16,7 @@ from tasks.retry import TRANSIENT_RETRIES
 def describe_change(config: PromoConfig, target: str, version: str, chart_digest: str) -> ChangeDescription:
     try:
         running = gitops_repo(config).environment_version(config.app, target, config.environment(target).clusters)
-    except NotFound:
+    except (NotFound, ConflictError):  # nothing yet, or clusters that disagree: no one version to count from
         running = None
     with open_registry(config, chart_repository(config)) as (registry, repository):
         tag = chart_config(registry, repository, chart_digest).get("appVersion")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prefect import task
+from prefect.runtime import flow_run
 
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
@@ -21,14 +24,34 @@ def read_environment_version(config: PromoConfig, env: str) -> str:
 
 @task(name="plan-environment-version", **TRANSIENT_RETRIES)
 def plan_environment_version(config: PromoConfig, env: str, version: str) -> Plan:
-    return gitops_repo(config).plan(config.app, env, config.environment(env).clusters, version)
+    """What writing ``version`` into ``env`` changes; a version below what ``env`` runs is refused already here."""
+    return gitops_repo(config).plan(
+        config.app, env, config.environment(env).clusters, version, release_environment=release_environment(config, env)
+    )
 
 
 @task(name="write-environment-version", **TRANSIENT_RETRIES)
 def write_environment_version(
-    config: PromoConfig, env: str, version: str, *, subject: str, trailers: Trailers
+    config: PromoConfig, env: str, version: str, *, expected: Mapping[str, str], subject: str, trailers: Trailers
 ) -> SetVersionResult:
-    """One commit setting every cluster of ``env``; a rejected push is re-applied on the new head inside the call."""
+    """One commit setting every cluster of ``env``; a rejected push is re-applied on the new head inside the call.
+
+    ``expected`` is ``Plan.current`` as the gate showed it: a cluster that moved since refuses the write
+    (ConflictError, never retried), as does a version below what runs (a hotfix may pass, see ``is_downgrade``)."""
     return gitops_repo(config).set_version(
-        config.app, env, config.environment(env).clusters, version, subject=subject, trailers=trailers
+        config.app,
+        env,
+        config.environment(env).clusters,
+        version,
+        expected=expected,
+        subject=subject,
+        trailers=trailers,
+        release_environment=release_environment(config, env),
+        rerun=flow_run.get_flow_name(),  # the command to run again when the target moved
     )
+
+
+def release_environment(config: PromoConfig, env: str) -> tuple[str, list[str]] | None:
+    """The last environment, whose version a hotfix must stay above on its way there; None for that one itself."""
+    releases = config.environments[-1]
+    return None if env == releases.name else (releases.name, releases.clusters)

@@ -28,8 +28,10 @@ def repo(remote: GitRemote, cache_dir: Path) -> GitOpsRepo:
 def promote(
     gitops: GitOpsRepo, version: str, env: str = "test", clusters: tuple[str, ...] = ("preprod",), app: str = "hello"
 ) -> SetVersionResult:
+    """Plan, then write what the plan showed (as a gate approved at once would)."""
+    shown = gitops.plan(app, env, list(clusters), version).current
     subject = f"Promote {app} {version} to {env}"
-    return gitops.set_version(app, env, list(clusters), version, subject=subject, trailers=TRAILERS)
+    return gitops.set_version(app, env, list(clusters), version, expected=shown, subject=subject, trailers=TRAILERS)
 
 
 def changed_lines(remote: GitRemote, commit: str) -> list[str]:
@@ -147,6 +149,124 @@ def test_an_environment_with_nothing_deployed_has_no_version(gitops_remote: GitR
     assert result.commit == gitops_remote.head()
 
 
+def write(gitops: GitOpsRepo, version: str, shown: dict[str, str], env: str = "test", **options) -> SetVersionResult:
+    """A write carrying what a gate showed earlier (``shown``), not a fresh plan."""
+    subject = f"Promote hello {version} to {env}"
+    return gitops.set_version(
+        "hello", env, list(shown), version, expected=shown, subject=subject, trailers=TRAILERS, **options
+    )
+
+
+def test_a_write_after_the_target_moved_is_refused_and_changes_nothing(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
+    gitops = repo(gitops_remote, cache_dir)
+    shown = gitops.plan("hello", "test", ["preprod"], "0.1.1-rc.aaa1111").current
+    moved = gitops_remote.commit({TEST_HELLO: application("hello", "test", "0.1.1-rc.ccc3333")})  # lands meanwhile
+
+    with pytest.raises(ConflictError) as refused:
+        write(gitops, "0.1.1-rc.aaa1111", shown, rerun="promote-test")
+
+    assert str(refused.value) == (
+        "test of hello moved from 0.1.1-rc.def5678 to 0.1.1-rc.ccc3333 since this change was planned and shown; "
+        "run promote-test again: it plans (and its gate shows) the change from what test runs now"
+    )
+    assert gitops_remote.head() == moved
+
+
+def test_every_attempt_compares_so_a_move_racing_the_push_is_refused(
+    gitops_remote: GitRemote, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gitops = repo(gitops_remote, cache_dir)
+    shown = gitops.plan("hello", "test", ["preprod"], "0.2.0").current
+    real_commit_files = gitops.mirror.commit_files
+    raced: list[str] = []
+
+    def commit_then_lose_the_race(*args, **kwargs):  # another promotion lands between our fetch and our push
+        if not raced:
+            raced.append(gitops_remote.commit({TEST_HELLO: application("hello", "test", "0.3.0")}))
+        return real_commit_files(*args, **kwargs)
+
+    monkeypatch.setattr(gitops.mirror, "commit_files", commit_then_lose_the_race)
+    with pytest.raises(ConflictError, match="test of hello moved from 0.1.1-rc.def5678 to 0.3.0 since"):
+        write(gitops, "0.2.0", shown)
+    assert gitops_remote.head() == raced[0] and 'targetRevision: "0.3.0"' in gitops_remote.read(TEST_HELLO)
+
+
+def test_a_target_already_moved_to_the_version_is_no_conflict(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops = repo(gitops_remote, cache_dir)
+    shown = gitops.plan("hello", "test", ["preprod"], "0.2.0").current
+    same = gitops_remote.commit({TEST_HELLO: application("hello", "test", "0.2.0")})  # someone promoted it too
+
+    result = write(gitops, "0.2.0", shown)
+
+    assert result.commit is None and result.already_current and gitops_remote.head() == same
+
+
+def test_a_lower_version_is_refused_at_plan_and_at_write(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops = repo(gitops_remote, cache_dir)
+    head = gitops_remote.head()
+    refusal = r"test runs a newer version of hello than 0.1.0-rc.0a1b2c3 \(preprod=0.1.1-rc.def5678\)"
+    with pytest.raises(ConflictError, match=refusal):
+        gitops.plan("hello", "test", ["preprod"], "0.1.0-rc.0a1b2c3")
+    with pytest.raises(ConflictError, match=refusal):
+        write(gitops, "0.1.0-rc.0a1b2c3", {"preprod": "0.1.1-rc.def5678"})
+    with pytest.raises(ConflictError, match="prod runs a newer version of hello than 0.0.9"):
+        write(gitops, "0.0.9", {"prod": "0.1.0"}, env="prod")
+    with pytest.raises(ConflictError, match="prod runs a newer version of hello than 0.1.0-rc.0a1b2c3"):
+        write(gitops, "0.1.0-rc.0a1b2c3", {"prod": "0.1.0"}, env="prod")  # a release is above its own RCs
+    assert gitops_remote.head() == head
+
+
+def test_a_target_revision_that_is_no_version_is_named_not_overwritten(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
+    gitops_remote.add_manifest("test", "preprod", "hello", "main")
+    head = gitops_remote.head()
+    with pytest.raises(InputError, match="the targetRevision of hello in test/preprod 'main' is not SemVer"):
+        write(repo(gitops_remote, cache_dir), "0.2.0", {"preprod": "main"})
+    assert gitops_remote.head() == head
+
+
+def test_another_build_of_the_same_base_is_no_downgrade(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    result = write(repo(gitops_remote, cache_dir), "0.1.1-rc.abc0001", {"preprod": "0.1.1-rc.def5678"})
+    assert result.commit == gitops_remote.head()  # "abc0001" sorts below "def5678", and still it is let in
+
+
+def test_a_hotfix_passes_main_s_higher_rc_only_while_above_what_prod_runs(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
+    gitops = repo(gitops_remote, cache_dir)
+    prod = ("prod", ["prod"])  # runs 0.1.0
+    shown = {"preprod": "0.2.0-rc.abc1234"}  # dev runs main's next minor
+
+    with pytest.raises(ConflictError, match="does not move an environment back"):
+        write(gitops, "0.1.0-rc.0a1b2c3", shown, env="dev", release_environment=prod)  # what prod runs already
+    write(gitops, "0.1.1-rc.fee1234", shown, env="dev", release_environment=prod)
+
+    assert gitops.environment_version("hello", "dev", ["preprod"]) == "0.1.1-rc.fee1234"
+
+
+def test_clusters_that_disagree_are_all_aligned_each_compared(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    gitops_remote.add_manifest("test", "preprod-b", "hello", "")  # a newly added cluster, nothing deployed yet
+    gitops = repo(gitops_remote, cache_dir)
+    clusters = ["preprod", "preprod-b"]
+    shown = gitops.plan("hello", "test", clusters, "0.2.0").current
+    assert shown == {"preprod": "0.1.1-rc.def5678", "preprod-b": ""}
+
+    gitops_remote.add_manifest("test", "preprod-b", "hello", "0.1.9")  # one cluster moves after the gate opened
+    with pytest.raises(ConflictError, match="test of hello moved from <none> to 0.1.9 in preprod-b since"):
+        write(gitops, "0.2.0", shown)
+    with pytest.raises(ConflictError, match="moved from <not shown> to 0.1.9 in preprod-b since"):
+        gitops.set_version(
+            "hello", "test", clusters, "0.2.0", expected={"preprod": "0.1.1-rc.def5678"}, subject="s", trailers=TRAILERS
+        )
+
+    result = write(gitops, "0.2.0", gitops.plan("hello", "test", clusters, "0.2.0").current)
+    assert sorted(result.changed_paths) == sorted([TEST_HELLO, f"{ROOT}/test/preprod-b/hello.yaml"])
+    assert gitops.cluster_versions("hello", "test", clusters) == {"preprod": "0.2.0", "preprod-b": "0.2.0"}
+
+
 def test_a_missing_manifest_is_not_found_with_a_fix(gitops_remote: GitRemote, cache_dir: Path) -> None:
     with pytest.raises(NotFound, match=r"registry/environments/test/eu/hello.yaml does not exist.*clusters of test"):
         repo(gitops_remote, cache_dir).environment_version("hello", "test", ["preprod", "eu"])
@@ -167,7 +287,7 @@ def test_nothing_changes_on_the_remote_when_an_error_is_raised(gitops_remote: Gi
     with pytest.raises(InputError):
         promote(gitops, "0.2.0", env="../prod")
     with pytest.raises(InputError):
-        gitops.set_version("hello", "test", ["preprod"], "0.2.0", subject="  ", trailers=TRAILERS)
+        gitops.set_version("hello", "test", ["preprod"], "0.2.0", expected={}, subject="  ", trailers=TRAILERS)
 
     assert gitops_remote.head() == head and gitops_remote.git("show-ref") == refs
 
@@ -211,8 +331,10 @@ import sys
 from pathlib import Path
 from promo.gitops import GitOpsRepo, Trailers
 url, cache, app = sys.argv[1:]
-result = GitOpsRepo(url, "main", Path(cache)).set_version(
-    app, "test", ["preprod"], "2.0.0", subject=f"Promote {app}", trailers=Trailers()
+gitops = GitOpsRepo(url, "main", Path(cache))
+shown = gitops.plan(app, "test", ["preprod"], "2.0.0").current
+result = gitops.set_version(
+    app, "test", ["preprod"], "2.0.0", expected=shown, subject=f"Promote {app}", trailers=Trailers()
 )
 print(result.attempts)
 """

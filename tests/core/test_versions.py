@@ -4,7 +4,16 @@ import pytest
 import semver
 
 from promo.errors import InputError
-from promo.versions import bump, is_release_candidate, parse_release_tag, rc_version, release_of, sha_of, short_sha
+from promo.versions import (
+    bump,
+    is_downgrade,
+    is_release_candidate,
+    parse_release_tag,
+    rc_version,
+    release_of,
+    sha_of,
+    short_sha,
+)
 
 
 def test_rc_version_uses_seven_characters_when_the_sha_holds_a_letter():
@@ -80,3 +89,39 @@ def test_release_tags_must_be_vxyz(tag):
     with pytest.raises(InputError, match="vX.Y.Z"):
         parse_release_tag(tag)
     assert parse_release_tag("v1.2.3") == "1.2.3"
+
+
+def test_two_builds_of_one_base_may_replace_each_other_though_semver_orders_their_shas():
+    older_text, newer_text = "0.1.0-rc.def5678", "0.1.0-rc.abc1234"  # SemVer compares the SHA text: abc < def
+    assert semver.Version.parse(newer_text) < semver.Version.parse(older_text)
+    assert not is_downgrade(older_text, newer_text) and not is_downgrade(newer_text, older_text)
+
+
+@pytest.mark.parametrize(
+    ("running", "incoming"),
+    [("", "0.1.0-rc.abc1234"), ("0.1.0-rc.abc1234", "0.1.0"), ("0.1.0", "0.1.1-rc.abc1234"), ("0.9.9", "1.0.0")],
+)
+def test_moving_up_or_from_nothing_is_no_downgrade(running, incoming):
+    assert not is_downgrade(running, incoming)
+
+
+@pytest.mark.parametrize(
+    ("running", "incoming"),
+    [("0.1.0", "0.1.0-rc.abc1234"), ("0.2.0-rc.abc1234", "0.1.9-rc.def5678"), ("1.0.0", "0.9.9"), ("0.1.0", "")],
+)
+def test_a_lower_base_or_a_release_s_own_rc_is_a_downgrade(running, incoming):
+    assert is_downgrade(running, incoming)
+
+
+def test_a_hotfix_may_pass_environments_running_main_s_higher_rcs_while_above_what_prod_runs():
+    main_rc, hotfix_rc = "0.2.0-rc.abc1234", "0.1.1-rc.def5678"
+    assert not is_downgrade(main_rc, hotfix_rc, floor="0.1.0")  # prod runs 0.1.0: the hotfix is on its way
+    assert not is_downgrade(main_rc, hotfix_rc, floor="")  # nothing released yet
+    assert is_downgrade(main_rc, hotfix_rc, floor="0.1.1")  # 0.1.1 is released already: this would go back
+    assert is_downgrade(main_rc, "0.1.0-rc.0a1b2c3", floor="0.1.0")  # a stale RC of what prod runs
+    assert is_downgrade(main_rc, hotfix_rc)  # no floor (prod itself): never back
+
+
+def test_a_running_revision_that_is_no_version_cannot_be_ordered():
+    with pytest.raises(InputError, match="'main' is not SemVer"):
+        is_downgrade("main", "0.1.0")

@@ -30,6 +30,9 @@ WRITER_PAUSE_SECONDS = 0.5  # a busy human or CI job, not a tight loop that woul
 FIGURES: dict[str, object] = {}
 
 
+SHOWN = "0.1.0-rc.def5678"  # what every app runs in test before the promotions, as their gates showed it
+
+
 def app_name(i: int) -> str:
     return f"app-{i:02d}"
 
@@ -45,7 +48,7 @@ def subject(i: int) -> str:
 @pytest.fixture()
 def remote(tmp_path: Path):
     files = {
-        f"{ROOT}/test/preprod/{app_name(i)}.yaml": application(app_name(i), "test", "0.1.0-rc.def5678")
+        f"{ROOT}/test/preprod/{app_name(i)}.yaml": application(app_name(i), "test", SHOWN)
         for i in range(APPS)
     }
     files["README.md"] = "# GitOps\n"
@@ -99,7 +102,7 @@ def promote(remote_url: str, cache: Path, i: int, start: threading.Barrier, resu
         try:
             repo = GitOpsRepo(remote_url, "main", cache)
             result = repo.set_version(
-                app_name(i), "test", ["preprod"], target_version(i),
+                app_name(i), "test", ["preprod"], target_version(i), expected={"preprod": SHOWN},
                 subject=subject(i), trailers=Trailers(promoted_from="dev", chart_version=target_version(i)),
             )  # fmt: skip
             results[i] = ("ok", attempts, result.attempts, transient)
