@@ -14,10 +14,13 @@ from prefect.input.run_input import keyset_from_paused_state
 
 from flows.gate import _pause_key, approval_form, decide
 from flows.promote import promote_test
+from flows.publish_dev import publish_dev
+from flows.release_prod import release_prod
 from promo.approvals import ApprovalRequest, Decision
 from promo.errors import InputError
 from promo.gitops import Trailers
 from promo.sandbox import Sandbox
+from tests.flows.test_release import stage_a_build
 
 
 def git(remote: Path, *args: str) -> str:
@@ -67,8 +70,6 @@ def request(**changes: object) -> ApprovalRequest:
 
 
 def test_an_untouched_or_blank_form_is_refused_by_the_server_and_the_gate_keeps_waiting(sandbox, background):
-    from flows.publish_dev import publish_dev
-
     config = str(sandbox.config_path)
     published = publish_dev(config_path=config)
     before = gitops_head(sandbox)
@@ -96,10 +97,22 @@ def test_an_untouched_or_blank_form_is_refused_by_the_server_and_the_gate_keeps_
     ]
 
 
+def test_a_release_records_the_approvers_comment(sandbox, background):
+    staged = stage_a_build(sandbox)
+    run = background(lambda: release_prod(config_path=staged.config))
+    decide(run.gate("prod"), Decision(approved=True, approver="alice", comment="release notes read"))
+    released = run.join()
+    prod_manifests = "registry/environments/prod"  # the release's next dev build commits after the prod write
+    trailers = git(sandbox.gitops_remote, "log", "-1", "--format=%(trailers:only,unfold)", "main", "--", prod_manifests)
+    assert f"Chart-Version: {released.version}" in trailers
+    assert trailers.strip().splitlines()[-2:] == ["Approved-By: alice", "Approval-Comment: release notes read"]
+
+
 def test_the_approver_field_is_a_choice_where_the_environment_lists_approvers():
     listed = approval_form(request(approvers=("alice", "bob"))).model_json_schema()["properties"]["approver"]
     anyone = approval_form(request()).model_json_schema()["properties"]["approver"]
-    assert listed["enum"] == ["alice", "bob"] and listed["description"] == "Who approves (one of the environment's approvers)"
+    assert listed["enum"] == ["alice", "bob"]
+    assert listed["description"] == "Who approves (one of the environment's approvers)"
     assert anyone["description"] == "Your name" and anyone["pattern"] == r"\S"
     decision = approval_form(request()).model_json_schema()["properties"]["decision"]
     assert decision["enum"] == ["approve", "reject"] and "default" not in decision
