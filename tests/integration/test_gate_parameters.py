@@ -16,18 +16,17 @@ import httpx
 import pytest
 from prefect import Flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.deployments import run_deployment
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Cancelled
 
-from deployments.deploy import FLOWS
+from deployments.deploy import FLOWS, Outcome, setup_all
 from flows.gate import decide, waiting_gates
 from promo.approvals import Decision
 from promo.manifests import manifest_path, read_target_revision, set_target_revision
 from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
-from tests.integration.conftest import BIN, PrefectServer, tail, wait_until
+from tests.integration.conftest import BIN, PrefectServer, stop, tail, wait_until
 
 RUN_SECONDS = 90  # a deadline, not a cost: on an idle machine a run reaches its gate in 3-6 s
 
@@ -70,15 +69,22 @@ def set_test_revision_by_hand(sandbox: Sandbox, version: str, workdir: Path) -> 
     git(clone, "push", "-q", "origin", "HEAD:main")
 
 
-def runs_of(client, deployment_name: str) -> list:
-    return client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name])))
-
-
-def cancel_unfinished(client, runs) -> None:
-    """No gate of this test is left waiting for the next test's `waiting_gates` to find."""
-    for run in runs:
-        if not client.read_flow_run(run.id).state.is_final():
-            client.set_flow_run_state(run.id, Cancelled(), force=True)
+def forget(client, registered: list[Outcome]) -> None:
+    """Delete what setup created here, and the runs of those deployments, so the next test finds the server as it
+    was (test_server.py expects its `promo setup` to create everything, and counts the runs of its deployments)."""
+    for outcome in reversed([outcome for outcome in registered if outcome.status == "created"]):
+        if outcome.kind == "deployment":
+            deployment = client.read_deployment_by_name(outcome.name)
+            its_runs = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+            for run in client.read_flow_runs(deployment_filter=its_runs):
+                client.delete_flow_run(run.id)
+            client.delete_deployment(deployment.id)
+        elif outcome.kind == "limit":
+            client.delete_global_concurrency_limit_by_name(outcome.name)
+        elif outcome.kind == "secret":
+            client.delete_block_document(client.read_block_document_by_name(outcome.name, "secret").id)
+        elif outcome.kind == "work pool":
+            client.delete_work_pool(outcome.name)
 
 
 @pytest.fixture()
@@ -91,18 +97,19 @@ def sandbox(tmp_path: Path):
 
 
 @pytest.fixture()
-def published(prefect_server: PrefectServer, start_worker, promo, sandbox):
-    """`promo setup`, a process worker on its pool, and one build published to dev: promote-test has work to gate."""
+def published(prefect_server: PrefectServer, start_worker, sandbox):
+    """What `promo setup` registers, a process worker on its pool, and one build published to dev: promote-test has
+    work to gate. Afterwards the worker is stopped (it would recreate its pool) and the registrations are deleted."""
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}), get_client(sync_client=True) as client:
-        setup = promo("setup", "--config", str(sandbox.config_path))
-        assert setup.returncode == 0, setup.stderr
+        registered = setup_all(sandbox.config_path)
         worker = start_worker("promo")
-        build = run_deployment(f"publish-dev/{sandbox.app}", timeout=RUN_SECONDS, poll_interval=0.5)
-        assert build.state.is_completed(), tail(worker.log)
         try:
+            build = run_deployment(f"publish-dev/{sandbox.app}", timeout=RUN_SECONDS, poll_interval=0.5)
+            assert build.state.is_completed(), tail(worker.log)
             yield client, worker
         finally:
-            cancel_unfinished(client, runs_of(client, sandbox.app))
+            stop(worker.process)
+            forget(client, registered)
 
 
 def start_with_cli(server: PrefectServer, deployment: str, name: str, value: object) -> tuple[UUID | None, str]:
@@ -127,6 +134,12 @@ def start_with_api(server: PrefectServer, deployment_id: UUID, name: str, value:
     return UUID(response.json()["id"]), response.text
 
 
+def at_gate_or_ended(client, flow_run_id: UUID):
+    """The run once it is suspended at its gate or has ended, else None."""
+    run = client.read_flow_run(flow_run_id)
+    return run if run.state.is_final() or run.state.name == "Suspended" else None
+
+
 @pytest.mark.integration
 def test_no_parameter_passes_a_gate(prefect_server: PrefectServer, published, sandbox):
     """The breach as it was reported, `prefect deployment run ... --param approve_as=alice`, its cousins, and the
@@ -135,24 +148,23 @@ def test_no_parameter_passes_a_gate(prefect_server: PrefectServer, published, sa
     deployment = f"promote-test/{sandbox.app}"
     deployment_id = client.read_deployment_by_name(deployment).id
     before = gitops_head(sandbox)
+    starts = {
+        "the CLI": lambda name, value: start_with_cli(prefect_server, deployment, name, value),
+        "the REST API": lambda name, value: start_with_api(prefect_server, deployment_id, name, value),
+    }
     tried = {"approve_as": "alice", "approved": True, "decision": "approve"}  # the allow-list test covers the rest
     for name, value in tried.items():
-        for start in (
-            lambda: start_with_cli(prefect_server, deployment, name, value),
-            lambda: start_with_api(prefect_server, deployment_id, name, value),
-        ):
-            run_id, output = start()
+        for how, start in starts.items():
+            run_id, output = start(name, value)
             if run_id is None:  # refused before any run exists: the flow has no such parameter
                 assert name in output, output
                 continue
-
-            def stopped():
-                run = client.read_flow_run(run_id)
-                return (run.state.is_final() or run.state.name == "Suspended") and run
-
-            run = wait_until(stopped, RUN_SECONDS, f"promote-test with {name}", alive=worker.process, log=worker.log)
-            assert not run.state.is_completed(), f"{name}={value} passed the gate: {run.state}\n{output}"
-            assert gitops_head(sandbox) == before, f"{name}={value} changed the GitOps repository"
+            what = f"promote-test started through {how} with {name}={value}"
+            run = wait_until(
+                lambda: at_gate_or_ended(client, run_id), RUN_SECONDS, what, alive=worker.process, log=worker.log
+            )
+            assert not run.state.is_completed(), f"{what} passed the gate: {run.state}\n{output}"
+            assert gitops_head(sandbox) == before, f"{what} changed the GitOps repository"
     assert revision_in_test(sandbox) == ""
 
 
