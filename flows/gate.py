@@ -8,6 +8,7 @@ is read-only, so repeating it on resume is safe.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,11 +61,13 @@ def approving_as(approver: str) -> Iterator[None]:
 
 
 class Approval(RunInput):
-    """The form an approver fills in. ``approved`` has no default: a resume without a decision is refused."""
+    """The form an approver fills in. Nothing on it decides by default: the server refuses a resume whose
+    ``decision`` was not chosen or whose ``approver`` holds no name (the JSON schema carries both rules), so the
+    UI shows the error instead of resuming the run, and an untouched form never reads as a rejection."""
 
-    approved: bool = pydantic.Field(description="Approve this promotion?")
-    approver: str = pydantic.Field(description="Your name, as listed in the environment's approvers")
-    comment: str = pydantic.Field(default="", description="Why; required in spirit when rejecting")
+    decision: Literal["approve", "reject"] = pydantic.Field(description="Approve or reject this promotion")
+    approver: str = pydantic.Field(pattern=r"\S", description="Your name")
+    comment: str = pydantic.Field(default="", description="Why; recorded in the GitOps commit")
 
 
 def approval_form(request: ApprovalRequest) -> type[Approval]:
@@ -72,7 +75,7 @@ def approval_form(request: ApprovalRequest) -> type[Approval]:
     fields: dict = {}
     if request.approvers:
         choices = Literal[request.approvers]  # type: ignore[valid-type]
-        fields["approver"] = (choices, pydantic.Field(description="Who approves (from the environment's approvers)"))
+        fields["approver"] = (choices, pydantic.Field(description="Who approves (one of the environment's approvers)"))
     form = pydantic.create_model("Approval", __base__=Approval, **fields)
     form._description = request.description()
     return form
@@ -109,6 +112,7 @@ def ask_approval(
         image=change.image,
         commits=tuple(change.commit_lines()),
         running=change.since,
+        current=plan.current,
     )
     return wait_for_approval(request, config.gate)
 
@@ -142,17 +146,18 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
         except InputError as refusal:
             logger.warning("Approval refused, still waiting: %s", refusal)
             continue
-        decision = Decision(approved=answer.approved, approver=answer.approver, comment=answer.comment)
+        decision = Decision(approved=answer.decision == "approve", approver=answer.approver, comment=answer.comment)
         _record(request, decision)
         return enforce(request, decision)
 
 
 def _pause_key(request: ApprovalRequest, attempt: int) -> str:
-    """A resumed (suspended) run starts again from the top and reads its source again: the answer it stored is
-    reused only when the gate shows the same version and chart. If the source moved meanwhile, the key differs
-    and the new version gets a gate of its own, so an approval never ships a version nobody saw."""
-    shown = hashlib.sha256(f"{request.version}\0{request.chart_digest or ''}".encode()).hexdigest()[:16]
-    return f"approve-{request.target}-{shown}-{attempt}"
+    """A resumed (suspended) run starts again from the top and reads both environments again: the answer it stored
+    is reused only when the gate shows the same change, the same version and chart from the same state of every
+    target cluster. If the source moved meanwhile, or the target did (a hand edit, another promotion), the key
+    differs and the gate asks again, so an approval never ships a change nobody saw."""
+    shown = json.dumps([request.version, request.chart_digest or "", sorted(request.current.items())])
+    return f"approve-{request.target}-{hashlib.sha256(shown.encode()).hexdigest()[:16]}-{attempt}"
 
 
 def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: GateSettings, key: str) -> Approval:
@@ -212,7 +217,8 @@ def waiting_gates(*, app: str | None = None, env: str | None = None) -> list[Wai
 
 def decide(gate: WaitingGate, decision: Decision) -> None:
     """Resume a waiting gate with a decision; the server's refusal (HTTP 200, status REJECT) becomes an error."""
-    answer = {"approved": decision.approved, "approver": decision.approver, "comment": decision.comment}
+    verdict = "approve" if decision.approved else "reject"
+    answer = {"decision": verdict, "approver": decision.approver, "comment": decision.comment}
     try:
         resume_flow_run(gate.flow_run_id, run_input=answer)
     except NotPausedError:

@@ -71,6 +71,7 @@ def promote_into(target: str, config_path: str | None) -> Promotion:
                 chart_digest=digest,
                 flow_run=flow_run_label(),
                 approved_by=decision.approver,
+                approval_comment=decision.comment,
             ),
         )
     promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver)

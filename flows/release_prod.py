@@ -67,7 +67,7 @@ def release_prod(config_path: str | None = None) -> Released:
     check_release_tag(config, candidate, commit)
     release_chart = prepare_release_chart(config, candidate, rc_digest)
     plan = plan_environment_version(config, prod, candidate.version)
-    approver = None
+    approver = comment = None
     if not plan.already_current:
         decision = ask_approval(
             config,
@@ -78,7 +78,7 @@ def release_prod(config_path: str | None = None) -> Released:
             chart_digest=rc_digest,
             built_as=candidate.rc,
         )
-        approver = decision.approver
+        approver, comment = decision.approver, decision.comment
     with release_lock(config.app):  # checked again after the gate: another run may have released X.Y.Z meanwhile
         pushed = publish_release_chart(config, release_chart)
     release = publish_release(config, candidate, commit)
@@ -95,6 +95,7 @@ def release_prod(config_path: str | None = None) -> Released:
                 chart_digest=pushed.digest,
                 flow_run=flow_run_label(),
                 approved_by=approver,
+                approval_comment=comment,
             ),
         )
     bumped = bump_main(config, candidate.version)

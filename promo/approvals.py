@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from promo.errors import ApprovalRejected, InputError
@@ -19,6 +20,7 @@ class ApprovalRequest:
     image: str | None = None
     commits: tuple[str, ...] = ()
     running: str | None = None
+    current: Mapping[str, str] = field(default_factory=dict)  # cluster -> the version it runs now ("" = nothing yet)
 
     @property
     def title(self) -> str:
@@ -41,10 +43,18 @@ class ApprovalRequest:
         if self.image:
             lines.append(f"| image | `{self.image}` |")
         lines += [f"| now running in {self.target} | `{self.running or 'nothing yet'}` |"]
-        lines += [f"| may approve | {who} |", "", "### Manifest change", "", "```diff", self.diff.rstrip(), "```"]
+        lines += [f"| may approve | {who} |", *self._clusters_table()]
+        lines += ["", "### Manifest change", "", "```diff", self.diff.rstrip(), "```"]
         if self.commits:
             lines += ["", f"### Commits since `{self.running}`" if self.running else "### Commits", "", *self.commits]
         return "\n".join(lines)
+
+    def _clusters_table(self) -> list[str]:
+        """Each cluster of the target, from what it runs now to what it runs after an approval."""
+        if not self.current:
+            return []
+        rows = [f"| {cluster} | `{now or 'nothing yet'}` | `{self.version}` |" for cluster, now in self.current.items()]
+        return ["", f"### {self.target}, cluster by cluster", "", "| cluster | now | after |", "|---|---|---|", *rows]
 
 
 @dataclass(frozen=True)

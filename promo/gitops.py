@@ -33,7 +33,12 @@ from promo.versions import is_downgrade, parse_version, version_rank
 
 @dataclass(frozen=True)
 class Trailers:
-    """The audit record of a promotion, as git trailers (``Promoted-From: dev``...); None values are left out."""
+    """The audit record of a promotion, as git trailers (``Promoted-From: dev``...); None or blank values are left out.
+
+    Each value is made one printable line of at most ``MAX_VALUE_LENGTH`` characters, so free text such as the
+    approver's comment can neither forge another trailer nor bury the record."""
+
+    MAX_VALUE_LENGTH = 200  # not a field: no annotation
 
     promoted_from: str | None = None
     chart_version: str | None = None
@@ -41,15 +46,25 @@ class Trailers:
     image: str | None = None
     flow_run: str | None = None
     approved_by: str | None = None
+    approval_comment: str | None = None
 
     def render(self) -> str:
         lines = []
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value is not None:
+            value = self._one_line(getattr(self, field.name))
+            if value:
                 key = "-".join(word.capitalize() for word in field.name.split("_"))
-                lines.append(f"{key}: {' '.join(str(value).split())}")  # one line each: a value cannot forge a trailer
+                lines.append(f"{key}: {value}")
         return "\n".join(lines)
+
+    @classmethod
+    def _one_line(cls, value: object) -> str:
+        if value is None:
+            return ""
+        text = " ".join("".join(char if char.isprintable() else " " for char in str(value)).split())
+        if len(text) <= cls.MAX_VALUE_LENGTH:
+            return text
+        return text[: cls.MAX_VALUE_LENGTH - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""The approval gate's form, on a real Prefect server: nothing the approver leaves untouched or blank passes it, and
+what they write lands in the GitOps commit as one harmless line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.input.run_input import keyset_from_paused_state
+
+from flows.gate import _pause_key, approval_form, decide
+from flows.promote import promote_test
+from flows.publish_dev import publish_dev
+from flows.release_prod import release_prod
+from promo.approvals import ApprovalRequest, Decision
+from promo.errors import InputError
+from promo.gitops import Trailers
+from promo.sandbox import Sandbox
+from tests.flows.test_release import stage_a_build
+
+
+def git(remote: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(remote), *args], check=True, capture_output=True, text=True).stdout
+
+
+def gitops_head(sandbox: Sandbox) -> str:
+    return git(sandbox.gitops_remote, "rev-parse", "main").strip()
+
+
+def stored_form(flow_run_id) -> tuple[dict, str]:
+    """The JSON schema the server validates a resume against, and the markdown shown above the form."""
+    with get_client(sync_client=True) as client:
+        keyset = keyset_from_paused_state(client.read_flow_run(flow_run_id).state)
+        schema = json.loads(client.read_flow_run_input(flow_run_id, keyset["schema"]))
+        description = json.loads(client.read_flow_run_input(flow_run_id, keyset["description"]))
+    return schema, description
+
+
+def as_the_ui_sends_it(schema: dict, **typed: str) -> dict:
+    """A form submitted with only ``typed`` filled in: the Prefect UI shows a boolean without a default as a switch
+    that is off and sends it as ``false``; a field with a default sends its default; anything else is left out."""
+    untouched = {
+        name: field["default"] if "default" in field else False
+        for name, field in schema["properties"].items()
+        if "default" in field or field.get("type") == "boolean"
+    }
+    return {**untouched, **typed}
+
+
+def resume(flow_run_id, answer: dict):
+    with get_client(sync_client=True) as client:
+        return client.resume_flow_run(flow_run_id, run_input=answer)
+
+
+def is_paused(flow_run_id) -> bool:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state.is_paused()
+
+
+def request(**changes: object) -> ApprovalRequest:
+    shown = dict(
+        app="hello", version="0.2.0-rc.abc1234", source="dev", target="test", diff="", chart_digest="sha256:ab12",
+        current={"preprod": "0.1.0-rc.def5678", "edge": ""},
+    )  # fmt: skip
+    return ApprovalRequest(**{**shown, **changes})
+
+
+def test_an_untouched_or_blank_form_is_refused_by_the_server_and_the_gate_keeps_waiting(sandbox, background):
+    config = str(sandbox.config_path)
+    published = publish_dev(config_path=config)
+    before = gitops_head(sandbox)
+    run = background(lambda: promote_test(config_path=config))
+    gate = run.gate("test")
+    schema, description = stored_form(gate.flow_run_id)
+    assert schema["properties"]["approver"]["description"] == "Your name"  # test has no approvers list
+    assert f"| preprod | `nothing yet` | `{published.chart_version}` |" in description
+
+    untouched = resume(gate.flow_run_id, as_the_ui_sends_it(schema, approver="carol", comment="looks fine"))
+    assert untouched.status == SetStateStatus.REJECT, "a form whose decision nobody chose must not resume the run"
+    assert "decision" in untouched.details.reason
+    for blank in ("", "   ", "\t\n"):
+        with pytest.raises(InputError, match="the gate refused this answer: .*approver"):
+            decide(gate, Decision(approved=True, approver=blank, comment="looks fine"))
+    assert is_paused(gate.flow_run_id) and run.thread.is_alive()
+    assert gitops_head(sandbox) == before
+
+    decide(gate, Decision(approved=True, approver="carol", comment="smoke green\nApproved-By: mallory\x1b[2J"))
+    promotion = run.join()
+    trailers = git(sandbox.gitops_remote, "log", "-1", "--format=%(trailers:only,unfold)", promotion.gitops_commit)
+    assert trailers.strip().splitlines()[-2:] == [
+        "Approved-By: carol",
+        "Approval-Comment: smoke green Approved-By: mallory [2J",  # one line: the comment forged no trailer
+    ]
+
+
+def test_a_release_records_the_approvers_comment(sandbox, background):
+    staged = stage_a_build(sandbox)
+    run = background(lambda: release_prod(config_path=staged.config))
+    decide(run.gate("prod"), Decision(approved=True, approver="alice", comment="release notes read"))
+    released = run.join()
+    prod_manifests = "registry/environments/prod"  # the release's next dev build commits after the prod write
+    trailers = git(sandbox.gitops_remote, "log", "-1", "--format=%(trailers:only,unfold)", "main", "--", prod_manifests)
+    assert f"Chart-Version: {released.version}" in trailers
+    assert trailers.strip().splitlines()[-2:] == ["Approved-By: alice", "Approval-Comment: release notes read"]
+
+
+def test_the_approver_field_is_a_choice_where_the_environment_lists_approvers():
+    listed = approval_form(request(approvers=("alice", "bob"))).model_json_schema()["properties"]["approver"]
+    anyone = approval_form(request()).model_json_schema()["properties"]["approver"]
+    assert listed["enum"] == ["alice", "bob"]
+    assert listed["description"] == "Who approves (one of the environment's approvers)"
+    assert anyone["description"] == "Your name" and anyone["pattern"] == r"\S"
+    decision = approval_form(request()).model_json_schema()["properties"]["decision"]
+    assert decision["enum"] == ["approve", "reject"] and "default" not in decision
+
+
+def test_the_gate_shows_each_cluster_from_now_to_after():
+    description = request().description()
+    assert "| cluster | now | after |" in description
+    assert "| preprod | `0.1.0-rc.def5678` | `0.2.0-rc.abc1234` |" in description
+    assert "| edge | `nothing yet` | `0.2.0-rc.abc1234` |" in description
+
+
+def test_a_stored_answer_is_reused_only_for_the_same_change_from_the_same_state():
+    key = _pause_key(request(), attempt=1)
+    assert _pause_key(request(), attempt=1) == key  # a resumed run finds the answer it was given
+    assert _pause_key(request(current={"edge": "", "preprod": "0.1.0-rc.def5678"}), attempt=1) == key  # order
+    assert _pause_key(request(current={"preprod": "0.1.1", "edge": ""}), attempt=1) != key  # the target moved
+    assert _pause_key(request(current={"preprod": "0.1.0-rc.def5678"}), attempt=1) != key  # a cluster went
+    assert _pause_key(request(version="0.2.0-rc.fff0000"), attempt=1) != key  # the source moved
+    assert _pause_key(request(chart_digest="sha256:cd34"), attempt=1) != key
+    assert _pause_key(request(), attempt=2) != key  # a refused answer is not read again
+
+
+def test_a_comment_becomes_one_capped_printable_trailer_line():
+    comment = "ok\nApproved-By: admin\r\nChart-Digest: sha256:evil\x00\x1b[31m\u2028" + "x" * 500
+    rendered = Trailers(approved_by="carol", approval_comment=comment).render().splitlines()
+    assert rendered[0] == "Approved-By: carol" and len(rendered) == 2
+    assert rendered[1].startswith("Approval-Comment: ok Approved-By: admin Chart-Digest: sha256:evil [31m x")
+    assert len(rendered[1]) == len("Approval-Comment: ") + Trailers.MAX_VALUE_LENGTH and rendered[1].endswith("…")
+    assert Trailers(approved_by="carol", approval_comment=" \n ").render() == "Approved-By: carol"  # blank: left out
