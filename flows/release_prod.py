@@ -26,6 +26,7 @@ from promo.versions import bump, rc_version
 from tasks.chart import find_chart, lookup_chart
 from tasks.forge import check_release_tag, publish_release
 from tasks.gitops import (
+    check_environment_unmoved,
     plan_environment_version,
     read_environment_version,
     write_environment_version,
@@ -79,6 +80,7 @@ def release_prod(config_path: str | None = None) -> Released:
             built_as=candidate.rc,
         )
         approver, comment = decision.approver, decision.comment
+        check_environment_unmoved(config, prod, candidate.version, expected=plan.current)  # before the chart and tag
     with release_lock(config.app):  # checked again after the gate: another run may have released X.Y.Z meanwhile
         pushed = publish_release_chart(config, release_chart)
     release = publish_release(config, candidate, commit)

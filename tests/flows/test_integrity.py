@@ -86,6 +86,7 @@ def test_a_stale_release_prod_gate_cannot_move_prod_back(sandbox, background):
     stale = background(lambda: release_prod(config_path=staged.config))
     gate = stale.gate("prod")  # shown: prod <none> -> 0.1.0
     landed = write_by_hand(sandbox, "prod", "0.2.0")
+    before = end_state(sandbox)
 
     decide(gate, Decision(approved=True, approver="alice"))
     with pytest.raises(ConflictError, match="prod of hello moved from <none> to 0.2.0 since .*run release-prod again"):
@@ -93,6 +94,7 @@ def test_a_stale_release_prod_gate_cannot_move_prod_back(sandbox, background):
 
     assert gitops_head(sandbox) == landed and target_revision(sandbox, "prod") == "0.2.0"
     assert main_chart_version(sandbox) == "0.1.0"  # nothing after the refused write ran: main was not bumped
+    assert end_state(sandbox) == before  # refused right after the gate: no release chart, no tag
 
 
 def test_release_prod_refuses_to_move_prod_back_before_its_gate_and_changes_nothing(sandbox):
