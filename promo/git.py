@@ -54,6 +54,7 @@ NETWORK_TIMEOUT_SECONDS = 300.0
 _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 1.0
 _TRACKING = "refs/remotes/origin"
+_STALE_LOCK = re.compile(r"Unable to create '(?P<path>[^']+\.lock)': File exists")
 _RECORDS = "refs/promo"
 _FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE, _GITLINK_MODE = 0o100644, 0o100755, 0o040000, 0o160000
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # fail fast instead of waiting for a password nobody will type
@@ -616,7 +617,27 @@ class Mirror:
         try:
             return self._run(*args, timeout=timeout)
         except GitCommandError as exc:
+            if not self._removed_stale_lock(exc):
+                raise self._failure(action, exc) from None
+        try:
+            return self._run(*args, timeout=timeout)
+        except GitCommandError as exc:
             raise self._failure(action, exc) from None
+
+    def _removed_stale_lock(self, exc: GitCommandError) -> bool:
+        """A git process killed mid-write (a run SIGKILLed during a fetch) leaves ``<ref>.lock`` in the cache, and
+        every later write there fails with "File exists". promo's writes into the cache all hold its flock, so one
+        found while we hold it belongs to nobody alive: remove it (only inside this cache) and let the caller retry."""
+        if self._lock_path not in _held_locks.paths:
+            return False
+        found = _STALE_LOCK.search(str(exc.stderr or ""))
+        if found is None:
+            return False
+        lock = Path(found["path"]).resolve()
+        if not (lock.name.endswith(".lock") and lock.is_relative_to(self.path.resolve()) and lock.is_file()):
+            return False
+        lock.unlink()
+        return True
 
     def _failure(self, action: str, exc: GitCommandError) -> PromoError:
         """Map a failed git command to the error a caller acts on; the message never carries credentials."""

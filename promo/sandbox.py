@@ -109,6 +109,7 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
     config = _config(directory, app, app_remote, gitops_remote, registry.host, standin.url)
     if not gitops_remote.exists():
         _create_remote(gitops_remote, _gitops_files(config), "Argo CD Applications for the promo sandbox")
+        standin.refresh()  # it started before the remote existed
     if not app_remote.exists():
         _create_remote(app_remote, _app_files(config), f"{app}: sample app, chart and promo.yaml")
     degraded_versions = directory / DEGRADED_VERSIONS

@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from promo.errors import PromoError, ToolError
-from promo.local_server import LocalServer, free_port
+from promo.local_server import START_TIMEOUT, LocalServer, free_port
 from promo.manifests import DEFAULT_ROOT, read_target_revision
 
 log = logging.getLogger("promo.standin")
@@ -518,6 +519,11 @@ class StandinServer(LocalServer):
 
     def _runs_program(self, argv: list[bytes]) -> bool:
         return argv[1:3] == [b"-m", __name__.encode()]
+
+    def refresh(self) -> None:
+        """Read git now rather than at the next poll (as ``?refresh=normal`` does, whatever the name asked for):
+        the sandbox calls this once it has created the GitOps remote the stand-in follows."""
+        httpx.get(f"{self.url}/api/v1/applications/refresh?refresh=normal", timeout=START_TIMEOUT)
 
 
 def main(argv: list[str]) -> None:

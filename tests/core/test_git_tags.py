@@ -162,3 +162,21 @@ def test_an_identical_commit_pushed_by_another_writer_is_not_taken_for_ours(
     result = mine.update_branch("main", bump, lambda _changes: "bump\n")
 
     assert app_remote.read("v.txt") == "3\n" and result.attempts == 2 and result.commit == app_remote.head()
+
+
+def test_a_ref_lock_left_by_a_killed_git_is_cleared_and_the_fetch_goes_on(
+    app_remote: GitRemote, cache_dir: Path
+) -> None:
+    """A run SIGKILLed during a fetch leaves ``<ref>.lock`` in the cache; the next run must not fail on it (found by
+    the crash suite: release-prod killed while the next build fetched)."""
+    mirror = Mirror.open(app_remote.url, cache_dir)
+    mirror.fetch()
+    stale = mirror.path / "refs" / "remotes" / "origin" / "main.lock"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("left by a killed git\n")
+    newer = app_remote.commit({"NEWS": "a change after the crash\n"})
+
+    mirror.fetch()
+
+    assert mirror.branches()["main"] == newer
+    assert not stale.exists()

@@ -69,8 +69,15 @@ def test_the_script_writes_what_promo_writes(gitops_remote: GitRemote, cache_dir
         "test",
         ["preprod"],
         version,
+        expected={"preprod": "0.1.1-rc.def5678"},
         subject=f"promote(hello): dev -> test {version}",
-        trailers=Trailers("dev", version, chart_digest(7), None, "promote-test/brave-otter", "carol"),
+        trailers=Trailers(
+            promoted_from="dev",
+            chart_version=version,
+            chart_digest=chart_digest(7),
+            flow_run="promote-test/brave-otter",
+            approved_by="carol",
+        ),
     )
     written = gitops_remote.git("cat-file", "commit", "main").split("\n\n", 1)[1]
     assert written == promo_message(

@@ -203,7 +203,7 @@ SHARED: dict[str, Case] = {
     ),
     "registry answering 401 to an anonymous client": Case(
         ("publish-dev",),
-        "hello (UNAUTHORIZED: injected by the faulty proxy (401)); check the registry credentials",
+        "hello (UNAUTHORIZED: injected by the faulty proxy (401)): these credentials may not push to",
         5,
         setup=through_proxy(status=401),
     ),
