@@ -172,7 +172,7 @@ def rollback_failed(
     if failed is None:
         return VerificationFailed(
             f"the rollback of {config.app} in {chosen.env} to {chosen.version} failed verification: {verdict.reason}",
-            f"see `promo history --env {chosen.env}` for the versions verified there and roll back with --to VERSION",
+            f"see `promo history {chosen.env}` for the versions verified there and roll back with --to VERSION",
         )
     return VerificationFailed(
         f"{config.app} {failed.version} failed verification in {chosen.env} ({failed.reason}) and the automatic "
