@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,15 +14,16 @@ from promo.rollback import rollback_target
 from promo.verdicts import Verdict
 from tests.fixtures.gitrepos import GitRemote
 
-WHEN = datetime(2026, 11, 30, tzinfo=timezone.utc)
+WHEN = datetime(2026, 11, 30, tzinfo=UTC)
 
 
-def change(version: str, before: str, outcome: str | None, *, commit: str | None = None, kind: str = "deploy") -> Change:
-    commit = commit or f"c-{version}"
+def change(version: str, before: str, outcome: str | None) -> Change:
+    """A deploy of ``version`` into test over ``before``, with a verdict when ``outcome`` is verified or failed."""
+    commit = f"c-{version}"
     verdict = None
     if outcome is not None:
         verdict = Verdict("hello", "test", version, commit, outcome == "verified", f"{version} was {outcome}", WHEN)
-    return Change(commit, WHEN, "test", kind, (Move("preprod", before, version),), "subject", verdict=verdict)  # type: ignore[arg-type]
+    return Change(commit, WHEN, "test", "deploy", (Move("preprod", before, version),), "subject", verdict=verdict)
 
 
 # newest first: rc.d failed, rc.c never checked, rc.b verified, rc.a verified
@@ -39,7 +40,8 @@ def test_the_newest_verified_version_other_than_what_runs_is_put_back_and_the_fa
     assert (plan.current, plan.version, plan.verified_by) == ("0.1.0-rc.ddddddd", "0.1.0-rc.bbbbbbb", HISTORY[2])
     assert plan.reason == "0.1.0-rc.ddddddd was failed"
     assert plan.summary == (
-        "roll back test from 0.1.0-rc.ddddddd to 0.1.0-rc.bbbbbbb (0.1.0-rc.ddddddd failed: 0.1.0-rc.ddddddd was failed)"
+        "roll back test from 0.1.0-rc.ddddddd to 0.1.0-rc.bbbbbbb "
+        "(0.1.0-rc.ddddddd failed: 0.1.0-rc.ddddddd was failed)"
     )
 
 
@@ -49,7 +51,8 @@ def test_what_runs_is_skipped_even_when_verified_and_an_unchecked_version_is_no_
 
 
 def test_to_a_verified_version_is_that_version():
-    assert rollback_target(HISTORY, "0.1.0-rc.ddddddd", env="test", to="0.1.0-rc.aaaaaaa").version == "0.1.0-rc.aaaaaaa"
+    plan = rollback_target(HISTORY, "0.1.0-rc.ddddddd", env="test", to="0.1.0-rc.aaaaaaa")
+    assert plan.version == "0.1.0-rc.aaaaaaa"
 
 
 def test_to_a_version_never_verified_there_names_the_ones_that_were():
@@ -85,12 +88,17 @@ def test_the_rollback_of_trailer_is_one_line_like_the_others():
 def test_only_an_explicit_allow_downgrade_writes_a_lower_version(gitops_remote: GitRemote, cache_dir: Path):
     gitops = GitOpsRepo(gitops_remote.url, "main", cache_dir)
     lower, shown = "0.1.0-rc.0a1b2c3", {"preprod": "0.1.1-rc.def5678"}
-    write = dict(expected=shown, subject="rollback(hello): test -> 0.1.0-rc.0a1b2c3", trailers=Trailers())
+
+    def write(**allowed: bool) -> str | None:
+        subject = f"rollback(hello): test -> {lower}"
+        result = gitops.set_version(
+            "hello", "test", ["preprod"], lower, expected=shown, subject=subject, trailers=Trailers(), **allowed
+        )
+        return result.commit
+
     with pytest.raises(ConflictError, match="promo does not move an environment back"):
-        gitops.set_version("hello", "test", ["preprod"], lower, **write)  # type: ignore[arg-type]
-
+        write()
     assert gitops.plan("hello", "test", ["preprod"], lower, allow_downgrade=True).current == shown
-    result = gitops.set_version("hello", "test", ["preprod"], lower, allow_downgrade=True, **write)  # type: ignore[arg-type]
 
-    assert result.commit == gitops_remote.head()
+    assert write(allow_downgrade=True) == gitops_remote.head()
     assert gitops.environment_version("hello", "test", ["preprod"]) == lower
