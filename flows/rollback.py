@@ -19,7 +19,7 @@ from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.errors import ConflictError, NotFound, VerificationFailed
 from promo.gitops import Plan, Trailers
-from promo.rollback import RollbackPlan, rollback_target
+from promo.rollback import RollbackPlan, check_verified, rollback_target
 from promo.verdicts import Verdict
 from tasks.chart import find_chart
 from tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
@@ -52,6 +52,7 @@ class Rollback:
 @flow(name="rollback")
 def rollback(env: str, to: str | None = None, config_path: str | None = None) -> Rollback:
     config = load_checked_config(config_path)
+    check_verified(config.environment(env))
     history = read_environment_history(config, env)
     chosen = rollback_target(history, read_environment_version(config, env), env=env, to=to)
     digest = find_chart(config, chosen.version)

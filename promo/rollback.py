@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promo.errors import InputError, NotFound
+from promo.config import EnvironmentSettings
+from promo.errors import ConfigError, InputError, NotFound
 from promo.history import Change
 
 
@@ -31,6 +32,16 @@ class RollbackPlan:
     def summary(self) -> str:
         why = f" ({self.current} failed: {self.reason})" if self.reason else ""
         return f"roll back {self.env} from {self.current} to {self.version}{why}"
+
+
+def check_verified(environment: EnvironmentSettings) -> None:
+    """An environment promo does not verify has no version known to work, so a rollback there has none to choose."""
+    if environment.verify is None:
+        raise ConfigError(
+            f"{environment.name} has no verify: in promo.yaml, so no version is known to have worked there "
+            "and a rollback has none to choose",
+            f"add verify: (argocd, http or both) to environments.{environment.name} in promo.yaml",
+        )
 
 
 def rollback_target(history: Sequence[Change], current: str, *, env: str, to: str | None = None) -> RollbackPlan:

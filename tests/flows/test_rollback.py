@@ -14,7 +14,7 @@ from flows.rollback import AUTOMATIC_APPROVER, roll_back_after_failure, rollback
 from promo.approvals import Decision
 from promo.clients import app_mirror
 from promo.config import load_config
-from promo.errors import ConflictError, NotFound, VerificationFailed
+from promo.errors import ConfigError, ConflictError, NotFound, VerificationFailed
 from promo.history import app_history, table_row
 from promo.sandbox import Sandbox, degrade_version
 from promo.verdicts import Verdict
@@ -141,6 +141,20 @@ def test_a_rollback_with_nothing_earlier_verified_says_so_and_changes_nothing(sa
         "to; deploy a version that works into dev (promote or publish it)"
     )
     assert gitops_head(sandbox) == only.gitops_commit
+
+
+def test_a_rollback_in_an_environment_promo_does_not_verify_is_refused_before_anything(sandbox):
+    unverified = write_config(sandbox, lambda data: data["environments"][0].pop("verify"))
+    before = gitops_head(sandbox)
+
+    with pytest.raises(ConfigError) as refused:
+        rollback(env="dev", config_path=unverified)
+
+    assert str(refused.value) == (
+        "dev has no verify: in promo.yaml, so no version is known to have worked there and a rollback has none to "
+        "choose; add verify: (argocd, http or both) to environments.dev in promo.yaml"
+    )
+    assert gitops_head(sandbox) == before
 
 
 def test_a_stale_rollback_gate_approved_after_dev_moved_changes_nothing(sandbox, background):
