@@ -74,6 +74,7 @@ FLOWS: tuple[FlowSpec, ...] = (
     FlowSpec("release-prod", "flows.release_prod", "release_prod"),
     FlowSpec("hotfix", "flows.hotfix", "hotfix"),
     FlowSpec("bump-version", "flows.bump_version", "bump_version"),
+    FlowSpec("rollback", "flows.rollback", "rollback"),
 )
 
 

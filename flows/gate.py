@@ -95,11 +95,12 @@ def ask_approval(
     version: str,
     chart_digest: str,
     built_as: str | None = None,
+    headline: str | None = None,
 ) -> Decision:
     """Show the approver what moves (image, commits, manifest diff) and wait for the decision.
 
     ``built_as`` is the chart version the commits are counted from when it differs from ``version`` (a release
-    is shown with the commits of its RC)."""
+    is shown with the commits of its RC); ``headline`` heads the page when this is no plain promotion (a rollback)."""
     change = describe_change(config, target, built_as or version, chart_digest)
     request = ApprovalRequest(
         app=config.app,
@@ -113,6 +114,7 @@ def ask_approval(
         commits=tuple(change.commit_lines()),
         running=change.since,
         current=plan.current,
+        headline=headline,
     )
     return wait_for_approval(request, config.gate)
 

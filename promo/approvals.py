@@ -21,6 +21,7 @@ class ApprovalRequest:
     commits: tuple[str, ...] = ()
     running: str | None = None
     current: Mapping[str, str] = field(default_factory=dict)  # cluster -> the version it runs now ("" = nothing yet)
+    headline: str | None = None  # what the page says this is, when it is no plain promotion (a rollback and why)
 
     @property
     def title(self) -> str:
@@ -29,8 +30,9 @@ class ApprovalRequest:
     def description(self) -> str:
         """The markdown shown above the approval form in the Prefect UI."""
         who = ", ".join(self.approvers) if self.approvers else "anyone"
+        promotion = f"Promote **{self.app}** `{self.version}` from **{self.source}** to **{self.target}**"
         lines = [
-            f"## Promote **{self.app}** `{self.version}` from **{self.source}** to **{self.target}**",
+            f"## {self.headline or promotion}",
             "",
             "| | |",
             "|---|---|",

@@ -89,6 +89,23 @@ def release_prod(yes: YesOption = False, config: ConfigOption = None) -> None:
     typer.echo(released.summary())
 
 
+@app.command("rollback")
+def rollback(
+    env: Annotated[str, typer.Argument(help="the environment to roll back")],
+    to: Annotated[
+        Optional[str], typer.Option(help="the version to put back (default: the last one verified in ENV)")
+    ] = None,
+    yes: YesOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Put back the last version verified in ENV (or --to VERSION, verified there), after approval, and verify it."""
+    from flows.rollback import rollback as flow
+
+    with _approving_if(yes):
+        rolled_back = flow(env=env, to=to, config_path=config)
+    typer.echo(rolled_back.summary())
+
+
 @app.command("hotfix")
 def hotfix(
     tag: Annotated[str, typer.Argument(help="the release to fix, vX.Y.Z")],

@@ -47,6 +47,7 @@ class Trailers:
     flow_run: str | None = None
     approved_by: str | None = None
     approval_comment: str | None = None
+    rollback_of: str | None = None
 
     def render(self) -> str:
         lines = []
@@ -165,12 +166,14 @@ class GitOpsRepo:
         version: str,
         *,
         release_environment: tuple[str, Sequence[str]] | None = None,
+        allow_downgrade: bool = False,
     ) -> Plan:
         """What writing ``version`` would change. A downgrade is refused here already (see ``set_version``), so
         nobody is asked to approve a change that would never be written."""
         snapshot = self.snapshot()
         plan = self._plan(snapshot, app, env, clusters, version)
-        self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
+        if not allow_downgrade:
+            self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
         return plan
 
     def set_version(
@@ -185,6 +188,7 @@ class GitOpsRepo:
         trailers: Trailers,
         release_environment: tuple[str, Sequence[str]] | None = None,
         rerun: str | None = None,
+        allow_downgrade: bool = False,
     ) -> SetVersionResult:
         """Set ``app`` in every cluster of ``env`` to ``version`` in one pushed commit; no commit if already there.
 
@@ -192,7 +196,9 @@ class GitOpsRepo:
         with the freshly fetched head: a cluster that moved since is never overwritten, the write is refused
         (ConflictError naming ``rerun``, the command to run again). A cluster already at ``version`` is no move.
         Nor does a write go back (``is_downgrade``): ``release_environment`` (name, clusters) is where releases run,
-        whose version lets a hotfix's lower base into ``env``; None when ``env`` is that environment."""
+        whose version lets a hotfix's lower base into ``env``; None when ``env`` is that environment.
+        ``allow_downgrade`` is for a rollback alone, which goes back on purpose (approved, or configured as
+        ``on_failure: rollback``); every other write leaves it False."""
         subject = " ".join(subject.split())
         if not subject:
             raise InputError("the commit subject is empty", f"describe the change, e.g. 'promote {app} to {env}'")
@@ -201,7 +207,8 @@ class GitOpsRepo:
         def edit(snapshot: Snapshot) -> dict[str, str]:
             plan = self._plan(snapshot, app, env, clusters, version)
             _check_unmoved(app, env, plan.current, expected, version, rerun)
-            self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
+            if not allow_downgrade:
+                self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
             plans.append(plan)
             return {change.path: change.after for change in plan.changes}
 

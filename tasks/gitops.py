@@ -23,21 +23,35 @@ def read_environment_version(config: PromoConfig, env: str) -> str:
 
 
 @task(name="plan-environment-version", **TRANSIENT_RETRIES)
-def plan_environment_version(config: PromoConfig, env: str, version: str) -> Plan:
-    """What writing ``version`` into ``env`` changes; a version below what ``env`` runs is refused already here."""
+def plan_environment_version(config: PromoConfig, env: str, version: str, *, allow_downgrade: bool = False) -> Plan:
+    """What writing ``version`` into ``env`` changes; a version below what ``env`` runs is refused already here,
+    unless ``allow_downgrade`` (a rollback, and nothing else)."""
     return gitops_repo(config).plan(
-        config.app, env, config.environment(env).clusters, version, release_environment=release_environment(config, env)
+        config.app,
+        env,
+        config.environment(env).clusters,
+        version,
+        release_environment=release_environment(config, env),
+        allow_downgrade=allow_downgrade,
     )
 
 
 @task(name="write-environment-version", **TRANSIENT_RETRIES)
 def write_environment_version(
-    config: PromoConfig, env: str, version: str, *, expected: Mapping[str, str], subject: str, trailers: Trailers
+    config: PromoConfig,
+    env: str,
+    version: str,
+    *,
+    expected: Mapping[str, str],
+    subject: str,
+    trailers: Trailers,
+    allow_downgrade: bool = False,
 ) -> SetVersionResult:
     """One commit setting every cluster of ``env``; a rejected push is re-applied on the new head inside the call.
 
     ``expected`` is ``Plan.current`` as the gate showed it: a cluster that moved since refuses the write
-    (ConflictError, never retried), as does a version below what runs (a hotfix may pass, see ``is_downgrade``)."""
+    (ConflictError, never retried), as does a version below what runs (a hotfix may pass, see ``is_downgrade``),
+    unless ``allow_downgrade``: a rollback's, which goes back on purpose."""
     return gitops_repo(config).set_version(
         config.app,
         env,
@@ -48,6 +62,7 @@ def write_environment_version(
         trailers=trailers,
         release_environment=release_environment(config, env),
         rerun=flow_run.get_flow_name(),  # the command to run again when the target moved
+        allow_downgrade=allow_downgrade,
     )
 
 

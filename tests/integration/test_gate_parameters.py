@@ -32,7 +32,7 @@ RUN_SECONDS = 90  # a deadline, not a cost: on an idle machine a run reaches its
 
 # Every parameter a deployed flow may take. A new one must be added here by hand, and this list must never hold a
 # name that could decide a gate: starting a run is not approving it.
-ALLOWED_PARAMETERS = {"config_path", "sha", "branch", "tag", "part"}
+ALLOWED_PARAMETERS = {"config_path", "sha", "branch", "tag", "part", "env", "to"}
 APPROVAL_LIKE = re.compile(r"approv|decision|decide|skip|gate|yes|force|bypass|accept|reject", re.IGNORECASE)
 
 

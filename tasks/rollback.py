@@ -1,0 +1,15 @@
+"""What a rollback reads: an environment's history with the verdict of each change."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from promo.config import PromoConfig
+from promo.history import Change, app_history
+from tasks.retry import TRANSIENT_RETRIES
+
+
+@task(name="read-environment-history", **TRANSIENT_RETRIES)
+def read_environment_history(config: PromoConfig, env: str) -> list[Change]:
+    """Every change of the app in ``env``, newest first, with its verdict, from a fresh fetch."""
+    return app_history(config, env)
