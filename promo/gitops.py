@@ -47,6 +47,7 @@ class Trailers:
     flow_run: str | None = None
     approved_by: str | None = None
     approval_comment: str | None = None
+    override_reason: str | None = None  # why the approver moved a version that was not verified or soaked
 
     def render(self) -> str:
         lines = []
