@@ -57,9 +57,8 @@ _pre_approval: ContextVar[Decision | None] = ContextVar("promo_pre_approval", de
 def approving_as(approver: str, override_reason: str | None = None) -> Iterator[None]:
     """``with approving_as(name): promote_test()``: gates opened in this process are approved as ``name``; a version
     that is not verified or soaked in its source is refused unless ``override_reason`` says why it moves anyway."""
-    decision = Decision(
-        approved=True, approver=approver, comment="approved at start (--yes)", via="cli", override_reason=override_reason or ""
-    )
+    comment = "approved at start (--yes)"
+    decision = Decision(True, approver, comment, via="cli", override_reason=override_reason or "")
     token = _pre_approval.set(decision)
     try:
         yield
@@ -75,7 +74,7 @@ class Approval(RunInput):
     decision: Literal["approve", "reject"] = pydantic.Field(description="Approve or reject this promotion")
     approver: str = pydantic.Field(pattern=r"\S", description="Your name")
     comment: str = pydantic.Field(default="", description="Why; recorded in the GitOps commit")
-    override_reason: str = pydantic.Field(default="", description="Only when the version is not ready: why it moves anyway")
+    override_reason: str = pydantic.Field(default="", description="Only for a version that is not ready: why it moves")
 
 
 def approval_form(request: ApprovalRequest) -> type[Approval]:
@@ -88,7 +87,7 @@ def approval_form(request: ApprovalRequest) -> type[Approval]:
     if request.not_ready:
         fields["override_reason"] = (
             str,
-            pydantic.Field(pattern=r"\S", description="Not ready (see above): why it moves anyway; recorded in the commit"),
+            pydantic.Field(pattern=r"\S", description="Not ready (see above): why it moves anyway; recorded"),
         )
     form = pydantic.create_model("Approval", __base__=Approval, **fields)
     form._description = request.description()

@@ -86,9 +86,8 @@ def promote_into(target: str, config_path: str | None) -> Promotion:
             ),
         )
     verdict = verify_written(config, target, version, written.commit)
-    promotion = Promotion(
-        config.app, version, source, target, digest, written.commit, decision.approver, verdict.summary() if verdict else None
-    )
+    verification = verdict.summary() if verdict else None
+    promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver, verification)
     record_promotion(config, promotion, plan.diff)
     publish_environment_table(config)
     return promotion
@@ -97,7 +96,9 @@ def promote_into(target: str, config_path: str | None) -> Promotion:
 def record_promotion(config: PromoConfig, promotion: Promotion, diff: str) -> None:
     create_markdown_artifact(
         key=f"promote-{config.app}-{promotion.target}",
-        markdown=f"## {promotion.summary()}\n\n{promotion.verification or 'not verified'}\n\n```diff\n{diff.rstrip()}\n```",
+        markdown=(
+            f"## {promotion.summary()}\n\n{promotion.verification or 'not verified'}\n\n```diff\n{diff.rstrip()}\n```"
+        ),
         description=promotion.summary(),
     )
 

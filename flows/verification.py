@@ -33,7 +33,7 @@ def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: s
     get_run_logger().info(verdict.summary())
     create_markdown_artifact(
         key=f"verify-{config.app}-{env}",
-        markdown=f"**{verdict.outcome}**: {config.app} `{version}` in {env} (GitOps commit `{commit[:12]}`): {verdict.reason}",
+        markdown=f"**{verdict.outcome}**: {config.app} `{version}` in {env} (commit `{commit[:12]}`): {verdict.reason}",
         description=verdict.summary(),
     )
     if not verdict.verified:

@@ -158,10 +158,8 @@ def approve(
         settings = load_config(config)
         env, app_name = settings.environment(env).name, settings.app
     gate = _one_gate(run_id, env, app_name)
-    decision = Decision(
-        approved=not reject, approver=as_name or current_user(), comment=comment, via="cli", override_reason=override_reason or ""
-    )
-    decide(gate, decision)
+    approver = as_name or current_user()
+    decide(gate, Decision(not reject, approver, comment, via="cli", override_reason=override_reason or ""))
     verdict = "rejected" if reject else "approved"
     typer.echo(f"{verdict} {gate.app} {gate.version} into {gate.env} (flow run {gate.flow_run_id})")
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import flows.verification as verification_module
-from flows.gate import approving_as, decide, waiting_gates
+from flows.gate import approval_form, approving_as, decide, waiting_gates
 from flows.promote import promote_test
 from flows.publish_dev import publish_dev
 from flows.release_prod import release_prod
@@ -23,6 +23,10 @@ from promo.verdicts import Verdict, read_verdicts
 from promo.versions import short_sha
 from tests.flows.test_cli import error_line, run_promo, write_config
 from tests.flows.test_release import git, stage_a_build
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+VERSION = "0.4.0-rc.ab12cd3"
+VERIFY = {"http": {"url": "http://{app}.{env}.example/healthz"}}
 
 
 class Killed(Exception):
@@ -62,7 +66,7 @@ def test_every_write_is_verified_and_status_shows_the_verdicts(sandbox, monkeypa
     changes = [change for change in app_history(load_config(staged.config)) if change.kind != "manual"]  # not the seed
     assert {change.kind for change in changes} == {"deploy", "promote", "release"}
     assert len(changes) == 5  # dev, test, stage, prod, and the next build in dev
-    assert [(change.env, change.outcome) for change in changes if change.verdict is None or not change.verdict.verified] == []
+    assert [change.outcome for change in changes] == ["verified"] * 5
     for change in changes:  # the verdict is about the version that commit deployed
         assert (change.verdict.gitops_commit, change.verdict.version) == (change.commit, change.version)
     assert released.verification.startswith("verified: hello 0.1.0 in prod")
@@ -175,14 +179,21 @@ def test_the_gate_page_says_what_is_missing_first_and_loudly_when_verification_f
     page = request.description()
     assert page.index("Not ready") < page.index("| app |")
     assert "FAILED verification in dev" in page and "override reason" in page
-    assert "Not ready" not in ApprovalRequest(app="hello", version="1", source="dev", target="test", diff="").description()
+    ready = ApprovalRequest(app="hello", version="0.4.0-rc.ab12cd3", source="dev", target="test", diff="")
+    assert "Not ready" not in ready.description()
+
+
+def test_the_form_of_a_gate_for_a_version_that_is_not_ready_requires_a_reason_the_server_checks():
+    not_ready = ApprovalRequest(
+        app="hello", version=VERSION, source="dev", target="test", diff="", not_ready=(f"{VERSION} has soaked",)
+    )
+    schema = approval_form(not_ready).model_json_schema()
+    assert "override_reason" in schema["required"] and schema["properties"]["override_reason"]["pattern"] == r"\S"
+    ready = ApprovalRequest(app="hello", version=VERSION, source="dev", target="test", diff="")
+    assert "override_reason" not in approval_form(ready).model_json_schema()["required"]
 
 
 # The readiness rules, pure: a history of one environment, its settings, and a clock.
-
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
-VERSION = "0.4.0-rc.ab12cd3"
-VERIFY = {"http": {"url": "http://{app}.{env}.example/healthz"}}
 
 
 def deployed(minutes_ago: int, verified: bool | None, *, verified_minutes_ago: int | None = None) -> Change:
@@ -224,7 +235,12 @@ def settings(soak: str, verify: bool = True) -> EnvironmentSettings:
             True,
         ),
         ([deployed(5, None)], settings("90s", verify=False), (), False),  # unverified: soaks from the commit
-        ([deployed(1, None)], settings("90s", verify=False), (f"{VERSION} has soaked 60 of 90 seconds in test (30 to go)",), False),
+        (
+            [deployed(1, None)],
+            settings("90s", verify=False),
+            (f"{VERSION} has soaked 60 of 90 seconds in test (30 to go)",),
+            False,
+        ),
         ([], settings("0"), (f"{VERSION} was not deployed to test by any commit of the GitOps repo",), False),
     ],
 )
