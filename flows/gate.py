@@ -187,11 +187,11 @@ def _pause_key(request: ApprovalRequest, attempt: int) -> str:
     is reused only when the gate shows the same change, the same version and chart from the same state of every
     target cluster. If the source moved meanwhile, or the target did (a hand edit, another promotion), the key
     differs and the gate asks again, so an approval never ships a change nobody saw."""
-    shown = [request.version, request.chart_digest or "", sorted(request.current.items())]
+    shown: list[object] = [request.version, request.chart_digest or "", sorted(request.current.items())]
     if request.failed_verification:  # an approval given before the version failed in the source does not cover it
         shown.append("failed-verification")
-    shown = json.dumps(shown)
-    return f"approve-{request.target}-{hashlib.sha256(shown.encode()).hexdigest()[:16]}-{attempt}"
+    digest = hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
+    return f"approve-{request.target}-{digest}-{attempt}"
 
 
 def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: GateSettings, key: str) -> Approval:

@@ -59,8 +59,9 @@ def promote_into(target: str, config_path: str | None) -> Promotion:
     plan = plan_environment_version(config, target, version)
     if plan.already_current:
         verdict = verify_written(config, target, version, None)
+        verification = verdict.summary() if verdict else None
         promotion = Promotion(
-            config.app, version, source, target, digest, None, None, verdict.summary() if verdict else None
+            config.app, version, source, target, digest, gitops_commit=None, approved_by=None, verification=verification
         )
         get_run_logger().info(promotion.summary())
         return promotion
