@@ -80,7 +80,9 @@ def test_every_write_is_verified_and_status_shows_the_verdicts(sandbox, monkeypa
     assert all(rows[env][-1].endswith(("s", "m")) for env in rows)  # soaked since its verdict: seconds or minutes
 
 
-def test_a_degraded_build_fails_publish_dev_in_one_line_and_cannot_move_on_without_a_reason(sandbox, background):
+def test_a_degraded_build_fails_publish_dev_in_one_line_and_cannot_move_on_without_a_reason(
+    sandbox, background, monkeypatch, capsys
+):
     config = str(sandbox.config_path)
     head, version = next_build_version(sandbox)
     degrade_version(sandbox.directory, version)
@@ -106,12 +108,15 @@ def test_a_degraded_build_fails_publish_dev_in_one_line_and_cannot_move_on_witho
     assert [waiting.flow_run_id for waiting in waiting_gates(env="test")] == [gate.flow_run_id]  # still waiting
     assert gitops_head(sandbox) == written
 
-    decide(gate, Decision(approved=True, approver="carol", override_reason="emergency: dev's probe is broken"))
+    reason = "emergency: dev's probe is broken"
+    approve = ["approve", "--env", "test", "--as", "carol", "--override-reason", reason, "--config", config]
+    code, _, err = run_promo(monkeypatch, capsys, *approve)
+    assert code == 0, err
     with pytest.raises(VerificationFailed) as failed_in_test:  # the override moved it; it is Degraded in test too
         run.join()
     assert str(failed_in_test.value).startswith(f"hello {version} failed verification in test: cluster preprod")
     message = git(sandbox.gitops_remote, "log", "-1", "--format=%B", "main")
-    assert "Override-Reason: emergency: dev's probe is broken" in message.splitlines()
+    assert f"Override-Reason: {reason}" in message.splitlines()
     (in_test,) = verdicts_in(sandbox, "test").values()
     assert (in_test.verified, in_test.gitops_commit) == (False, gitops_head(sandbox))
 
