@@ -1,4 +1,4 @@
-"""`promo status`: what each environment runs, read from the GitOps repo and the registry."""
+"""`promo status`: what each environment runs, read from the GitOps repo and the registry, with its verdict and soak."""
 
 from __future__ import annotations
 
