@@ -7,6 +7,7 @@ is read-only, so repeating it on resume is safe.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -36,28 +37,33 @@ from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
-from promo.approvals import ApprovalRequest, Decision, check_approver, enforce
+from promo.approvals import ApprovalRequest, Decision, check_approver, check_override, enforce
 from promo.config import GateSettings, PromoConfig
 from promo.errors import ApprovalRejected, InputError, NotFound
 from promo.gitops import Plan
+from promo.readiness import Readiness
 from tasks.describe import describe_change
 
 GATE_TAG = "promo-gate"
 
-# Who pre-approved the gates of flows run in this process: the CLI's --yes, where the person running the command is
-# the approver. Deliberately not a flow parameter: starting a deployment and deciding at its gate are different
-# permissions, and a worker process never has this set.
-_pre_approved_by: ContextVar[str | None] = ContextVar("promo_pre_approved_by", default=None)
+# Who pre-approved the gates of flows run in this process, and why a version that is not ready may move anyway: the
+# CLI's --yes (and --override-reason), where the person running the command is the approver. Deliberately not a flow
+# parameter: starting a deployment and deciding at its gate are different permissions, and a worker process never
+# has this set.
+_pre_approval: ContextVar[Decision | None] = ContextVar("promo_pre_approval", default=None)
 
 
 @contextmanager
-def approving_as(approver: str) -> Iterator[None]:
-    """``with approving_as(name): promote_test()``: gates opened in this process are approved as ``name``."""
-    token = _pre_approved_by.set(approver)
+def approving_as(approver: str, override_reason: str | None = None) -> Iterator[None]:
+    """``with approving_as(name): promote_test()``: gates opened in this process are approved as ``name``; a version
+    that is not verified or soaked in its source is refused unless ``override_reason`` says why it moves anyway."""
+    comment = "approved at start (--yes)"
+    decision = Decision(True, approver, comment, via="cli", override_reason=override_reason or "")
+    token = _pre_approval.set(decision)
     try:
         yield
     finally:
-        _pre_approved_by.reset(token)
+        _pre_approval.reset(token)
 
 
 class Approval(RunInput):
@@ -68,14 +74,21 @@ class Approval(RunInput):
     decision: Literal["approve", "reject"] = pydantic.Field(description="Approve or reject this promotion")
     approver: str = pydantic.Field(pattern=r"\S", description="Your name")
     comment: str = pydantic.Field(default="", description="Why; recorded in the GitOps commit")
+    override_reason: str = pydantic.Field(default="", description="Only for a version that is not ready: why it moves")
 
 
 def approval_form(request: ApprovalRequest) -> type[Approval]:
-    """The form for one gate; with an allow-list the approver field is a choice the server itself validates."""
+    """The form for one gate; with an allow-list the approver field is a choice the server itself validates, and
+    for a version that is not ready in its source the override reason is required and must hold text."""
     fields: dict = {}
     if request.approvers:
         choices = Literal[request.approvers]  # type: ignore[valid-type]
         fields["approver"] = (choices, pydantic.Field(description="Who approves (one of the environment's approvers)"))
+    if request.not_ready:
+        fields["override_reason"] = (
+            str,
+            pydantic.Field(pattern=r"\S", description="Not ready (see above): why it moves anyway; recorded"),
+        )
     form = pydantic.create_model("Approval", __base__=Approval, **fields)
     form._description = request.description()
     return form
@@ -96,11 +109,15 @@ def ask_approval(
     chart_digest: str,
     built_as: str | None = None,
     headline: str | None = None,
+    readiness: Readiness | None = None,
 ) -> Decision:
     """Show the approver what moves (image, commits, manifest diff) and wait for the decision.
 
     ``built_as`` is the chart version the commits are counted from when it differs from ``version`` (a release
-    is shown with the commits of its RC); ``headline`` heads the page when this is no plain promotion (a rollback)."""
+    is shown with the commits of its RC); ``headline`` heads the page when this is no plain promotion (a rollback).
+    ``readiness`` is what the version still lacks in ``source``: shown first, and approving then needs an override
+    reason."""
+    readiness = readiness or Readiness()
     change = describe_change(config, target, built_as or version, chart_digest)
     request = ApprovalRequest(
         app=config.app,
@@ -115,16 +132,19 @@ def ask_approval(
         running=change.since,
         current=plan.current,
         headline=headline,
+        not_ready=readiness.missing,
+        failed_verification=readiness.failed,
     )
     return wait_for_approval(request, config.gate)
 
 
 def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decision:
     logger = get_run_logger()
-    pre_approved_by = _pre_approved_by.get()
-    if pre_approved_by is not None:
-        check_approver(request, pre_approved_by)
-        decision = Decision(approved=True, approver=pre_approved_by, comment="approved at start (--yes)", via="cli")
+    pre_approval = _pre_approval.get()
+    if pre_approval is not None:
+        check_approver(request, pre_approval.approver)
+        check_override(request, pre_approval)
+        decision = _with_override_only_if_needed(request, pre_approval)
         _record(request, decision)
         return decision
 
@@ -143,14 +163,26 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
             answer = _wait(form, run.deployment_id is not None, remaining, settings, key=_pause_key(request, attempt))
         except FlowPauseTimeout:
             raise _timed_out(request, settings) from None
+        decision = Decision(
+            approved=answer.decision == "approve",
+            approver=answer.approver,
+            comment=answer.comment,
+            override_reason=answer.override_reason,
+        )
         try:
             check_approver(request, answer.approver)
+            check_override(request, decision)
         except InputError as refusal:
             logger.warning("Approval refused, still waiting: %s", refusal)
             continue
-        decision = Decision(approved=answer.decision == "approve", approver=answer.approver, comment=answer.comment)
+        decision = _with_override_only_if_needed(request, decision)
         _record(request, decision)
         return enforce(request, decision)
+
+
+def _with_override_only_if_needed(request: ApprovalRequest, decision: Decision) -> Decision:
+    """An override reason is recorded only when something was overridden."""
+    return decision if request.not_ready else dataclasses.replace(decision, override_reason="")
 
 
 def _pause_key(request: ApprovalRequest, attempt: int) -> str:
@@ -158,8 +190,11 @@ def _pause_key(request: ApprovalRequest, attempt: int) -> str:
     is reused only when the gate shows the same change, the same version and chart from the same state of every
     target cluster. If the source moved meanwhile, or the target did (a hand edit, another promotion), the key
     differs and the gate asks again, so an approval never ships a change nobody saw."""
-    shown = json.dumps([request.version, request.chart_digest or "", sorted(request.current.items())])
-    return f"approve-{request.target}-{hashlib.sha256(shown.encode()).hexdigest()[:16]}-{attempt}"
+    shown: list[object] = [request.version, request.chart_digest or "", sorted(request.current.items())]
+    if request.failed_verification:  # an approval given before the version failed in the source does not cover it
+        shown.append("failed-verification")
+    digest = hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
+    return f"approve-{request.target}-{digest}-{attempt}"
 
 
 def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: GateSettings, key: str) -> Approval:
@@ -189,6 +224,7 @@ def _record(request: ApprovalRequest, decision: Decision) -> None:
         markdown=(
             f"**{request.title}** {verdict} by `{decision.approver}` ({decision.via})"
             + (f"\n\n> {decision.comment}" if decision.comment else "")
+            + (f"\n\n**Override:** {decision.override_reason}" if decision.override_reason else "")
         ),
         description=f"Approval decision for {request.title}",
     )
@@ -220,7 +256,12 @@ def waiting_gates(*, app: str | None = None, env: str | None = None) -> list[Wai
 def decide(gate: WaitingGate, decision: Decision) -> None:
     """Resume a waiting gate with a decision; the server's refusal (HTTP 200, status REJECT) becomes an error."""
     verdict = "approve" if decision.approved else "reject"
-    answer = {"decision": verdict, "approver": decision.approver, "comment": decision.comment}
+    answer = {
+        "decision": verdict,
+        "approver": decision.approver,
+        "comment": decision.comment,
+        "override_reason": decision.override_reason,
+    }
     try:
         resume_flow_run(gate.flow_run_id, run_input=answer)
     except NotPausedError:
@@ -229,7 +270,10 @@ def decide(gate: WaitingGate, decision: Decision) -> None:
         raise ApprovalRejected(f"the gate of flow run {gate.flow_run_id} timed out", "start the promotion again") from None
     except RuntimeError as refusal:
         reason = str(refusal).removeprefix("Cannot resume this run: ").removeprefix("Reason: ")
-        raise InputError(f"the gate refused this answer: {reason}", "check the approver name and try again") from None
+        raise InputError(
+            f"the gate refused this answer: {reason}",
+            "check the approver name (and give --override-reason when the version is not ready) and try again",
+        ) from None
 
 
 def _as_gate(run, flow_name: str) -> WaitingGate:

@@ -14,6 +14,7 @@ from flows.artifacts import publish_environment_table
 from flows.gate import ask_approval
 from flows.limits import environment_lock
 from flows.runinfo import flow_run_label
+from flows.verification import source_readiness, verify_written
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.gitops import Trailers
@@ -34,6 +35,7 @@ class Promotion:
     chart_digest: str
     gitops_commit: str | None
     approved_by: str | None
+    verification: str | None = None  # the verdict's one line; None when the target is not verified
 
     def summary(self) -> str:
         if self.gitops_commit is None:
@@ -45,18 +47,27 @@ class Promotion:
 
 
 def promote_into(target: str, config_path: str | None) -> Promotion:
-    """The runbook shared by every promote flow; it runs inside that flow's run."""
+    """The runbook shared by every promote flow; it runs inside that flow's run.
+
+    The version moves only once it is verified and soaked in the source; what it lacks is shown at the gate, where
+    approving anyway needs a reason. After the write the target is verified; a target already at the version (a
+    re-run after a crash during verification) is verified without writing again."""
     config = load_checked_config(config_path)
     source = config.source_of(target).name
     version = read_environment_version(config, source)
     digest = find_chart(config, version)
     plan = plan_environment_version(config, target, version)
     if plan.already_current:
-        promotion = Promotion(config.app, version, source, target, digest, gitops_commit=None, approved_by=None)
+        verdict = verify_written(config, target, version, None)
+        verification = verdict.summary() if verdict else None
+        promotion = Promotion(
+            config.app, version, source, target, digest, gitops_commit=None, approved_by=None, verification=verification
+        )
         get_run_logger().info(promotion.summary())
         return promotion
+    ready = source_readiness(config, source, version)
     decision = ask_approval(
-        config, plan, source=source, target=target, version=version, chart_digest=digest
+        config, plan, source=source, target=target, version=version, chart_digest=digest, readiness=ready
     )
     with environment_lock(config.app, target):
         written = write_environment_version(
@@ -72,9 +83,12 @@ def promote_into(target: str, config_path: str | None) -> Promotion:
                 flow_run=flow_run_label(),
                 approved_by=decision.approver,
                 approval_comment=decision.comment,
+                override_reason=decision.override_reason,
             ),
         )
-    promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver)
+    verdict = verify_written(config, target, version, written.commit)
+    verification = verdict.summary() if verdict else None
+    promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver, verification)
     record_promotion(config, promotion, plan.diff)
     publish_environment_table(config)
     return promotion
@@ -83,7 +97,9 @@ def promote_into(target: str, config_path: str | None) -> Promotion:
 def record_promotion(config: PromoConfig, promotion: Promotion, diff: str) -> None:
     create_markdown_artifact(
         key=f"promote-{config.app}-{promotion.target}",
-        markdown=f"## {promotion.summary()}\n\n```diff\n{diff.rstrip()}\n```",
+        markdown=(
+            f"## {promotion.summary()}\n\n{promotion.verification or 'not verified'}\n\n```diff\n{diff.rstrip()}\n```"
+        ),
         description=promotion.summary(),
     )
 

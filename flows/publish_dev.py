@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.artifacts import publish_environment_table
 from flows.limits import environment_lock
 from flows.runinfo import flow_run_label
+from flows.verification import verify_written
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.gitops import Trailers
@@ -44,6 +45,7 @@ class Published:
     image: str
     image_digest: str
     gitops_commit: str | None
+    verification: str | None = None  # the verdict's one line; None when the environment is not verified
 
     def summary(self) -> str:
         return (
@@ -80,6 +82,7 @@ def publish_dev(sha: str | None = None, branch: str | None = None, config_path: 
                 chart_version=chart.version, chart_digest=pushed.digest, image=image.pinned, flow_run=flow_run_label()
             ),
         )
+    verdict = verify_written(config, env, chart.version, deployed.commit)
     published = Published(
         app=config.app,
         commit=commit,
@@ -90,6 +93,7 @@ def publish_dev(sha: str | None = None, branch: str | None = None, config_path: 
         image=image.reference,
         image_digest=image.digest,
         gitops_commit=deployed.commit,
+        verification=verdict.summary() if verdict else None,
     )
     publish_summary(config, published, image, pushed)
     publish_environment_table(config)
@@ -112,6 +116,7 @@ def publish_summary(config: PromoConfig, published: Published, image: BuiltImage
                 f"| chart | `{chart.repository}:{chart.tag}` |",
                 f"| chart digest | `{chart.digest}` {_provenance(chart.reused)} |",
                 f"| GitOps commit | `{gitops}` |",
+                f"| verification | {published.verification or '- (not verified)'} |",
             ]
         ),
         description=published.summary(),

@@ -2,6 +2,12 @@
 
 Every step checks whether it is already done and skips it, so a run stopped at any point and started again
 finishes the release exactly once.
+
+The RC moves only once it is verified and soaked in stage (approving anyway needs a reason, shown at the gate). Prod
+is verified last, after main's bump and the next dev build: once prod's write lands the release is final (its tag
+and chart never change), so what follows from it must not wait on prod's health. A failed verification then fails
+the run with the release done; a re-run skips every step and verifies the commit that put the release in prod,
+reusing its verdict.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from flows.gate import ask_approval
 from flows.limits import environment_lock, release_lock
 from flows.publish_dev import publish_dev
 from flows.runinfo import flow_run_label
+from flows.verification import source_readiness, verify_written
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.gitops import Trailers
@@ -52,6 +59,7 @@ class Released:
     approved_by: str | None
     main_bumped_to: str | None
     next_build: str | None
+    verification: str | None = None  # prod's verdict, one line; None when prod is not verified
 
     def summary(self) -> str:
         return f"released {self.app} {self.version} (from {self.rc}, commit {self.commit[:12]}) to prod"
@@ -68,7 +76,7 @@ def release_prod(config_path: str | None = None) -> Released:
     check_release_tag(config, candidate, commit)
     release_chart = prepare_release_chart(config, candidate, rc_digest)
     plan = plan_environment_version(config, prod, candidate.version)
-    approver = comment = None
+    approver = comment = override_reason = None
     if not plan.already_current:
         decision = ask_approval(
             config,
@@ -78,14 +86,15 @@ def release_prod(config_path: str | None = None) -> Released:
             version=candidate.version,
             chart_digest=rc_digest,
             built_as=candidate.rc,
+            readiness=source_readiness(config, stage, candidate.rc),
         )
-        approver, comment = decision.approver, decision.comment
+        approver, comment, override_reason = decision.approver, decision.comment, decision.override_reason
         check_environment_unmoved(config, prod, candidate.version, expected=plan.current)  # before the chart and tag
     with release_lock(config.app):  # checked again after the gate: another run may have released X.Y.Z meanwhile
         pushed = publish_release_chart(config, release_chart)
     release = publish_release(config, candidate, commit)
     with environment_lock(config.app, prod):
-        write_environment_version(
+        written = write_environment_version(
             config,
             prod,
             candidate.version,
@@ -98,10 +107,12 @@ def release_prod(config_path: str | None = None) -> Released:
                 flow_run=flow_run_label(),
                 approved_by=approver,
                 approval_comment=comment,
+                override_reason=override_reason,
             ),
         )
     bumped = bump_main(config, candidate.version)
     next_build = start_next_build(config, config_path, candidate.version, commit)
+    verdict = verify_written(config, prod, candidate.version, written.commit)
     released = Released(
         app=config.app,
         version=candidate.version,
@@ -113,6 +124,7 @@ def release_prod(config_path: str | None = None) -> Released:
         approved_by=approver,
         main_bumped_to=bumped.after,
         next_build=next_build,
+        verification=verdict.summary() if verdict else None,
     )
     record_release(config, released)
     publish_environment_table(config)
@@ -152,6 +164,7 @@ def record_release(config: PromoConfig, released: Released) -> None:
         ("release", released.release_url or "-"),
         ("main bumped to", released.main_bumped_to or "(not bumped: already past)"),
         ("next dev build", released.next_build or "-"),
+        ("verification", released.verification or "- (not verified)"),
     ]
     create_markdown_artifact(
         key=f"release-{config.app}",

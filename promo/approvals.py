@@ -22,6 +22,8 @@ class ApprovalRequest:
     running: str | None = None
     current: Mapping[str, str] = field(default_factory=dict)  # cluster -> the version it runs now ("" = nothing yet)
     headline: str | None = None  # what the page says this is, when it is no plain promotion (a rollback and why)
+    not_ready: tuple[str, ...] = ()  # what the version lacks in the source (promo.readiness): approving needs a reason
+    failed_verification: bool = False  # it failed verification in the source: overriding that is an emergency
 
     @property
     def title(self) -> str:
@@ -34,6 +36,7 @@ class ApprovalRequest:
         lines = [
             f"## {self.headline or promotion}",
             "",
+            *self._not_ready_section(),
             "| | |",
             "|---|---|",
             f"| app | `{self.app}` |",
@@ -51,6 +54,21 @@ class ApprovalRequest:
             lines += ["", f"### Commits since `{self.running}`" if self.running else "### Commits", "", *self.commits]
         return "\n".join(lines)
 
+    def _not_ready_section(self) -> list[str]:
+        """First on the page, so nobody approves without reading it."""
+        if not self.not_ready:
+            return []
+        lines = ["### ⚠️ Not ready", ""]
+        if self.failed_verification:
+            lines += [
+                f"**{self.version} FAILED verification in {self.source}.** Approving it anyway is an emergency "
+                f"override: it ships a version that did not come up healthy in {self.source}.",
+                "",
+            ]
+        lines += [f"- {line}" for line in self.not_ready]
+        lines += ["", "Approving needs an **override reason**; it is recorded in the GitOps commit.", ""]
+        return lines
+
     def _clusters_table(self) -> list[str]:
         """Each cluster of the target, from what it runs now to what it runs after an approval."""
         if not self.current:
@@ -65,6 +83,7 @@ class Decision:
     approver: str
     comment: str = ""
     via: str = field(default="gate", compare=False)
+    override_reason: str = ""  # why the approver moved a version that was not ready (see ApprovalRequest.not_ready)
 
 
 def check_approver(request: ApprovalRequest, approver: str) -> None:
@@ -75,6 +94,15 @@ def check_approver(request: ApprovalRequest, approver: str) -> None:
         raise InputError(
             f"{approver!r} may not approve promotions into {request.target}",
             f"ask one of: {', '.join(request.approvers)} (environments.{request.target}.approvers in promo.yaml)",
+        )
+
+
+def check_override(request: ApprovalRequest, decision: Decision) -> None:
+    """Approving a version that is not ready needs a reason; rejecting it never does."""
+    if request.not_ready and decision.approved and not decision.override_reason.strip():
+        raise InputError(
+            f"{request.app} {request.version} is not ready for {request.target}: {'; '.join(request.not_ready)}",
+            "wait until it is, or approve anyway with an override reason (--override-reason TEXT)",
         )
 
 

@@ -29,6 +29,13 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="promo.yaml to use (default: $PROMO_CONFIG, then ./promo.yaml)"),
 ]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="approve the gate now, as the current user")]
+OverrideOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--override-reason",
+        help="why the version moves although it is not verified or soaked in its source (recorded in the commit)",
+    ),
+]
 
 
 def current_user() -> str:
@@ -50,41 +57,43 @@ def publish_dev(
     typer.echo(published.summary())
 
 
-def _approving_if(yes: bool):
+def _approving_if(yes: bool, override_reason: str | None):
     """``--yes``: the person running the command approves its gate, in this process only."""
     from contextlib import nullcontext
 
     from flows.gate import approving_as
 
-    return approving_as(current_user()) if yes else nullcontext()
+    if override_reason is not None and not yes:
+        raise InputError("--override-reason goes with --yes", "add --yes, or give the reason at the gate's form")
+    return approving_as(current_user(), override_reason) if yes else nullcontext()
 
 
-def _promote(target: str, yes: bool, config: str | None) -> None:
+def _promote(target: str, yes: bool, override_reason: str | None, config: str | None) -> None:
     from flows.promote import FLOWS
 
-    with _approving_if(yes):
+    with _approving_if(yes, override_reason):
         promotion = FLOWS[target](config_path=config)
     typer.echo(promotion.summary())
 
 
 @app.command("promote-test")
-def promote_test(yes: YesOption = False, config: ConfigOption = None) -> None:
+def promote_test(yes: YesOption = False, override_reason: OverrideOption = None, config: ConfigOption = None) -> None:
     """Promote the version running in dev to test, after approval."""
-    _promote("test", yes, config)
+    _promote("test", yes, override_reason, config)
 
 
 @app.command("promote-stage")
-def promote_stage(yes: YesOption = False, config: ConfigOption = None) -> None:
+def promote_stage(yes: YesOption = False, override_reason: OverrideOption = None, config: ConfigOption = None) -> None:
     """Promote the version running in test to stage, after approval."""
-    _promote("stage", yes, config)
+    _promote("stage", yes, override_reason, config)
 
 
 @app.command("release-prod")
-def release_prod(yes: YesOption = False, config: ConfigOption = None) -> None:
+def release_prod(yes: YesOption = False, override_reason: OverrideOption = None, config: ConfigOption = None) -> None:
     """Release the RC running in stage to prod as X.Y.Z, after approval; safe to run again after any failure."""
     from flows.release_prod import release_prod as flow
 
-    with _approving_if(yes):
+    with _approving_if(yes, override_reason):
         released = flow(config_path=config)
     typer.echo(released.summary())
 
@@ -153,6 +162,7 @@ def approve(
     reject: Annotated[bool, typer.Option("--reject", help="reject instead of approving")] = False,
     comment: Annotated[str, typer.Option(help="why")] = "",
     as_name: Annotated[Optional[str], typer.Option("--as", help="approver name (default: current user)")] = None,
+    override_reason: OverrideOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Approve (or --reject) a promotion waiting at its gate: by flow run id, or by environment (with promo.yaml)."""
@@ -165,7 +175,8 @@ def approve(
         settings = load_config(config)
         env, app_name = settings.environment(env).name, settings.app
     gate = _one_gate(run_id, env, app_name)
-    decide(gate, Decision(approved=not reject, approver=as_name or current_user(), comment=comment, via="cli"))
+    approver = as_name or current_user()
+    decide(gate, Decision(not reject, approver, comment, via="cli", override_reason=override_reason or ""))
     verdict = "rejected" if reject else "approved"
     typer.echo(f"{verdict} {gate.app} {gate.version} into {gate.env} (flow run {gate.flow_run_id})")
 
@@ -202,15 +213,26 @@ def pending() -> None:
 
 @app.command("status")
 def status(config: ConfigOption = None) -> None:
-    """Show each environment's version, image tag and chart digest (each cluster's version when they disagree)."""
+    """Show each environment's version, image tag, chart digest, its verdict and how long it has soaked."""
     from promo.config import load_config
     from promo.status import environment_status
     from promo.table import print_table
 
     rows = environment_status(load_config(config))
     print_table(
-        ["environment", "clusters", "version", "image tag", "chart digest"],
-        [[r.environment, ",".join(r.clusters), r.version_text(), r.image_tag or "-", r.chart_digest or "-"] for r in rows],
+        ["environment", "clusters", "version", "image tag", "chart digest", "verdict", "soaked"],
+        [
+            [
+                r.environment,
+                ",".join(r.clusters),
+                r.version_text(),
+                r.image_tag or "-",
+                r.chart_digest or "-",
+                r.verdict,
+                r.soaked_text(),
+            ]
+            for r in rows
+        ],
     )
 
 

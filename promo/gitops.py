@@ -48,6 +48,7 @@ class Trailers:
     approved_by: str | None = None
     approval_comment: str | None = None
     rollback_of: str | None = None
+    override_reason: str | None = None  # why the approver moved a version that was not verified or soaked
 
     def render(self) -> str:
         lines = []

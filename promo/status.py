@@ -1,15 +1,18 @@
-"""`promo status`: what each environment runs, read from the GitOps repo and the registry."""
+"""`promo status`: what each environment runs, read from the GitOps repo and the registry, with its verdict and soak."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from promo.clients import chart_repository, gitops_repo, open_registry
 from promo.config import PromoConfig
 from promo.errors import NotFound
 from promo.gitops import describe_clusters
 from promo.helm_oci import chart_config, chart_tag
+from promo.history import read_history
+from promo.readiness import deployed_by, format_age, soaked_seconds, soaking_since
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class EnvironmentStatus:
     version: str | None
     image_tag: str | None
     chart_digest: str | None
+    verdict: str = "-"  # verified, failed, or "-" (not verified, or nothing runs)
+    soaked: int | None = None  # seconds since it was verified (or deployed, where nobody verifies); None: not soaking
 
     @property
     def clusters_disagree(self) -> bool:
@@ -34,10 +39,16 @@ class EnvironmentStatus:
             return f"{describe_clusters(self.cluster_versions)} (clusters disagree)"
         return self.version or "-"
 
+    def soaked_text(self) -> str:
+        return format_age(self.soaked) if self.soaked is not None else "-"
+
 
 def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
     gitops = gitops_repo(config)
     snapshot = gitops.snapshot()  # one fetch, and every environment read from the same commit
+    clusters = {env.name: env.clusters for env in config.environments}
+    history = read_history(gitops.mirror, gitops.branch, config.app, clusters, root=gitops.root)
+    now = datetime.now(timezone.utc)
     rows = []
     with open_registry(config, chart_repository(config)) as (registry, repository):
         for env in config.environments:
@@ -52,5 +63,18 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
                 digest = registry.manifest_digest(repository, chart_tag(version))
             if digest:
                 app_version = chart_config(registry, repository, digest).get("appVersion")
-            rows.append(EnvironmentStatus(env.name, tuple(env.clusters), versions, version, app_version, digest))
+            change = deployed_by(history, env.name, version) if version else None
+            since = soaking_since(change, env) if change is not None else None
+            rows.append(
+                EnvironmentStatus(
+                    env.name,
+                    tuple(env.clusters),
+                    versions,
+                    version,
+                    app_version,
+                    digest,
+                    verdict=change.outcome if change is not None else "-",
+                    soaked=soaked_seconds(since, now) if since is not None else None,
+                )
+            )
     return rows

@@ -1,0 +1,74 @@
+"""Verification in the flows: every environment write is checked, and only verified, soaked versions move on."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import NoReturn
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.rollback import roll_back_after_failure
+from flows.runinfo import flow_run_label
+from promo.config import PromoConfig
+from promo.errors import VerificationFailed
+from promo.history import app_history
+from promo.readiness import Readiness, deployed_by, readiness
+from promo.verdicts import Verdict
+from tasks.verify import verify_environment
+
+
+def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: str | None) -> Verdict | None:
+    """Check that what a write deployed into ``env`` came up; a failed verdict fails the run.
+
+    ``gitops_commit`` is None when the write found ``env`` at ``version`` already (a re-run after a crash during
+    verification, say): then the commit that last put it there is verified, without writing again, and a verdict
+    recorded for it already is reused. None when ``env`` is not verified (no ``verify`` in promo.yaml)."""
+    if config.environment(env).verify is None:
+        return None
+    commit = gitops_commit or _last_deployed(config, env, version)
+    if commit is None:
+        get_run_logger().warning("No commit of the GitOps repo put %s into %s: nothing to verify", version, env)
+        return None
+    verdict = verify_environment(config, env, version, commit, flow_run=flow_run_label())
+    get_run_logger().info(verdict.summary())
+    create_markdown_artifact(
+        key=f"verify-{config.app}-{env}",
+        markdown=f"**{verdict.outcome}**: {config.app} `{version}` in {env} (commit `{commit[:12]}`): {verdict.reason}",
+        description=verdict.summary(),
+    )
+    if not verdict.verified:
+        on_failed_verification(config, verdict)
+    return verdict
+
+
+def on_failed_verification(config: PromoConfig, verdict: Verdict) -> NoReturn:
+    """The one place a failed verdict fails a run. An environment with ``on_failure: rollback`` is first rolled back
+    (once, never a rollback of a rollback: see ``roll_back_after_failure``); the run fails either way, since the
+    version it deployed did not come up."""
+    restored = roll_back_after_failure(config, verdict.env, verdict)
+    fix = (
+        f"{verdict.env} was rolled back to {restored} (on_failure: rollback); see `promo history {verdict.env}`"
+        if restored is not None
+        else f"see `promo history {verdict.env}`; roll back with `promo rollback {verdict.env}`"
+    )
+    raise VerificationFailed(
+        f"{verdict.app} {verdict.version} failed verification in {verdict.env}: {verdict.reason}", fix
+    )
+
+
+def _last_deployed(config: PromoConfig, env: str, version: str) -> str | None:
+    change = deployed_by(app_history(config, env), env, version)
+    return change.commit if change is not None else None
+
+
+def source_readiness(config: PromoConfig, source: str, version: str) -> Readiness:
+    """What ``version`` still lacks in ``source`` before it may move on (verified there, soaked long enough); logged,
+    so the run says it before its gate does."""
+    settings = config.environment(source)
+    if settings.verify is None and not settings.soak:
+        return Readiness()
+    found = readiness(app_history(config, source), settings, version, datetime.now(timezone.utc))
+    for line in found.missing:
+        get_run_logger().warning("Not ready: %s", line)
+    return found
