@@ -228,3 +228,21 @@ def test_no_automatic_rollback_unless_the_environment_asks_for_it(sandbox):
 
     assert not failed.verified and rolled_back_to is None
     assert gitops_head(sandbox) == bad.gitops_commit
+
+
+def test_publish_dev_into_an_environment_with_on_failure_rollback_rolls_back_then_fails(sandbox):
+    """The hook in the flows themselves: publish-dev's own verification fails, dev is rolled back, the run fails."""
+    good = publish(sandbox)
+    config_path = on_failure_rollback(sandbox)
+    config = load_config(config_path)
+    sha = app_mirror(config).commit_empty("main", "a build that will not come up")
+    bad_version = rc_version(main_chart_version(sandbox), sha)
+    degrade_version(sandbox.directory, bad_version)
+
+    with pytest.raises(VerificationFailed) as failed:
+        publish_dev(sha=sha, config_path=config_path)
+
+    assert str(failed.value).startswith(f"hello {bad_version} failed verification in dev: ")
+    assert f"dev was rolled back to {good.version} (on_failure: rollback)" in str(failed.value)
+    assert target_revision(sandbox, "dev") == good.version
+    assert rollback_commits(sandbox) == [f"rollback(hello): dev -> {good.version}"]
