@@ -103,7 +103,7 @@ def leave_a_gate_waiting(config_path: str, config: PromoConfig) -> None:
     suspends (no process waits with it) until a person decides, in the Prefect UI or with `promo approve`."""
     server, worker = running_server(), running_worker()
     if server is None or worker is None or os.environ.get("PREFECT_API_URL") != server.api_url:
-        print("\nto leave a promotion waiting in the Prefect UI: `promo server start --with-worker`, then the demo again")
+        print("\nto leave a promotion waiting in the Prefect UI: `promo server start --with-worker`, then demo again")
         return
     setup_all(config_path, worker.pool)  # what `promo setup` does: pool, limits, secret placeholders, deployments
     deployment = f"promote-test/{config.app}"

@@ -182,9 +182,10 @@ def use_running_server() -> str | None:
     """Point this process's Prefect client at the recorded server, unless ``PREFECT_API_URL`` names one already.
 
     Returns the line to show when a server is recorded but does not answer (the command then starts Prefect's
-    temporary API, as it would with no server at all).
+    temporary API, as it would with no server at all). Once Prefect's settings are loaded it is too late to choose,
+    and the caller has chosen (a test calling ``promo.cli.main`` under its own server): nothing is changed then.
     """
-    if os.environ.get("PREFECT_API_URL"):
+    if os.environ.get("PREFECT_API_URL") or "prefect.settings" in sys.modules:
         return None
     root = server_root()
     had_state = PrefectServer.state_path(root).exists()

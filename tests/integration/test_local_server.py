@@ -35,7 +35,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def promo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real `promo` console script with no Prefect settings of its own: it must find the server by itself."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(PROMO_HOME=str(home), PREFECT_HOME=str(home / "client-prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(
+        PROMO_HOME=str(home), PREFECT_HOME=str(home / "client-prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
     return subprocess.run(
         [str(BIN / "promo"), *args], env=env, capture_output=True, text=True, timeout=COMMAND_SECONDS, cwd=PROJECT,
         stdin=subprocess.DEVNULL,
