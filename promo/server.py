@@ -60,10 +60,13 @@ class _PrefectProcess(LocalServer):
     def recorded(cls, root: Path) -> Self | None:
         """The process the state file names, if it still runs; a state file left by a dead one is removed."""
         path = cls.state_path(root)
-        if not path.exists():
+        try:
+            process = cls.from_state(path)
+        except FileNotFoundError:
             return None
-        process = cls.from_state(path)
-        if process.is_running():
+        except (ValueError, KeyError):  # cut short by a crash mid-write: it names nothing we could stop
+            process = None
+        if process is not None and process.is_running():
             return process
         path.unlink()
         return None

@@ -93,11 +93,15 @@ def test_start_status_use_reuse_and_stop(home: Path) -> None:
     assert promo(home, "server", "status").stdout.startswith("Prefect server: not running")
 
 
-def test_a_stopped_server_leaves_a_note_not_a_stale_url(home: Path) -> None:
-    """A state file whose PID is gone (a reboot, a kill) is cleared, and the command says to start the server."""
+@pytest.mark.parametrize("state", ["dead pid", "cut short"])
+def test_a_stopped_server_leaves_a_note_not_a_stale_url(home: Path, state: str) -> None:
+    """A state file whose PID is gone (a reboot, a kill), or cut short mid-write, is cleared, and the command says
+    to start the server."""
     root = home / "server"
     root.mkdir(parents=True)
     PrefectServer(pid=2**22 + 1, port=free_port(), root=root).write_state(PrefectServer.state_path(root))
+    if state == "cut short":
+        PrefectServer.state_path(root).write_text('{"pid": 4194')
     script = (
         "import os; from promo.server import use_running_server; "
         "print(use_running_server()); print(os.environ.get('PREFECT_API_URL'))"
