@@ -1,6 +1,7 @@
 """The `promo` command: thin over the flows. It parses, starts a flow or a query, and prints.
 
-Every PromoError becomes one line on stderr and the error's exit code; nothing else is caught.
+Every PromoError, and Prefect's failure to start its temporary API, becomes one line on stderr and an exit code; nothing
+else is caught.
 """
 
 from __future__ import annotations
