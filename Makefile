@@ -37,7 +37,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# The local Prefect server (UI at the URL it prints) and a worker stay up after the demo, which leaves one promotion
+# waiting at its gate there; `make clean` stops them.
 demo: setup
+	$(BIN)/promo server start --with-worker
 	$(BIN)/promo demo --dir $(DEMO_DIR)
 
 test: setup
@@ -57,5 +60,6 @@ bench: setup
 	$(BIN)/python bench/run.py $(BENCH)
 
 clean:
+	-$(BIN)/promo server stop
 	-$(BIN)/promo sandbox $(DEMO_DIR) --stop
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,16 +1,25 @@
 """`promo demo`: a sandbox, a real build moved dev -> test -> stage -> prod through three real gates
 approved by the demo user, and the next dev build that the release starts. Then a build that comes up Degraded
 in dev: its failed verification, the rollback of dev through its gate, and dev's history. Every step prints the
-verdict of the version it deployed."""
+verdict of the version it deployed. With the local Prefect server and its worker up (`promo server start
+--with-worker`, as `make demo` does), it ends by leaving the next promotion waiting at its gate for a person."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+from uuid import UUID
 
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.states import Cancelled
+
+from deployments.deploy import setup_all
 from flows.background import GatedRun
-from flows.gate import decide
+from flows.gate import WaitingGate, decide, waiting_gates
 from flows.promote import FLOWS
 from flows.publish_dev import publish_dev
 from flows.release_prod import release_prod
@@ -19,9 +28,10 @@ from promo.app_repo import read_chart_yaml
 from promo.approvals import Decision
 from promo.clients import app_mirror
 from promo.config import PromoConfig, load_config
-from promo.errors import VerificationFailed
+from promo.errors import ToolError, VerificationFailed
 from promo.history import TABLE_HEADERS, app_history, table_row
 from promo.sandbox import Sandbox, create_sandbox, degrade_version
+from promo.server import ProcessWorker, running_server, running_worker
 from promo.status import environment_status
 from promo.table import print_table
 from promo.versions import rc_version
@@ -30,6 +40,9 @@ from tasks.verify import verify_environment
 Result = TypeVar("Result")
 DEMO_APPROVER = "demo"
 GATE_APPEARS_WITHIN_SECONDS = 120
+# Under a deployment the worker polls, starts a process (importing Prefect) and runs the flow up to its gate:
+# seconds on an idle machine, minutes on a loaded one.
+DEPLOYED_GATE_WITHIN_SECONDS = 300
 
 
 def run_demo(directory: Path) -> None:
@@ -37,6 +50,7 @@ def run_demo(directory: Path) -> None:
     config_path = str(sandbox.config_path)
     config = load_config(config_path)
     print(f"sandbox: {sandbox.directory} (registry {sandbox.registry_host})")
+    cancel_earlier_demo_gates(config.app)
     print(publish_dev(config_path=config_path).summary())
     print_verdict(config, "dev")
     for target in ("test", "stage"):
@@ -51,6 +65,7 @@ def run_demo(directory: Path) -> None:
         [[r.environment, r.version or "-", r.image_tag or "-", r.chart_digest or "-"] for r in rows],
     )
     roll_back_a_degraded_build(sandbox, config)
+    leave_a_gate_waiting(config_path, config)
 
 
 def roll_back_a_degraded_build(sandbox: Sandbox, config: PromoConfig) -> None:
@@ -70,6 +85,52 @@ def roll_back_a_degraded_build(sandbox: Sandbox, config: PromoConfig) -> None:
     print_verdict(config, "dev")
     print("\nhistory of dev (promo history dev):")
     print_table(TABLE_HEADERS, [table_row(change) for change in app_history(config, "dev")])
+
+
+def cancel_earlier_demo_gates(app: str) -> None:
+    """A promotion an earlier demo left waiting on the local server would be taken for this demo's gate: it is
+    cancelled (superseded), never decided, since only a person decides a gate."""
+    gates = waiting_gates(app=app)
+    with get_client(sync_client=True) as client:
+        for gate in gates:
+            client.set_flow_run_state(gate.flow_run_id, Cancelled(message="superseded by a new promo demo"), force=True)
+    if gates:
+        print(f"cancelled {len(gates)} promotion(s) of {app} an earlier demo left waiting")
+
+
+def leave_a_gate_waiting(config_path: str, config: PromoConfig) -> None:
+    """The next promotion into test, started through its deployment on the local server and left at its gate: it
+    suspends (no process waits with it) until a person decides, in the Prefect UI or with `promo approve`."""
+    server, worker = running_server(), running_worker()
+    if server is None or worker is None or os.environ.get("PREFECT_API_URL") != server.api_url:
+        print("\nto leave a promotion waiting in the Prefect UI: `promo server start --with-worker`, then demo again")
+        return
+    setup_all(config_path, worker.pool)  # what `promo setup` does: pool, limits, secret placeholders, deployments
+    deployment = f"promote-test/{config.app}"
+    print(f"\nregistered the deployments on {server.url} (promo setup); starting {deployment} on the worker")
+    flow_run = run_deployment(deployment, timeout=0)
+    gate = deployed_gate(flow_run.id, worker)
+    print(f"waiting at its gate for you: {gate.app} {gate.version} -> test")
+    print(f"  approve it in the Prefect UI: {gate.url} (Resume, decision: approve)")
+    print(f"  or here: promo approve --env test --config {config_path}")
+
+
+def deployed_gate(flow_run_id: UUID, worker: ProcessWorker) -> WaitingGate:
+    """Wait, bounded, until the deployed run is suspended at its gate; a run that ends first is an error."""
+    deadline = time.monotonic() + DEPLOYED_GATE_WITHIN_SECONDS
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and state.is_final():
+                raise ToolError(f"flow run {flow_run_id} ended {state.name} before its gate", f"read {worker.log_path}")
+            gates = [gate for gate in waiting_gates(env="test") if gate.flow_run_id == flow_run_id]
+            if gates:
+                return gates[0]
+            time.sleep(0.5)
+    raise ToolError(
+        f"flow run {flow_run_id} did not reach its gate within {DEPLOYED_GATE_WITHIN_SECONDS} s",
+        f"read {worker.log_path}; `promo pending` shows it once it waits",
+    )
 
 
 def print_verdict(config: PromoConfig, env: str) -> None:

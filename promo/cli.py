@@ -1,6 +1,7 @@
 """The `promo` command: thin over the flows. It parses, starts a flow or a query, and prints.
 
-Every PromoError becomes one line on stderr and the error's exit code; nothing else is caught.
+Every PromoError, and Prefect's failure to start its temporary API, becomes one line on stderr and an exit code; nothing
+else is caught.
 """
 
 from __future__ import annotations
@@ -358,6 +359,59 @@ def metrics(
         typer.echo(f"{figure.name}: {figure.text}\n    {figure.how}")
 
 
+server_app = typer.Typer(
+    help="A local Prefect server with its UI, which every promo command on this machine then uses.",
+    no_args_is_help=True,
+)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("start")
+def server_start(
+    port: Annotated[int, typer.Option(help="port of the API and UI (a free one if it is taken)")] = 4200,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker", help="also start a process worker, which runs the deployments")
+    ] = False,
+    pool: Annotated[str, typer.Option(help="work pool the worker polls")] = "promo",
+) -> None:
+    """Start the local Prefect server (or find it running) and wait until it answers."""
+    from promo.server import start_server, start_worker
+
+    started = start_server(port)
+    server = started.process
+    state = "running" if started.reused else "started"
+    typer.echo(f"Prefect server {state}: UI {server.url} (pid {server.pid}, log {server.log_path})")
+    if with_worker:
+        worker = start_worker(server, pool)
+        state = "running" if worker.reused else "started"
+        typer.echo(f"process worker {state} on pool {pool} (pid {worker.process.pid}, log {worker.process.log_path})")
+    typer.echo("promo commands here now use it (unless PREFECT_API_URL names another); `promo server stop` stops it")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Show the local Prefect server's URL, PID and health, and its worker's."""
+    from promo.server import running_server, running_worker
+
+    server = running_server()
+    if server is None:
+        typer.echo("Prefect server: not running (start it with `promo server start`)")
+        return
+    health = "healthy" if server.healthy() else f"not answering (read {server.log_path})"
+    typer.echo(f"Prefect server: UI {server.url}, API {server.api_url}, pid {server.pid}, {health}")
+    worker = running_worker()
+    typer.echo(f"process worker: pool {worker.pool}, pid {worker.pid}" if worker else "process worker: not running")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server and its worker, by the PIDs they were started with."""
+    from promo.server import stop_server
+
+    stopped = stop_server()
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "the local Prefect server was not running")
+
+
 def _register_extra_commands() -> None:
     """Commands kept in modules of their own (each registers itself on ``app``)."""
     from promo import cli_ops  # noqa: F401
@@ -386,14 +440,37 @@ def _quiet_console_tracebacks() -> None:
 
 # Commands that only read git start no flow: they skip Prefect's logging setup, and with it Prefect's import (seconds).
 READ_ONLY_COMMANDS = frozenset({"history", "trace", "metrics"})
+# Commands that never talk to a Prefect API: the read-only ones, and `promo server`, which manages the local one.
+WITHOUT_PREFECT = READ_ONLY_COMMANDS | {"server"}
+
+
+def _use_local_server() -> None:
+    """Before Prefect reads its settings: the local server, when one is up, instead of a temporary API per command."""
+    from promo.server import use_running_server
+
+    note = use_running_server()
+    if note is not None:
+        typer.secho(f"promo: note: {note}", err=True, fg=typer.colors.YELLOW)
+
+
+def _fail(error: PromoError) -> None:
+    typer.secho(f"promo: error: {error}", err=True, fg=typer.colors.RED)
+    sys.exit(error.exit_code)
 
 
 def main() -> None:
     _register_extra_commands()
-    if not READ_ONLY_COMMANDS.intersection(sys.argv[1:2]):
+    if not WITHOUT_PREFECT.intersection(sys.argv[1:2]):
+        _use_local_server()
         _quiet_console_tracebacks()
     try:
         app()
     except PromoError as error:
-        typer.secho(f"promo: error: {error}", err=True, fg=typer.colors.RED)
-        sys.exit(error.exit_code)
+        _fail(error)
+    except RuntimeError as error:
+        from promo.server import ephemeral_start_failure
+
+        explained = ephemeral_start_failure(error)
+        if explained is None:
+            raise
+        _fail(explained)

@@ -40,6 +40,8 @@ class LocalServer:
     log_name: ClassVar[str]
     ready_path: ClassVar[str]  # any HTTP answer here means it serves
     start_fix: ClassVar[str] = ""  # the usual causes of a failed start, after "read <log>"
+    start_timeout: ClassVar[float] = START_TIMEOUT
+    stop_timeout: ClassVar[float] = STOP_TIMEOUT  # the grace after SIGTERM, before SIGKILL
 
     @property
     def host(self) -> str:
@@ -91,7 +93,7 @@ class LocalServer:
             return False
         for sig in (signal.SIGTERM, signal.SIGKILL):
             os.kill(self.pid, sig)
-            if self._wait_gone(STOP_TIMEOUT):
+            if self._wait_gone(self.stop_timeout):
                 return True
         raise ToolError(f"{self.program} (pid {self.pid}) did not exit after SIGKILL", f"check `ps -p {self.pid}`")
 
@@ -118,7 +120,7 @@ class LocalServer:
         return server
 
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         with httpx.Client(timeout=1.0) as client:
             while time.monotonic() < deadline:
                 if process.poll() is not None:
@@ -133,7 +135,7 @@ class LocalServer:
                     time.sleep(0.05)
         self.stop()
         raise ToolError(
-            f"{self.program} did not answer on {self.url}{self.ready_path} within {START_TIMEOUT:.0f} s: "
+            f"{self.program} did not answer on {self.url}{self.ready_path} within {self.start_timeout:.0f} s: "
             f"{self.log_tail()}",
             f"read {self.log_path}",
         )
