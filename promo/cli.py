@@ -395,7 +395,7 @@ class _PromoErrorsOnlyOnce(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info:
             return not isinstance(record.exc_info[1], PromoError)
-        failed = _FAILED_STATE.match(record.getMessage()) if record.levelno >= logging.INFO else None
+        failed = _FAILED_STATE.match(record.getMessage())
         return failed is None or failed[1] not in _promo_error_names()
 
 
