@@ -228,7 +228,8 @@ def _one_gate(run_id: str | None, env: str | None, app_name: str | None):
 def pending(
     as_json: JsonOption = False,
     config: Annotated[
-        Optional[str], typer.Option("--config", "-c", help="only the gates of the app in this promo.yaml (default: all)")
+        Optional[str],
+        typer.Option("--config", "-c", help="only the gates of the app in this promo.yaml (default: all)"),
     ] = None,
 ) -> None:
     """List the gates waiting for a decision."""
@@ -243,8 +244,11 @@ def pending(
         typer.echo("no gates waiting")
     else:
         print_table(
-        ["flow run", "app", "env", "version", "waiting since", "url"],
-            [[str(g.flow_run_id), g.app, g.env, g.version, f"{g.waiting_since:%Y-%m-%d %H:%M:%S}", g.url] for g in gates],
+            ["flow run", "app", "env", "version", "waiting since", "url"],
+            [
+                [str(g.flow_run_id), g.app, g.env, g.version, f"{g.waiting_since:%Y-%m-%d %H:%M:%S}", g.url]
+                for g in gates
+            ],
         )
 
 

@@ -33,7 +33,8 @@ def promo_without_prefect(tmp_path: Path, *args: str) -> subprocess.CompletedPro
     """Run a command, check it imported nothing of Prefect, and return what it did."""
     report = tmp_path / "prefect-modules.json"
     report.unlink(missing_ok=True)
-    done = subprocess.run([sys.executable, "-c", WRAPPER, str(report), *args], capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-c", WRAPPER, str(report), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert json.loads(report.read_text()) == [], f"promo {' '.join(args)} imported Prefect"
     return done
 

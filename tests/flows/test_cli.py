@@ -245,7 +245,8 @@ def test_a_refusal_inside_a_flow_run_is_one_line_on_the_console(args, sandbox):
 
 
 def record(message: str, exc: BaseException | None = None, level: int = logging.ERROR) -> logging.LogRecord:
-    return logging.LogRecord("prefect.task_runs", level, __file__, 1, message, None, (type(exc), exc, None) if exc else None)
+    exc_info = (type(exc), exc, None) if exc else None
+    return logging.LogRecord("prefect.task_runs", level, __file__, 1, message, None, exc_info)
 
 
 @pytest.mark.parametrize(
@@ -254,7 +255,7 @@ def record(message: str, exc: BaseException | None = None, level: int = logging.
         (record("Task run failed with exception: NotFound(...)", NotFound("gone", "look")), False),
         (record("Encountered exception during execution: RateLimited(...)", RateLimited("slow", None, 1.0)), False),
         (record("Finished in state Failed('Task run encountered an exception NotFound: gone; look')"), False),
-        (record("Finished in state Failed('Flow run encountered an exception: InputError: bad')", level=logging.INFO), False),
+        (record("Finished in state Failed('Flow run encountered an exception: InputError: no')", level=20), False),
         # Not promo's answers: a crash keeps its record and traceback, and other lines stay as they are.
         (record("Encountered exception during execution: ValueError('x')", ValueError("x")), True),
         (record("Finished in state Failed('Flow run encountered an exception: ValueError: NotFound: x')"), True),
