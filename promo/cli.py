@@ -6,12 +6,18 @@ else is caught.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import getpass
+import json
 import logging
 import os
+import re
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 
@@ -37,13 +43,45 @@ OverrideOption = Annotated[
         help="why the version moves although it is not verified or soaked in its source (recorded in the commit)",
     ),
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+Command = TypeVar("Command", bound=Callable[..., None])
+
+
+def flow_command(name: str) -> Callable[[Command], Command]:
+    """``@app.command`` for a command that runs a flow: Prefect's console logging is set up (PromoErrors as one line)
+    only when such a command runs, so every other command answers without importing Prefect (seconds)."""
+
+    def register(command: Command) -> Command:
+        @functools.wraps(command)
+        def run(*args: Any, **kwargs: Any) -> None:
+            _quiet_console_promo_errors()
+            command(*args, **kwargs)
+
+        app.command(name)(run)
+        return command
+
+    return register
+
+
+def echo_json(value: Any) -> None:
+    """Dataclasses as objects, times in ISO 8601, ids as strings."""
+    typer.echo(json.dumps(value, indent=2, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 def current_user() -> str:
     return os.environ.get("PROMO_USER") or getpass.getuser()
 
 
-@app.command("publish-dev")
+@flow_command("publish-dev")
 def publish_dev(
     sha: Annotated[Optional[str], typer.Option(help="commit to build (default: a new empty build commit)")] = None,
     branch: Annotated[
@@ -77,19 +115,19 @@ def _promote(target: str, yes: bool, override_reason: str | None, config: str | 
     typer.echo(promotion.summary())
 
 
-@app.command("promote-test")
+@flow_command("promote-test")
 def promote_test(yes: YesOption = False, override_reason: OverrideOption = None, config: ConfigOption = None) -> None:
     """Promote the version running in dev to test, after approval."""
     _promote("test", yes, override_reason, config)
 
 
-@app.command("promote-stage")
+@flow_command("promote-stage")
 def promote_stage(yes: YesOption = False, override_reason: OverrideOption = None, config: ConfigOption = None) -> None:
     """Promote the version running in test to stage, after approval."""
     _promote("stage", yes, override_reason, config)
 
 
-@app.command("release-prod")
+@flow_command("release-prod")
 def release_prod(yes: YesOption = False, override_reason: OverrideOption = None, config: ConfigOption = None) -> None:
     """Release the RC running in stage to prod as X.Y.Z, after approval; safe to run again after any failure."""
     from flows.release_prod import release_prod as flow
@@ -99,7 +137,7 @@ def release_prod(yes: YesOption = False, override_reason: OverrideOption = None,
     typer.echo(released.summary())
 
 
-@app.command("rollback")
+@flow_command("rollback")
 def rollback(
     env: Annotated[str, typer.Argument(help="the environment to roll back")],
     to: Annotated[
@@ -116,7 +154,7 @@ def rollback(
     typer.echo(rolled_back.summary())
 
 
-@app.command("hotfix")
+@flow_command("hotfix")
 def hotfix(
     tag: Annotated[str, typer.Argument(help="the release to fix, vX.Y.Z")],
     config: ConfigOption = None,
@@ -129,7 +167,7 @@ def hotfix(
     typer.echo(flow(tag=tag, config_path=config).summary())
 
 
-@app.command("bump-version")
+@flow_command("bump-version")
 def bump_version(
     part: Annotated[str, typer.Argument(help="patch, minor or major")],
     config: ConfigOption = None,
@@ -143,17 +181,19 @@ def bump_version(
 
 
 @app.command("releases")
-def releases(config: ConfigOption = None) -> None:
+def releases(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """List the releases of the app (git tags with notes, or GitHub releases)."""
     from promo.clients import forge
     from promo.config import load_config
     from promo.table import print_table
 
     found = forge(load_config(config)).list_releases()
-    if not found:
+    if as_json:
+        echo_json(found)
+    elif not found:
         typer.echo("no releases yet")
-        return
-    print_table(["tag", "commit", "name", "url"], [[r.tag, r.commit[:12], r.name, r.url or "-"] for r in found])
+    else:
+        print_table(["tag", "commit", "name", "url"], [[r.tag, r.commit[:12], r.name, r.url or "-"] for r in found])
 
 
 @app.command("approve")
@@ -197,29 +237,44 @@ def _one_gate(run_id: str | None, env: str | None, app_name: str | None):
 
 
 @app.command("pending")
-def pending() -> None:
+def pending(
+    as_json: JsonOption = False,
+    config: Annotated[
+        Optional[str],
+        typer.Option("--config", "-c", help="only the gates of the app in this promo.yaml (default: all)"),
+    ] = None,
+) -> None:
     """List the gates waiting for a decision."""
     from flows.gate import waiting_gates
+    from promo.config import load_config
     from promo.table import print_table
 
-    gates = waiting_gates()
-    if not gates:
+    gates = waiting_gates(app=load_config(config).app if config else None)
+    if as_json:
+        echo_json(gates)
+    elif not gates:
         typer.echo("no gates waiting")
-        return
-    print_table(
-        ["flow run", "app", "env", "version", "waiting since", "url"],
-        [[str(g.flow_run_id), g.app, g.env, g.version, f"{g.waiting_since:%Y-%m-%d %H:%M:%S}", g.url] for g in gates],
-    )
+    else:
+        print_table(
+            ["flow run", "app", "env", "version", "waiting since", "url"],
+            [
+                [str(g.flow_run_id), g.app, g.env, g.version, f"{g.waiting_since:%Y-%m-%d %H:%M:%S}", g.url]
+                for g in gates
+            ],
+        )
 
 
 @app.command("status")
-def status(config: ConfigOption = None) -> None:
+def status(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """Show each environment's version, image tag, chart digest, its verdict and how long it has soaked."""
     from promo.config import load_config
     from promo.status import environment_status
     from promo.table import print_table
 
     rows = environment_status(load_config(config))
+    if as_json:
+        echo_json(rows)
+        return
     print_table(
         ["environment", "clusters", "version", "image tag", "chart digest", "verdict", "soaked"],
         [
@@ -264,7 +319,7 @@ def sandbox(
     typer.echo(f"next: export PROMO_CONFIG={made.config_path} && promo publish-dev")
 
 
-@app.command("demo")
+@flow_command("demo")
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="sandbox directory")] = Path(".promo-demo"),
 ) -> None:
@@ -274,9 +329,6 @@ def demo(
     run_demo(directory)
 
 
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-
-
 @app.command("history")
 def history(
     env: Annotated[Optional[str], typer.Argument(help="only this environment")] = None,
@@ -284,15 +336,13 @@ def history(
     config: ConfigOption = None,
 ) -> None:
     """Every change of the app, newest first, read from the GitOps log: who approved it and whether it came up."""
-    import json
-
     from promo.config import load_config
     from promo.history import TABLE_HEADERS, app_history, table_row
     from promo.table import print_table
 
     changes = app_history(load_config(config), env)
     if as_json:
-        typer.echo(json.dumps([change.as_json() for change in changes], indent=2))
+        echo_json([change.as_json() for change in changes])
     elif not changes:
         typer.echo("no changes yet")
     else:
@@ -306,8 +356,6 @@ def trace(
     config: ConfigOption = None,
 ) -> None:
     """Follow a version from its app commit through image, RC chart and every environment to its release."""
-    import json
-
     from promo.config import load_config
     from promo.history import TABLE_HEADERS, table_row
     from promo.table import print_table
@@ -315,7 +363,7 @@ def trace(
 
     found = follow(load_config(config), target)
     if as_json:
-        typer.echo(json.dumps(found.as_json(), indent=2))
+        echo_json(found.as_json())
         return
     typer.echo(f"app commit  {found.commit.sha}  {found.commit.time:%Y-%m-%d %H:%M}  {found.commit.subject}")
     typer.echo(f"image       {found.image or '-'}")
@@ -339,8 +387,6 @@ def metrics(
     config: ConfigOption = None,
 ) -> None:
     """The four DORA figures for prod over the window, each with how it was computed."""
-    import json
-
     from promo.config import duration_seconds, load_config
     from promo.metrics import metrics as compute
 
@@ -352,7 +398,7 @@ def metrics(
         raise InputError("the window --since 0 is empty", "pass --since like 30d, 12h or 90m")
     figures = compute(load_config(config), window)
     if as_json:
-        typer.echo(json.dumps(figures.as_json(), indent=2))
+        echo_json(figures.as_json())
         return
     typer.echo(f"{figures.env}, {figures.since:%Y-%m-%d %H:%M} to {figures.until:%Y-%m-%d %H:%M} UTC")
     for figure in figures.figures:
@@ -417,31 +463,42 @@ def _register_extra_commands() -> None:
     from promo import cli_ops  # noqa: F401
 
 
-class _ExpectedErrorsWithoutTraceback(logging.Filter):
-    """A PromoError is an answer, not a crash: the console shows its line, the Prefect API log keeps the traceback."""
+# How Prefect reports a failed run's exception without attaching it: "Finished in state Failed('Task run encountered
+# an exception NotFound: ...')" (a flow run's says "exception: NotFound: ...").
+_FAILED_STATE = re.compile(r"^Finished in state Failed\('(?:Task|Flow) run encountered an exception:? (\w+): ")
+
+
+class _PromoErrorsOnlyOnce(logging.Filter):
+    """A PromoError is an answer, not a crash: the console shows its one line (printed by ``main``), so the records of
+    the failed task and flow are dropped here; the Prefect API log keeps them, with the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], PromoError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
+        if record.exc_info:
+            return not isinstance(record.exc_info[1], PromoError)
+        failed = _FAILED_STATE.match(record.getMessage())
+        return failed is None or failed[1] not in _promo_error_names()
 
 
-def _quiet_console_tracebacks() -> None:
+def _promo_error_names() -> set[str]:
+    """Every PromoError class defined so far: any exception a flow has raised has had its class defined."""
+    names, pending = set(), [PromoError]
+    while pending:
+        error = pending.pop()
+        names.add(error.__name__)
+        pending.extend(error.__subclasses__())
+    return names
+
+
+def _quiet_console_promo_errors() -> None:
     from prefect.logging.configuration import setup_logging
 
     setup_logging()  # now rather than at the first flow run, so its handlers exist to be given the filter
 
     loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict))]
     for handler in {handler for logger in loggers for handler in logger.handlers}:
-        if isinstance(handler, logging.StreamHandler):
-            handler.addFilter(_ExpectedErrorsWithoutTraceback())
-
-
-# Commands that only read git start no flow: they skip Prefect's logging setup, and with it Prefect's import (seconds).
-READ_ONLY_COMMANDS = frozenset({"history", "trace", "metrics"})
-# Commands that never talk to a Prefect API: the read-only ones, and `promo server`, which manages the local one.
-WITHOUT_PREFECT = READ_ONLY_COMMANDS | {"server"}
+        is_console = isinstance(handler, logging.StreamHandler)
+        if is_console and not any(isinstance(f, _PromoErrorsOnlyOnce) for f in handler.filters):
+            handler.addFilter(_PromoErrorsOnlyOnce())
 
 
 def _use_local_server() -> None:
@@ -460,9 +517,8 @@ def _fail(error: PromoError) -> None:
 
 def main() -> None:
     _register_extra_commands()
-    if not WITHOUT_PREFECT.intersection(sys.argv[1:2]):
+    if sys.argv[1:2] != ["server"]:  # `promo server` manages the local server itself
         _use_local_server()
-        _quiet_console_tracebacks()
     try:
         app()
     except PromoError as error:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +15,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from promo import cli
+from promo.errors import NotFound
+from promo.forges.github import RateLimited
 from promo.sandbox import Sandbox
 
 
@@ -86,6 +91,9 @@ def test_publish_then_promote_and_approve_from_the_cli(with_dev_version, monkeyp
     run.gate("test")
     code, out, _ = run_promo(monkeypatch, capsys, "pending")
     assert code == 0 and "test" in out and sandbox.app in out
+    code, out, err = run_promo(monkeypatch, capsys, "pending", "--json", "-c", config)
+    assert code == 0, err
+    assert [(gate["app"], gate["env"]) for gate in json.loads(out)] == [(sandbox.app, "test")]
     code, out, err = run_promo(monkeypatch, capsys, "approve", "--env", "test", "--as", "carol", "--comment", "ok")
     assert code == 0, err
     assert run.join()[0] == 0
@@ -206,3 +214,54 @@ def test_registry_auth_failure_fails_at_once_without_the_password_and_changes_no
     assert code == 5 and "check the registry credentials" in line
     assert marker not in out + err
     assert world_snapshot(sandbox) == before
+
+
+def promo_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`promo ARGS` in a process of its own, as a person runs it, against the test Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **env}
+    command = [sys.executable, "-c", "from promo.cli import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+
+
+REFUSED_IN_A_FLOW = {
+    # args after the config: the cause that must reach the console once
+    ("hotfix", "v9.9.9"): "release tag v9.9.9 does not exist; pick a release from `promo releases`",
+    ("promote-test", "--yes"): "has no version in dev yet",
+}
+
+
+@pytest.mark.parametrize("args", sorted(REFUSED_IN_A_FLOW), ids=" ".join)
+def test_a_refusal_inside_a_flow_run_is_one_line_on_the_console(args, sandbox):
+    cause = REFUSED_IN_A_FLOW[args]
+    quiet = promo_process(*args, "--config", str(sandbox.config_path), PREFECT_LOGGING_LEVEL="WARNING")
+    assert quiet.returncode == 4
+    assert quiet.stderr.splitlines() == [error_line(quiet.stderr)] and cause in quiet.stderr
+    # At Prefect's default level the run's progress lines show, but the failed task and flow say nothing of the cause.
+    default = promo_process(*args, "--config", str(sandbox.config_path))
+    assert default.returncode == 4 and default.stderr.count(cause) == 1, default.stderr
+    assert "ERROR" not in default.stderr and "Failed(" not in default.stderr, default.stderr
+
+
+def record(message: str, exc: BaseException | None = None, level: int = logging.ERROR) -> logging.LogRecord:
+    exc_info = (type(exc), exc, None) if exc else None
+    return logging.LogRecord("prefect.task_runs", level, __file__, 1, message, None, exc_info)
+
+
+@pytest.mark.parametrize(
+    ("log", "shown"),
+    [
+        (record("Task run failed with exception: NotFound(...)", NotFound("gone", "look")), False),
+        (record("Encountered exception during execution: RateLimited(...)", RateLimited("slow", None, 1.0)), False),
+        (record("Finished in state Failed('Task run encountered an exception NotFound: gone; look')"), False),
+        (record("Finished in state Failed('Flow run encountered an exception: InputError: no')", level=20), False),
+        # Not promo's answers: a crash keeps its record and traceback, and other lines stay as they are.
+        (record("Encountered exception during execution: ValueError('x')", ValueError("x")), True),
+        (record("Finished in state Failed('Flow run encountered an exception: ValueError: NotFound: x')"), True),
+        (record("Finished in state Completed()", level=logging.INFO), True),
+        (record("NotFound: not a state line"), True),
+    ],
+)
+def test_the_console_drops_only_the_records_of_promo_errors(log, shown):
+    assert cli._PromoErrorsOnlyOnce().filter(log) is shown

@@ -1,0 +1,102 @@
+"""Bench 6, CLI start-up: how long `promo --help`, `promo status` and the other commands that run no flow take, next
+to `python -c pass` (the floor: an interpreter that starts and stops) and `python -c "import prefect"` (what every
+command paid before they stopped importing Prefect).
+
+Each command is a new process of the venv's `promo` script, on a sandbox (local registry and bare remotes), the
+commands interleaved round by round; then the same under hyperfine where it is installed. A check per command says
+whether it imported anything of Prefect (it must not).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from common import Report, hyperfine, progress, scratch, timed
+from common import main as cli
+
+PROMO = Path(sys.executable).with_name("promo")
+FLOOR = "python -c pass"
+PREFECT = 'python -c "import prefect"'
+
+# Prints, at exit, the prefect modules a command loaded (stdout is the command's own, so this goes to stderr last).
+_WRAPPER = """
+import atexit, sys
+atexit.register(lambda: print(sorted(m for m in sys.modules if m.partition(".")[0] == "prefect"), file=sys.stderr))
+sys.argv = ["promo", *sys.argv[1:]]
+from promo.cli import main
+main()
+"""
+
+
+def commands(config: Path) -> dict[str, list[str]]:
+    """label -> argv; the labels are what the table shows."""
+    promo = str(PROMO)
+    return {
+        FLOOR: [sys.executable, "-c", "pass"],
+        PREFECT: [sys.executable, "-c", "import prefect"],
+        "promo --help": [promo, "--help"],
+        "promo status": [promo, "status", "-c", str(config)],
+        "promo releases": [promo, "releases", "-c", str(config)],
+        "promo history": [promo, "history", "-c", str(config)],
+    }
+
+
+def run_once(argv: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one run: the CPU time barely moves with the machine's load."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds = timed(lambda: subprocess.run(argv, capture_output=True, check=True))[0]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def imported_prefect(argv: list[str]) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", _WRAPPER, *argv[1:]], capture_output=True, text=True, check=True)
+    return json.loads(done.stderr.strip().splitlines()[-1].replace("'", '"'))
+
+
+def bench(runs: int) -> Report:
+    from promo.sandbox import create_sandbox, stop_sandbox
+
+    report = Report("6 cli", "promo commands that run no flow, each a new process, vs `python -c pass`")
+    with scratch("cli") as work:
+        made = create_sandbox(work / "world")
+        try:
+            argvs = commands(made.config_path)
+            for label, argv in argvs.items():
+                if label.startswith("promo "):
+                    loaded = imported_prefect(argv)
+                    report.check(f"{label} imports no Prefect", not loaded, f"{len(loaded)} prefect modules loaded")
+            for argv in argvs.values():  # warm-up: page cache, .pyc files, the sandbox's git cache
+                subprocess.run(argv, capture_output=True, check=True)
+
+            progress(f"cli: {runs} rounds of {len(argvs)} commands")
+            for _ in range(runs):
+                for label, argv in argvs.items():
+                    seconds, cpu = run_once(argv)
+                    report.add(label, seconds)
+                    report.add(f"{label} (CPU time)", cpu)
+
+            progress("cli: the same under hyperfine")
+            quoted = {label: " ".join(argv) for label, argv in argvs.items()}
+            quoted[PREFECT] = f"{sys.executable} -c 'import prefect'"
+            for label, times in hyperfine(quoted, runs=max(10, runs)).items():
+                report.extend(f"{label} (hyperfine)", times)
+        finally:
+            stop_sandbox(made.directory)
+
+    for label in ("promo --help", "promo status", "promo releases", "promo history", PREFECT):
+        report.ratio(f"{label} / python -c pass", label, FLOOR)
+        report.ratio(f"{label} / python -c pass, CPU time", f"{label} (CPU time)", f"{FLOOR} (CPU time)")
+    report.absolute_goal("promo --help", "promo --help", 0.5)
+    report.absolute_goal("promo status (sandbox)", "promo status", 1.0)
+    report.absolute_goal("promo status (sandbox), CPU time", "promo status (CPU time)", 1.0)
+    report.note(f"promo is {PROMO} (the venv's console script); status reads the sandbox's GitOps repo and registry")
+    return report
+
+
+if __name__ == "__main__":
+    cli(bench, default_runs=10)

@@ -1,0 +1,98 @@
+"""Commands that run no flow answer without importing Prefect (seconds of start-up), and their flags are consistent.
+
+Structural, not timed: each command runs in a new process through a wrapper that writes down, at exit, which
+``prefect`` modules were loaded. bench/cli.py measures the time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+
+from promo.cli import _register_extra_commands, app
+from promo.sandbox import stop_sandbox
+
+# Runs `promo ARGS...` as the console script does; at exit writes the loaded prefect modules to the file $1.
+WRAPPER = """
+import atexit, json, sys
+report, sys.argv = sys.argv[1], ["promo", *sys.argv[2:]]
+loaded = lambda: sorted(name for name in sys.modules if name.partition(".")[0] == "prefect")
+atexit.register(lambda: open(report, "w").write(json.dumps(loaded())))
+from promo.cli import main
+main()
+"""
+
+
+def promo_without_prefect(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a command, check it imported nothing of Prefect, and return what it did."""
+    report = tmp_path / "prefect-modules.json"
+    report.unlink(missing_ok=True)
+    command = [sys.executable, "-c", WRAPPER, str(report), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert json.loads(report.read_text()) == [], f"promo {' '.join(args)} imported Prefect"
+    return done
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The promo.yaml of a sandbox made by `promo sandbox`, itself a command that must not import Prefect."""
+    directory = tmp_path_factory.mktemp("cli") / "world"
+    try:
+        made = promo_without_prefect(directory.parent, "sandbox", str(directory))
+        assert made.returncode == 0, made.stderr
+        yield str(directory / "promo.yaml")
+    finally:
+        stop_sandbox(directory)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["status"], ["releases"], ["history"], ["history", "test"], ["metrics"], ["trace", "9.9.9"]],
+    ids=" ".join,
+)
+def test_commands_that_run_no_flow_do_not_import_prefect(args, config, tmp_path):
+    done = promo_without_prefect(tmp_path, *args, *(["--config", config] if args != ["--help"] else []))
+    assert done.returncode == (4 if args[0] == "trace" else 0), done.stderr  # trace 9.9.9: NotFound, one line
+    assert done.stderr.count("\n") <= 1, done.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "releases"])
+def test_data_commands_print_json(command, config, tmp_path):
+    done = promo_without_prefect(tmp_path, command, "--json", "-c", config)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    if command == "status":
+        assert [row["environment"] for row in printed] == ["dev", "test", "stage", "prod"]
+        assert printed[0]["cluster_versions"] == {"preprod": ""} and printed[0]["version"] is None
+    else:
+        assert printed == []  # the sandbox has no release yet
+
+
+# Commands that read no promo.yaml; every other one takes --config/-c.
+NO_CONFIG = {"sandbox", "demo"}
+# Commands that print data, each of which can print it as JSON.
+DATA = {"status", "releases", "pending", "history", "trace", "metrics"}
+
+
+def options_of_every_command() -> dict[str, set[str]]:
+    _register_extra_commands()
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    return {name: {opt for param in command.params for opt in param.opts} for name, command in group.commands.items()}
+
+
+def test_every_command_that_reads_promo_yaml_takes_config():
+    without = {name for name, opts in options_of_every_command().items() if not {"--config", "-c"} <= opts}
+    assert without == NO_CONFIG
+
+
+def test_every_command_that_prints_data_takes_json():
+    commands = options_of_every_command()
+    assert DATA <= set(commands)
+    assert {name for name in DATA if "--json" not in commands[name]} == set()
