@@ -4,10 +4,17 @@ A gate can wait a week, and without a message nobody learns of it but by looking
 promo.yaml, `promo setup` creates (or updates, by name) two automations per app that send through that Prefect
 notification block (Slack, Microsoft Teams, a custom webhook...):
 
-- ``promo-<app>-gate-waiting``: a run tagged ``promo-gate`` and ``app:<app>`` pauses (run locally) or suspends (under a
-  deployment), which is the moment its gate starts waiting;
-- ``promo-<app>-run-failed``: a run of one of promo's flows for the app fails or crashes: a rejection, a failed
-  verification, a gate that timed out, any other error, with the state's one-line reason.
+- ``promo-<app>-gate-waiting``: a run of one of promo's flows for the app suspends (under a deployment) or pauses (run
+  locally), which is the moment its gate starts waiting: promo's flows pause nowhere else;
+- ``promo-<app>-run-failed``: such a run fails or crashes: a rejection, a failed verification, a gate that timed out,
+  any other error, with the state's one-line reason.
+
+"Promo's flows for the app" are runs of a flow promo deploys that carry the tag ``app:<app>``, which every run of the
+deployments `promo setup` registers has from its start. Not the tags the gate adds (``promo-gate``, ``env:``,
+``version:``): the server caches a run's tags for the events it emits (PREFECT_SERVER_EVENTS_RELATED_RESOURCE_CACHE_TTL,
+5 minutes), so tags added during a run are missing from the Paused/Suspended event that follows. A run started in a
+terminal (`promo promote-test` without a deployment) has the app tag only from its gate on, so its gate may go
+unannounced; the terminal shows it.
 
 The server renders subject and body when the event happens, so they read the tags the gate put on the run
 (``env:<env>``, ``version:<v>``, see flows/gate.py) and link to the run. What only promo.yaml knows (where each
@@ -28,7 +35,6 @@ from prefect.automations import AutomationCore, EventTrigger, Posture, SendNotif
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_UI_URL
 
-from flows.gate import GATE_TAG
 from promo.config import PromoConfig
 from promo.errors import InputError
 
@@ -110,7 +116,7 @@ def notification_automations(
             name=gate_waiting_name(config.app),
             description=f"From promo setup: a message when a gate of {config.app} waits for a decision",
             tags=tags,
-            trigger=_flow_run_trigger(GATE_WAITING_EVENTS, [_related_tag(GATE_TAG), app_tag]),
+            trigger=_flow_run_trigger(GATE_WAITING_EVENTS, [app_tag, promo_flows]),
             actions=[_send(block_document_id, context, _GATE_SUBJECT, _GATE_BODY)],
         ),
         AutomationCore(
