@@ -65,7 +65,8 @@ or: promo approve --env {{ env }} [--reject] --comment "..." (promo pending list
 """
 
 _FAILED_SUBJECT = (
-    "promo: {{ app }} {{ flow.name }} {{ flow_run.state.name|lower }}{% if version %} ({{ version }}, {{ route }}){% endif %}"
+    "promo: {{ app }} {{ flow.name }} {{ flow_run.state.name|lower }}"
+    "{% if version %} ({{ version }}, {{ route }}){% endif %}"
 )
 _FAILED_BODY = """\
 {{ flow.name }}/{{ flow_run.name }} of {{ app }} ended {{ flow_run.state.name }}\
@@ -145,7 +146,7 @@ def notification_block_id(client: SyncPrefectClient, name: str) -> UUID:
     if not found:
         raise InputError(
             f"notify.block in promo.yaml names {name!r}, and the Prefect server has no notification block of that name",
-            "create it in the UI (Blocks: Slack Webhook, Microsoft Teams Webhook, Custom Webhook...) and run setup again",
+            "create it in the UI (Blocks: Slack Webhook, Microsoft Teams Webhook, Custom Webhook...), run setup again",
         )
     if len(found) > 1:
         types = ", ".join(sorted((block.get("block_type") or {}).get("slug", "?") for block in found))

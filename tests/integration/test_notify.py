@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.deployments import run_deployment
 from prefect.server.events.jinja_filters import all_filters
 from prefect.server.schemas.core import Flow, FlowRun
@@ -27,10 +28,16 @@ from prefect.server.utilities.user_templates import (
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
 from deployments.deploy import FLOWS, setup_all
-from deployments.notify import automation_names, gate_waiting_name, notification_automations, run_failed_name
+from deployments.notify import (
+    automation_names,
+    ensure_notifications,
+    gate_waiting_name,
+    notification_automations,
+)
 from flows.gate import decide, waiting_gates
 from promo.approvals import Decision
-from promo.config import load_config
+from promo.config import NotifySettings, load_config
+from promo.errors import InputError
 from promo.sandbox import create_sandbox, stop_sandbox
 from tests.integration.conftest import PrefectServer, stop, tail, wait_until
 from tests.integration.test_gate_parameters import forget
@@ -53,9 +60,8 @@ def render(template: str, flow_run: FlowRun, flow_name: str) -> str:
 
 def a_run(tags: list[str], state: str, message: str = "") -> FlowRun:
     state_type = StateType.PAUSED if state in ("Paused", "Suspended") else StateType.FAILED
-    return FlowRun(
-        id=uuid4(), name="brave-otter", flow_id=uuid4(), tags=tags, state=State(type=state_type, name=state, message=message)
-    )
+    run_state = State(type=state_type, name=state, message=message)
+    return FlowRun(id=uuid4(), name="brave-otter", flow_id=uuid4(), tags=tags, state=run_state)
 
 
 CONFIG = """\
@@ -83,7 +89,8 @@ def config(tmp_path: Path):
 def test_the_automations_watch_promo_runs_of_this_app_only(config):
     block_id = uuid4()
     waiting, failed = notification_automations(config, block_id, FLOW_NAMES, ui_url="http://prefect.example:4200")
-    assert (waiting.name, failed.name) == automation_names("hello") == ("promo-hello-gate-waiting", "promo-hello-run-failed")
+    assert (waiting.name, failed.name) == automation_names("hello")
+    assert automation_names("hello") == ("promo-hello-gate-waiting", "promo-hello-run-failed")
 
     assert waiting.trigger.expect == {"prefect.flow-run.Paused", "prefect.flow-run.Suspended"}
     assert waiting.trigger.match.model_dump() == {"prefect.resource.id": "prefect.flow-run.*"}
@@ -97,7 +104,8 @@ def test_the_automations_watch_promo_runs_of_this_app_only(config):
         ]
         assert automation.trigger.posture == "Reactive" and automation.trigger.threshold == 1
         assert automation.trigger.for_each == {"prefect.resource.id"}  # one message per run, each time it happens
-        assert [(action.type, action.block_document_id) for action in automation.actions] == [("send-notification", block_id)]
+        sends = [(action.type, action.block_document_id) for action in automation.actions]
+        assert sends == [("send-notification", block_id)]
         assert automation.tags == ["promo", "app:hello"]
 
 
@@ -188,10 +196,6 @@ def receiver() -> Iterator[Receiver]:
         thread.join(10)
 
 
-def automations_named(client, name: str) -> list:
-    return client.read_automations_by_name(name)
-
-
 @pytest.mark.integration
 def test_a_waiting_gate_and_a_rejection_are_announced(prefect_server: PrefectServer, start_worker, receiver, tmp_path):
     sandbox = create_sandbox(tmp_path / "world")
@@ -200,7 +204,7 @@ def test_a_waiting_gate_and_a_rejection_are_announced(prefect_server: PrefectSer
         block_id = CustomWebhookNotificationBlock(
             name="promo test", url=receiver.url, json_data={"subject": "{{subject}}", "body": "{{body}}"}
         ).save(BLOCK, overwrite=True)
-        registered, worker = [], None
+        registered, worker, started = [], None, []
         try:
             config.write_text(config.read_text() + f"notify:\n  block: {BLOCK}\n")
             registered = setup_all(config)
@@ -210,16 +214,29 @@ def test_a_waiting_gate_and_a_rejection_are_announced(prefect_server: PrefectSer
                 f"created  automation promo-hello-run-failed (notifies {BLOCK})",
             ]
             again = [outcome.line() for outcome in setup_all(config) if outcome.kind == "automation"]
-            assert again == ["exists   automation promo-hello-gate-waiting", "exists   automation promo-hello-run-failed"]
-            assert [len(automations_named(client, name)) for name in automation_names("hello")] == [1, 1]
+            assert again == [f"exists   automation {name}" for name in automation_names("hello")]
+            assert [len(client.read_automations_by_name(name)) for name in automation_names("hello")] == [1, 1]
+            # switched off in the UI: setup leaves it off
+            waiting = client.read_automations_by_name(gate_waiting_name("hello"))[0]
+            client.pause_automation(waiting.id)
+            kept = [outcome.line() for outcome in setup_all(config) if outcome.kind == "automation"]
+            assert kept[0] == "exists   automation promo-hello-gate-waiting (switched off)"
+            assert not client.read_automation(waiting.id).enabled
+            client.resume_automation(waiting.id)
+            # a block name that does not exist is one line naming the fix
+            missing = load_config(config).model_copy(update={"notify": NotifySettings(block="nope")})
+            with pytest.raises(InputError, match="no notification block of that name.*create it"):
+                ensure_notifications(missing, FLOW_NAMES)
 
             worker = start_worker("promo")
             build = run_deployment("publish-dev/hello", timeout=RUN_SECONDS, poll_interval=0.5)
+            started.append(build.id)
             assert build.state.is_completed(), tail(worker.log)
 
             promotion = run_deployment("promote-test/hello", timeout=0)
+            started.append(promotion.id)
             wait_until(
-                lambda: client.read_flow_run(promotion.id).state.name == "Suspended", RUN_SECONDS, "promote-test's gate",
+                lambda: client.read_flow_run(promotion.id).state.name == "Suspended", RUN_SECONDS, "the gate",
                 alive=worker.process, log=worker.log,
             )  # fmt: skip
             gate = waiting_gates(app="hello", env="test")[0]
@@ -250,12 +267,16 @@ def test_a_waiting_gate_and_a_rejection_are_announced(prefect_server: PrefectSer
                 "removed  automation promo-hello-gate-waiting (promo.yaml has no notify)",
                 "removed  automation promo-hello-run-failed (promo.yaml has no notify)",
             ]
-            assert [automations_named(client, name) for name in automation_names("hello")] == [[], []]
+            assert [client.read_automations_by_name(name) for name in automation_names("hello")] == [[], []]
         finally:
             if worker is not None:
                 stop(worker.process)  # before forget: a running worker would create its pool again
-            for name in (gate_waiting_name("hello"), run_failed_name("hello")):
-                for automation in automations_named(client, name):
+            # the runs' artifacts outlive the runs forget deletes; test_server.py reads the gate's decision artifact
+            their_runs = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=started))
+            for artifact in client.read_artifacts(artifact_filter=their_runs) if started else []:
+                client.delete_artifact(artifact.id)
+            for name in automation_names("hello"):
+                for automation in client.read_automations_by_name(name):
                     client.delete_automation(automation.id)
             forget(client, registered)
             client.delete_block_document(UUID(str(block_id)))
