@@ -45,7 +45,7 @@ NOTIFY_CAPABILITY = "notify"  # what Prefect's notification blocks declare, and 
 
 AutomationStatus = Literal["created", "updated", "exists", "removed"]
 
-# Jinja shared by every subject and body: the run's labels from its tags, the move it makes, and its link.
+# Jinja shared by every subject and body: the run's env and version from its tags read at send time, and the move.
 _LABELS = """\
 {%- macro label(name) -%}
 {%- for tag in flow_run.tags if tag.startswith(name ~ ":") -%}{{ tag[name|length + 1:] }}{%- endfor -%}
