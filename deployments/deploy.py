@@ -30,6 +30,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.schedules import Cron
 from prefect.workers.base import BaseWorker
 
+from deployments.notify import ensure_notifications
 from flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
 from flows.limits import RELEASE, ensure_environment_limits
 from promo.config import PromoConfig, config_path as find_config_path, load_config
@@ -45,7 +46,7 @@ NIGHTLY_CRON = "0 2 * * *"
 # promo reads them only once they hold something other than the placeholder.
 SECRET_BLOCKS = (PASSWORD_BLOCK, "github-token")
 
-Status = Literal["created", "updated", "exists", "skipped"]
+Status = Literal["created", "updated", "exists", "skipped", "removed"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ FLOWS: tuple[FlowSpec, ...] = (
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # "work pool", "limit", "secret", "deployment"
+    kind: str  # "work pool", "limit", "secret", "deployment", "automation"
     name: str
     status: Status
     detail: str = ""
@@ -106,6 +107,10 @@ def setup_all(
     ]
     outcomes += ensure_secret_placeholders()
     outcomes += deploy_all(path, work_pool, source=source)
+    outcomes += [  # last: a notify.block that does not exist stops setup only after everything else is in place
+        Outcome("automation", name, status, detail)
+        for name, status, detail in ensure_notifications(config, [spec.name for spec in FLOWS])
+    ]
     return outcomes
 
 

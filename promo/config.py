@@ -160,6 +160,14 @@ class GateSettings(_Model):
     poll_interval_seconds: float = Field(default=1.0, gt=0)  # a local pause polls; suspended runs do not
 
 
+class NotifySettings(_Model):
+    """Who is told when a gate waits or a run fails: promo names a Prefect notification block (Slack, Microsoft
+    Teams, a webhook, e-mail...) and `promo setup` points Prefect automations at it. The block holds the URL or
+    credentials, so none of them live in this file."""
+
+    block: str = Field(min_length=1, description="the name of a Prefect notification block, e.g. promo-approvals")
+
+
 def default_environments() -> list[EnvironmentSettings]:
     return [
         EnvironmentSettings(name="dev", clusters=["preprod"]),
@@ -179,6 +187,7 @@ class PromoConfig(_Model):
     environments: list[EnvironmentSettings] = Field(default_factory=default_environments, min_length=2)
     forge: ForgeSettings = ForgeSettings()
     gate: GateSettings = GateSettings()
+    notify: NotifySettings | None = Field(default=None, description="where gate and failure notices go; none: nowhere")
     cache_dir: Path | None = Field(default=None, description="git caches; default $PROMO_CACHE_DIR or ~/.cache/promo")
 
     @field_validator("app")
