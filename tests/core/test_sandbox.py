@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -55,12 +54,6 @@ def is_alive(pid: int) -> bool:
         return False
     return True
 
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    made = create_sandbox(tmp_path / "sandbox")
-    yield made
-    stop_sandbox(made.directory)
 
 
 def test_remotes_hold_the_sample_app_and_one_application_per_environment(sandbox: Sandbox) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.background import GatedRun
-from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
 
 
 @contextmanager
@@ -32,14 +30,6 @@ def prefect_server() -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=60), without_heartbeats():
         yield
 
-
-@pytest.fixture()
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    made = create_sandbox(tmp_path / "world")
-    try:
-        yield made
-    finally:
-        stop_sandbox(made.directory)
 
 
 @pytest.fixture()

@@ -25,7 +25,7 @@ from deployments.deploy import FLOWS, Outcome, setup_all
 from flows.gate import decide, waiting_gates
 from promo.approvals import Decision
 from promo.manifests import manifest_path, read_target_revision, set_target_revision
-from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
+from promo.sandbox import Sandbox
 from tests.integration.conftest import BIN, PrefectServer, stop, tail, wait_until
 
 RUN_SECONDS = 90  # a deadline, not a cost: on an idle machine a run reaches its gate in 3-6 s
@@ -86,14 +86,6 @@ def forget(client, registered: list[Outcome]) -> None:
         elif outcome.kind == "work pool":
             client.delete_work_pool(outcome.name)
 
-
-@pytest.fixture()
-def sandbox(tmp_path: Path):
-    made = create_sandbox(tmp_path / "world")
-    try:
-        yield made
-    finally:
-        stop_sandbox(made.directory)
 
 
 @pytest.fixture()

@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from flows.gate import decide, waiting_gates
 from flows.limits import RELEASE, limit_name
 from promo.approvals import Decision
-from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
+from promo.sandbox import Sandbox
 from promo.versions import short_sha
 from tests.integration.conftest import PROJECT, PrefectServer, tail, wait_until
 
@@ -80,14 +80,6 @@ def processes_of_flow_run(flow_run_id: UUID) -> list[int]:
             pids.append(int(entry))
     return pids
 
-
-@pytest.fixture()
-def sandbox(tmp_path: Path):
-    made = create_sandbox(tmp_path / "world")
-    try:
-        yield made
-    finally:
-        stop_sandbox(made.directory)
 
 
 def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, start_worker, promo, sandbox):
