@@ -96,7 +96,7 @@ def publish_dev(
     typer.echo(published.summary())
 
 
-def _approving_if(yes: bool, override_reason: str | None):
+def _approving_if(yes: bool, override_reason: str | None = None):
     """``--yes``: the person running the command approves its gate, in this process only."""
     from contextlib import nullcontext
 

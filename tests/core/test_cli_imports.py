@@ -74,8 +74,8 @@ def test_data_commands_print_json(command, config, tmp_path):
         assert printed == []  # the sandbox has no release yet
 
 
-# Commands that read no promo.yaml; every other one takes --config/-c.
-NO_CONFIG = {"sandbox", "demo"}
+# Commands that read no promo.yaml (`server` manages the local Prefect server); every other one takes --config/-c.
+NO_CONFIG = {"sandbox", "demo", "server"}
 # Commands that print data, each of which can print it as JSON.
 DATA = {"status", "releases", "pending", "history", "trace", "metrics"}
 

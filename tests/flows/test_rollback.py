@@ -46,7 +46,7 @@ def verify_then_roll_back(config_path: str, version: str, gitops_commit: str) ->
     return verdict, roll_back_after_failure(config, "dev", verdict)
 
 
-def publish(sandbox: Sandbox, *, degraded: bool = False, verify: bool = True) -> Build:
+def publish(sandbox: Sandbox, *, degraded: bool = False, verify: bool = True, config_path: str | None = None) -> Build:
     """A new build of a new commit in dev, Degraded in the stand-in from the start when ``degraded``, and its verdict.
 
     The build's version is known before publishing (its commit is made first), so it is Degraded from its first look,
@@ -56,7 +56,7 @@ def publish(sandbox: Sandbox, *, degraded: bool = False, verify: bool = True) ->
     if degraded:
         degrade_version(sandbox.directory, rc_version(main_chart_version(sandbox), sha))
     try:
-        publish_dev(sha=sha, config_path=str(sandbox.config_path))
+        publish_dev(sha=sha, config_path=config_path or str(sandbox.config_path))
     except VerificationFailed:
         assert degraded
     version, commit = target_revision(sandbox, "dev"), gitops_head(sandbox)
@@ -116,7 +116,8 @@ def test_a_rollback_to_a_version_never_verified_there_is_refused_in_one_line_and
     sandbox, monkeypatch, capsys
 ):
     good = publish(sandbox)
-    unverified = publish(sandbox, verify=False)
+    without_verification = write_config(sandbox, lambda data: data["environments"][0].pop("verify"))
+    unverified = publish(sandbox, verify=False, config_path=without_verification)  # publish-dev verifies nothing
     publish(sandbox)
     before = gitops_head(sandbox)
 
