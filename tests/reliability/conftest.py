@@ -14,7 +14,7 @@ from contextlib import ExitStack
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from tests.flows.conftest import background, sandbox, without_heartbeats  # noqa: F401  (fixtures, re-exported)
+from tests.flows.conftest import background, without_heartbeats  # noqa: F401  (fixtures, re-exported)
 
 
 def harness_running() -> bool:
