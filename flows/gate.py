@@ -151,6 +151,7 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
     run = FlowRunContext.get().flow_run
     _tag_run(run.id, [tag for tag in run.tags or [] if not tag.startswith("version:")] + gate_tags(request))
     form = approval_form(request)
+    _show_on_run_page(request)
     deadline = time.monotonic() + settings.timeout_seconds
     attempt = 0
     while True:
@@ -158,7 +159,8 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
         remaining = int(deadline - time.monotonic())
         if remaining <= 0:
             raise _timed_out(request, settings)
-        logger.info("Waiting for approval: %s", request.title)
+        # Prefect's pause and suspend take no state message: this line is what the run's logs say it waits for.
+        logger.info("Waiting for approval: %s", request.summary)
         try:
             answer = _wait(form, run.deployment_id is not None, remaining, settings, key=_pause_key(request, attempt))
         except FlowPauseTimeout:
@@ -217,10 +219,22 @@ def _timed_out(request: ApprovalRequest, settings: GateSettings) -> ApprovalReje
     )
 
 
+def _show_on_run_page(request: ApprovalRequest) -> None:
+    """The form's page, as an artifact of the run, so the change is read on the run's page before anyone presses
+    Resume; the decision is recorded later under the same key."""
+    create_markdown_artifact(
+        key=_artifact_key(request), markdown=request.description(), description=f"Waiting for approval: {request.title}"
+    )
+
+
+def _artifact_key(request: ApprovalRequest) -> str:
+    return f"gate-{request.app}-{request.target}"
+
+
 def _record(request: ApprovalRequest, decision: Decision) -> None:
     verdict = "approved" if decision.approved else "rejected"
     create_markdown_artifact(
-        key=f"gate-{request.app}-{request.target}",
+        key=_artifact_key(request),
         markdown=(
             f"**{request.title}** {verdict} by `{decision.approver}` ({decision.via})"
             + (f"\n\n> {decision.comment}" if decision.comment else "")
