@@ -221,20 +221,18 @@ def _timed_out(request: ApprovalRequest, settings: GateSettings) -> ApprovalReje
 
 def _show_on_run_page(request: ApprovalRequest) -> None:
     """The form's page, as an artifact of the run, so the change is read on the run's page before anyone presses
-    Resume; the decision is recorded later under the same key."""
+    Resume. Its own key: ``gate-<app>-<env>`` holds only decisions (a suspended run passes here again on resume)."""
     create_markdown_artifact(
-        key=_artifact_key(request), markdown=request.description(), description=f"Waiting for approval: {request.title}"
+        key=f"gate-{request.app}-{request.target}-change",
+        markdown=request.description(),
+        description=f"Waiting for approval: {request.title}",
     )
-
-
-def _artifact_key(request: ApprovalRequest) -> str:
-    return f"gate-{request.app}-{request.target}"
 
 
 def _record(request: ApprovalRequest, decision: Decision) -> None:
     verdict = "approved" if decision.approved else "rejected"
     create_markdown_artifact(
-        key=_artifact_key(request),
+        key=f"gate-{request.app}-{request.target}",
         markdown=(
             f"**{request.title}** {verdict} by `{decision.approver}` ({decision.via})"
             + (f"\n\n> {decision.comment}" if decision.comment else "")
