@@ -217,7 +217,7 @@ def test_rejecting_in_the_ui_fails_the_run_with_the_reason_and_commits_nothing(p
     fill_and_submit(form, decision="reject", approver="dave", comment="wait for the schema migration")
 
     returncode, output = promotion.finish()
-    reason = f"rejected by dave: wait for the schema migration"
+    reason = "rejected by dave: wait for the schema migration"
     assert returncode != 0 and reason in output, output
     assert reason in promotion.final_state_message(gate)
     assert git(sandbox.gitops_remote, "rev-parse", "main") == before
