@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_TOOLS := buildah docker-registry skopeo git postgresql
+SYSTEM_TOOLS := buildah docker-registry skopeo git postgresql chromium
 DEMO_DIR ?= .promo-demo
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
@@ -13,6 +13,7 @@ setup: system-tools venv
 
 # Debian package names equal the command names, except postgresql: Debian keeps its binaries off PATH, in
 # /usr/lib/postgresql/<major>/bin (the integration tests start a throwaway cluster with that initdb).
+# chromium is the browser tests/integration/test_ui_approval.py drives (Playwright's own download is not used).
 system-tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
 	  case $$tool in \

@@ -151,6 +151,7 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
     run = FlowRunContext.get().flow_run
     _tag_run(run.id, [tag for tag in run.tags or [] if not tag.startswith("version:")] + gate_tags(request))
     form = approval_form(request)
+    _show_on_run_page(request)
     deadline = time.monotonic() + settings.timeout_seconds
     attempt = 0
     while True:
@@ -158,7 +159,8 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
         remaining = int(deadline - time.monotonic())
         if remaining <= 0:
             raise _timed_out(request, settings)
-        logger.info("Waiting for approval: %s", request.title)
+        # Prefect's pause and suspend take no state message: this line is what the run's logs say it waits for.
+        logger.info("Waiting for approval: %s", request.summary)
         try:
             answer = _wait(form, run.deployment_id is not None, remaining, settings, key=_pause_key(request, attempt))
         except FlowPauseTimeout:
@@ -214,6 +216,16 @@ def _timed_out(request: ApprovalRequest, settings: GateSettings) -> ApprovalReje
     return ApprovalRejected(
         f"no decision on {request.title} within {settings.timeout_seconds} s",
         "start the promotion again, or raise gate.timeout_seconds in promo.yaml",
+    )
+
+
+def _show_on_run_page(request: ApprovalRequest) -> None:
+    """The form's page, as an artifact of the run, so the change is read on the run's page before anyone presses
+    Resume. Its own key: ``gate-<app>-<env>`` holds only decisions (a suspended run passes here again on resume)."""
+    create_markdown_artifact(
+        key=f"gate-{request.app}-{request.target}-change",
+        markdown=request.description(),
+        description=f"Waiting for approval: {request.title}",
     )
 
 

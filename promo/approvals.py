@@ -29,27 +29,42 @@ class ApprovalRequest:
     def title(self) -> str:
         return f"{self.app} {self.version}: {self.source} -> {self.target}"
 
+    @property
+    def summary(self) -> str:
+        """One line: what moves where, and what it replaces there."""
+        return f"{self.title} (now running in {self.target}: {self.running or 'nothing yet'})"
+
     def description(self) -> str:
-        """The markdown shown above the approval form in the Prefect UI."""
+        """The markdown shown above the approval form in the Prefect UI, and on the run's page while it waits.
+
+        The UI gives it what the form leaves of the window (about 350 px of a 1000 px one): the summary and the
+        manifest change come first, so a one-file change is read without scrolling. Digests follow, on lines of
+        their own that wrap (see ``_wrappable``): a table cell cut them off."""
         who = ", ".join(self.approvers) if self.approvers else "anyone"
         promotion = f"Promote **{self.app}** `{self.version}` from **{self.source}** to **{self.target}**"
         lines = [
-            f"## {self.headline or promotion}",
+            f"**{self.headline or promotion}**",
             "",
             *self._not_ready_section(),
+            "```diff",
+            self.diff.rstrip(),
+            "```",
+        ]
+        if self.chart_digest:
+            lines += ["", f"chart digest `{_wrappable(self.chart_digest)}`"]
+        if self.image:
+            lines += ["", f"image `{_wrappable(self.image)}`"]
+        lines += [
+            "",
             "| | |",
             "|---|---|",
             f"| app | `{self.app}` |",
             f"| version | `{self.version}` |",
             f"| from → to | `{self.source}` → `{self.target}` |",
+            f"| now running in {self.target} | `{self.running or 'nothing yet'}` |",
+            f"| may approve | {who} |",
         ]
-        if self.chart_digest:
-            lines.append(f"| chart digest | `{self.chart_digest}` |")
-        if self.image:
-            lines.append(f"| image | `{self.image}` |")
-        lines += [f"| now running in {self.target} | `{self.running or 'nothing yet'}` |"]
-        lines += [f"| may approve | {who} |", *self._clusters_table()]
-        lines += ["", "### Manifest change", "", "```diff", self.diff.rstrip(), "```"]
+        lines += self._clusters_table()
         if self.commits:
             lines += ["", f"### Commits since `{self.running}`" if self.running else "### Commits", "", *self.commits]
         return "\n".join(lines)
@@ -75,6 +90,18 @@ class ApprovalRequest:
             return []
         rows = [f"| {cluster} | `{now or 'nothing yet'}` | `{self.version}` |" for cluster, now in self.current.items()]
         return ["", f"### {self.target}, cluster by cluster", "", "| cluster | now | after |", "|---|---|---|", *rows]
+
+
+def _wrappable(reference: str) -> str:
+    """``repo:tag @sha256:79bf203f145b1efb f7b453d203f501b7 ...``: the UI's markdown breaks no word, so a digest in
+    one piece runs off the page; in groups of 16, like a key fingerprint, it wraps and still reads as one.
+    The exact, unbroken values are in the GitOps commit's trailers."""
+    name, separator, digest = reference.rpartition("sha256:")
+    if not separator:
+        return reference
+    groups = " ".join(digest[start : start + 16] for start in range(0, len(digest), 16))
+    name = f"{name[:-1]} @" if name.endswith("@") else name  # the digest of an image reference on its own line
+    return f"{name}sha256:{groups}"
 
 
 @dataclass(frozen=True)

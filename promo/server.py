@@ -140,8 +140,14 @@ def start_server(port: int = DEFAULT_PORT) -> Started[PrefectServer]:
             if running.healthy():
                 return Started(running, reused=True)
             running.stop()  # it runs but no longer answers: a fresh one is the only way forward
-        env = {"PREFECT_HOME": str(root / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         chosen = port if _port_is_free(port) else free_port()
+        env = {
+            "PREFECT_HOME": str(root / "prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # The UI asks the API at the port of this setting (default 4200), not at --port: on another port it
+            # would show another server's runs, or none.
+            "PREFECT_SERVER_API_PORT": str(chosen),
+        }
         args = ["server", "start", "--host", "127.0.0.1", "--port", str(chosen)]
         return Started(PrefectServer._launch(root, chosen, args, env), reused=False)
 
