@@ -70,7 +70,7 @@ def bench(runs: int) -> Report:
         configs = {poll: world.config_path, README_DEFAULT_POLL: world.config_with_gate(README_DEFAULT_POLL)}
         rounds = {poll: runs, README_DEFAULT_POLL: max(5, runs // 2)}
         suspended_runs = max(3, runs // 2)
-        versions = iter(world.publish_charts(sum(rounds.values()) + 2 + 2 * (suspended_runs + 1), "b"))
+        versions = iter(world.publish_charts(sum(rounds.values()) + 2 + 3 * (suspended_runs + 1), "b"))
         clone = raw_clone(world.gitops_remote, world.directory / "raw-clone")
         main_label = f"approval -> commit on remote (poll {poll:g} s, sandbox promo.yaml)"
         labels = {
@@ -206,14 +206,18 @@ def suspended_rounds(report: Report, world, versions: Iterator[str], runs: int) 
 
     app = world.config.app
     setup_all(world.config_path)
-    workers = {"promo's worker settings": WORKER_SETTINGS, "Prefect's worker defaults": PREFECT_DEFAULT_WORKER}
+    workers = {
+        "promo's worker settings": (WORKER_SETTINGS, False),
+        "promo's worker settings, engine command": (WORKER_SETTINGS, True),
+        "Prefect's worker defaults": (PREFECT_DEFAULT_WORKER, False),
+    }
     labels = []
-    for name, settings in workers.items():
+    for name, (settings, engine_command) in workers.items():
         query = float(settings["PREFECT_WORKER_QUERY_SECONDS"])
         label = f"suspended: approval -> commit on remote ({name}, query every {query:g} s)"
         labels.append(label)
         progress(f"approval: {runs} suspended rounds, worker with {name}")
-        with process_worker(world.directory, settings):
+        with process_worker(world.directory, settings), _engine_command(f"promote-test/{app}", engine_command):
             for round_ in range(runs + 1):  # the first round warms the worker's caches: not counted
                 world.set_version("dev", next(versions))
                 started = run_deployment(f"promote-test/{app}", timeout=0)
@@ -235,6 +239,27 @@ def suspended_rounds(report: Report, world, versions: Iterator[str], runs: int) 
         "flow again from the top, up to the gate, which finds its stored answer"
     )
     return labels
+
+
+@contextmanager
+def _engine_command(deployment: str, wanted: bool) -> Iterator[None]:
+    """With ``wanted``: the deployment's job variable ``command`` names the engine itself (``python -m
+    prefect.engine``), so the process worker starts one process per run instead of a workspace supervisor that then
+    starts the engine (each a new interpreter importing Prefect)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    if not wanted:
+        yield
+        return
+    with get_client(sync_client=True) as client:
+        deployment_id = client.read_deployment_by_name(deployment).id
+        command = f"{sys.executable} -m prefect.engine"
+        client.update_deployment(deployment_id, DeploymentUpdate(job_variables={"command": command}))
+        try:
+            yield
+        finally:
+            client.update_deployment(deployment_id, DeploymentUpdate(job_variables={}))
 
 
 def _break_down(report: Report, worker: str, flow_run_id, approved_at: float, total: float) -> None:
