@@ -6,13 +6,28 @@ any point of the polling cycle), then calls ``flows.gate.decide`` and polls the 
 The gate's poll interval is the sandbox promo.yaml's ``gate.poll_interval_seconds``; the README's default (2 s) runs
 too, to show how the interval bounds the latency. The raw floor (bench/floors/raw_push.sh: fetch, sed, commit, push
 in a cached clone of the same remote) runs interleaved, and once more under hyperfine.
+
+Then the same under a deployment, as a team runs promo: `promo setup`'s registrations (``setup_all``) on the same
+server, a process worker (``prefect worker start``) started first with promo's worker settings
+(``promo.server.WORKER_SETTINGS``) and then with Prefect's defaults, promote-test started through its deployment.
+The gate suspends (the run's process exits); the decision puts the run back in the queue, a worker picks it up and
+starts a new process that runs the flow again from the top. Each round is split, from the API's state history and
+task runs, into the wait for the worker, the process start (imports included), the work repeated before the gate,
+and the write.
 """
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from common import RAW_PUSH, Report, hyperfine, progress, raw_clone, raw_push, wait_for_new_head
 from common import main as cli
@@ -26,6 +41,17 @@ from world import (
 )
 
 README_DEFAULT_POLL = 2.0
+PREFECT_DEFAULT_WORKER = {"PREFECT_WORKER_QUERY_SECONDS": "10"}  # Prefect's own default, spelled out
+RUN_SECONDS = 120.0  # a deadline for a run to reach its gate or finish, not a cost
+# The bench stages versions in dev without publish-dev's verification, so each approval overrides readiness, as an
+# approver may: the gate shows, checks and records the same things either way.
+OVERRIDE = "bench: staged in dev without verification"
+
+
+def _approval():
+    from promo.approvals import Decision
+
+    return Decision(approved=True, approver="bench", comment="bench", override_reason=OVERRIDE)
 
 
 def _with_timers(spent: dict[str, float], call: Callable[[], object]) -> object:
@@ -37,14 +63,14 @@ def bench(runs: int) -> Report:
     from flows.background import GatedRun
     from flows.gate import approving_as, decide
     from flows.promote import promote_test
-    from promo.approvals import Decision
 
     report = Report("1 approval", "decide() on a paused gate -> GitOps commit on the remote")
     with prefect_server(), sandbox_world("approval") as world:
         poll = world.config.gate.poll_interval_seconds
         configs = {poll: world.config_path, README_DEFAULT_POLL: world.config_with_gate(README_DEFAULT_POLL)}
         rounds = {poll: runs, README_DEFAULT_POLL: max(5, runs // 2)}
-        versions = iter(world.publish_charts(sum(rounds.values()) + 2, "b"))
+        suspended_runs = max(3, runs // 2)
+        versions = iter(world.publish_charts(sum(rounds.values()) + 2 + 3 * (suspended_runs + 1), "b"))
         clone = raw_clone(world.gitops_remote, world.directory / "raw-clone")
         main_label = f"approval -> commit on remote (poll {poll:g} s, sandbox promo.yaml)"
         labels = {
@@ -54,7 +80,7 @@ def bench(runs: int) -> Report:
 
         progress("approval: warm-up promotion")
         world.set_version("dev", next(versions))
-        with approving_as("bench"):
+        with approving_as("bench", override_reason=OVERRIDE):
             promote_test(config_path=str(world.config_path))
         raw_push(clone, TEST_MANIFEST, "0.0.1")
 
@@ -66,7 +92,7 @@ def bench(runs: int) -> Report:
             settle_then_random_phase(interval)
             before = world.head()
             wall0, started = time.time(), time.perf_counter()
-            decide(gate, Decision(approved=True, approver="bench", comment="bench"))
+            decide(gate, _approval())
             resumed = time.perf_counter()
             seen = wait_for_new_head(world.gitops_remote, before)
             flow.join()
@@ -100,7 +126,12 @@ def bench(runs: int) -> Report:
         if hyperfine_runs:
             report.extend("raw floor under hyperfine", hyperfine_runs["raw"])
 
+        suspended_labels = suspended_rounds(report, world, versions, suspended_runs)
+
         report.absolute_goal("approval -> commit median (goal < 1 s)", main_label, 1.0)
+        report.absolute_goal(
+            "suspended approval -> commit median, promo's worker settings (goal < 5 s)", suspended_labels[0], 5.0
+        )
         report.ratio("approval -> commit / raw floor", main_label, "raw floor: fetch, sed, commit, push (cached clone)")
         report.note(
             f"gate.poll_interval_seconds = {poll:g} (sandbox promo.yaml): the paused run re-reads its state every "
@@ -108,6 +139,143 @@ def bench(runs: int) -> Report:
             f"at the README default of {README_DEFAULT_POLL:g} s that is 0-{README_DEFAULT_POLL:g} s"
         )
     return report
+
+
+@contextmanager
+def process_worker(directory: Path, settings: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """``prefect worker start --pool promo --type process`` on the bench's server, with ``settings`` in its
+    environment; its flow runs keep their git caches in the bench's directory. Stopped by its process group."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env |= {"PROMO_CACHE_DIR": str(directory / "worker-cache"), **settings}
+    log = (directory / "worker.log").open("a")
+    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", "promo", "--type", "process"]
+    worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield worker
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        log.close()
+
+
+def _wait_for_run(flow_run_id, done: Callable[[object], bool], what: str):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + RUN_SECONDS
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if done(run):
+                return run
+            if run.state.is_final():
+                raise RuntimeError(f"{what}: the run ended {run.state.name}: {run.state.message}")
+            time.sleep(0.1)
+    raise TimeoutError(f"{what}: not within {RUN_SECONDS:g} s")
+
+
+def _resumed_states(flow_run_id, after: float) -> dict[str, float]:
+    """The epoch time of the first Pending (a worker took the run) and Running (its new process started the flow)
+    after the approval."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(flow_run_id)
+    found: dict[str, float] = {}
+    for state in sorted(states, key=lambda state: state.timestamp):
+        moment = state.timestamp.timestamp()
+        if moment >= after:
+            found.setdefault(state.type.value, moment)
+    return found
+
+
+def suspended_rounds(report: Report, world, versions: Iterator[str], runs: int) -> list[str]:
+    """promote-test through its deployment, suspended at its gate, approved, under each worker setting; the labels
+    of the approval -> commit series (promo's worker settings first)."""
+    from prefect.deployments import run_deployment
+
+    from deployments.deploy import setup_all
+    from flows.gate import decide, waiting_gates
+    from promo.server import WORKER_SETTINGS
+
+    app = world.config.app
+    setup_all(world.config_path)
+    workers = {
+        "promo's worker settings": (WORKER_SETTINGS, False),
+        "promo's worker settings, engine command": (WORKER_SETTINGS, True),
+        "Prefect's worker defaults": (PREFECT_DEFAULT_WORKER, False),
+    }
+    labels = []
+    for name, (settings, engine_command) in workers.items():
+        query = float(settings["PREFECT_WORKER_QUERY_SECONDS"])
+        label = f"suspended: approval -> commit on remote ({name}, query every {query:g} s)"
+        labels.append(label)
+        progress(f"approval: {runs} suspended rounds, worker with {name}")
+        with process_worker(world.directory, settings), _engine_command(f"promote-test/{app}", engine_command):
+            for round_ in range(runs + 1):  # the first round warms the worker's caches: not counted
+                world.set_version("dev", next(versions))
+                started = run_deployment(f"promote-test/{app}", timeout=0)
+                _wait_for_run(started.id, lambda run: run.state.name == "Suspended", "promote-test to reach its gate")
+                gate = next(gate for gate in waiting_gates(app=app, env="test") if gate.flow_run_id == started.id)
+                time.sleep(random.uniform(0, query))  # the approval lands anywhere in the worker's query cycle
+                before = world.head()
+                wall0, clock0 = time.time(), time.perf_counter()
+                decide(gate, _approval())
+                seen = wait_for_new_head(world.gitops_remote, before, timeout=RUN_SECONDS)
+                _wait_for_run(started.id, lambda run: run.state.is_completed(), "promote-test to finish")
+                if round_ == 0:
+                    continue
+                report.add(label, seen - clock0)
+                _break_down(report, name, started.id, wall0, seen - clock0)
+    report.note(
+        "suspended: a resumed run is put back in the queue to run now; the worker finds it at its next query "
+        "(PREFECT_WORKER_QUERY_SECONDS), then starts a new process that imports Prefect and the flows and runs the "
+        "flow again from the top, up to the gate, which finds its stored answer"
+    )
+    return labels
+
+
+@contextmanager
+def _engine_command(deployment: str, wanted: bool) -> Iterator[None]:
+    """With ``wanted``: the deployment's job variable ``command`` names the engine itself (``python -m
+    prefect.engine``), so the process worker starts one process per run instead of a workspace supervisor that then
+    starts the engine (each a new interpreter importing Prefect)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    if not wanted:
+        yield
+        return
+    with get_client(sync_client=True) as client:
+        deployment_id = client.read_deployment_by_name(deployment).id
+        command = f"{sys.executable} -m prefect.engine"
+        client.update_deployment(deployment_id, DeploymentUpdate(job_variables={"command": command}))
+        try:
+            yield
+        finally:
+            client.update_deployment(deployment_id, DeploymentUpdate(job_variables={}))
+
+
+def _break_down(report: Report, worker: str, flow_run_id, approved_at: float, total: float) -> None:
+    states = _resumed_states(flow_run_id, approved_at)
+    times = run_times(flow_run_id, {"write-environment-version"})
+    write = times.tasks.get("write-environment-version")
+    if "PENDING" not in states or "RUNNING" not in states or write is None:
+        return
+    running = states["RUNNING"]
+    report.add(f"· {worker}: approval -> a worker takes the run (query interval)", states["PENDING"] - approved_at)
+    report.add(f"· {worker}: new process: start, imports, load the flow", running - states["PENDING"])
+    report.add(f"· {worker}: flow from the top to the write task (repeated reads, gate, lock)", write[0] - running)
+    for task, (start, end) in sorted(times.tasks.items(), key=lambda item: item[1][0]):
+        if running <= start < write[0]:
+            report.add(f"· · {worker}: repeated before the write: {task}", end - start)
+    report.add(f"· {worker}: write task start -> commit on remote", approved_at + total - write[0])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ ENV BUILDAH_ISOLATION=chroot \
     PROMO_CACHE_DIR=/var/cache/promo \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     PYTHONUNBUFFERED=1
+# An approved gate's run waits in the work pool until the worker next asks for work: 1 s, not Prefect's default 10 s.
+ENV PREFECT_WORKER_QUERY_SECONDS=1
 
 # The project, installed (not editable): deployments run flows by module path (flows.promote.promote_test).
 WORKDIR /opt/promo

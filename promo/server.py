@@ -35,8 +35,11 @@ DEFAULT_POOL = "promo"  # the work pool `promo setup` registers deployments on
 LAUNCHER = "promo.server"
 # The check every promo command makes before it runs: short, so a hung server costs a command little.
 QUICK_HEALTH_SECONDS = 2.0
-# Under a deployment a gate suspends, and its run resumes when the worker next polls: seconds, not Prefect's 10.
-WORKER_POLL_SECONDS = "2"
+# Under a deployment a gate suspends, and an approval puts its run back in the queue "to run now": it resumes when a
+# worker next asks for work, so the query interval is the wait (0-10 s with Prefect's default, measured by the
+# `approval` bench). One query a second per worker costs the server little. Prefetch does not help here: it only
+# reaches runs scheduled in the future.
+WORKER_SETTINGS = {"PREFECT_WORKER_QUERY_SECONDS": "1"}
 EPHEMERAL_START_FAILURE = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 Process = TypeVar("Process", bound=LocalServer)
@@ -164,7 +167,7 @@ def start_worker(server: PrefectServer, pool: str = DEFAULT_POOL) -> Started[Pro
             "PREFECT_API_URL": server.api_url,
             "PREFECT_HOME": str(root / "worker-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_WORKER_QUERY_SECONDS": WORKER_POLL_SECONDS,
+            **WORKER_SETTINGS,
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
             "PREFECT_WORKER_WEBSERVER_PORT": str(port),
         }

@@ -100,3 +100,13 @@ def test_the_worker_image_copies_every_installed_package(dockerfile):
     copied = {source for line in dockerfile if line.startswith("COPY ") for source in line.split()[1:-1]}
     assert packages <= copied, f"the Dockerfile does not COPY {packages - copied}"
     assert all((PROJECT / source).exists() for source in copied)
+
+
+def test_the_worker_queries_for_work_as_often_as_the_one_promo_server_starts(compose, dockerfile):
+    """An approved gate's run waits in the pool until a worker next asks for work (bench `approval`, suspended)."""
+    from promo.server import WORKER_SETTINGS
+
+    image_env = " ".join(line.removeprefix("ENV ") for line in dockerfile if line.startswith("ENV "))
+    for name, value in WORKER_SETTINGS.items():
+        assert str(env_of(compose["services"]["worker"])[name]) == value
+        assert f"{name}={value}" in image_env.split()
