@@ -170,7 +170,9 @@ def bench(runs: int) -> Report:
     from flows.publish_dev import publish_dev
 
     report = Report("4 flow overhead", "flows vs the same code without Prefect")
-    with prefect_server(), sandbox_world("flows") as world, approving_as("bench"):
+    # The bench stages versions in dev without publish-dev's verification: each pre-approval overrides readiness.
+    unverified = "bench: staged in dev without verification"
+    with prefect_server(), sandbox_world("flows") as world, approving_as("bench", override_reason=unverified):
         config = str(world.config_path)
         versions = iter(world.publish_charts(2 * runs + 2, "f"))
 
