@@ -144,7 +144,8 @@ def test_the_failure_notice_carries_the_one_line_reason(config):
     assert render(action.subject, rejected, "promote-test") == (
         "promo: hello promote-test failed (0.2.0-rc.abc1234, dev -> test)"
     )
-    body = render(action.body, rejected, "promote-test")
+    with temporary_settings(updates={PREFECT_UI_URL: None, PREFECT_API_URL: None}):  # a server that knows no UI URL
+        body = render(action.body, rejected, "promote-test")
     assert f"Why: ApprovalRejected: {reason}\n" in body
     assert f"Flow run: http://prefect.example:4200/runs/flow-run/{rejected.id}" in body
 
