@@ -23,7 +23,7 @@ from promo.rollback import RollbackPlan, check_verified, rollback_target
 from promo.verdicts import Verdict
 from tasks.chart import find_chart
 from tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
-from tasks.rollback import read_environment_history
+from tasks.history import read_environment_history
 from tasks.verify import verify_environment
 
 AUTOMATIC_APPROVER = "promo (on_failure: rollback)"

@@ -12,9 +12,9 @@ from flows.rollback import roll_back_after_failure
 from flows.runinfo import flow_run_label
 from promo.config import PromoConfig
 from promo.errors import VerificationFailed
-from promo.history import app_history
 from promo.readiness import Readiness, deployed_by, readiness
 from promo.verdicts import Verdict
+from tasks.history import read_environment_history
 from tasks.verify import verify_environment
 
 
@@ -58,7 +58,7 @@ def on_failed_verification(config: PromoConfig, verdict: Verdict) -> NoReturn:
 
 
 def _last_deployed(config: PromoConfig, env: str, version: str) -> str | None:
-    change = deployed_by(app_history(config, env), env, version)
+    change = deployed_by(read_environment_history(config, env), env, version)
     return change.commit if change is not None else None
 
 
@@ -68,7 +68,7 @@ def source_readiness(config: PromoConfig, source: str, version: str) -> Readines
     settings = config.environment(source)
     if settings.verify is None and not settings.soak:
         return Readiness()
-    found = readiness(app_history(config, source), settings, version, datetime.now(timezone.utc))
+    found = readiness(read_environment_history(config, source), settings, version, datetime.now(timezone.utc))
     for line in found.missing:
         get_run_logger().warning("Not ready: %s", line)
     return found

@@ -21,7 +21,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.gate import WaitingGate, waiting_gates
 from promo.local_server import free_port
-from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
+from promo.sandbox import Sandbox
 from promo.server import HOME_ENV, start_server
 from tests.integration.conftest import BIN, PROJECT, tail, wait_until
 
@@ -71,15 +71,6 @@ def page(browser: Browser) -> Iterator[Page]:
         yield opened
     finally:
         opened.close()
-
-
-@pytest.fixture()
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    made = create_sandbox(tmp_path / "world")
-    try:
-        yield made
-    finally:
-        stop_sandbox(made.directory)
 
 
 class Promotion:

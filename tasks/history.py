@@ -1,4 +1,4 @@
-"""What a rollback reads: an environment's history with the verdict of each change."""
+"""An environment's history (the GitOps log) with the verdict of each change: what readiness and rollbacks read."""
 
 from __future__ import annotations
 
