@@ -2,14 +2,14 @@
 
 Each round stages a new chart version in dev, starts promote-test in a thread (on a temporary Prefect server, as the
 tests do), waits until its gate is Paused, waits a random fraction of the gate's poll interval (an approver clicks at
-any point of the polling cycle), then calls ``flows.gate.decide`` and polls the bare remote's ref until it moves.
+any point of the polling cycle), then calls ``promo.flows.gate.decide`` and polls the bare remote's ref until it moves.
 The gate's poll interval is the sandbox promo.yaml's ``gate.poll_interval_seconds``; the README's default (2 s) runs
 too, to show how the interval bounds the latency. The raw floor (bench/floors/raw_push.sh: fetch, sed, commit, push
 in a cached clone of the same remote) runs interleaved, and once more under hyperfine.
 
 Then the same under a deployment, as a team runs promo: `promo setup`'s registrations (``setup_all``) on the same
 server, a process worker (``prefect worker start``) started first with promo's worker settings
-(``promo.server.WORKER_SETTINGS``) and then with Prefect's defaults, promote-test started through its deployment.
+(``promo.local.prefect_server.WORKER_SETTINGS``) and then with Prefect's defaults, promote-test started through its deployment.
 The gate suspends (the run's process exits); the decision puts the run back in the queue, a worker picks it up and
 starts a new process that runs the flow again from the top. Each round is split, from the API's state history and
 task runs, into the wait for the worker, the process start (imports included), the work repeated before the gate,
@@ -49,7 +49,7 @@ OVERRIDE = "bench: staged in dev without verification"
 
 
 def _approval():
-    from promo.approvals import Decision
+    from promo.release.approvals import Decision
 
     return Decision(approved=True, approver="bench", comment="bench", override_reason=OVERRIDE)
 
@@ -60,9 +60,9 @@ def _with_timers(spent: dict[str, float], call: Callable[[], object]) -> object:
 
 
 def bench(runs: int) -> Report:
-    from flows.background import GatedRun
-    from flows.gate import approving_as, decide
-    from flows.promote import promote_test
+    from promo.flows.background import GatedRun
+    from promo.flows.gate import approving_as, decide
+    from promo.flows.promote import promote_test
 
     report = Report("1 approval", "decide() on a paused gate -> GitOps commit on the remote")
     with prefect_server(), sandbox_world("approval") as world:
@@ -200,9 +200,9 @@ def suspended_rounds(report: Report, world, versions: Iterator[str], runs: int) 
     of the approval -> commit series (promo's worker settings first)."""
     from prefect.deployments import run_deployment
 
-    from deployments.deploy import setup_all
-    from flows.gate import decide, waiting_gates
-    from promo.server import WORKER_SETTINGS
+    from promo.deployments.deploy import setup_all
+    from promo.flows.gate import decide, waiting_gates
+    from promo.local.prefect_server import WORKER_SETTINGS
 
     app = world.config.app
     setup_all(world.config_path)

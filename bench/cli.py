@@ -27,7 +27,7 @@ _WRAPPER = """
 import atexit, sys
 atexit.register(lambda: print(sorted(m for m in sys.modules if m.partition(".")[0] == "prefect"), file=sys.stderr))
 sys.argv = ["promo", *sys.argv[1:]]
-from promo.cli import main
+from promo.cli.main import main
 main()
 """
 
@@ -59,7 +59,7 @@ def imported_prefect(argv: list[str]) -> list[str]:
 
 
 def bench(runs: int) -> Report:
-    from promo.sandbox import create_sandbox, stop_sandbox
+    from promo.local.sandbox import create_sandbox, stop_sandbox
 
     report = Report("6 cli", "promo commands that run no flow, each a new process, vs `python -c pass`")
     with scratch("cli") as work:

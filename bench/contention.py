@@ -28,7 +28,7 @@ Outcome = tuple[float, int | None, str | None]  # seconds, attempts, error
 
 
 def _set_version(url: str, app: str, cache: Path, version: str, shown: str) -> Outcome:
-    from promo.gitops import GitOpsRepo, Trailers
+    from promo.gitops.repo import GitOpsRepo, Trailers
 
     started = time.perf_counter()
     try:
@@ -97,7 +97,7 @@ def _in_processes(url: str, caches: list[Path], version: str, shown: str) -> tup
 
 
 def bench(runs: int) -> Report:
-    import promo.gitops  # noqa: F401 - imported before forking
+    import promo.gitops.repo  # noqa: F401 - imported before forking
 
     report = Report("2 contention", f"{N} concurrent set_version into one remote vs {N} sequential raw pushes")
     with scratch("contention") as work:
@@ -142,7 +142,7 @@ def bench(runs: int) -> Report:
 
         stats: dict[str, dict] = {}
         progress("contention: warming the caches (one fetch each)")
-        from promo.git import Mirror
+        from promo.gitops.mirror import Mirror
 
         for cache in dict.fromkeys(own + shared):
             Mirror.open(url, cache).fetch()

@@ -165,9 +165,9 @@ def _unit_costs(samples: int) -> dict[str, list[float]]:
 
 
 def bench(runs: int) -> Report:
-    from flows.gate import approving_as
-    from flows.promote import promote_test
-    from flows.publish_dev import publish_dev
+    from promo.flows.gate import approving_as
+    from promo.flows.promote import promote_test
+    from promo.flows.publish_dev import publish_dev
 
     report = Report("4 flow overhead", "flows vs the same code without Prefect")
     # The bench stages versions in dev without publish-dev's verification: each pre-approval overrides readiness.
@@ -208,8 +208,8 @@ def bench(runs: int) -> Report:
     python = sys.executable
     imports = hyperfine(
         {
-            "import promo's flows (Prefect included), new process": f"{python} -c 'import flows.promote, flows.publish_dev'",
-            "import promo's core (no Prefect), new process": f"{python} -c 'import promo.gitops, promo.helm_oci, promo.clients'",
+            "import promo's flows (Prefect included), new process": f"{python} -c 'import promo.flows.promote, promo.flows.publish_dev'",
+            "import promo's core (no Prefect), new process": f"{python} -c 'import promo.gitops.repo, promo.registry.helm, promo.clients'",
         },
         runs=max(5, runs),
     )

@@ -41,17 +41,17 @@ def _chart_dir(root: Path) -> Path:
 
 
 def _fresh_package(chart: Path, version: str):
-    from promo.charts import package_chart
+    from promo.registry.charts import package_chart
 
     (chart / "files" / "payload.bin").write_bytes(os.urandom(PAYLOAD_BYTES))
     return package_chart(chart, version=version, app_version="bench")
 
 
 def bench(runs: int) -> Report:
-    from promo.charts import ChartPackage, read_chart
-    from promo.helm_oci import pull_chart, push_chart
-    from promo.oci import Registry
-    from promo.registry_server import RegistryServer
+    from promo.registry.charts import ChartPackage, read_chart
+    from promo.registry.helm import pull_chart, push_chart
+    from promo.registry.oci import Registry
+    from promo.local.registry import RegistryServer
 
     report = Report("5 registry", "a ~5 MB chart: promo's OCI client vs skopeo copy, same registry")
     with scratch("registry") as work:

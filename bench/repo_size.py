@@ -36,7 +36,7 @@ def _primitives(url: str, cache: Path, path: str, runs: int) -> dict[str, list[f
     from gitdb.base import IStream
     from gitdb.db.loose import LooseObjectDB
 
-    from promo.git import Mirror
+    from promo.gitops.mirror import Mirror
 
     mirror = Mirror.open(url, cache)
     mirror.fetch()
@@ -72,7 +72,7 @@ def _primitives(url: str, cache: Path, path: str, runs: int) -> dict[str, list[f
 
 
 def bench(runs: int) -> Report:
-    from promo.gitops import GitOpsRepo, Trailers
+    from promo.gitops.repo import GitOpsRepo, Trailers
 
     report = Report("3 repo size", "set_version on 2,000 apps x 4 envs, 20,000 commits vs 1 app")
     started = time.perf_counter()

@@ -22,7 +22,7 @@ TEST_MANIFEST = "registry/environments/test/preprod/hello.yaml"
 @dataclass
 class World:
     directory: Path
-    sandbox: object  # promo.sandbox.Sandbox
+    sandbox: object  # promo.local.sandbox.Sandbox
     config_path: Path
 
     @property
@@ -40,9 +40,9 @@ class World:
 
     def publish_charts(self, count: int, prefix: str) -> list[str]:
         """Push ``count`` RC charts of the sample app (packaged from the app remote), so promote-test finds them."""
-        from promo.charts import package_chart
+        from promo.registry.charts import package_chart
         from promo.clients import app_mirror, chart_repository, open_registry
-        from promo.helm_oci import push_chart
+        from promo.registry.helm import push_chart
 
         config = self.config
         source = self.directory / "chart-source"
@@ -60,7 +60,7 @@ class World:
 
     def set_version(self, env: str, version: str) -> None:
         """Put ``version`` into ``env`` the way publish-dev would, through the bench's own cache."""
-        from promo.gitops import GitOpsRepo, Trailers
+        from promo.gitops.repo import GitOpsRepo, Trailers
 
         config = self.config
         repo = GitOpsRepo(config.gitops.url, config.gitops.branch, self.directory / "bench-cache", config.gitops.root)
@@ -100,7 +100,7 @@ def prefect_server() -> Iterator[None]:
 
 @contextmanager
 def sandbox_world(prefix: str) -> Iterator[World]:
-    from promo.sandbox import create_sandbox, stop_sandbox
+    from promo.local.sandbox import create_sandbox, stop_sandbox
 
     with scratch(prefix) as directory:
         sandbox = create_sandbox(directory / "world")

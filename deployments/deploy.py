@@ -4,7 +4,7 @@ Every step is idempotent and says what it did (``created``, ``updated``, ``exist
 can be run again after an upgrade or a promo.yaml change. Deployments are named ``<flow-name>/<app>`` and preset
 ``config_path`` to the absolute promo.yaml, so one server can hold the pipelines of many apps.
 
-Flows run from the installed code by default (module entrypoints such as ``flows.promote.promote_test``): a worker
+Flows run from the installed code by default (module entrypoints such as ``promo.flows.promote.promote_test``): a worker
 needs promo installed, exactly like the worker image in docker/. ``source=`` loads them from a directory or a git
 URL instead (``Flow.from_source``), for workers that pull the code at run time.
 
@@ -30,12 +30,12 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.schedules import Cron
 from prefect.workers.base import BaseWorker
 
-from deployments.notify import ensure_notifications
-from flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
-from flows.limits import RELEASE, ensure_environment_limits
+from promo.deployments.notify import ensure_notifications
+from promo.flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
+from promo.flows.limits import RELEASE, ensure_environment_limits
 from promo.config import PromoConfig, config_path as find_config_path, load_config
 from promo.errors import InputError
-from promo.oci import PASSWORD_BLOCK
+from promo.registry.oci import PASSWORD_BLOCK
 from promo.secrets import SECRET_PLACEHOLDER
 
 DEFAULT_WORK_POOL = "promo"
@@ -65,17 +65,18 @@ class FlowSpec:
 
     @property
     def file_entrypoint(self) -> str:
-        return f"{self.module.replace('.', '/')}.py:{self.function}"
+        # the repository keeps flows/ at its top; the installed package maps it to promo.flows
+        return f"{self.module.removeprefix('promo.').replace('.', '/')}.py:{self.function}"
 
 
 FLOWS: tuple[FlowSpec, ...] = (
-    FlowSpec("publish-dev", "flows.publish_dev", "publish_dev", on_push=True, nightly=True),
-    FlowSpec("promote-test", "flows.promote", "promote_test"),
-    FlowSpec("promote-stage", "flows.promote", "promote_stage"),
-    FlowSpec("release-prod", "flows.release_prod", "release_prod"),
-    FlowSpec("hotfix", "flows.hotfix", "hotfix"),
-    FlowSpec("bump-version", "flows.bump_version", "bump_version"),
-    FlowSpec("rollback", "flows.rollback", "rollback"),
+    FlowSpec("publish-dev", "promo.flows.publish_dev", "publish_dev", on_push=True, nightly=True),
+    FlowSpec("promote-test", "promo.flows.promote", "promote_test"),
+    FlowSpec("promote-stage", "promo.flows.promote", "promote_stage"),
+    FlowSpec("release-prod", "promo.flows.release_prod", "release_prod"),
+    FlowSpec("hotfix", "promo.flows.hotfix", "hotfix"),
+    FlowSpec("bump-version", "promo.flows.bump_version", "bump_version"),
+    FlowSpec("rollback", "promo.flows.rollback", "rollback"),
 )
 
 

@@ -22,7 +22,7 @@ ENV BUILDAH_ISOLATION=chroot \
 # An approved gate's run waits in the work pool until the worker next asks for work: 1 s, not Prefect's default 10 s.
 ENV PREFECT_WORKER_QUERY_SECONDS=1
 
-# The project, installed (not editable): deployments run flows by module path (flows.promote.promote_test).
+# The project, installed (not editable): deployments run flows by module path (promo.flows.promote.promote_test).
 WORKDIR /opt/promo
 COPY pyproject.toml README.md ./
 COPY promo ./promo

@@ -7,8 +7,8 @@ from prefect.artifacts import create_table_artifact
 
 from promo.config import PromoConfig
 from promo.errors import PromoError
-from promo.status import environment_status
-from tasks.retry import TRANSIENT_RETRIES
+from promo.reports.status import environment_status
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 def publish_environment_table(config: PromoConfig) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from promo.app_repo import ChartVersionChange
+from promo.gitops.app_repo import ChartVersionChange
 from promo.clients import load_checked_config
-from promo.versions import BumpPart, check_bump_part
-from tasks.app_repo import bump_chart_version
+from promo.release.versions import BumpPart, check_bump_part
+from promo.tasks.app_repo import bump_chart_version
 
 
 @flow(name="bump-version")

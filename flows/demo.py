@@ -17,25 +17,25 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.states import Cancelled
 
-from deployments.deploy import setup_all
-from flows.background import GatedRun
-from flows.gate import WaitingGate, decide, waiting_gates
-from flows.promote import FLOWS
-from flows.publish_dev import publish_dev
-from flows.release_prod import release_prod
-from flows.rollback import rollback
-from promo.app_repo import read_chart_yaml
-from promo.approvals import Decision
+from promo.deployments.deploy import setup_all
+from promo.flows.background import GatedRun
+from promo.flows.gate import WaitingGate, decide, waiting_gates
+from promo.flows.promote import FLOWS
+from promo.flows.publish_dev import publish_dev
+from promo.flows.release_prod import release_prod
+from promo.flows.rollback import rollback
+from promo.gitops.app_repo import read_chart_yaml
+from promo.release.approvals import Decision
 from promo.clients import app_mirror
 from promo.config import PromoConfig, load_config
 from promo.errors import ToolError, VerificationFailed
-from promo.history import TABLE_HEADERS, app_history, table_row
-from promo.sandbox import Sandbox, create_sandbox, degrade_version
-from promo.server import ProcessWorker, running_server, running_worker
-from promo.status import environment_status
-from promo.table import print_table
-from promo.versions import rc_version
-from tasks.verify import verify_environment
+from promo.gitops.history import TABLE_HEADERS, app_history, table_row
+from promo.local.sandbox import Sandbox, create_sandbox, degrade_version
+from promo.local.prefect_server import ProcessWorker, running_server, running_worker
+from promo.reports.status import environment_status
+from promo.cli.table import print_table
+from promo.release.versions import rc_version
+from promo.tasks.verify import verify_environment
 
 Result = TypeVar("Result")
 DEMO_APPROVER = "demo"

@@ -37,12 +37,12 @@ from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
-from promo.approvals import ApprovalRequest, Decision, check_approver, check_override, enforce
+from promo.release.approvals import ApprovalRequest, Decision, check_approver, check_override, enforce
 from promo.config import GateSettings, PromoConfig
 from promo.errors import ApprovalRejected, InputError, NotFound
-from promo.gitops import Plan
-from promo.readiness import Readiness
-from tasks.describe import describe_change
+from promo.gitops.repo import Plan
+from promo.release.readiness import Readiness
+from promo.tasks.describe import describe_change
 
 GATE_TAG = "promo-gate"
 

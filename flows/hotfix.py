@@ -11,9 +11,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from promo.clients import load_checked_config
-from promo.hotfix import HotfixPlan
-from tasks.forge import open_pull_request
-from tasks.hotfix import check_hotfix_is_new, create_hotfix_branch
+from promo.release.hotfix import HotfixPlan
+from promo.tasks.forge import open_pull_request
+from promo.tasks.hotfix import check_hotfix_is_new, create_hotfix_branch
 
 
 @dataclass(frozen=True)

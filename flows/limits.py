@@ -21,7 +21,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import deployment
 
 from promo.errors import ConflictError, NotFound, PromoError, ToolError, TransientError
-from tasks.retry import BACKOFF_SECONDS, RETRIES
+from promo.tasks.retry import BACKOFF_SECONDS, RETRIES
 
 SLOTS = 1
 # A run killed inside the lock cannot give its slot back: the server frees it when the lease runs out. 60 s is the

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.artifacts import publish_environment_table
-from flows.gate import ask_approval
-from flows.limits import environment_lock
-from flows.runinfo import flow_run_label
-from flows.verification import source_readiness, verify_written
+from promo.flows.artifacts import publish_environment_table
+from promo.flows.gate import ask_approval
+from promo.flows.limits import environment_lock
+from promo.flows.runinfo import flow_run_label
+from promo.flows.verification import source_readiness, verify_written
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
-from promo.gitops import Trailers
-from tasks.chart import find_chart
-from tasks.gitops import (
+from promo.gitops.repo import Trailers
+from promo.tasks.chart import find_chart
+from promo.tasks.gitops import (
     plan_environment_version,
     read_environment_version,
     write_environment_version,

@@ -12,20 +12,20 @@ from tempfile import TemporaryDirectory
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows.artifacts import publish_environment_table
-from flows.limits import environment_lock
-from flows.runinfo import flow_run_label
-from flows.verification import verify_written
+from promo.flows.artifacts import publish_environment_table
+from promo.flows.limits import environment_lock
+from promo.flows.runinfo import flow_run_label
+from promo.flows.verification import verify_written
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
-from promo.gitops import Trailers
-from promo.helm_oci import PushedChart
-from promo.images import BuiltImage
-from promo.versions import short_sha
-from tasks.chart import check_registry_access, package_rc_chart, push_rc_chart
-from tasks.gitops import plan_environment_version, write_environment_version
-from tasks.image import build_image
-from tasks.source import (
+from promo.gitops.repo import Trailers
+from promo.registry.helm import PushedChart
+from promo.registry.images import BuiltImage
+from promo.release.versions import short_sha
+from promo.tasks.chart import check_registry_access, package_rc_chart, push_rc_chart
+from promo.tasks.gitops import plan_environment_version, write_environment_version
+from promo.tasks.image import build_image
+from promo.tasks.source import (
     BuildRequest,
     export_source,
     read_chart_base_version,

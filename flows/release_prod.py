@@ -19,26 +19,26 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
-from flows.artifacts import publish_environment_table
-from flows.gate import ask_approval
-from flows.limits import environment_lock, release_lock
-from flows.publish_dev import publish_dev
-from flows.runinfo import flow_run_label
-from flows.verification import source_readiness, verify_written
+from promo.flows.artifacts import publish_environment_table
+from promo.flows.gate import ask_approval
+from promo.flows.limits import environment_lock, release_lock
+from promo.flows.publish_dev import publish_dev
+from promo.flows.runinfo import flow_run_label
+from promo.flows.verification import source_readiness, verify_written
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
-from promo.gitops import Trailers
-from promo.release import ReleaseCandidate
-from promo.versions import bump, rc_version
-from tasks.chart import find_chart, lookup_chart
-from tasks.forge import check_release_tag, publish_release
-from tasks.gitops import (
+from promo.gitops.repo import Trailers
+from promo.release.candidate import ReleaseCandidate
+from promo.release.versions import bump, rc_version
+from promo.tasks.chart import find_chart, lookup_chart
+from promo.tasks.forge import check_release_tag, publish_release
+from promo.tasks.gitops import (
     check_environment_unmoved,
     plan_environment_version,
     read_environment_version,
     write_environment_version,
 )
-from tasks.release import (
+from promo.tasks.release import (
     bump_main,
     find_next_build_commit,
     prepare_release_chart,

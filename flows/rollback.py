@@ -11,20 +11,20 @@ from dataclasses import dataclass
 
 from prefect import flow, get_run_logger
 
-from flows.artifacts import publish_environment_table
-from flows.gate import ask_approval
-from flows.limits import environment_lock
-from flows.runinfo import flow_run_label
+from promo.flows.artifacts import publish_environment_table
+from promo.flows.gate import ask_approval
+from promo.flows.limits import environment_lock
+from promo.flows.runinfo import flow_run_label
 from promo.clients import load_checked_config
 from promo.config import PromoConfig
 from promo.errors import ConflictError, NotFound, VerificationFailed
-from promo.gitops import Plan, Trailers
-from promo.rollback import RollbackPlan, check_verified, rollback_target
-from promo.verdicts import Verdict
-from tasks.chart import find_chart
-from tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
-from tasks.history import read_environment_history
-from tasks.verify import verify_environment
+from promo.gitops.repo import Plan, Trailers
+from promo.release.rollback import RollbackPlan, check_verified, rollback_target
+from promo.gitops.verdicts import Verdict
+from promo.tasks.chart import find_chart
+from promo.tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
+from promo.tasks.history import read_environment_history
+from promo.tasks.verify import verify_environment
 
 AUTOMATIC_APPROVER = "promo (on_failure: rollback)"
 

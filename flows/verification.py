@@ -8,14 +8,14 @@ from typing import NoReturn
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.rollback import roll_back_after_failure
-from flows.runinfo import flow_run_label
+from promo.flows.rollback import roll_back_after_failure
+from promo.flows.runinfo import flow_run_label
 from promo.config import PromoConfig
 from promo.errors import VerificationFailed
-from promo.readiness import Readiness, deployed_by, readiness
-from promo.verdicts import Verdict
-from tasks.history import read_environment_history
-from tasks.verify import verify_environment
+from promo.release.readiness import Readiness, deployed_by, readiness
+from promo.gitops.verdicts import Verdict
+from promo.tasks.history import read_environment_history
+from promo.tasks.verify import verify_environment
 
 
 def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: str | None) -> Verdict | None:

@@ -13,18 +13,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from promo import helm_oci
+from promo.registry import helm
 from promo.config import ArgoCDCheck, ForgeSettings, PromoConfig, load_config
 from promo.errors import ConfigError
-from promo.forge import Forge, forge_for, github_repository
-from promo.git import Mirror
-from promo.gitops import GitOpsRepo
-from promo.oci import PASSWORD_BLOCK, PASSWORD_VARIABLE, USERNAME_VARIABLE, Credentials, Registry, credentials_for
+from promo.forges.base import Forge, forge_for, github_repository
+from promo.gitops.mirror import Mirror
+from promo.gitops.repo import GitOpsRepo
+from promo.registry.oci import PASSWORD_BLOCK, PASSWORD_VARIABLE, USERNAME_VARIABLE, Credentials, Registry, credentials_for
 from promo.secrets import secret_block_value
 
 if TYPE_CHECKING:
     from promo.forges.github import TokenProvider
-    from promo.images import ImageBuilder
+    from promo.registry.images import ImageBuilder
     from promo.verify.argocd import ArgoCD
 
 
@@ -65,7 +65,7 @@ def open_registry(config: PromoConfig, repository: str) -> Iterator[tuple[Regist
 def chart_repository(config: PromoConfig) -> str:
     """Where the app's chart lives: ``<chart.repository>/<chart name>``, as `helm push` names it."""
     host, namespace = split_repository(config.chart.repository)
-    return f"{host}/{helm_oci.chart_repository(namespace, config.chart_name)}"
+    return f"{host}/{helm.chart_repository(namespace, config.chart_name)}"
 
 
 def gitops_repo(config: PromoConfig) -> GitOpsRepo:
@@ -111,7 +111,7 @@ def github_token_source(settings: ForgeSettings, repository: str | None) -> Toke
 
 
 def image_builder(config: PromoConfig) -> ImageBuilder:
-    from promo.images import select_builder
+    from promo.registry.images import select_builder
 
     storage = Path(config.image.storage_root) if config.image.storage_root else None
     return select_builder(config.image.builder, storage)

@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from promo.errors import ConfigError, InputError
-from promo.manifests import validate_name
+from promo.gitops.manifests import validate_name
 
 CONFIG_ENV_VAR = "PROMO_CONFIG"
 DEFAULT_CONFIG_NAME = "promo.yaml"

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 from prefect import task
 
-from promo.app_repo import ChartVersionChange, change_chart_version
+from promo.gitops.app_repo import ChartVersionChange, change_chart_version
 from promo.clients import app_mirror
 from promo.config import PromoConfig
-from promo.versions import BumpPart, bump
-from tasks.retry import TRANSIENT_RETRIES
+from promo.release.versions import BumpPart, bump
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 def change_main_chart_version(

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from promo.charts import ChartPackage, package_chart
+from promo.registry.charts import ChartPackage, package_chart
 from promo.clients import chart_repository, open_registry
 from promo.config import PromoConfig
 from promo.errors import NotFound
-from promo.helm_oci import PushedChart, chart_tag, existing_chart, push_chart
-from promo.versions import rc_version, short_sha
-from tasks.retry import TRANSIENT_RETRIES
+from promo.registry.helm import PushedChart, chart_tag, existing_chart, push_chart
+from promo.release.versions import rc_version, short_sha
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="check-registry-access", **TRANSIENT_RETRIES)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from prefect import task
 
-from promo.changes import ChangeDescription, commits_between
+from promo.release.changes import ChangeDescription, commits_between
 from promo.clients import app_mirror, chart_repository, gitops_repo, open_registry
 from promo.config import PromoConfig
 from promo.errors import ConflictError, NotFound
-from promo.helm_oci import chart_config
-from tasks.retry import TRANSIENT_RETRIES
+from promo.registry.helm import chart_config
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="describe-change", **TRANSIENT_RETRIES)

@@ -7,10 +7,10 @@ from prefect import task
 from promo.clients import app_mirror, forge
 from promo.config import PromoConfig
 from promo.errors import ConflictError
-from promo.forge import PullRequest, Release, same_commit_or_conflict
-from promo.release import ReleaseCandidate, previous_release_tag
-from promo.release_notes import render_release_notes
-from tasks.retry import TRANSIENT_RETRIES
+from promo.forges.base import PullRequest, Release, same_commit_or_conflict
+from promo.release.candidate import ReleaseCandidate, previous_release_tag
+from promo.release.notes import render_release_notes
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="check-release-tag", **TRANSIENT_RETRIES)

@@ -9,9 +9,9 @@ from prefect.runtime import flow_run
 
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
-from promo.gitops import Plan, SetVersionResult, Trailers
-from promo.versions import parse_version
-from tasks.retry import TRANSIENT_RETRIES
+from promo.gitops.repo import Plan, SetVersionResult, Trailers
+from promo.release.versions import parse_version
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="read-environment-version", **TRANSIENT_RETRIES)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import task
 
 from promo.config import PromoConfig
-from promo.history import Change, app_history
-from tasks.retry import TRANSIENT_RETRIES
+from promo.gitops.history import Change, app_history
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="read-environment-history", **TRANSIENT_RETRIES)

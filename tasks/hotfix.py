@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from prefect import task
 
-from promo.app_repo import chart_yaml_path, read_chart_yaml
-from promo.charts import set_chart_yaml_version
+from promo.gitops.app_repo import chart_yaml_path, read_chart_yaml
+from promo.registry.charts import set_chart_yaml_version
 from promo.clients import app_mirror, forge
 from promo.config import PromoConfig
-from promo.git import Mirror
-from promo.hotfix import HotfixPlan, check_hotfix
-from tasks.retry import TRANSIENT_RETRIES
+from promo.gitops.mirror import Mirror
+from promo.release.hotfix import HotfixPlan, check_hotfix
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="check-hotfix", **TRANSIENT_RETRIES)

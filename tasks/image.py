@@ -8,9 +8,9 @@ from prefect import get_run_logger, task
 
 from promo.clients import image_builder, open_registry, registry_credentials, split_repository
 from promo.config import PromoConfig
-from promo.images import BuiltImage, existing_image
-from promo.oci import is_plain_http
-from tasks.retry import TRANSIENT_RETRIES
+from promo.registry.images import BuiltImage, existing_image
+from promo.registry.oci import is_plain_http
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="build-image", **TRANSIENT_RETRIES)

@@ -7,17 +7,17 @@ from dataclasses import dataclass
 
 from prefect import task
 
-from promo.app_repo import ChartVersionChange
-from promo.charts import ChartPackage, read_chart, retag_chart, retag_differences
+from promo.gitops.app_repo import ChartVersionChange
+from promo.registry.charts import ChartPackage, read_chart, retag_chart, retag_differences
 from promo.clients import app_mirror, chart_repository, open_registry
 from promo.config import PromoConfig
 from promo.errors import ChartError, ConflictError
-from promo.helm_oci import PushedChart, chart_tag, existing_chart, pull_chart, push_chart
-from promo.oci import Registry
-from promo.release import ReleaseCandidate, bump_subject, next_main_version
-from promo.versions import bump
-from tasks.app_repo import change_main_chart_version
-from tasks.retry import TRANSIENT_RETRIES
+from promo.registry.helm import PushedChart, chart_tag, existing_chart, pull_chart, push_chart
+from promo.registry.oci import Registry
+from promo.release.candidate import ReleaseCandidate, bump_subject, next_main_version
+from promo.release.versions import bump
+from promo.tasks.app_repo import change_main_chart_version
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @dataclass(frozen=True)

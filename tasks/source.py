@@ -7,13 +7,13 @@ from pathlib import Path
 
 from prefect import task
 
-from promo.app_repo import chart_yaml_path, read_chart_yaml
+from promo.gitops.app_repo import chart_yaml_path, read_chart_yaml
 from promo.clients import app_mirror
 from promo.config import PromoConfig
 from promo.errors import ChartError, InputError
-from promo.git import Mirror, check_branch_name
-from promo.versions import parse_base_version, short_sha
-from tasks.retry import TRANSIENT_RETRIES
+from promo.gitops.mirror import Mirror, check_branch_name
+from promo.release.versions import parse_base_version, short_sha
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 BUILD_COMMIT_MESSAGE = "build: publish-dev on {branch} (manual run)"
 

@@ -6,9 +6,9 @@ from prefect import task
 
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
-from promo.verdicts import Verdict, read_verdicts, record_verdict
+from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
 from promo.verify.engine import verify_deployment
-from tasks.retry import TRANSIENT_RETRIES
+from promo.tasks.retry import TRANSIENT_RETRIES
 
 
 @task(name="verify-environment", **TRANSIENT_RETRIES)

@@ -1,1 +1,1 @@
-"""The implementations of ``promo.forge.Forge``: ``local`` (git refs only) and ``github`` (the REST API)."""
+"""The implementations of ``promo.forges.base.Forge``: ``local`` (git refs only) and ``github`` (the REST API)."""

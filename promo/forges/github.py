@@ -3,7 +3,7 @@
 GitHub quietly does two things a release flow must not accept, so they are checked first: creating a release for a
 tag that already exists releases *that tag's* commit whatever ``target_commitish`` says, and a second run's POST
 fails with 422 ``already_exists``. So ``create_release`` looks the release and the tag up, applies the idempotency
-rule of ``promo.forge``, and treats ``already_exists`` as "look again", never as a failure of its own.
+rule of ``promo.forges.base``, and treats ``already_exists`` as "look again", never as a failure of its own.
 
 Errors map onto promo's hierarchy: 401 and plain 403 are AuthError, a rate limit (429, or 403 with no requests left)
 is waited out as GitHub asks (``Retry-After``, or until ``X-RateLimit-Reset``) up to a minute per request, and beyond
@@ -28,9 +28,9 @@ import httpx
 import jwt
 
 from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoError, ToolError, TransientError
-from promo.forge import PullRequest, Release, check_commit, newest_first, same_commit_or_conflict
-from promo.git import check_branch_name, check_tag_name
-from promo.oci import shared_tls_context
+from promo.forges.base import PullRequest, Release, check_commit, newest_first, same_commit_or_conflict
+from promo.gitops.mirror import check_branch_name, check_tag_name
+from promo.registry.oci import shared_tls_context
 from promo.secrets import secret_block_value
 
 DEFAULT_API_URL = "https://api.github.com"

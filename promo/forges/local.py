@@ -13,9 +13,9 @@ branch so that opening one writes no commit anywhere, it travels with every fetc
 from __future__ import annotations
 
 from promo.errors import InputError, NotFound
-from promo.forge import PullRequest, Release, check_commit, newest_first
-from promo.git import Annotation, Mirror, check_branch_name
-from promo.versions import parse_release_tag
+from promo.forges.base import PullRequest, Release, check_commit, newest_first
+from promo.gitops.mirror import Annotation, Mirror, check_branch_name
+from promo.release.versions import parse_release_tag
 
 PULLS = "pulls"
 

@@ -22,7 +22,7 @@ import httpx
 from promo.config import ArgoCDCheck
 from promo.errors import AuthError, ConfigError, NotFound, PromoError, ToolError, TransientError
 from promo.forges.github import TokenProvider
-from promo.oci import shared_tls_context
+from promo.registry.oci import shared_tls_context
 from promo.verify.observation import Observation
 
 TIMEOUT_SECONDS = 30.0

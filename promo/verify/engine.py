@@ -21,7 +21,7 @@ import httpx
 from promo.clients import argocd_client
 from promo.config import PromoConfig, VerifySettings
 from promo.errors import InputError, TransientError
-from promo.verdicts import Verdict
+from promo.gitops.verdicts import Verdict
 from promo.verify.argocd import ArgoCD, assess
 from promo.verify.http import check_version, new_client, version_url
 from promo.verify.observation import Observation, State

@@ -14,7 +14,7 @@ import re
 import httpx
 
 from promo.errors import ConfigError
-from promo.oci import shared_tls_context
+from promo.registry.oci import shared_tls_context
 from promo.verify.observation import Observation
 
 TIMEOUT_SECONDS = 10.0

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from promo.charts import ChartPackage, package_chart, read_chart, read_chart_metadata, retag_chart
+from promo.registry.charts import ChartPackage, package_chart, read_chart, read_chart_metadata, retag_chart
 from promo.errors import ChartError, ConflictError, InputError
-from promo.helm_oci import existing_chart, push_chart
-from promo.oci import Registry
-from promo.registry_server import RegistryServer
+from promo.registry.helm import existing_chart, push_chart
+from promo.registry.oci import Registry
+from promo.local.registry import RegistryServer
 
 CHART_YAML = """\
 # The demo chart; comments survive packaging.

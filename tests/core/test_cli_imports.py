@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from promo.cli import _register_extra_commands, app
-from promo.sandbox import stop_sandbox
+from promo.cli.main import _register_extra_commands, app
+from promo.local.sandbox import stop_sandbox
 
 # Runs `promo ARGS...` as the console script does; at exit writes the loaded prefect modules to the file $1.
 WRAPPER = """
@@ -24,7 +24,7 @@ import atexit, json, sys
 report, sys.argv = sys.argv[1], ["promo", *sys.argv[2:]]
 loaded = lambda: sorted(name for name in sys.modules if name.partition(".")[0] == "prefect")
 atexit.register(lambda: open(report, "w").write(json.dumps(loaded())))
-from promo.cli import main
+from promo.cli.main import main
 main()
 """
 

@@ -9,7 +9,7 @@ from git import cmd as git_cmd
 import pytest
 
 from promo.errors import InputError
-from promo.git import Mirror
+from promo.gitops.mirror import Mirror
 from tests.fixtures.gitrepos import GitRemote, git, make_remote
 
 # Bytes no text filter may touch: CRLF, a lone CR, NUL and invalid UTF-8.

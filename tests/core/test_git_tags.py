@@ -9,7 +9,7 @@ import pytest
 from git import Actor
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.git import Annotation, LogEntry, Mirror, Snapshot
+from promo.gitops.mirror import Annotation, LogEntry, Mirror, Snapshot
 from tests.fixtures.gitrepos import GitRemote, make_remote
 
 

@@ -15,7 +15,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from promo.errors import AuthError, ConflictError, InputError, NotFound, TransientError
-from promo.forge import PullRequest, Release, forge_for, github_repository
+from promo.forges.base import PullRequest, Release, forge_for, github_repository
 from promo.forges.github import (
     EnvToken,
     GitHubAppToken,
@@ -24,7 +24,7 @@ from promo.forges.github import (
     RateLimited,
     RateLimitWait,
 )
-from promo.git import Mirror
+from promo.gitops.mirror import Mirror
 
 TOKEN = "ghp_s3cr3tT0ken"
 REPO = "/repos/acme/hello"

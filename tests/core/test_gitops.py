@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from promo.errors import ConflictError, InputError, ManifestError, NotFound, TransientError
-from promo.git import Mirror, Snapshot, redact_url
-from promo.gitops import GitOpsRepo, SetVersionResult, Trailers
-from promo.manifests import set_target_revision
+from promo.gitops.mirror import Mirror, Snapshot, redact_url
+from promo.gitops.repo import GitOpsRepo, SetVersionResult, Trailers
+from promo.gitops.manifests import set_target_revision
 from tests.fixtures.gitrepos import ROOT, GitRemote, application
 
 TEST_HELLO = f"{ROOT}/test/preprod/hello.yaml"
@@ -329,7 +329,7 @@ def test_promotions_of_different_apps_pushed_at_once_all_land(
 PROMOTE_IN_A_PROCESS = """
 import sys
 from pathlib import Path
-from promo.gitops import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers
 url, cache, app = sys.argv[1:]
 gitops = GitOpsRepo(url, "main", Path(cache))
 shown = gitops.plan(app, "test", ["preprod"], "2.0.0").current

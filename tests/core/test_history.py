@@ -7,11 +7,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from promo.cli import app
-from promo.git import Mirror
-from promo.gitops import GitOpsRepo, Trailers
-from promo.history import Change, app_history, read_history, table_row
-from promo.verdicts import FAILED, VERIFIED
+from promo.cli.main import app
+from promo.gitops.mirror import Mirror
+from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.history import Change, app_history, read_history, table_row
+from promo.gitops.verdicts import FAILED, VERIFIED
 from tests.fixtures.gitrepos import ROOT, GitRemote
 from tests.fixtures.history_script import (
     CLUSTERS,

@@ -1,7 +1,7 @@
 import pytest
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.hotfix import HotfixPlan, check_hotfix
+from promo.release.hotfix import HotfixPlan, check_hotfix
 
 TAGS = {"v1.2.3": "a" * 40, "v1.2.2": "b" * 40}
 

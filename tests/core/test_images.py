@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import promo
-from promo import images
+from promo.registry import images
 from promo.errors import AuthError, InputError, ToolError, TransientError
-from promo.images import Buildah, BuiltImage, DockerBuildx, existing_image, select_builder
-from promo.oci import OCI_MANIFEST, BasicCredentials
+from promo.registry.images import Buildah, BuiltImage, DockerBuildx, existing_image, select_builder
+from promo.registry.oci import OCI_MANIFEST, BasicCredentials
 from tests.core.test_oci import image_manifest
 
 SAMPLE_APP = Path(promo.__file__).parent / "sample" / "app"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.forge import PullRequest, Release, forge_for
+from promo.forges.base import PullRequest, Release, forge_for
 from promo.forges.local import LocalForge
-from promo.git import Mirror
+from promo.gitops.mirror import Mirror
 from tests.fixtures.gitrepos import GitRemote, make_remote
 
 

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from promo.errors import InputError, ManifestError
-from promo.manifests import diff_manifest, manifest_path, read_target_revision, set_target_revision, validate_name
+from promo.gitops.manifests import diff_manifest, manifest_path, read_target_revision, set_target_revision, validate_name
 from tests.fixtures.gitrepos import application
 
 MULTI_SOURCE = """\

@@ -25,11 +25,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from typer.testing import CliRunner
 
-from promo.cli import app
+from promo.cli.main import app
 from promo.errors import InputError
-from promo.history import Change, Move
-from promo.metrics import NO_DATA, compute_metrics, metrics
-from promo.verdicts import Verdict
+from promo.gitops.history import Change, Move
+from promo.reports.metrics import NO_DATA, compute_metrics, metrics
+from promo.gitops.verdicts import Verdict
 from tests.fixtures.history_script import (
     APP_COMMITS,
     STEPS,

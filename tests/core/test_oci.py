@@ -21,10 +21,10 @@ from botocore.stub import Stubber
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from promo.charts import ChartPackage, package_chart, read_chart
+from promo.registry.charts import ChartPackage, package_chart, read_chart
 from promo.errors import AuthError, ConfigError, InputError, NotFound, PromoError, TransientError
-from promo.helm_oci import CONFIG_MEDIA_TYPE, chart_repository, pull_chart, push_chart
-from promo.oci import (
+from promo.registry.helm import CONFIG_MEDIA_TYPE, chart_repository, pull_chart, push_chart
+from promo.registry.oci import (
     OCI_MANIFEST,
     BasicCredentials,
     EcrCredentials,
@@ -33,7 +33,7 @@ from promo.oci import (
     credentials_for,
     digest_of,
 )
-from promo.registry_server import RegistryServer, _free_port
+from promo.local.registry import RegistryServer, _free_port
 from tests.core.test_charts import write_chart
 from tests.fixtures.registry import AuthRegistryServer
 

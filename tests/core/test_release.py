@@ -6,12 +6,12 @@ from threading import Barrier, Thread
 
 import pytest
 
-from promo.app_repo import change_chart_version, read_chart_yaml
-from promo.charts import package_chart, retag_chart, retag_differences
+from promo.gitops.app_repo import change_chart_version, read_chart_yaml
+from promo.registry.charts import package_chart, retag_chart, retag_differences
 from promo.errors import ChartError, InputError
-from promo.git import Mirror
-from promo.release import ReleaseCandidate, next_main_version
-from promo.versions import bump
+from promo.gitops.mirror import Mirror
+from promo.release.candidate import ReleaseCandidate, next_main_version
+from promo.release.versions import bump
 from tests.core.test_charts import write_chart
 from tests.fixtures.gitrepos import make_remote
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from promo.git import LogEntry
-from promo.release_notes import render_release_notes
+from promo.gitops.mirror import LogEntry
+from promo.release.notes import render_release_notes
 
 
 def entry(index: int, subject: str, author: str = "alice") -> LogEntry:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.gitops import GitOpsRepo, Trailers
-from promo.history import Change, Move
-from promo.rollback import rollback_target
-from promo.verdicts import Verdict
+from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.history import Change, Move
+from promo.release.rollback import rollback_target
+from promo.gitops.verdicts import Verdict
 from tests.fixtures.gitrepos import GitRemote
 
 WHEN = datetime(2026, 11, 30, tzinfo=UTC)

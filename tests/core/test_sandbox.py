@@ -12,11 +12,11 @@ import pytest
 from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
-from promo import cli
-from promo.charts import package_chart, read_chart
+from promo.cli import main as cli
+from promo.registry.charts import package_chart, read_chart
 from promo.config import ArgoCDCheck, HttpCheck, VerifySettings, load_config
 from promo.errors import InputError
-from promo.sandbox import Sandbox, create_sandbox, degrade_version, stop_sandbox
+from promo.local.sandbox import Sandbox, create_sandbox, degrade_version, stop_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +205,7 @@ def test_a_sandbox_holds_one_app(sandbox: Sandbox) -> None:
 
 
 def test_moving_ports_rewrites_each_host_once_and_whole(tmp_path: Path) -> None:
-    from promo.sandbox import _move_hosts
+    from promo.local.sandbox import _move_hosts
 
     config = tmp_path / "promo.yaml"
     config.write_text("a: 127.0.0.1:80/charts\nb: http://127.0.0.1:8080\nc: http://127.0.0.1:8080/clusters/x\n")

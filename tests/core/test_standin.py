@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from promo.sandbox import create_sandbox, stop_sandbox
-from promo.standin import StandinServer, StandinSettings
+from promo.local.sandbox import create_sandbox, stop_sandbox
+from promo.local.standin import StandinServer, StandinSettings
 from tests.fixtures.gitrepos import ROOT, GitRemote, application, make_remote
 
 pytestmark = pytest.mark.integration

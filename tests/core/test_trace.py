@@ -14,9 +14,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from promo.cli import app
+from promo.cli.main import app
 from promo.errors import InputError, NotFound
-from promo.trace import trace
+from promo.reports.trace import trace
 from tests.fixtures.history_script import (
     APP_COMMITS,
     STEPS,

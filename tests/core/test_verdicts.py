@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from promo.git import Mirror
-from promo.verdicts import Verdict, read_verdicts, record_verdict
+from promo.gitops.mirror import Mirror
+from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
 from tests.fixtures.gitrepos import GitRemote
 
 

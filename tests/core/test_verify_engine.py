@@ -18,11 +18,11 @@ from werkzeug import Request, Response
 
 from promo.config import PromoConfig
 from promo.errors import AuthError, TransientError
-from promo.git import Mirror
-from promo.verdicts import Verdict, read_verdicts, record_verdict
+from promo.gitops.mirror import Mirror
+from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
 from promo.verify.engine import verify_deployment
 from promo.verify.http import served_version
-from tasks.verify import verify_environment
+from promo.tasks.verify import verify_environment
 from tests.fixtures.argocd import OLDER, WANTED, recorded
 from tests.fixtures.gitrepos import GitRemote
 

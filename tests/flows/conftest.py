@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.background import GatedRun
+from promo.flows.background import GatedRun
 
 
 @contextmanager

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from promo import cli
+from promo.cli import main as cli
 from promo.errors import NotFound
 from promo.forges.github import RateLimited
-from promo.sandbox import Sandbox
+from promo.local.sandbox import Sandbox
 
 
 def git(repo: Path, *args: str) -> str:
@@ -221,7 +221,7 @@ def promo_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     from prefect.settings import PREFECT_API_URL
 
     environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **env}
-    command = [sys.executable, "-c", "from promo.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from promo.cli.main import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
 
 

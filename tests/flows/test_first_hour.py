@@ -13,12 +13,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.orchestration._concurrency_limits.client import ConcurrencyLimitAsyncClient
 from ruamel.yaml import YAML
 
-from flows import limits
-from flows.limits import ensure_environment_limits, environment_lock, limit_name
-from promo import cli
+from promo.flows import limits
+from promo.flows.limits import ensure_environment_limits, environment_lock, limit_name
+from promo.cli import main as cli
 from promo.errors import NotFound, ToolError, TransientError
-from promo.sandbox import Sandbox
-from promo.versions import short_sha
+from promo.local.sandbox import Sandbox
+from promo.release.versions import short_sha
 
 ACQUIRE = "increment_concurrency_slots_with_lease"  # the one API call behind taking a slot
 

@@ -12,14 +12,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.input.run_input import keyset_from_paused_state
 
-from flows.gate import _pause_key, approval_form, decide
-from flows.promote import promote_test
-from flows.publish_dev import publish_dev
-from flows.release_prod import release_prod
-from promo.approvals import ApprovalRequest, Decision
+from promo.flows.gate import _pause_key, approval_form, decide
+from promo.flows.promote import promote_test
+from promo.flows.publish_dev import publish_dev
+from promo.flows.release_prod import release_prod
+from promo.release.approvals import ApprovalRequest, Decision
 from promo.errors import InputError
-from promo.gitops import Trailers
-from promo.sandbox import Sandbox
+from promo.gitops.repo import Trailers
+from promo.local.sandbox import Sandbox
 from tests.flows.test_release import stage_a_build
 
 

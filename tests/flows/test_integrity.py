@@ -9,19 +9,19 @@ import subprocess
 import pytest
 from prefect.artifacts import Artifact
 
-import flows.publish_dev as publish_module
-from flows.bump_version import bump_version
-from flows.gate import approving_as, decide
-from flows.hotfix import hotfix
-from flows.promote import promote_stage, promote_test
-from flows.publish_dev import publish_dev
-from flows.release_prod import release_prod
-from promo.approvals import Decision
+import promo.flows.publish_dev as publish_module
+from promo.flows.bump_version import bump_version
+from promo.flows.gate import approving_as, decide
+from promo.flows.hotfix import hotfix
+from promo.flows.promote import promote_stage, promote_test
+from promo.flows.publish_dev import publish_dev
+from promo.flows.release_prod import release_prod
+from promo.release.approvals import Decision
 from promo.clients import gitops_repo
 from promo.config import load_config
 from promo.errors import ConflictError
-from promo.gitops import Trailers
-from promo.sandbox import Sandbox
+from promo.gitops.repo import Trailers
+from promo.local.sandbox import Sandbox
 from tests.flows.test_cli import run_promo, write_config
 from tests.flows.test_release import end_state, git, main_chart_version, stage_a_build, target_revision
 

@@ -11,23 +11,23 @@ import pytest
 from prefect.client.orchestration import get_client
 from ruamel.yaml import YAML
 
-import flows.release_prod as release_module
-from flows.gate import approving_as, decide
-from flows.bump_version import bump_version
-from flows.hotfix import hotfix
-from flows.limits import RELEASE, environment_lock, limit_name, release_lock
-from flows.promote import promote_stage, promote_test
-from flows.publish_dev import publish_dev
-from flows.release_prod import release_prod
-from promo.approvals import Decision
-from promo.charts import read_chart
+import promo.flows.release_prod as release_module
+from promo.flows.gate import approving_as, decide
+from promo.flows.bump_version import bump_version
+from promo.flows.hotfix import hotfix
+from promo.flows.limits import RELEASE, environment_lock, limit_name, release_lock
+from promo.flows.promote import promote_stage, promote_test
+from promo.flows.publish_dev import publish_dev
+from promo.flows.release_prod import release_prod
+from promo.release.approvals import Decision
+from promo.registry.charts import read_chart
 from promo.clients import chart_repository, open_registry
 from promo.config import load_config
 from promo.errors import ConflictError, InputError, NotFound
-from promo.helm_oci import pull_chart
-from promo.oci import Registry
-from promo.sandbox import Sandbox
-from promo.versions import short_sha
+from promo.registry.helm import pull_chart
+from promo.registry.oci import Registry
+from promo.local.sandbox import Sandbox
+from promo.release.versions import short_sha
 
 
 def git(repo: Path, *args: str) -> str:
@@ -189,7 +189,7 @@ STEPS = ["prepare_release_chart", "publish_release_chart", "publish_release", "w
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict[str, object]:
-    from promo.sandbox import create_sandbox, stop_sandbox
+    from promo.local.sandbox import create_sandbox, stop_sandbox
 
     sandbox = create_sandbox(tmp_path_factory.mktemp("reference") / "world")
     try:

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 import pytest
 from prefect import flow
 
-from flows.gate import decide
-from flows.publish_dev import publish_dev
-from flows.rollback import AUTOMATIC_APPROVER, roll_back_after_failure, rollback
-from promo.approvals import Decision
+from promo.flows.gate import decide
+from promo.flows.publish_dev import publish_dev
+from promo.flows.rollback import AUTOMATIC_APPROVER, roll_back_after_failure, rollback
+from promo.release.approvals import Decision
 from promo.clients import app_mirror
 from promo.config import load_config
 from promo.errors import ConfigError, ConflictError, NotFound, VerificationFailed
-from promo.history import app_history, table_row
-from promo.sandbox import Sandbox, degrade_version
-from promo.verdicts import Verdict
-from promo.versions import rc_version
-from tasks.verify import verify_environment
+from promo.gitops.history import app_history, table_row
+from promo.local.sandbox import Sandbox, degrade_version
+from promo.gitops.verdicts import Verdict
+from promo.release.versions import rc_version
+from promo.tasks.verify import verify_environment
 from tests.flows.test_cli import error_line, run_promo, write_config
 from tests.flows.test_integrity import gitops_head, write_by_hand
 from tests.flows.test_release import git, main_chart_version, target_revision

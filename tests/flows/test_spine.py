@@ -12,17 +12,17 @@ from prefect.client.orchestration import get_client
 from prefect.input.run_input import keyset_from_paused_state
 from ruamel.yaml import YAML
 
-from flows.gate import approving_as, decide
-from flows.promote import promote_stage, promote_test
-import tasks.image
-from flows.publish_dev import publish_dev
-from promo.approvals import Decision
+from promo.flows.gate import approving_as, decide
+from promo.flows.promote import promote_stage, promote_test
+import promo.tasks.image
+from promo.flows.publish_dev import publish_dev
+from promo.release.approvals import Decision
 from promo.clients import chart_repository, open_registry
 from promo.config import load_config
 from promo.errors import ApprovalRejected, InputError, NotFound
-from promo.oci import Registry
-from promo.sandbox import Sandbox
-from promo.versions import short_sha
+from promo.registry.oci import Registry
+from promo.local.sandbox import Sandbox
+from promo.release.versions import short_sha
 
 
 def gate_description(flow_run_id) -> str:
@@ -104,7 +104,7 @@ def test_publishing_one_commit_again_builds_nothing_and_moves_no_tag(sandbox, mo
     """CI on push, a manual --sha run and release-prod's next build all publish one commit: its tags never move."""
     builds: list[str] = []
     manifest_puts: list[str] = []
-    real_builder, real_put = tasks.image.image_builder, Registry.push_manifest
+    real_builder, real_put = promo.tasks.image.image_builder, Registry.push_manifest
 
     class CountingBuilder:
         def __init__(self, config):
@@ -118,7 +118,7 @@ def test_publishing_one_commit_again_builds_nothing_and_moves_no_tag(sandbox, mo
         manifest_puts.append(f"{repository}:{reference}")
         return real_put(registry, repository, reference, data, media_type)
 
-    monkeypatch.setattr(tasks.image, "image_builder", CountingBuilder)
+    monkeypatch.setattr(promo.tasks.image, "image_builder", CountingBuilder)
     monkeypatch.setattr(Registry, "push_manifest", counting_put)
     sha = git(sandbox.app_remote, "rev-parse", "main").strip()
     config = str(sandbox.config_path)

@@ -7,20 +7,20 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-import flows.verification as verification_module
-from flows.gate import approval_form, approving_as, decide, waiting_gates
-from flows.promote import promote_test
-from flows.publish_dev import publish_dev
-from flows.release_prod import release_prod
-from promo.approvals import ApprovalRequest, Decision
+import promo.flows.verification as verification_module
+from promo.flows.gate import approval_form, approving_as, decide, waiting_gates
+from promo.flows.promote import promote_test
+from promo.flows.publish_dev import publish_dev
+from promo.flows.release_prod import release_prod
+from promo.release.approvals import ApprovalRequest, Decision
 from promo.clients import gitops_repo
 from promo.config import EnvironmentSettings, load_config
 from promo.errors import InputError, VerificationFailed
-from promo.history import Change, Move, app_history
-from promo.readiness import readiness
-from promo.sandbox import Sandbox, degrade_version
-from promo.verdicts import Verdict, read_verdicts
-from promo.versions import short_sha
+from promo.gitops.history import Change, Move, app_history
+from promo.release.readiness import readiness
+from promo.local.sandbox import Sandbox, degrade_version
+from promo.gitops.verdicts import Verdict, read_verdicts
+from promo.release.versions import short_sha
 from tests.flows.test_cli import error_line, run_promo, write_config
 from tests.flows.test_release import git, stage_a_build
 

@@ -104,7 +104,7 @@ def test_the_worker_image_copies_every_installed_package(dockerfile):
 
 def test_the_worker_queries_for_work_as_often_as_the_one_promo_server_starts(compose, dockerfile):
     """An approved gate's run waits in the pool until a worker next asks for work (bench `approval`, suspended)."""
-    from promo.server import WORKER_SETTINGS
+    from promo.local.prefect_server import WORKER_SETTINGS
 
     image_env = " ".join(line.removeprefix("ENV ") for line in dockerfile if line.startswith("ENV "))
     for name, value in WORKER_SETTINGS.items():

@@ -21,11 +21,11 @@ from prefect.deployments import run_deployment
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from deployments.deploy import FLOWS, Outcome, setup_all
-from flows.gate import decide, waiting_gates
-from promo.approvals import Decision
-from promo.manifests import manifest_path, read_target_revision, set_target_revision
-from promo.sandbox import Sandbox
+from promo.deployments.deploy import FLOWS, Outcome, setup_all
+from promo.flows.gate import decide, waiting_gates
+from promo.release.approvals import Decision
+from promo.gitops.manifests import manifest_path, read_target_revision, set_target_revision
+from promo.local.sandbox import Sandbox
 from tests.integration.conftest import BIN, PrefectServer, stop, tail, wait_until
 
 RUN_SECONDS = 90  # a deadline, not a cost: on an idle machine a run reaches its gate in 3-6 s

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from promo.server import PrefectServer, running_server, stop_server
+from promo.local.prefect_server import PrefectServer, running_server, stop_server
 from tests.integration.conftest import BIN, PROJECT, free_port
 
 pytestmark = pytest.mark.integration
@@ -103,7 +103,7 @@ def test_a_stopped_server_leaves_a_note_not_a_stale_url(home: Path, state: str) 
     if state == "cut short":
         PrefectServer.state_path(root).write_text('{"pid": 4194')
     script = (
-        "import os; from promo.server import use_running_server; "
+        "import os; from promo.local.prefect_server import use_running_server; "
         "print(use_running_server()); print(os.environ.get('PREFECT_API_URL'))"
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
@@ -123,7 +123,7 @@ def start(self, timeout=None):
 
 server.SubprocessASGIServer.start = start
 sys.argv = ["promo", "pending"]
-from promo.cli import main
+from promo.cli.main import main
 main()
 """
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}

@@ -27,18 +27,18 @@ from prefect.server.utilities.user_templates import (
 )
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-from deployments.deploy import FLOWS, setup_all
-from deployments.notify import (
+from promo.deployments.deploy import FLOWS, setup_all
+from promo.deployments.notify import (
     automation_names,
     ensure_notifications,
     gate_waiting_name,
     notification_automations,
 )
-from flows.gate import decide, waiting_gates
-from promo.approvals import Decision
+from promo.flows.gate import decide, waiting_gates
+from promo.release.approvals import Decision
 from promo.config import NotifySettings, load_config
 from promo.errors import InputError
-from promo.sandbox import create_sandbox, stop_sandbox
+from promo.local.sandbox import create_sandbox, stop_sandbox
 from tests.integration.conftest import PrefectServer, stop, tail, wait_until
 from tests.integration.test_gate_parameters import forget
 

@@ -22,11 +22,11 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from ruamel.yaml import YAML
 
-from flows.gate import decide, waiting_gates
-from flows.limits import RELEASE, limit_name
-from promo.approvals import Decision
-from promo.sandbox import Sandbox
-from promo.versions import short_sha
+from promo.flows.gate import decide, waiting_gates
+from promo.flows.limits import RELEASE, limit_name
+from promo.release.approvals import Decision
+from promo.local.sandbox import Sandbox
+from promo.release.versions import short_sha
 from tests.integration.conftest import PROJECT, PrefectServer, tail, wait_until
 
 pytestmark = pytest.mark.integration
@@ -216,7 +216,7 @@ def test_an_approval_never_promotes_a_version_nobody_saw(prefect_server, start_w
 
 
 def test_the_environment_lock_holds_its_one_slot(prefect_server: PrefectServer):
-    from flows.limits import ensure_environment_limits, environment_lock
+    from promo.flows.limits import ensure_environment_limits, environment_lock
     from promo.errors import ConflictError, NotFound
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}):

@@ -19,10 +19,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.gate import WaitingGate, waiting_gates
-from promo.local_server import free_port
-from promo.sandbox import Sandbox
-from promo.server import HOME_ENV, start_server
+from promo.flows.gate import WaitingGate, waiting_gates
+from promo.local.processes import free_port
+from promo.local.sandbox import Sandbox
+from promo.local.prefect_server import HOME_ENV, start_server
 from tests.integration.conftest import BIN, PROJECT, tail, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,7 +1,7 @@
 """The bad-input catalogue: every bad value, file or answer ends in one line naming the cause and the fix, an exit
 code, and an untouched world (GitOps refs, app repo refs, registry tags: snapshots before and after).
 
-Extends tests/flows/test_cli.py (whose cases are not repeated here). Cases run through ``promo.cli.main`` in this
+Extends tests/flows/test_cli.py (whose cases are not repeated here). Cases run through ``promo.cli.main.main`` in this
 process, against a real sandbox: SHARED cases on one world where dev and test already run a real build (built once per
 module), WORLD cases on a fresh sandbox each, broken first by ``setup``.
 """
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.gate import approving_as, decide, waiting_gates
-from flows.promote import promote_stage, promote_test
-from flows.publish_dev import publish_dev
-from promo.approvals import Decision
+from promo.flows.gate import approving_as, decide, waiting_gates
+from promo.flows.promote import promote_stage, promote_test
+from promo.flows.publish_dev import publish_dev
+from promo.release.approvals import Decision
 from promo.errors import ApprovalRejected
-from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
+from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
 from tests.flows.test_cli import edit_remote, error_line, run_promo, set_manifest, world_snapshot, write_config
 from tests.reliability.faulty_proxy import FaultyProxy
 
@@ -375,7 +375,7 @@ WORLD: dict[str, Case] = {
         bug=(
             "PROMO BUG (publish-dev checks the GitOps side last): a dev cluster without a manifest fails only at "
             "write-environment-version, after the build commit, the image and the RC chart were pushed. "
-            "flows/publish_dev.py should plan the first environment's edit (tasks.gitops.plan_environment_version with "
+            "flows/publish_dev.py should plan the first environment's edit (promo.tasks.gitops.plan_environment_version with "
             "any valid version, or GitOpsRepo._manifests + set_target_revision dry run) before resolve_build_commit"
         ),
     ),
@@ -508,7 +508,7 @@ def test_a_hotfix_whose_pull_request_failed_cannot_be_run_again(sandbox, monkeyp
         code, _out, err = run_promo(monkeypatch, capsys, "hotfix", "--config", config, "v0.1.0")
     assert code == 0, (
         "PROMO BUG (hotfix is not resumable): after a failure between create-hotfix-branch and open-pull-request, "
-        "`promo hotfix` refuses with ConflictError because promo.hotfix.check_hotfix treats promo's own branch as a "
+        "`promo hotfix` refuses with ConflictError because promo.release.hotfix.check_hotfix treats promo's own branch as a "
         "collision, so the pull request is never opened by promo. check_hotfix should accept an existing branch whose "
         "head is exactly promo's 'chore: start hotfix' commit on the release commit, and go on to open_pull_request "
         f"(already idempotent). Got exit {code}: {err.strip()}"

@@ -3,7 +3,7 @@
 Half of the promotions share one git cache (serialised by its lock file), the other half have one cache each (they
 race at the remote and the losers re-apply their edit on the new head). Each promotion runs ``GitOpsRepo.set_version``
 (what the ``write-environment-version`` task calls) under a loop that mirrors the task's retry policy: up to
-``tasks.retry.RETRIES`` more attempts, on ``TransientError`` only. A competing writer pushes commits of its own
+``promo.tasks.retry.RETRIES`` more attempts, on ``TransientError`` only. A competing writer pushes commits of its own
 through a plain ``git`` clone the whole time.
 """
 
@@ -19,8 +19,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from promo.errors import TransientError
-from promo.gitops import GitOpsRepo, Trailers
-from tasks.retry import RETRIES
+from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.tasks.retry import RETRIES
 from tests.fixtures.gitrepos import ROOT, application, git, make_remote
 
 APPS = 32

@@ -29,11 +29,11 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from flows.gate import approving_as
-from flows.promote import promote_stage, promote_test
-from flows.release_prod import release_prod
-from promo.sandbox import Sandbox, create_sandbox, stop_sandbox
-from promo.versions import short_sha
+from promo.flows.gate import approving_as
+from promo.flows.promote import promote_stage, promote_test
+from promo.flows.release_prod import release_prod
+from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
+from promo.release.versions import short_sha
 
 PROMO = str(Path(sys.executable).parent / "promo")
 POLL_SECONDS = 0.005
@@ -297,6 +297,6 @@ def test_release_prod_killed_after_every_step_equals_an_uninterrupted_release(pu
     print(f"\ncrash/resume figures: {FIGURES}")
     assert actual == expected
     assert actual["rc charts of the next version"] == 1, "exactly one RC build for the next version"
-    # A killed run's slot is not given back: the server frees it when its lease (flows.limits.LEASE_SECONDS, 60 s,
+    # A killed run's slot is not given back: the server frees it when its lease (promo.flows.limits.LEASE_SECONDS, 60 s,
     # the server's minimum) runs out, and a re-run waits for it. The runner frees stranded slots by hand to keep this
     # test short; the figures record how many kills left one (docs/reliability.md).

@@ -19,17 +19,17 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from promo.charts import package_chart, read_chart
+from promo.registry.charts import package_chart, read_chart
 from promo.config import PromoConfig
 from promo.errors import AuthError, TransientError
-from promo.helm_oci import chart_tag, pull_chart
-from promo.oci import REQUEST_ATTEMPTS, Registry
-from promo.registry_server import RegistryServer
-from promo.release import ReleaseCandidate
-from promo.versions import rc_version, short_sha
-from tasks.chart import check_registry_access, find_chart, push_rc_chart
-from tasks.image import build_image
-from tasks.release import prepare_release_chart, publish_release_chart
+from promo.registry.helm import chart_tag, pull_chart
+from promo.registry.oci import REQUEST_ATTEMPTS, Registry
+from promo.local.registry import RegistryServer
+from promo.release.candidate import ReleaseCandidate
+from promo.release.versions import rc_version, short_sha
+from promo.tasks.chart import check_registry_access, find_chart, push_rc_chart
+from promo.tasks.image import build_image
+from promo.tasks.release import prepare_release_chart, publish_release_chart
 from tests.reliability.conftest import fast_task_retries
 from tests.reliability.faulty_proxy import FaultyProxy
 
@@ -155,7 +155,7 @@ def test_every_operation_completes_at_a_20_percent_fault_rate(faulty_run):
         f"PROMO BUG (retry budget): {len(failures)} of {OPERATIONS + IMAGES} operations failed after the task's "
         f"{push_rc_chart.retries} retries at a {FAULT_RATE:.0%} per-request fault rate. A task retry re-runs the whole "
         "operation (7-12 registry requests), so each attempt fails with p = 1-0.8^k and 6 attempts are not enough; "
-        "promo.oci.Registry._send should retry one idempotent request on RegistryUnavailable (honouring Retry-After) "
+        "promo.registry.oci.Registry._send should retry one idempotent request on RegistryUnavailable (honouring Retry-After) "
         "before the task gives up:\n" + "\n".join(failures)
     )
 

@@ -4,7 +4,7 @@
    (the class GitPython imported by name too); ``os.system``/``os.popen`` fail the test if called. publish-dev runs on a
    branch whose (valid) name is full of shell syntax that would create a canary file if any shell saw it, from a
    promo.yaml whose path is just as hostile; promote-test is approved by a name made of shell syntax.
-2. ``promo.manifests.manifest_path`` over thousands of hostile names (seeded): it refuses them, or returns a path that
+2. ``promo.gitops.manifests.manifest_path`` over thousands of hostile names (seeded): it refuses them, or returns a path that
    stays inside ``registry/environments/`` and whose parts are DNS labels.
 """
 
@@ -20,11 +20,11 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from flows.gate import approving_as
-from flows.promote import promote_test
-from flows.publish_dev import publish_dev
+from promo.flows.gate import approving_as
+from promo.flows.promote import promote_test
+from promo.flows.publish_dev import publish_dev
 from promo.errors import InputError
-from promo.manifests import DEFAULT_ROOT, manifest_path
+from promo.gitops.manifests import DEFAULT_ROOT, manifest_path
 
 SEED = 7
 SAMPLES = 5000
@@ -188,7 +188,7 @@ def test_manifest_paths_never_leave_the_environments_root():
     print(f"\nmanifest path figures: {FIGURES}")
     assert accepted and refused > accepted
     assert not wrong, (
-        f"PROMO BUG (promo/manifests.py validate_name): {len(wrong)} hostile names accepted. _DNS_LABEL ends with '$', "
+        f"PROMO BUG (promo/gitops/manifests.py validate_name): {len(wrong)} hostile names accepted. _DNS_LABEL ends with '$', "
         "which also matches before a trailing newline, so 'dev\\n' passes as a DNS label and becomes a path segment "
         "(registry/environments/dev\\n/...); use _DNS_LABEL.fullmatch (or \\Z). First ones:\n" + "\n".join(wrong[:8])
     )

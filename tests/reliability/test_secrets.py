@@ -24,14 +24,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from flows.hotfix import hotfix
-from flows.publish_dev import publish_dev
+from promo.flows.hotfix import hotfix
+from promo.flows.publish_dev import publish_dev
 from promo.errors import AuthError, PromoError, TransientError
-from promo.git import Mirror, redact_url
-from promo.gitops import GitOpsRepo
-from promo.images import Buildah
-from promo.oci import EcrCredentials, Registry
-from promo.registry_server import _free_port
+from promo.gitops.mirror import Mirror, redact_url
+from promo.gitops.repo import GitOpsRepo
+from promo.registry.images import Buildah
+from promo.registry.oci import EcrCredentials, Registry
+from promo.local.registry import _free_port
 from tests.flows.test_cli import error_line, run_promo, write_config
 from tests.reliability.git_http import GitHttpServer
 from tests.reliability.test_bad_input import Ctx, github_forge, released_and_bumped

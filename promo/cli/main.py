@@ -90,7 +90,7 @@ def publish_dev(
     config: ConfigOption = None,
 ) -> None:
     """Build and push the image and the RC chart, then deploy it to the first environment."""
-    from flows.publish_dev import publish_dev as flow
+    from promo.flows.publish_dev import publish_dev as flow
 
     published = flow(sha=sha, branch=branch, config_path=config)
     typer.echo(published.summary())
@@ -100,7 +100,7 @@ def _approving_if(yes: bool, override_reason: str | None = None):
     """``--yes``: the person running the command approves its gate, in this process only."""
     from contextlib import nullcontext
 
-    from flows.gate import approving_as
+    from promo.flows.gate import approving_as
 
     if override_reason is not None and not yes:
         raise InputError("--override-reason goes with --yes", "add --yes, or give the reason at the gate's form")
@@ -108,7 +108,7 @@ def _approving_if(yes: bool, override_reason: str | None = None):
 
 
 def _promote(target: str, yes: bool, override_reason: str | None, config: str | None) -> None:
-    from flows.promote import FLOWS
+    from promo.flows.promote import FLOWS
 
     with _approving_if(yes, override_reason):
         promotion = FLOWS[target](config_path=config)
@@ -130,7 +130,7 @@ def promote_stage(yes: YesOption = False, override_reason: OverrideOption = None
 @flow_command("release-prod")
 def release_prod(yes: YesOption = False, override_reason: OverrideOption = None, config: ConfigOption = None) -> None:
     """Release the RC running in stage to prod as X.Y.Z, after approval; safe to run again after any failure."""
-    from flows.release_prod import release_prod as flow
+    from promo.flows.release_prod import release_prod as flow
 
     with _approving_if(yes, override_reason):
         released = flow(config_path=config)
@@ -147,7 +147,7 @@ def rollback(
     config: ConfigOption = None,
 ) -> None:
     """Put back the last version verified in ENV (or --to VERSION, verified there), after approval, and verify it."""
-    from flows.rollback import rollback as flow
+    from promo.flows.rollback import rollback as flow
 
     with _approving_if(yes):
         rolled_back = flow(env=env, to=to, config_path=config)
@@ -160,8 +160,8 @@ def hotfix(
     config: ConfigOption = None,
 ) -> None:
     """Branch hotfix-X-Y-(Z+1) from a release tag, set its chart version, and open a draft pull request."""
-    from flows.hotfix import hotfix as flow
-    from promo.versions import parse_release_tag
+    from promo.flows.hotfix import hotfix as flow
+    from promo.release.versions import parse_release_tag
 
     parse_release_tag(tag)
     typer.echo(flow(tag=tag, config_path=config).summary())
@@ -173,8 +173,8 @@ def bump_version(
     config: ConfigOption = None,
 ) -> None:
     """Bump the chart version on main by one part."""
-    from flows.bump_version import bump_version as flow
-    from promo.versions import check_bump_part
+    from promo.flows.bump_version import bump_version as flow
+    from promo.release.versions import check_bump_part
 
     change = flow(part=check_bump_part(part), config_path=config)
     typer.echo(f"chart version {change.before} -> {change.after} (commit {change.commit})")
@@ -185,7 +185,7 @@ def releases(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """List the releases of the app (git tags with notes, or GitHub releases)."""
     from promo.clients import forge
     from promo.config import load_config
-    from promo.table import print_table
+    from promo.cli.table import print_table
 
     found = forge(load_config(config)).list_releases()
     if as_json:
@@ -207,8 +207,8 @@ def approve(
     config: ConfigOption = None,
 ) -> None:
     """Approve (or --reject) a promotion waiting at its gate: by flow run id, or by environment (with promo.yaml)."""
-    from flows.gate import decide
-    from promo.approvals import Decision
+    from promo.flows.gate import decide
+    from promo.release.approvals import Decision
     from promo.config import load_config
 
     app_name = None
@@ -223,7 +223,7 @@ def approve(
 
 
 def _one_gate(run_id: str | None, env: str | None, app_name: str | None):
-    from flows.gate import waiting_gates
+    from promo.flows.gate import waiting_gates
 
     if (run_id is None) == (env is None):
         raise InputError("name exactly one gate", "pass a flow run id or --env ENV (see `promo pending`)")
@@ -245,9 +245,9 @@ def pending(
     ] = None,
 ) -> None:
     """List the gates waiting for a decision."""
-    from flows.gate import waiting_gates
+    from promo.flows.gate import waiting_gates
     from promo.config import load_config
-    from promo.table import print_table
+    from promo.cli.table import print_table
 
     gates = waiting_gates(app=load_config(config).app if config else None)
     if as_json:
@@ -268,8 +268,8 @@ def pending(
 def status(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """Show each environment's version, image tag, chart digest, its verdict and how long it has soaked."""
     from promo.config import load_config
-    from promo.status import environment_status
-    from promo.table import print_table
+    from promo.reports.status import environment_status
+    from promo.cli.table import print_table
 
     rows = environment_status(load_config(config))
     if as_json:
@@ -302,7 +302,7 @@ def sandbox(
 ) -> None:
     """Lay out a local world: sample app, bare git remotes, GitOps repo, promo.yaml, a registry and a stand-in
     for Argo CD and the clusters."""
-    from promo.sandbox import create_sandbox, degrade_version, stop_sandbox
+    from promo.local.sandbox import create_sandbox, degrade_version, stop_sandbox
 
     if stop:
         typer.echo("sandbox stopped" if stop_sandbox(directory) else "sandbox was not running")
@@ -324,7 +324,7 @@ def demo(
     directory: Annotated[Path, typer.Option("--dir", help="sandbox directory")] = Path(".promo-demo"),
 ) -> None:
     """Make a sandbox and move a real build from dev to test to stage, approving as the demo user."""
-    from flows.demo import run_demo
+    from promo.flows.demo import run_demo
 
     run_demo(directory)
 
@@ -337,8 +337,8 @@ def history(
 ) -> None:
     """Every change of the app, newest first, read from the GitOps log: who approved it and whether it came up."""
     from promo.config import load_config
-    from promo.history import TABLE_HEADERS, app_history, table_row
-    from promo.table import print_table
+    from promo.gitops.history import TABLE_HEADERS, app_history, table_row
+    from promo.cli.table import print_table
 
     changes = app_history(load_config(config), env)
     if as_json:
@@ -357,9 +357,9 @@ def trace(
 ) -> None:
     """Follow a version from its app commit through image, RC chart and every environment to its release."""
     from promo.config import load_config
-    from promo.history import TABLE_HEADERS, table_row
-    from promo.table import print_table
-    from promo.trace import trace as follow
+    from promo.gitops.history import TABLE_HEADERS, table_row
+    from promo.cli.table import print_table
+    from promo.reports.trace import trace as follow
 
     found = follow(load_config(config), target)
     if as_json:
@@ -388,7 +388,7 @@ def metrics(
 ) -> None:
     """The four DORA figures for prod over the window, each with how it was computed."""
     from promo.config import duration_seconds, load_config
-    from promo.metrics import metrics as compute
+    from promo.reports.metrics import metrics as compute
 
     try:
         window = duration_seconds(since)
@@ -421,7 +421,7 @@ def server_start(
     pool: Annotated[str, typer.Option(help="work pool the worker polls")] = "promo",
 ) -> None:
     """Start the local Prefect server (or find it running) and wait until it answers."""
-    from promo.server import start_server, start_worker
+    from promo.local.prefect_server import start_server, start_worker
 
     started = start_server(port)
     server = started.process
@@ -437,7 +437,7 @@ def server_start(
 @server_app.command("status")
 def server_status() -> None:
     """Show the local Prefect server's URL, PID and health, and its worker's."""
-    from promo.server import running_server, running_worker
+    from promo.local.prefect_server import running_server, running_worker
 
     server = running_server()
     if server is None:
@@ -452,7 +452,7 @@ def server_status() -> None:
 @server_app.command("stop")
 def server_stop() -> None:
     """Stop the local Prefect server and its worker, by the PIDs they were started with."""
-    from promo.server import stop_server
+    from promo.local.prefect_server import stop_server
 
     stopped = stop_server()
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "the local Prefect server was not running")
@@ -460,7 +460,7 @@ def server_stop() -> None:
 
 def _register_extra_commands() -> None:
     """Commands kept in modules of their own (each registers itself on ``app``)."""
-    from promo import cli_ops  # noqa: F401
+    from promo.cli import ops  # noqa: F401
 
 
 # How Prefect reports a failed run's exception without attaching it: "Finished in state Failed('Task run encountered
@@ -503,7 +503,7 @@ def _quiet_console_promo_errors() -> None:
 
 def _use_local_server() -> None:
     """Before Prefect reads its settings: the local server, when one is up, instead of a temporary API per command."""
-    from promo.server import use_running_server
+    from promo.local.prefect_server import use_running_server
 
     note = use_running_server()
     if note is not None:
@@ -524,7 +524,7 @@ def main() -> None:
     except PromoError as error:
         _fail(error)
     except RuntimeError as error:
-        from promo.server import ephemeral_start_failure
+        from promo.local.prefect_server import ephemeral_start_failure
 
         explained = ephemeral_start_failure(error)
         if explained is None:

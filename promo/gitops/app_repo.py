@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from promo.charts import CHART_FILE, parse_chart_yaml, set_chart_yaml_version
+from promo.registry.charts import CHART_FILE, parse_chart_yaml, set_chart_yaml_version
 from promo.errors import ChartError
-from promo.git import Mirror, Snapshot
+from promo.gitops.mirror import Mirror, Snapshot
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ connect to ephemeral Prefect API server``). ``promo server start`` runs one ``pr
 the promo home instead, and every later `promo` command finds it through its state file and uses it.
 
 Both processes are ``LocalServer``s: detached, each with its own log, found again by a state file, stopped by PID.
-They start through this module (``python -m promo.server LAUNCH.json``), which gives them their own Prefect
+They start through this module (``python -m promo.local.prefect_server LAUNCH.json``), which gives them their own Prefect
 environment and runs Prefect's CLI in-process, so the launch file's path in the command line tells our process from
 a recycled PID's.
 """
@@ -27,12 +27,12 @@ from typing import ClassVar, Generic, Self, TypeVar
 import httpx
 
 from promo.errors import ToolError
-from promo.local_server import LocalServer, free_port
+from promo.local.processes import LocalServer, free_port
 
 HOME_ENV = "PROMO_HOME"  # default ~/.promo; the server keeps everything under <home>/server
 DEFAULT_PORT = 4200  # Prefect's usual port, so the UI is where people look for it
 DEFAULT_POOL = "promo"  # the work pool `promo setup` registers deployments on
-LAUNCHER = "promo.server"
+LAUNCHER = "promo.local.prefect_server"
 # The check every promo command makes before it runs: short, so a hung server costs a command little.
 QUICK_HEALTH_SECONDS = 2.0
 # Under a deployment a gate suspends, and an approval puts its run back in the queue "to run now": it resumes when a
@@ -195,7 +195,7 @@ def use_running_server() -> str | None:
 
     Returns the line to show when a server is recorded but does not answer (the command then starts Prefect's
     temporary API, as it would with no server at all). Once Prefect's settings are loaded it is too late to choose,
-    and the caller has chosen (a test calling ``promo.cli.main`` under its own server): nothing is changed then.
+    and the caller has chosen (a test calling ``promo.cli.main.main`` under its own server): nothing is changed then.
     """
     if os.environ.get("PREFECT_API_URL") or "prefect.settings" in sys.modules:
         return None

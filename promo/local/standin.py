@@ -15,7 +15,7 @@ GitOps repository the way Argo CD's automated sync would:
   (what the sample app's ``CHART_VERSION`` would say), 503 otherwise.
 
 Time stamps have whole seconds, as Argo CD's do. A git source's revision is the GitOps commit read (the only git
-repository the stand-in knows). Run it as ``python -m promo.standin CONFIG.json``; ``promo sandbox`` does so.
+repository the stand-in knows). Run it as ``python -m promo.local.standin CONFIG.json``; ``promo sandbox`` does so.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from promo.errors import PromoError, ToolError
-from promo.local_server import START_TIMEOUT, LocalServer, free_port
-from promo.manifests import DEFAULT_ROOT, read_target_revision
+from promo.local.processes import START_TIMEOUT, LocalServer, free_port
+from promo.gitops.manifests import DEFAULT_ROOT, read_target_revision
 
-log = logging.getLogger("promo.standin")
+log = logging.getLogger("promo.local.standin")
 
 HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
 SYNC_RUNNING_MESSAGE = "one or more tasks are running"
@@ -500,7 +500,7 @@ def _timestamp(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class StandinServer(LocalServer):
-    """The stand-in running as a detached ``python -m promo.standin`` process, with its files under ``root``."""
+    """The stand-in running as a detached ``python -m promo.local.standin`` process, with its files under ``root``."""
 
     program = "promo stand-in"
     config_name = "config.json"
@@ -529,7 +529,7 @@ class StandinServer(LocalServer):
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     if len(argv) != 1:
-        sys.exit("usage: python -m promo.standin CONFIG.json")
+        sys.exit("usage: python -m promo.local.standin CONFIG.json")
     serve(StandinSettings.model_validate_json(Path(argv[0]).read_text(encoding="utf-8")))
 
 

@@ -27,9 +27,9 @@ from typing import Any
 from promo.clients import app_mirror
 from promo.config import PromoConfig
 from promo.errors import NotFound
-from promo.git import Mirror
-from promo.history import Change, app_history, candidate_of
-from promo.versions import sha_of
+from promo.gitops.mirror import Mirror
+from promo.gitops.history import Change, app_history, candidate_of
+from promo.release.versions import sha_of
 
 NO_DATA = "n/a (no data)"
 _DAY = 86400.0

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from promo.git import Mirror
+from promo.gitops.mirror import Mirror
 
 KIND = "verdicts"
 VERIFIED, FAILED = "verified", "failed"

@@ -19,8 +19,8 @@ from pathlib import Path
 from git import Actor
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.git import DEFAULT_ATTEMPTS, DEFAULT_AUTHOR, Mirror, Snapshot
-from promo.manifests import (
+from promo.gitops.mirror import DEFAULT_ATTEMPTS, DEFAULT_AUTHOR, Mirror, Snapshot
+from promo.gitops.manifests import (
     DEFAULT_ROOT,
     diff_manifest,
     manifest_path,
@@ -28,7 +28,7 @@ from promo.manifests import (
     set_target_revision,
     validate_name,
 )
-from promo.versions import is_downgrade, parse_version, version_rank
+from promo.release.versions import is_downgrade, parse_version, version_rank
 
 
 @dataclass(frozen=True)

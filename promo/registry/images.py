@@ -1,7 +1,7 @@
 """Container image builds: build a Containerfile and push the image, with buildah or docker buildx.
 
 Both builders push as part of the build and return the digest the registry stored, so later steps can pin
-``repo@digest`` instead of trusting a mutable tag. Credentials are promo.oci's (so ECR tokens work here too) and
+``repo@digest`` instead of trusting a mutable tag. Credentials are promo.registry.oci's (so ECR tokens work here too) and
 reach the tool through a 0600 ``config.json`` in a private temporary directory: never through its arguments, its
 environment values or our messages. No retries here: a TransientError is retried by the task layer.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from promo.errors import AuthError, InputError, PromoError, ToolError, TransientError
-from promo.oci import CREDENTIALS_FIX, DIGEST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN, Credentials, Registry
+from promo.registry.oci import CREDENTIALS_FIX, DIGEST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN, Credentials, Registry
 
 BuilderKind = Literal["auto", "buildah", "docker"]
 

@@ -17,10 +17,10 @@ from typing import Any
 from promo.clients import app_mirror, forge
 from promo.config import PromoConfig
 from promo.errors import InputError, NotFound
-from promo.forge import Forge, Release
-from promo.git import Mirror
-from promo.history import Change, app_history, candidate_of, is_candidate
-from promo.versions import parse_version, release_of, sha_of
+from promo.forges.base import Forge, Release
+from promo.gitops.mirror import Mirror
+from promo.gitops.history import Change, app_history, candidate_of, is_candidate
+from promo.release.versions import parse_version, release_of, sha_of
 
 _SHA = re.compile(r"[0-9a-f]{7,40}")
 

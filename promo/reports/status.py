@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 from promo.clients import chart_repository, gitops_repo, open_registry
 from promo.config import PromoConfig
 from promo.errors import NotFound
-from promo.gitops import describe_clusters
-from promo.helm_oci import chart_config, chart_tag
-from promo.history import read_history
-from promo.readiness import deployed_by, format_age, soaked_seconds, soaking_since
+from promo.gitops.repo import describe_clusters
+from promo.registry.helm import chart_config, chart_tag
+from promo.gitops.history import read_history
+from promo.release.readiness import deployed_by, format_age, soaked_seconds, soaking_since
 
 
 @dataclass(frozen=True)

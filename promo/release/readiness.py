@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from promo.config import EnvironmentSettings
-from promo.history import Change
+from promo.gitops.history import Change
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ commits say what they did: the subject names the kind (``deploy``/``promote``/``
 one ``path: before -> after`` line per cluster, and git trailers record the approver, the flow run and the chart. A
 commit promo did not write (someone edited a manifest by hand) is still a change: its versions are read from the
 manifests before and after it, and its message is not trusted, so it has no approver. Whether a change came up is the
-verdict recorded for its commit (``promo.verdicts``).
+verdict recorded for its commit (``promo.gitops.verdicts``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any, Literal, cast
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
 from promo.errors import InputError, PromoError
-from promo.git import CommitRecord, Mirror
-from promo.manifests import manifest_path, read_target_revision
-from promo.verdicts import Verdict, read_verdicts
-from promo.versions import is_release_candidate, release_of
+from promo.gitops.mirror import CommitRecord, Mirror
+from promo.gitops.manifests import manifest_path, read_target_revision
+from promo.gitops.verdicts import Verdict, read_verdicts
+from promo.release.versions import is_release_candidate, release_of
 
 Kind = Literal["deploy", "promote", "release", "rollback", "manual"]
 NOTHING = "<none>"  # how a commit body writes "no version yet"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from promo.git import LogEntry, redact_url
+from promo.gitops.mirror import LogEntry, redact_url
 
 BREAKING = "Breaking changes"
 OTHER = "Other changes"

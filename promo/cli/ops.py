@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from promo.cli import ConfigOption, app
+from promo.cli.main import ConfigOption, app
 from promo.errors import InputError, ToolError
 
 
@@ -42,7 +42,7 @@ def setup(
     Idempotent: what exists is kept (limits, secrets and the pool are never changed), deployments are updated.
     """
     try:
-        from deployments.deploy import setup_all
+        from promo.deployments.deploy import setup_all
     except ModuleNotFoundError as error:
         if error.name != "deployments":
             raise
@@ -67,10 +67,10 @@ def notify_push(
     config: ConfigOption = None,
 ) -> None:
     """Tell the Prefect server a commit was pushed (event git.push): publish-dev runs for main and hotfix-* branches."""
-    from flows.events import branch_publishes, emit_push_event
+    from promo.flows.events import branch_publishes, emit_push_event
     from promo.config import load_config
-    from promo.git import check_branch_name
-    from promo.versions import short_sha
+    from promo.gitops.mirror import check_branch_name
+    from promo.release.versions import short_sha
 
     check_branch_name(branch)
     short_sha(sha)

@@ -22,7 +22,7 @@ class ApprovalRequest:
     running: str | None = None
     current: Mapping[str, str] = field(default_factory=dict)  # cluster -> the version it runs now ("" = nothing yet)
     headline: str | None = None  # what the page says this is, when it is no plain promotion (a rollback and why)
-    not_ready: tuple[str, ...] = ()  # what the version lacks in the source (promo.readiness): approving needs a reason
+    not_ready: tuple[str, ...] = ()  # what the version lacks in the source (promo.release.readiness): approving needs a reason
     failed_verification: bool = False  # it failed verification in the source: overriding that is an emergency
 
     @property

@@ -21,7 +21,7 @@ from promo.errors import ConflictError, InputError
 
 if TYPE_CHECKING:
     from promo.forges.github import TokenProvider
-    from promo.git import Mirror
+    from promo.gitops.mirror import Mirror
 
 ForgeKind = Literal["local", "github"]
 FORGE_KINDS: tuple[ForgeKind, ...] = ("local", "github")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promo.errors import ToolError
-from promo.local_server import LocalServer
-from promo.local_server import free_port as _free_port  # tests take free ports from here
+from promo.local.processes import LocalServer
+from promo.local.processes import free_port as _free_port  # tests take free ports from here
 
 EXECUTABLE = "docker-registry"
 

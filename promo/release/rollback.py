@@ -1,6 +1,6 @@
 """Which version a rollback puts back: one that was verified in that environment, never a guess.
 
-A rollback reads the environment's history (``promo.history``, newest first) with the verdict of each change. It goes
+A rollback reads the environment's history (``promo.gitops.history``, newest first) with the verdict of each change. It goes
 back to the newest change whose version came up verified there and is not what runs now, or to the version asked
 for, which must have come up verified there too: a version nobody saw healthy in that environment is no safe place
 to return to.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from promo.config import EnvironmentSettings
 from promo.errors import ConfigError, InputError, NotFound
-from promo.history import Change
+from promo.gitops.history import Change
 
 
 @dataclass(frozen=True)

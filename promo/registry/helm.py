@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from promo.charts import ChartPackage, read_chart
+from promo.registry.charts import ChartPackage, read_chart
 from promo.errors import ChartError, ConflictError, InputError, NotFound
-from promo.oci import DIGEST_PATTERN, OCI_MANIFEST, Registry, digest_of
+from promo.registry.oci import DIGEST_PATTERN, OCI_MANIFEST, Registry, digest_of
 
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
 CHART_LAYER_MEDIA_TYPE = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"

@@ -5,7 +5,7 @@ stand-in for Argo CD and the clusters.
     DIR/remotes/<app>.git       bare app repository on main: the sample app, its chart and promo.yaml
     DIR/remotes/gitops.git      bare GitOps repository on main: one Argo CD Application per environment and cluster
     DIR/registry/               a docker-registry process; state.json records its PID and port
-    DIR/standin/                the stand-in for Argo CD and the clusters (promo.standin); state.json as above
+    DIR/standin/                the stand-in for Argo CD and the clusters (promo.local.standin); state.json as above
     DIR/degraded-versions       chart versions the stand-in brings up Degraded, one a line (`--degrade VERSION`)
     DIR/buildah/                buildah's storage (image.storage_root)
     DIR/cache/                  promo's git caches (cache_dir)
@@ -39,11 +39,11 @@ from ruamel.yaml.comments import CommentedSeq
 
 from promo.config import ArgoCDCheck, EnvironmentSettings, HttpCheck, PromoConfig, VerifySettings, load_config
 from promo.errors import InputError, ToolError
-from promo.images import registry_host
-from promo.local_server import LocalServer
-from promo.manifests import manifest_path, validate_name
-from promo.registry_server import RegistryServer
-from promo.standin import StandinServer, StandinSettings
+from promo.registry.images import registry_host
+from promo.local.processes import LocalServer
+from promo.gitops.manifests import manifest_path, validate_name
+from promo.local.registry import RegistryServer
+from promo.local.standin import StandinServer, StandinSettings
 
 BRANCH = "main"
 GITOPS_REMOTE = "gitops.git"
@@ -226,7 +226,7 @@ def _config_text(config: PromoConfig) -> str:
     return (
         "# promo.yaml of a promo sandbox, written by `promo sandbox`. The registry's and the stand-in's ports are\n"
         "# rewritten here when a restart has to move them; registry.auth is anonymous and loopback registries are\n"
-        "# plain HTTP. verify: points at the stand-in for Argo CD and the clusters (promo/standin.py).\n"
+        "# plain HTTP. verify: points at the stand-in for Argo CD and the clusters (promo/local/standin.py).\n"
         f"{body.getvalue()}"
     )
 

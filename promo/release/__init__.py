@@ -1,0 +1,1 @@
+"""Release rules: versions, release candidates, approvals, readiness, hotfixes, rollbacks and release notes."""

@@ -1,0 +1,1 @@
+"""Read-only reports for `promo status`, `trace` and `metrics`: they never import Prefect."""
