@@ -19,6 +19,9 @@ class GatedRun(Generic[Result]):
     def __init__(self, start: Callable[[], Result]) -> None:
         self.result: Result | None = None
         self.error: BaseException | None = None
+        # Gates already waiting belong to other runs (a failed test's, an earlier demo's): ``gate`` never hands
+        # one of those out, so one stuck run cannot make every later caller approve the wrong flow.
+        self._earlier = {gate.flow_run_id for gate in waiting_gates()}
 
         def run() -> None:
             try:
@@ -32,7 +35,7 @@ class GatedRun(Generic[Result]):
     def gate(self, env: str, timeout: float = 120) -> WaitingGate:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            gates = waiting_gates(env=env)
+            gates = [gate for gate in waiting_gates(env=env) if gate.flow_run_id not in self._earlier]
             if gates:
                 return gates[0]
             if not self.thread.is_alive():
