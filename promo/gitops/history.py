@@ -222,12 +222,16 @@ def _moves_in_body(body: str, paths: Mapping[str, tuple[str, str]]) -> list[tupl
 
 
 def _moves_in_trees(mirror: Mirror, commit: str, paths: Mapping[str, tuple[str, str]]) -> list[tuple[str, Move]]:
-    """What a commit did to each manifest it changed, read from the files before and after it."""
+    """What a commit did to each manifest it changed, read from the files before and after it.
+
+    A hand edit of another field is still shown (it stays on its version); laying out a manifest with no version
+    yet (a repository's first commit) deployed nothing and is no change of the app."""
     moves = []
     for path, (env, cluster) in paths.items():
         before, after = _file_at(mirror, f"{commit}^", path), _file_at(mirror, commit, path)
-        if before != after:
-            moves.append((env, Move(cluster, _revision(before, path), _revision(after, path))))
+        if before == after or (before is None and _revision(after, path) == ""):
+            continue
+        moves.append((env, Move(cluster, _revision(before, path), _revision(after, path))))
     return moves
 
 
