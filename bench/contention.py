@@ -227,8 +227,8 @@ def _bench(runs: int, work: Path) -> Report:
         ),
     }
     if os.environ.get("BENCH_CONTENTION") != "all":  # threads behave as processes do; they double the runtime
-        variants = {label: call for label, call in variants.items() if "processes" in label}
-        report.note("threads left out (BENCH_CONTENTION=all runs them too)")
+        variants = {label: call for label, call in variants.items() if "processes" in label and "conflict" not in label}
+        report.note("threads and the lock taken only on conflict left out (BENCH_CONTENTION=all runs them too)")
     _create_limit(url)
     floor = f"{N} sequential raw pushes (floor)"
 
