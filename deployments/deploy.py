@@ -32,7 +32,7 @@ from prefect.workers.base import BaseWorker
 
 from promo.deployments.notify import ensure_notifications
 from promo.flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
-from promo.flows.limits import RELEASE, ensure_environment_limits
+from promo.flows.limits import RELEASE, ensure_environment_limits, ensure_limits, gitops_limit_name
 from promo.config import PromoConfig, config_path as find_config_path, load_config
 from promo.errors import InputError
 from promo.registry.oci import PASSWORD_BLOCK
@@ -104,7 +104,10 @@ def setup_all(
     outcomes = [ensure_work_pool(work_pool, pool_type)]
     outcomes += [
         Outcome("limit", name, "created" if created else "exists", "1 slot" if created else "")
-        for name, created in ensure_environment_limits(config.app, [*config.environment_names, RELEASE])
+        for name, created in [
+            *ensure_environment_limits(config.app, [*config.environment_names, RELEASE]),
+            *ensure_limits([gitops_limit_name(config.gitops.url)]),  # the GitOps repository's write lock
+        ]
     ]
     outcomes += ensure_secret_placeholders()
     outcomes += deploy_all(path, work_pool, source=source)
