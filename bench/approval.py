@@ -61,7 +61,8 @@ def _with_timers(spent: dict[str, float], call: Callable[[], object]) -> object:
 
 def bench(runs: int) -> Report:
     from promo.flows.background import GatedRun
-    from promo.flows.gate import approving_as, decide
+    from promo.flows.gate import approving_as
+    from promo.release.gates import decide
     from promo.flows.promote import promote_test
 
     report = Report("1 approval", "decide() on a paused gate -> GitOps commit on the remote")
@@ -201,7 +202,7 @@ def suspended_rounds(report: Report, world, versions: Iterator[str], runs: int) 
     from prefect.deployments import run_deployment
 
     from promo.deployments.deploy import setup_all
-    from promo.flows.gate import decide, waiting_gates
+    from promo.release.gates import decide, waiting_gates
     from promo.local.prefect_server import WORKER_SETTINGS
 
     app = world.config.app

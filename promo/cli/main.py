@@ -207,7 +207,7 @@ def approve(
     config: ConfigOption = None,
 ) -> None:
     """Approve (or --reject) a promotion waiting at its gate: by flow run id, or by environment (with promo.yaml)."""
-    from promo.flows.gate import decide
+    from promo.release.gates import decide
     from promo.release.approvals import Decision
     from promo.config import load_config
 
@@ -223,7 +223,7 @@ def approve(
 
 
 def _one_gate(run_id: str | None, env: str | None, app_name: str | None):
-    from promo.flows.gate import waiting_gates
+    from promo.release.gates import waiting_gates
 
     if (run_id is None) == (env is None):
         raise InputError("name exactly one gate", "pass a flow run id or --env ENV (see `promo pending`)")
@@ -245,7 +245,7 @@ def pending(
     ] = None,
 ) -> None:
     """List the gates waiting for a decision."""
-    from promo.flows.gate import waiting_gates
+    from promo.release.gates import waiting_gates
     from promo.config import load_config
     from promo.cli.table import print_table
 

@@ -22,7 +22,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from ruamel.yaml import YAML
 
-from promo.flows.gate import decide, waiting_gates
+from promo.release.gates import decide, waiting_gates
 from promo.flows.limits import RELEASE, limit_name
 from promo.release.approvals import Decision
 from promo.local.sandbox import Sandbox
