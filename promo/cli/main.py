@@ -515,9 +515,14 @@ def _fail(error: PromoError) -> None:
     sys.exit(error.exit_code)
 
 
+# Commands that read git and the registry only: they need not look for the local Prefect server (a health request,
+# and an HTTP client loading the CA bundle, ~0.1 s of a command meant to answer at once). `server` manages it itself.
+_NO_PREFECT_SERVER = {"status", "releases", "history", "trace", "metrics", "sandbox", "server"}
+
+
 def main() -> None:
     _register_extra_commands()
-    if sys.argv[1:2] != ["server"]:  # `promo server` manages the local server itself
+    if not _NO_PREFECT_SERVER.intersection(sys.argv[1:2]):
         _use_local_server()
     try:
         app()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import ssl
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from promo.release.approvals import Decision
 GATE_TAG = "promo-gate"  # every run waiting at a promo gate carries it (see flows/gate.py's gate_tags)
 GATE_KEY_PREFIX = "approve-"  # a gate's pause key: approve-<target env>-<digest of what it shows>-<attempt>
 TIMEOUT_SECONDS = 30.0  # a loaded SQLite-backed server can take seconds per write; bounded all the same
+ATTEMPTS = 6  # with the backoff below, about 15 s of a server that stays busy
+RETRIED_STATUSES = {429, 502, 503, 504}
 MAX_GATES = 200  # the API's page size; more open gates than that is a backlog no table helps with
 
 
@@ -81,14 +85,28 @@ class PrefectApi:
         return httpx.Client(base_url=self.url, headers=dict(self.headers), timeout=TIMEOUT_SECONDS, verify=_tls(self.url))
 
     def call(self, client: httpx.Client, method: str, path: str, body: object = None) -> Any:
-        """One request; an unreachable or failing server is one line naming the server and the fix."""
-        try:
-            response = client.request(method, path, json=body)
-        except httpx.HTTPError as error:
-            raise TransientError(
-                f"the Prefect API at {self.url} did not answer ({type(error).__name__})",
-                "check that the server runs (`promo server status`) or that PREFECT_API_URL names it, then try again",
-            ) from None
+        """One request; an unreachable or failing server is one line naming the server and the fix.
+
+        A busy SQLite-backed server answers 503 ("database is locked") and rolls the write back: such answers, and
+        connections that failed, are tried again a few times, as Prefect's own client does."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = client.request(method, path, json=body)
+            except httpx.TransportError as error:
+                if attempt < ATTEMPTS:
+                    time.sleep(_backoff(attempt))
+                    continue
+                raise TransientError(
+                    f"the Prefect API at {self.url} did not answer ({type(error).__name__})",
+                    "check that the server runs (`promo server status`) or that PREFECT_API_URL names it, then try again",
+                ) from None
+            if response.status_code in RETRIED_STATUSES and attempt < ATTEMPTS:
+                time.sleep(_backoff(attempt, response.headers.get("Retry-After")))
+                continue
+            return self._answer(response, method, path)
+        raise AssertionError("unreachable")
+
+    def _answer(self, response: httpx.Response, method: str, path: str) -> Any:
         if response.status_code == 404:
             raise NotFound(f"the Prefect API at {self.url} knows no {path}", "run `promo pending` to see open gates")
         if response.status_code in (401, 403):
@@ -188,6 +206,12 @@ def _as_gate(api: PrefectApi, run: Mapping[str, Any], flow_name: str) -> Waiting
         waiting_since=datetime.fromisoformat(since) if since else None,
         url=f"{api.ui_url}/runs/flow-run/{run['id']}",
     )
+
+
+def _backoff(attempt: int, retry_after: str | None = None) -> float:
+    if retry_after and retry_after.isdigit():
+        return min(float(retry_after), 10.0)
+    return min(0.5 * 2 ** (attempt - 1), 4.0) * random.uniform(0.8, 1.2)
 
 
 def _prefect_settings_if_loaded() -> Any:
