@@ -99,6 +99,9 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
             "created  deployment promote-stage/hello",
         ):
             assert line in first.stdout, first.stdout
+        # the worker starts the engine itself, not a workspace supervisor that then starts it (~1.4 s per run)
+        template = client.read_work_pool("promo").base_job_template
+        assert template["variables"]["properties"]["command"]["default"] == "python -m prefect.engine"
         publish = client.read_deployment_by_name("publish-dev/hello")
         assert publish.parameters == {"config_path": config}
         assert [(s.slug, s.active) for s in publish.schedules] == [("nightly", False)]
