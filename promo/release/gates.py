@@ -82,7 +82,8 @@ class PrefectApi:
         return cls(url=url, ui_url=str(ui_url or url.removesuffix("/api")).rstrip("/"), headers=headers)
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=dict(self.headers), timeout=TIMEOUT_SECONDS, verify=_tls(self.url))
+        headers = dict(self.headers)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT_SECONDS, verify=_tls(self.url))
 
     def call(self, client: httpx.Client, method: str, path: str, body: object = None) -> Any:
         """One request; an unreachable or failing server is one line naming the server and the fix.
@@ -98,7 +99,8 @@ class PrefectApi:
                     continue
                 raise TransientError(
                     f"the Prefect API at {self.url} did not answer ({type(error).__name__})",
-                    "check that the server runs (`promo server status`) or that PREFECT_API_URL names it, then try again",
+                    "check that the server runs (`promo server status`) or that PREFECT_API_URL names it; "
+                    "then try again",
                 ) from None
             if response.status_code in RETRIED_STATUSES and attempt < ATTEMPTS:
                 time.sleep(_backoff(attempt, response.headers.get("Retry-After")))
@@ -122,7 +124,9 @@ class PrefectApi:
         return response.json()
 
 
-def waiting_gates(*, app: str | None = None, env: str | None = None, api: PrefectApi | None = None) -> list[WaitingGate]:
+def waiting_gates(
+    *, app: str | None = None, env: str | None = None, api: PrefectApi | None = None
+) -> list[WaitingGate]:
     """Gates waiting for a decision, oldest first: paused or suspended runs carrying the gate tags."""
     api = api or PrefectApi.from_environment()
     tags = [GATE_TAG, *([f"app:{app}"] if app else []), *([f"env:{env}"] if env else [])]
@@ -148,7 +152,8 @@ def decide(gate: WaitingGate, decision: Decision, *, api: PrefectApi | None = No
     api = api or PrefectApi.from_environment()
     with api.client() as client:
         _check_still_waiting(gate, api.call(client, "GET", f"/flow_runs/{gate.flow_run_id}"))
-        result = api.call(client, "POST", f"/flow_runs/{gate.flow_run_id}/resume", {"run_input": approval_answer(decision)})
+        answer = {"run_input": approval_answer(decision)}
+        result = api.call(client, "POST", f"/flow_runs/{gate.flow_run_id}/resume", answer)
     status, reason = result.get("status"), (result.get("details") or {}).get("reason") or ""
     if status == "ACCEPT":
         return
@@ -161,7 +166,9 @@ def decide(gate: WaitingGate, decision: Decision, *, api: PrefectApi | None = No
             f"the gate refused this answer: {reason.removeprefix('Reason: ')}",
             "check the approver name (and give --override-reason when the version is not ready) and try again",
         )
-    raise TransientError(f"the Prefect server did not resume flow run {gate.flow_run_id} ({status}: {reason})", "try again")
+    raise TransientError(
+        f"the Prefect server did not resume flow run {gate.flow_run_id} ({status}: {reason})", "try again"
+    )
 
 
 def approval_answer(decision: Decision) -> dict[str, str]:
@@ -181,7 +188,9 @@ def _check_still_waiting(gate: WaitingGate, run: Mapping[str, Any]) -> None:
     details = state.get("state_details") or {}
     key = details.get("pause_key") or ""
     if GATE_TAG not in (run.get("tags") or []) or not details.get("run_input_keyset"):
-        raise InputError(f"flow run {gate.flow_run_id} is not waiting at a promo gate", "run `promo pending` to see open gates")
+        raise InputError(
+            f"flow run {gate.flow_run_id} is not waiting at a promo gate", "run `promo pending` to see open gates"
+        )
     if not key.startswith(f"{GATE_KEY_PREFIX}{gate.env}-"):
         raise InputError(
             f"flow run {gate.flow_run_id} waits at a gate other than the one into {gate.env}",
@@ -190,7 +199,9 @@ def _check_still_waiting(gate: WaitingGate, run: Mapping[str, Any]) -> None:
 
 
 def _no_longer_waiting(gate: WaitingGate) -> PromoError:
-    return NotFound(f"flow run {gate.flow_run_id} is no longer waiting at a gate", "run `promo pending` to see open gates")
+    return NotFound(
+        f"flow run {gate.flow_run_id} is no longer waiting at a gate", "run `promo pending` to see open gates"
+    )
 
 
 def _as_gate(api: PrefectApi, run: Mapping[str, Any], flow_name: str) -> WaitingGate:

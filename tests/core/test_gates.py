@@ -40,7 +40,8 @@ def gate(env: str = "test") -> WaitingGate:
 
 def test_waiting_gates_asks_for_paused_runs_with_the_gate_tags_and_names_their_flows(httpserver, api):
     httpserver.expect_request("/api/flow_runs/filter", method="POST").respond_with_json([paused_run()])
-    httpserver.expect_request("/api/flows/filter", method="POST").respond_with_json([{"id": FLOW_ID, "name": "promote-test"}])
+    flows = [{"id": FLOW_ID, "name": "promote-test"}]
+    httpserver.expect_request("/api/flows/filter", method="POST").respond_with_json(flows)
     [found] = waiting_gates(app="hello", env="test", api=api)
     query = json.loads(httpserver.log[0][0].data)
     assert query["flow_runs"]["tags"]["all_"] == ["promo-gate", "app:hello", "env:test"]
