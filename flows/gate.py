@@ -24,12 +24,13 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
+from prefect.settings import PREFECT_API_URL
 
 from promo.release.approvals import ApprovalRequest, Decision, check_approver, check_override, enforce
 from promo.config import GateSettings, PromoConfig
 from promo.errors import ApprovalRejected, InputError
 from promo.gitops.repo import Plan
-from promo.release.gates import GATE_KEY_PREFIX, GATE_TAG
+from promo.release.gates import GATE_KEY_PREFIX, GATE_TAG, PrefectApi
 from promo.release.readiness import Readiness
 from promo.tasks.describe import describe_change
 
@@ -227,3 +228,13 @@ def _record(request: ApprovalRequest, decision: Decision) -> None:
         ),
         description=f"Approval decision for {request.title}",
     )
+
+
+def prefect_api() -> PrefectApi:
+    """The API this process's Prefect client talks to, for flows that find and answer gates themselves (the demo,
+    runs in a thread): Prefect's temporary API too, when no server is named (it has no PREFECT_API_URL to read)."""
+    if PREFECT_API_URL.value():
+        return PrefectApi.from_environment()
+    with get_client(sync_client=True) as client:  # starts the temporary API, if this process has not yet
+        url = str(client.api_url).rstrip("/")
+    return PrefectApi(url=url, ui_url=url.removesuffix("/api"), headers={})
