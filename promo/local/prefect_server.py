@@ -176,11 +176,10 @@ def start_worker(server: PrefectServer, pool: str = DEFAULT_POOL) -> Started[Pro
         return Started(ProcessWorker._launch(root, port, args, env), reused=False)
 
 
-def worker_path(path: str | None = None) -> str:
+def worker_path() -> str:
     """PATH for a process worker: this interpreter's directory first, so the pool's job command ``python -m
     prefect.engine`` (``promo setup``, see promo.deployments.deploy) runs the Python promo is installed in."""
-    inherited = os.environ.get("PATH", os.defpath) if path is None else path
-    return os.pathsep.join([str(Path(sys.executable).parent), inherited])
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
 
 
 def stop_server() -> list[str]:
