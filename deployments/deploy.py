@@ -121,9 +121,10 @@ def absolute_config_path(config_path: str | Path | None) -> Path:
 
 
 # A process worker with no job command starts each run through a workspace supervisor: a second interpreter that
-# imports Prefect before it starts the engine: ~1.5 s of every run and of every approval under a deployment on a quiet
-# machine, several seconds under load (bench `approval`). With a command it starts the engine directly. ``python`` is the one on the worker's PATH: promo's own
-# workers put their interpreter first (promo.local.prefect_server.worker_path), the worker image has only one.
+# imports Prefect before it starts the engine, ~1.5 s of every run and of every approval under a deployment on a
+# quiet machine, several seconds under load (bench `approval`). With a command it starts the engine directly.
+# ``python`` is the one on the worker's PATH: promo's own workers put their interpreter first
+# (promo.local.prefect_server.worker_path), and the worker image has only one.
 PROCESS_ENGINE_COMMAND = "python -m prefect.engine"
 
 
