@@ -122,6 +122,21 @@ def setup_all(
     return outcomes
 
 
+# A process worker with no job command starts each run through a workspace supervisor: a second interpreter that
+# imports Prefect before it starts the engine, ~1.5 s of every run and of every approval under a deployment on a
+# quiet machine, several seconds under load (bench `approval`). With a command it starts the engine directly.
+# ``python`` is the one on the worker's PATH: promo's own workers put their interpreter first
+# (promo.local.prefect_server.worker_path), and the worker image has only one.
+PROCESS_ENGINE_COMMAND = "python -m prefect.engine"
+
+
+def job_template(template: dict, pool_type: str) -> dict:
+    """The pool type's default base job template; a process pool's command defaults to the engine itself."""
+    if pool_type == "process":
+        template["variables"]["properties"]["command"]["default"] = PROCESS_ENGINE_COMMAND
+    return template
+
+
 def ensure_work_pool(name: str = DEFAULT_WORK_POOL, pool_type: str = DEFAULT_POOL_TYPE) -> Outcome:
     """Create the pool with its type's default job template when missing (for kubernetes, promo's: its Jobs run the
     promo worker image); an existing pool is never changed."""
@@ -131,7 +146,11 @@ def ensure_work_pool(name: str = DEFAULT_WORK_POOL, pool_type: str = DEFAULT_POO
             return Outcome("work pool", name, "exists", pool.type)
         except ObjectNotFound:
             pass
-        template = kubernetes_base_job_template() if pool_type == KUBERNETES else _default_job_template(name, pool_type)
+        template = (
+            kubernetes_base_job_template()
+            if pool_type == KUBERNETES
+            else job_template(_default_job_template(name, pool_type), pool_type)
+        )
         try:
             client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
         except ObjectAlreadyExists:

@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from promo.flows.gate import WaitingGate, waiting_gates
 from promo.errors import ToolError
+from promo.flows.gate import prefect_api
+from promo.release.gates import WaitingGate, waiting_gates
 
 Result = TypeVar("Result")
 
@@ -21,7 +22,8 @@ class GatedRun(Generic[Result]):
         self.error: BaseException | None = None
         # Gates already waiting belong to other runs (a failed test's, an earlier demo's): ``gate`` never hands
         # one of those out, so one stuck run cannot make every later caller approve the wrong flow.
-        self._earlier = {gate.flow_run_id for gate in waiting_gates()}
+        self.api = prefect_api()
+        self._earlier = {gate.flow_run_id for gate in waiting_gates(api=self.api)}
 
         def run() -> None:
             try:
@@ -35,7 +37,7 @@ class GatedRun(Generic[Result]):
     def gate(self, env: str, timeout: float = 120) -> WaitingGate:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            gates = [gate for gate in waiting_gates(env=env) if gate.flow_run_id not in self._earlier]
+            gates = [gate for gate in waiting_gates(env=env, api=self.api) if gate.flow_run_id not in self._earlier]
             if gates:
                 return gates[0]
             if not self.thread.is_alive():

@@ -19,7 +19,8 @@ from prefect.states import Cancelled
 
 from promo.deployments.deploy import setup_all
 from promo.flows.background import GatedRun
-from promo.flows.gate import WaitingGate, decide, waiting_gates
+from promo.flows.gate import prefect_api
+from promo.release.gates import WaitingGate, decide, waiting_gates
 from promo.flows.promote import FLOWS
 from promo.flows.publish_dev import publish_dev
 from promo.flows.release_prod import release_prod
@@ -90,7 +91,7 @@ def roll_back_a_degraded_build(sandbox: Sandbox, config: PromoConfig) -> None:
 def cancel_earlier_demo_gates(app: str) -> None:
     """A promotion an earlier demo left waiting on the local server would be taken for this demo's gate: it is
     cancelled (superseded), never decided, since only a person decides a gate."""
-    gates = waiting_gates(app=app)
+    gates = waiting_gates(app=app, api=prefect_api())
     with get_client(sync_client=True) as client:
         for gate in gates:
             client.set_flow_run_state(gate.flow_run_id, Cancelled(message="superseded by a new promo demo"), force=True)
@@ -146,5 +147,5 @@ def through_gate(target: str, start: Callable[[], Result]) -> Result:
     run = GatedRun(start)
     gate = run.gate(target, timeout=GATE_APPEARS_WITHIN_SECONDS)
     print(f"gate open: {gate.app} {gate.version} -> {target}; approving as {DEMO_APPROVER}")
-    decide(gate, Decision(approved=True, approver=DEMO_APPROVER, comment="approved by promo demo"))
+    decide(gate, Decision(approved=True, approver=DEMO_APPROVER, comment="approved by promo demo"), api=run.api)
     return run.join()

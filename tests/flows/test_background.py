@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timezone
 
 import promo.flows.background as background
-from promo.flows.gate import WaitingGate
+from promo.release.gates import WaitingGate
 
 
 def _gate(env: str) -> WaitingGate:
@@ -17,7 +17,9 @@ def _gate(env: str) -> WaitingGate:
 def test_a_gate_waiting_before_the_run_started_is_never_handed_out(monkeypatch):
     stale, own = _gate("test"), _gate("test")
     opened = threading.Event()
-    monkeypatch.setattr(background, "waiting_gates", lambda env=None: [stale, own] if opened.is_set() else [stale])
+    monkeypatch.setattr(
+        background, "waiting_gates", lambda env=None, api=None: [stale, own] if opened.is_set() else [stale]
+    )
 
     run = background.GatedRun(lambda: opened.set() or "done")
 

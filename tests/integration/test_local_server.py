@@ -122,7 +122,7 @@ def start(self, timeout=None):
     raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server. stdout: ...")
 
 server.SubprocessASGIServer.start = start
-sys.argv = ["promo", "pending"]
+sys.argv = ["promo", "promote-test"]  # a flow command: its run is created through the API first
 from promo.cli.main import main
 main()
 """
