@@ -2,14 +2,16 @@
 
 Each round stages a new chart version in dev, starts promote-test in a thread (on a temporary Prefect server, as the
 tests do), waits until its gate is Paused, waits a random fraction of the gate's poll interval (an approver clicks at
-any point of the polling cycle), then calls ``promo.flows.gate.decide`` and polls the bare remote's ref until it moves.
+any point of the polling cycle), then calls ``promo.release.gates.decide`` and polls the bare remote's ref until it moves.
 The gate's poll interval is the sandbox promo.yaml's ``gate.poll_interval_seconds``; the README's default (2 s) runs
 too, to show how the interval bounds the latency. The raw floor (bench/floors/raw_push.sh: fetch, sed, commit, push
 in a cached clone of the same remote) runs interleaved, and once more under hyperfine.
 
 Then the same under a deployment, as a team runs promo: `promo setup`'s registrations (``setup_all``) on the same
-server, a process worker (``prefect worker start``) started first with promo's worker settings
-(``promo.local.prefect_server.WORKER_SETTINGS``) and then with Prefect's defaults, promote-test started through its deployment.
+server, a process worker (``prefect worker start``) started first with promo's defaults (the worker settings
+``promo.local.prefect_server.WORKER_SETTINGS`` and the pool's job command ``python -m prefect.engine``), then with
+Prefect's job template (no command: a workspace supervisor starts the engine), then with Prefect's defaults for both;
+promote-test started through its deployment.
 The gate suspends (the run's process exits); the decision puts the run back in the queue, a worker picks it up and
 starts a new process that runs the flow again from the top. Each round is split, from the API's state history and
 task runs, into the wait for the worker, the process start (imports included), the work repeated before the gate,
@@ -61,7 +63,8 @@ def _with_timers(spent: dict[str, float], call: Callable[[], object]) -> object:
 
 def bench(runs: int) -> Report:
     from promo.flows.background import GatedRun
-    from promo.flows.gate import approving_as, decide
+    from promo.flows.gate import approving_as
+    from promo.release.gates import decide
     from promo.flows.promote import promote_test
 
     report = Report("1 approval", "decide() on a paused gate -> GitOps commit on the remote")
@@ -130,7 +133,7 @@ def bench(runs: int) -> Report:
 
         report.absolute_goal("approval -> commit median (goal < 1 s)", main_label, 1.0)
         report.absolute_goal(
-            "suspended approval -> commit median, promo's worker settings (goal < 5 s)", suspended_labels[0], 5.0
+            "suspended approval -> commit median, promo's defaults (goal < 5 s)", suspended_labels[0], 5.0
         )
         report.ratio("approval -> commit / raw floor", main_label, "raw floor: fetch, sed, commit, push (cached clone)")
         report.note(
@@ -147,9 +150,11 @@ def process_worker(directory: Path, settings: dict[str, str]) -> Iterator[subpro
     environment; its flow runs keep their git caches in the bench's directory. Stopped by its process group."""
     from prefect.settings import PREFECT_API_URL
 
+    from promo.local.prefect_server import worker_path
+
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
     env |= {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env |= {"PROMO_CACHE_DIR": str(directory / "worker-cache"), **settings}
+    env |= {"PROMO_CACHE_DIR": str(directory / "worker-cache"), "PATH": worker_path(), **settings}
     log = (directory / "worker.log").open("a")
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", "promo", "--type", "process"]
     worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -197,27 +202,27 @@ def _resumed_states(flow_run_id, after: float) -> dict[str, float]:
 
 def suspended_rounds(report: Report, world, versions: Iterator[str], runs: int) -> list[str]:
     """promote-test through its deployment, suspended at its gate, approved, under each worker setting; the labels
-    of the approval -> commit series (promo's worker settings first)."""
+    of the approval -> commit series (promo's defaults first)."""
     from prefect.deployments import run_deployment
 
     from promo.deployments.deploy import setup_all
-    from promo.flows.gate import decide, waiting_gates
+    from promo.release.gates import decide, waiting_gates
     from promo.local.prefect_server import WORKER_SETTINGS
 
     app = world.config.app
     setup_all(world.config_path)
-    workers = {
-        "promo's worker settings": (WORKER_SETTINGS, False),
-        "promo's worker settings, engine command": (WORKER_SETTINGS, True),
-        "Prefect's worker defaults": (PREFECT_DEFAULT_WORKER, False),
+    workers = {  # name: (the worker's settings, the pool's job template as Prefect makes it)
+        "promo's defaults": (WORKER_SETTINGS, False),
+        "promo's worker settings, Prefect's job template (supervisor)": (WORKER_SETTINGS, True),
+        "Prefect's defaults": (PREFECT_DEFAULT_WORKER, True),
     }
     labels = []
-    for name, (settings, engine_command) in workers.items():
+    for name, (settings, prefects_template) in workers.items():
         query = float(settings["PREFECT_WORKER_QUERY_SECONDS"])
         label = f"suspended: approval -> commit on remote ({name}, query every {query:g} s)"
         labels.append(label)
         progress(f"approval: {runs} suspended rounds, worker with {name}")
-        with process_worker(world.directory, settings), _engine_command(f"promote-test/{app}", engine_command):
+        with process_worker(world.directory, settings), _prefects_job_template(prefects_template):
             for round_ in range(runs + 1):  # the first round warms the worker's caches: not counted
                 world.set_version("dev", next(versions))
                 started = run_deployment(f"promote-test/{app}", timeout=0)
@@ -242,24 +247,24 @@ def suspended_rounds(report: Report, world, versions: Iterator[str], runs: int) 
 
 
 @contextmanager
-def _engine_command(deployment: str, wanted: bool) -> Iterator[None]:
-    """With ``wanted``: the deployment's job variable ``command`` names the engine itself (``python -m
-    prefect.engine``), so the process worker starts one process per run instead of a workspace supervisor that then
-    starts the engine (each a new interpreter importing Prefect)."""
+def _prefects_job_template(wanted: bool) -> Iterator[None]:
+    """With ``wanted``: the pool's base job template as Prefect makes it (no job command), so the process worker
+    starts a workspace supervisor that then starts the engine (each a new interpreter importing Prefect) instead of
+    the engine directly (``python -m prefect.engine``, the command of the pool `promo setup` creates)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import DeploymentUpdate
+    from prefect.client.schemas.actions import WorkPoolUpdate
+    from prefect.workers.process import ProcessWorker
 
     if not wanted:
         yield
         return
     with get_client(sync_client=True) as client:
-        deployment_id = client.read_deployment_by_name(deployment).id
-        command = f"{sys.executable} -m prefect.engine"
-        client.update_deployment(deployment_id, DeploymentUpdate(job_variables={"command": command}))
+        promos = client.read_work_pool("promo").base_job_template
+        client.update_work_pool("promo", WorkPoolUpdate(base_job_template=ProcessWorker.get_default_base_job_template()))
         try:
             yield
         finally:
-            client.update_deployment(deployment_id, DeploymentUpdate(job_variables={}))
+            client.update_work_pool("promo", WorkPoolUpdate(base_job_template=promos))
 
 
 def _break_down(report: Report, worker: str, flow_run_id, approved_at: float, total: float) -> None:

@@ -120,6 +120,20 @@ def absolute_config_path(config_path: str | Path | None) -> Path:
     return find_config_path(config_path).expanduser().resolve()
 
 
+# A process worker with no job command starts each run through a workspace supervisor: a second interpreter that
+# imports Prefect before it starts the engine, ~1.4 s of every run and of every approval under a deployment (bench
+# `approval`). With a command it starts the engine directly. ``python`` is the one on the worker's PATH: promo's own
+# workers put their interpreter first (promo.local.prefect_server.worker_path), the worker image has only one.
+PROCESS_ENGINE_COMMAND = "python -m prefect.engine"
+
+
+def job_template(template: dict, pool_type: str) -> dict:
+    """The pool type's default base job template; a process pool's command defaults to the engine itself."""
+    if pool_type == "process":
+        template["variables"]["properties"]["command"]["default"] = PROCESS_ENGINE_COMMAND
+    return template
+
+
 def ensure_work_pool(name: str = DEFAULT_WORK_POOL, pool_type: str = DEFAULT_POOL_TYPE) -> Outcome:
     """Create the pool with its type's default job template when missing; an existing pool is never changed."""
     with get_client(sync_client=True) as client:
@@ -135,7 +149,7 @@ def ensure_work_pool(name: str = DEFAULT_WORK_POOL, pool_type: str = DEFAULT_POO
                 f"install its Prefect integration (e.g. prefect-kubernetes), or create the pool first: "
                 f"prefect work-pool create {name} --type {pool_type}",
             )
-        template = worker.get_default_base_job_template()
+        template = job_template(worker.get_default_base_job_template(), pool_type)
         try:
             client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
         except ObjectAlreadyExists:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from promo.flows.gate import WaitingGate, waiting_gates
+from promo.release.gates import WaitingGate, waiting_gates
 from promo.errors import ToolError
 
 Result = TypeVar("Result")

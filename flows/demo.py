@@ -19,7 +19,7 @@ from prefect.states import Cancelled
 
 from promo.deployments.deploy import setup_all
 from promo.flows.background import GatedRun
-from promo.flows.gate import WaitingGate, decide, waiting_gates
+from promo.release.gates import WaitingGate, decide, waiting_gates
 from promo.flows.promote import FLOWS
 from promo.flows.publish_dev import publish_dev
 from promo.flows.release_prod import release_prod

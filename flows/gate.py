@@ -14,37 +14,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
-from uuid import UUID
 
 import pydantic
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-    FlowRunFilterTags,
-)
-from prefect.client.schemas.objects import StateType
-from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout, NotPausedError
-from prefect.flow_runs import pause_flow_run, resume_flow_run, suspend_flow_run
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
-from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
 from promo.release.approvals import ApprovalRequest, Decision, check_approver, check_override, enforce
 from promo.config import GateSettings, PromoConfig
-from promo.errors import ApprovalRejected, InputError, NotFound
+from promo.errors import ApprovalRejected, InputError
 from promo.gitops.repo import Plan
+from promo.release.gates import GATE_KEY_PREFIX, GATE_TAG
 from promo.release.readiness import Readiness
 from promo.tasks.describe import describe_change
-
-GATE_TAG = "promo-gate"
 
 # Who pre-approved the gates of flows run in this process, and why a version that is not ready may move anyway: the
 # CLI's --yes (and --override-reason), where the person running the command is the approver. Deliberately not a flow
@@ -196,7 +183,7 @@ def _pause_key(request: ApprovalRequest, attempt: int) -> str:
     if request.failed_verification:  # an approval given before the version failed in the source does not cover it
         shown.append("failed-verification")
     digest = hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
-    return f"approve-{request.target}-{digest}-{attempt}"
+    return f"{GATE_KEY_PREFIX}{request.target}-{digest}-{attempt}"
 
 
 def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: GateSettings, key: str) -> Approval:
@@ -239,64 +226,4 @@ def _record(request: ApprovalRequest, decision: Decision) -> None:
             + (f"\n\n**Override:** {decision.override_reason}" if decision.override_reason else "")
         ),
         description=f"Approval decision for {request.title}",
-    )
-
-
-@dataclass(frozen=True)
-class WaitingGate:
-    flow_run_id: UUID
-    flow_run_name: str
-    flow_name: str
-    app: str
-    env: str
-    version: str
-    waiting_since: datetime | None
-    url: str
-
-
-def waiting_gates(*, app: str | None = None, env: str | None = None) -> list[WaitingGate]:
-    """Gates waiting for a decision, oldest first: paused or suspended runs carrying the gate tags."""
-    state_filter = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-    run_filter = FlowRunFilter(tags=FlowRunFilterTags(all_=[GATE_TAG]), state=state_filter)
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=run_filter, sort=FlowRunSort.START_TIME_ASC)
-        flow_names = {run.flow_id: client.read_flow(run.flow_id).name for run in runs}
-    gates = [_as_gate(run, flow_names[run.flow_id]) for run in runs]
-    return [gate for gate in gates if (app is None or gate.app == app) and (env is None or gate.env == env)]
-
-
-def decide(gate: WaitingGate, decision: Decision) -> None:
-    """Resume a waiting gate with a decision; the server's refusal (HTTP 200, status REJECT) becomes an error."""
-    verdict = "approve" if decision.approved else "reject"
-    answer = {
-        "decision": verdict,
-        "approver": decision.approver,
-        "comment": decision.comment,
-        "override_reason": decision.override_reason,
-    }
-    try:
-        resume_flow_run(gate.flow_run_id, run_input=answer)
-    except NotPausedError:
-        raise NotFound(f"flow run {gate.flow_run_id} is no longer waiting at a gate", "run `promo pending` to see open gates") from None
-    except FlowPauseTimeout:
-        raise ApprovalRejected(f"the gate of flow run {gate.flow_run_id} timed out", "start the promotion again") from None
-    except RuntimeError as refusal:
-        reason = str(refusal).removeprefix("Cannot resume this run: ").removeprefix("Reason: ")
-        raise InputError(
-            f"the gate refused this answer: {reason}",
-            "check the approver name (and give --override-reason when the version is not ready) and try again",
-        ) from None
-
-
-def _as_gate(run, flow_name: str) -> WaitingGate:
-    labels = dict(tag.split(":", 1) for tag in run.tags if ":" in tag)
-    return WaitingGate(
-        flow_run_id=run.id,
-        flow_run_name=run.name,
-        flow_name=flow_name,
-        app=labels.get("app", "?"),
-        env=labels.get("env", "?"),
-        version=labels.get("version", "?"),
-        waiting_since=run.state.timestamp if run.state else None,
-        url=f"{PREFECT_UI_URL.value() or PREFECT_API_URL.value() or ''}/runs/flow-run/{run.id}",
     )

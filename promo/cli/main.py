@@ -207,7 +207,7 @@ def approve(
     config: ConfigOption = None,
 ) -> None:
     """Approve (or --reject) a promotion waiting at its gate: by flow run id, or by environment (with promo.yaml)."""
-    from promo.flows.gate import decide
+    from promo.release.gates import decide
     from promo.release.approvals import Decision
     from promo.config import load_config
 
@@ -223,7 +223,7 @@ def approve(
 
 
 def _one_gate(run_id: str | None, env: str | None, app_name: str | None):
-    from promo.flows.gate import waiting_gates
+    from promo.release.gates import waiting_gates
 
     if (run_id is None) == (env is None):
         raise InputError("name exactly one gate", "pass a flow run id or --env ENV (see `promo pending`)")
@@ -245,7 +245,7 @@ def pending(
     ] = None,
 ) -> None:
     """List the gates waiting for a decision."""
-    from promo.flows.gate import waiting_gates
+    from promo.release.gates import waiting_gates
     from promo.config import load_config
     from promo.cli.table import print_table
 
@@ -515,9 +515,14 @@ def _fail(error: PromoError) -> None:
     sys.exit(error.exit_code)
 
 
+# Commands that read git and the registry only: they need not look for the local Prefect server (a health request,
+# and an HTTP client loading the CA bundle, ~0.1 s of a command meant to answer at once). `server` manages it itself.
+_NO_PREFECT_SERVER = {"status", "releases", "history", "trace", "metrics", "sandbox", "server"}
+
+
 def main() -> None:
     _register_extra_commands()
-    if sys.argv[1:2] != ["server"]:  # `promo server` manages the local server itself
+    if not _NO_PREFECT_SERVER.intersection(sys.argv[1:2]):
         _use_local_server()
     try:
         app()

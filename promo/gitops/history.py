@@ -21,7 +21,7 @@ from promo.config import PromoConfig
 from promo.errors import InputError, PromoError
 from promo.gitops.mirror import CommitRecord, Mirror
 from promo.gitops.manifests import manifest_path, read_target_revision
-from promo.gitops.verdicts import Verdict, read_verdicts
+from promo.gitops.verdicts import Verdict, read_verdicts_by_env
 from promo.release.versions import is_release_candidate, release_of
 
 Kind = Literal["deploy", "promote", "release", "rollback", "manual"]
@@ -176,7 +176,7 @@ def read_history(
     paths = {
         str(manifest_path(name, cluster, app, root)): (name, cluster) for name in envs for cluster in clusters[name]
     }
-    verdicts = {name: read_verdicts(mirror, app, name) for name in envs}
+    verdicts = read_verdicts_by_env(mirror, app)
     changes = []
     for record in mirror.log_paths(ref, list(paths)):
         subject = _PROMO_SUBJECT.match(record.subject)
@@ -189,7 +189,7 @@ def read_history(
         for name in envs:
             env_moves = tuple(move for (move_env, move) in moves if move_env == name)
             if env_moves:
-                verdict = verdicts[name].get(record.sha)
+                verdict = verdicts.get(name, {}).get(record.sha)
                 changes.append(_change(record, name, kind, env_moves, fields, verdict))
     return changes
 

@@ -16,6 +16,7 @@ one value would change every use. An anchor nobody refers to is harmless and is 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -54,10 +55,13 @@ def manifest_path(env: str, cluster: str, app: str, root: str = DEFAULT_ROOT) ->
     )
 
 
+@functools.lru_cache(maxsize=256)
 def read_target_revision(text: str, source: str = "<manifest>") -> str:
     """The chart version an Application deploys: the text of its chart source's ``targetRevision``.
 
     An empty string (``targetRevision: ""``) is the convention for "nothing deployed yet" and is returned as is.
+    Remembered per text: ruamel's pure-Python composer is most of a read's cost, and one command reads the same
+    manifest more than once (`promo status` reads each in the history's newest commit and in the snapshot).
     """
     return _locate(text, source).revision.value
 

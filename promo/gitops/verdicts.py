@@ -78,13 +78,20 @@ def record_verdict(mirror: Mirror, verdict: Verdict) -> Verdict:
 
 def read_verdicts(mirror: Mirror, app: str, env: str | None = None) -> dict[str, Verdict]:
     """gitops commit -> verdict, for ``app`` (in ``env`` only, when given), as last fetched by the mirror."""
-    prefix = f"{app}/{env}/" if env else f"{app}/"
-    verdicts = {}
+    by_env = read_verdicts_by_env(mirror, app)
+    if env is not None:
+        return by_env.get(env, {})
+    return {commit: verdict for verdicts in by_env.values() for commit, verdict in verdicts.items()}
+
+
+def read_verdicts_by_env(mirror: Mirror, app: str) -> dict[str, dict[str, Verdict]]:
+    """env -> gitops commit -> verdict, for ``app``: one read of the records (a git process) for every environment."""
+    by_env: dict[str, dict[str, Verdict]] = {}
     for name, annotation in mirror.records(KIND).items():
-        if name.startswith(prefix) and annotation.message is not None:
+        if name.startswith(f"{app}/") and annotation.message is not None:
             verdict = parse_verdict(name, annotation.message)
-            verdicts[verdict.gitops_commit] = verdict
-    return verdicts
+            by_env.setdefault(name.split("/", 2)[1], {})[verdict.gitops_commit] = verdict
+    return by_env
 
 
 def parse_verdict(name: str, message: str) -> Verdict:

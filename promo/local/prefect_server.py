@@ -168,11 +168,19 @@ def start_worker(server: PrefectServer, pool: str = DEFAULT_POOL) -> Started[Pro
             "PREFECT_HOME": str(root / "worker-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             **WORKER_SETTINGS,
+            "PATH": worker_path(),
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
             "PREFECT_WORKER_WEBSERVER_PORT": str(port),
         }
         args = ["worker", "start", "--pool", pool, "--type", "process", "--with-healthcheck"]
         return Started(ProcessWorker._launch(root, port, args, env), reused=False)
+
+
+def worker_path(path: str | None = None) -> str:
+    """PATH for a process worker: this interpreter's directory first, so the pool's job command ``python -m
+    prefect.engine`` (``promo setup``, see promo.deployments.deploy) runs the Python promo is installed in."""
+    inherited = os.environ.get("PATH", os.defpath) if path is None else path
+    return os.pathsep.join([str(Path(sys.executable).parent), inherited])
 
 
 def stop_server() -> list[str]:

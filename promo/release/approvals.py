@@ -1,4 +1,5 @@
-"""What an approver sees and what an approval must satisfy; the gate mechanics live in flows/gate.py."""
+"""What an approver sees and what an approval must satisfy; the gate mechanics live in flows/gate.py,
+finding and answering waiting gates in promo/release/gates.py."""
 
 from __future__ import annotations
 

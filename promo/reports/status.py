@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -49,32 +50,52 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
     clusters = {env.name: env.clusters for env in config.environments}
     history = read_history(gitops.mirror, gitops.branch, config.app, clusters, root=gitops.root)
     now = datetime.now(timezone.utc)
+    versions: dict[str, Mapping[str, str]] = {}
+    for env in config.environments:
+        try:
+            versions[env.name] = gitops.cluster_versions(config.app, env.name, env.clusters, snapshot=snapshot)
+        except NotFound:  # an environment the app has no manifests in yet shows as "-"
+            versions[env.name] = {}
+    agreed = {name: _agreed_version(found) for name, found in versions.items()}
+    charts = _charts(config, sorted({version for version in agreed.values() if version}))
     rows = []
-    with open_registry(config, chart_repository(config)) as (registry, repository):
-        for env in config.environments:
-            try:
-                versions = gitops.cluster_versions(config.app, env.name, env.clusters, snapshot=snapshot)
-            except NotFound:  # an environment the app has no manifests in yet shows as "-"
-                versions = {}
-            agreed = set(versions.values())
-            version = (agreed.pop() or None) if len(agreed) == 1 else None  # "" is nothing deployed yet
-            digest = app_version = None
-            if version:
-                digest = registry.manifest_digest(repository, chart_tag(version))
-            if digest:
-                app_version = chart_config(registry, repository, digest).get("appVersion")
-            change = deployed_by(history, env.name, version) if version else None
-            since = soaking_since(change, env) if change is not None else None
-            rows.append(
-                EnvironmentStatus(
-                    env.name,
-                    tuple(env.clusters),
-                    versions,
-                    version,
-                    app_version,
-                    digest,
-                    verdict=change.outcome if change is not None else "-",
-                    soaked=soaked_seconds(since, now) if since is not None else None,
-                )
+    for env in config.environments:
+        version = agreed[env.name]
+        digest, app_version = charts.get(version, (None, None)) if version else (None, None)
+        change = deployed_by(history, env.name, version) if version else None
+        since = soaking_since(change, env) if change is not None else None
+        rows.append(
+            EnvironmentStatus(
+                env.name,
+                tuple(env.clusters),
+                versions[env.name],
+                version,
+                app_version,
+                digest,
+                verdict=change.outcome if change is not None else "-",
+                soaked=soaked_seconds(since, now) if since is not None else None,
             )
+        )
     return rows
+
+
+def _agreed_version(versions: Mapping[str, str]) -> str | None:
+    """The one version every cluster runs; None when nothing runs ("") or the clusters disagree."""
+    agreed = set(versions.values())
+    return (agreed.pop() or None) if len(agreed) == 1 else None
+
+
+def _charts(config: PromoConfig, versions: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """version -> (chart digest, the chart's appVersion), each version asked once and all at the same time: a
+    registry round trip or three per version, which a command waiting on them one by one would add up. No version
+    deployed anywhere: no registry client at all."""
+    if not versions:
+        return {}
+    with open_registry(config, chart_repository(config)) as (registry, repository):
+
+        def chart(version: str) -> tuple[str | None, str | None]:
+            digest = registry.manifest_digest(repository, chart_tag(version))
+            return digest, (chart_config(registry, repository, digest).get("appVersion") if digest else None)
+
+        with ThreadPoolExecutor(max_workers=len(versions)) as pool:
+            return dict(zip(versions, pool.map(chart, versions)))

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from promo.config import ArgoCDCheck
 from promo.errors import AuthError, ConfigError, NotFound, PromoError, ToolError, TransientError
-from promo.forges.github import TokenProvider
 from promo.registry.oci import shared_tls_context
 from promo.verify.observation import Observation
+
+if TYPE_CHECKING:  # the GitHub forge imports PyJWT and cryptography (~50 ms of every flow process's start)
+    from promo.forges.github import TokenProvider
 
 TIMEOUT_SECONDS = 30.0
 

@@ -7,9 +7,13 @@ Structural, not timed: each command runs in a new process through a wrapper that
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
+import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,12 +33,14 @@ main()
 """
 
 
-def promo_without_prefect(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def promo_without_prefect(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command, check it imported nothing of Prefect, and return what it did."""
     report = tmp_path / "prefect-modules.json"
     report.unlink(missing_ok=True)
     command = [sys.executable, "-c", WRAPPER, str(report), *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
     assert json.loads(report.read_text()) == [], f"promo {' '.join(args)} imported Prefect"
     return done
 
@@ -96,3 +102,55 @@ def test_every_command_that_prints_data_takes_json():
     commands = options_of_every_command()
     assert DATA <= set(commands)
     assert {name for name in DATA if "--json" not in commands[name]} == set()
+
+
+class _NoGatesApi(BaseHTTPRequestHandler):
+    """A Prefect API with no run at all: the filter endpoints answer an empty list, as the real server does."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        known = self.path in ("/api/flow_runs/filter", "/api/flows/filter")
+        self.send_response(200 if known else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def prefect_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoGatesApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/api"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "args, code, output",
+    [
+        (["pending"], 0, "no gates waiting"),
+        (["pending", "--json"], 0, "[]"),
+        (["approve", str(uuid.UUID(int=7))], 2, "no gate is waiting with flow run id"),
+        (["approve", "--help"], 0, "--override-reason"),
+        (["pending", "--help"], 0, "--json"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_pending_and_approve_ask_the_prefect_api_without_importing_prefect(args, code, output, prefect_api, tmp_path):
+    env = {"PREFECT_API_URL": prefect_api, "PROMO_HOME": str(tmp_path / "home")}
+    done = promo_without_prefect(tmp_path, *args, env=env)
+    assert done.returncode == code, done.stderr
+    assert output in done.stdout + done.stderr
+
+
+def test_pending_without_any_prefect_server_is_one_line(tmp_path):
+    env = {"PREFECT_API_URL": "", "PROMO_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = promo_without_prefect(tmp_path, "pending", env=env)
+    assert done.returncode == 8 and done.stderr.count("\n") == 1, done.stderr
+    assert "no Prefect server to ask about gates" in done.stderr and "`promo server start`" in done.stderr

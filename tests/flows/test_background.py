@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timezone
 
 import promo.flows.background as background
-from promo.flows.gate import WaitingGate
+from promo.release.gates import WaitingGate
 
 
 def _gate(env: str) -> WaitingGate:

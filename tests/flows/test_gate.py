@@ -12,7 +12,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.input.run_input import keyset_from_paused_state
 
-from promo.flows.gate import _pause_key, approval_form, decide
+from promo.flows.gate import _pause_key, approval_form
+
+from promo.release.gates import decide
 from promo.flows.promote import promote_test
 from promo.flows.publish_dev import publish_dev
 from promo.flows.release_prod import release_prod

@@ -11,7 +11,8 @@ from prefect.artifacts import Artifact
 
 import promo.flows.publish_dev as publish_module
 from promo.flows.bump_version import bump_version
-from promo.flows.gate import approving_as, decide
+from promo.flows.gate import approving_as
+from promo.release.gates import decide
 from promo.flows.hotfix import hotfix
 from promo.flows.promote import promote_stage, promote_test
 from promo.flows.publish_dev import publish_dev

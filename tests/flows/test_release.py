@@ -12,7 +12,8 @@ from prefect.client.orchestration import get_client
 from ruamel.yaml import YAML
 
 import promo.flows.release_prod as release_module
-from promo.flows.gate import approving_as, decide
+from promo.flows.gate import approving_as
+from promo.release.gates import decide
 from promo.flows.bump_version import bump_version
 from promo.flows.hotfix import hotfix
 from promo.flows.limits import RELEASE, environment_lock, limit_name, release_lock

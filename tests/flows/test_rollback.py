@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from prefect import flow
 
-from promo.flows.gate import decide
+from promo.release.gates import decide
 from promo.flows.publish_dev import publish_dev
 from promo.flows.rollback import AUTOMATIC_APPROVER, roll_back_after_failure, rollback
 from promo.release.approvals import Decision

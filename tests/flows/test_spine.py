@@ -12,7 +12,9 @@ from prefect.client.orchestration import get_client
 from prefect.input.run_input import keyset_from_paused_state
 from ruamel.yaml import YAML
 
-from promo.flows.gate import approving_as, decide
+from promo.flows.gate import approving_as
+
+from promo.release.gates import decide
 from promo.flows.promote import promote_stage, promote_test
 import promo.tasks.image
 from promo.flows.publish_dev import publish_dev

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import promo.flows.verification as verification_module
-from promo.flows.gate import approval_form, approving_as, decide, waiting_gates
+from promo.flows.gate import approval_form, approving_as
+from promo.release.gates import decide, waiting_gates
 from promo.flows.promote import promote_test
 from promo.flows.publish_dev import publish_dev
 from promo.flows.release_prod import release_prod

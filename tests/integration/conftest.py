@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from promo.local.prefect_server import worker_path
+
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 STARTUP_SECONDS = 60
@@ -190,7 +192,9 @@ def start_worker(prefect_server: PrefectServer, tmp_path: Path) -> Iterator:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process"],
-                env=prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1"),
+                env=prefect_server.env(
+                    PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1", PATH=worker_path()
+                ),
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
             )  # fmt: skip
         worker = Worker(process, log)

@@ -22,7 +22,7 @@ from prefect.input.run_input import keyset_from_paused_state
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from promo.deployments.deploy import FLOWS, Outcome, setup_all
-from promo.flows.gate import decide, waiting_gates
+from promo.release.gates import decide, waiting_gates
 from promo.release.approvals import Decision
 from promo.gitops.manifests import manifest_path, read_target_revision, set_target_revision
 from promo.local.sandbox import Sandbox

@@ -34,7 +34,7 @@ from promo.deployments.notify import (
     gate_waiting_name,
     notification_automations,
 )
-from promo.flows.gate import decide, waiting_gates
+from promo.release.gates import decide, waiting_gates
 from promo.release.approvals import Decision
 from promo.config import NotifySettings, load_config
 from promo.errors import InputError

@@ -22,7 +22,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from ruamel.yaml import YAML
 
-from promo.flows.gate import decide, waiting_gates
+from promo.release.gates import decide, waiting_gates
 from promo.flows.limits import RELEASE, limit_name
 from promo.release.approvals import Decision
 from promo.local.sandbox import Sandbox
@@ -99,6 +99,9 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
             "created  deployment promote-stage/hello",
         ):
             assert line in first.stdout, first.stdout
+        # the worker starts the engine itself, not a workspace supervisor that then starts it (~1.4 s per run)
+        template = client.read_work_pool("promo").base_job_template
+        assert template["variables"]["properties"]["command"]["default"] == "python -m prefect.engine"
         publish = client.read_deployment_by_name("publish-dev/hello")
         assert publish.parameters == {"config_path": config}
         assert [(s.slug, s.active) for s in publish.schedules] == [("nightly", False)]

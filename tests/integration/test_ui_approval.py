@@ -19,7 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from promo.flows.gate import WaitingGate, waiting_gates
+from promo.release.gates import WaitingGate, waiting_gates
 from promo.local.processes import free_port
 from promo.local.sandbox import Sandbox
 from promo.local.prefect_server import HOME_ENV, start_server

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from promo.flows.gate import approving_as, decide, waiting_gates
+from promo.flows.gate import approving_as
+
+from promo.release.gates import decide, waiting_gates
 from promo.flows.promote import promote_stage, promote_test
 from promo.flows.publish_dev import publish_dev
 from promo.release.approvals import Decision
