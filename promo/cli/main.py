@@ -314,10 +314,8 @@ def _print_estate(config: PromoConfig, as_json: bool) -> None:
         echo_json(estate.as_json())
         return
     envs = estate.environments
-    print_table(
-        ["app", *envs],
-        [[app, *(placements[env].text() if env in placements else "-" for env in envs)] for app, placements in estate.apps.items()],
-    )
+    rows = [[app, *(where[env].text() if env in where else "-" for env in envs)] for app, where in estate.apps.items()]
+    print_table(["app", *envs], rows)
     typer.echo(f"\n{len(estate.apps)} apps at {estate.commit[:12]}; ✓ verified, ✗ failed verification, - no manifest")
     for app_name, env, cluster, why in estate.errors():
         typer.echo(f"error: {app_name} in {env}/{cluster}: {why}")
