@@ -80,10 +80,13 @@ _SIMPLE_LINE = re.compile(
     r" *(?P<value>\"[^\"\\]*\"|'[^']*'|[A-Za-z0-9_./][^\s#]*(?<!:))?(?: +#.*)?"
 )
 _NULLS = frozenset({"null", "Null", "NULL"})
-# line -> what it is: generated manifests repeat most of their lines, so each distinct line is matched once.
-_Line = tuple[tuple[int, bool, "str | None", bool], "str | None"]  # (indent, dash, key, has a value), the value
-_SEEN_LINES: dict[str, "_Line | bool"] = {}
-_SEEN_LINES_MAX = 200_000
+# Generated manifests repeat most of their lines, so each distinct line is matched once and remembered: its shape
+# (indent, is a list item, key, has a value; _BLANK for a comment or blank line, False outside the subset) and value.
+_Shape = tuple[int, bool, "str | None", bool]
+_BLANK: _Shape = (-1, False, None, False)
+_LINE_SHAPES: dict[str, "_Shape | bool"] = {}
+_LINE_VALUES: dict[str, "str | None"] = {}
+_LINES_REMEMBERED = 200_000
 
 
 def _simple_target_revision(text: str) -> str | None:
@@ -93,56 +96,60 @@ def _simple_target_revision(text: str) -> str | None:
     then reads: the answer is always the full parser's."""
     if "\t" in text or "\r" in text:
         return None
-    shape, values = [], []
-    for line in text.split("\n"):
-        seen = _SEEN_LINES.get(line)
-        if seen is None:
-            seen = _simple_line(line)
-        if seen is False:
-            return None
-        if seen is not True:
-            shape.append(seen[0])
-            values.append(seen[1])
-    where = _chart_revision_line(tuple(shape))
-    if where is None or _unquoted(values[where[0]]) != "Application" or values[where[1]] in _NULLS:
+    lines = text.split("\n")
+    shape = tuple(map(_LINE_SHAPES.get, lines))  # the per-line work happens in C for every line seen before
+    if None in shape:
+        for line in set(lines).difference(_LINE_SHAPES):
+            _learn_line(line)
+        shape = tuple(map(_LINE_SHAPES.get, lines))
+    where = _chart_revision_line(shape)
+    if where is None:
         return None
-    return _unquoted(values[where[1]])
+    kind, revision = _LINE_VALUES[lines[where[0]]], _LINE_VALUES[lines[where[1]]]
+    if kind is None or revision is None or _unquoted(kind) != "Application" or revision in _NULLS:
+        return None
+    return _unquoted(revision)
 
 
-def _simple_line(line: str) -> _Line | bool:
-    """``line`` parsed (True for a comment or blank line, False outside the subset), and remembered."""
+def _learn_line(line: str) -> None:
+    """Match ``line`` against the subset and remember its shape and value."""
+    if len(_LINE_SHAPES) >= _LINES_REMEMBERED:
+        _LINE_SHAPES.clear()
+        _LINE_VALUES.clear()
     stripped = line.lstrip(" ")
-    seen: _Line | bool
+    shape: _Shape | bool
+    value = None
     if not stripped or stripped[0] == "#":
-        seen = True
+        shape = _BLANK
     else:
         match = _SIMPLE_LINE.fullmatch(line)
         if match is None:
-            seen = False
+            shape = False
         else:
-            dash, value = match["dash"] is not None, match["value"]
-            seen = ((len(match["indent"]), dash, match["key"], value is not None), value)
-    if len(_SEEN_LINES) >= _SEEN_LINES_MAX:
-        _SEEN_LINES.clear()
-    _SEEN_LINES[line] = seen
-    return seen
+            value = match["value"]
+            shape = (len(match["indent"]), match["dash"] is not None, match["key"], value is not None)
+    _LINE_SHAPES[line], _LINE_VALUES[line] = shape, value
 
 
 @functools.lru_cache(maxsize=64)
-def _chart_revision_line(shape: tuple[tuple[int, bool, str | None, bool], ...]) -> tuple[int, int] | None:
-    """Which lines hold ``kind`` and the chart source's ``targetRevision``, when lines of this shape (indent, dash,
-    key, has a value) are a well-formed document with one ``spec.source`` holding ``chart`` and both values.
-    Manifests generated from one template share their shape, so each shape is checked once."""
+def _chart_revision_line(shape: tuple[_Shape | bool, ...]) -> tuple[int, int] | None:
+    """Which lines hold ``kind`` and the chart source's ``targetRevision``, when lines of this shape are a
+    well-formed document with one ``spec.source`` holding ``chart`` and both values. Manifests generated from one
+    template share their shape, so each shape is checked once."""
+    if False in shape:
+        return None
+    numbers = [number for number, line in enumerate(shape) if line is not _BLANK]
+    lines = [shape[number] for number in numbers]
     try:
-        root, end = _simple_block(shape, 0, 0) if shape else ({}, 0)
+        root, end = _simple_block(lines, 0, 0) if lines else ({}, 0)
     except _NotSimple:
         return None
-    kind = root.get("kind") if isinstance(root, dict) and end == len(shape) else None
+    kind = root.get("kind") if isinstance(root, dict) and end == len(lines) else None
     spec = root.get("spec") if isinstance(kind, int) else None
     source = spec.get("source") if isinstance(spec, dict) and "sources" not in spec else None
     if not isinstance(source, dict) or "chart" not in source or not isinstance(source.get("targetRevision"), int):
         return None
-    return kind, source["targetRevision"]
+    return numbers[kind], numbers[source["targetRevision"]]
 
 
 def _simple_block(lines: Sequence[tuple[int, bool, str | None, bool]], start: int, indent: int) -> tuple[object, int]:
