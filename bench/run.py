@@ -28,6 +28,7 @@ BENCHES = {
     "flows": "flow_overhead.py",
     "registry": "registry_transfer.py",
     "cli": "cli.py",
+    "status-all": "status_all.py",
 }
 RESULTS = BENCH_DIR / "results"
 
