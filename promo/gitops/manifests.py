@@ -105,7 +105,7 @@ def _simple_target_revision(text: str) -> str | None:
     where = _chart_revision_line(shape)
     if where is None:
         return None
-    kind, revision = _LINE_VALUES[lines[where[0]]], _LINE_VALUES[lines[where[1]]]
+    kind, revision = _LINE_VALUES.get(lines[where[0]]), _LINE_VALUES.get(lines[where[1]])  # None: just forgotten
     if kind is None or revision is None or _unquoted(kind) != "Application" or revision in _NULLS:
         return None
     return _unquoted(revision)

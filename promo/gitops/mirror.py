@@ -250,7 +250,10 @@ class Mirror:
         """
         commit = self.resolve(ref)
         directory = prefix.strip("/")
-        listing = self._git("ls-tree", "-r", "-z", commit, "--", f"{directory}/", action="listing the files of")
+        pathspec = ["--", f"{directory}/"] if directory else []  # taken literally: no glob or ":(magic)" in a prefix
+        listing = self._git(
+            "--literal-pathspecs", "ls-tree", "-r", "-z", commit, *pathspec, action="listing the files of"
+        )
         paths, shas = [], []
         for entry in listing.split("\0"):
             meta, _, path = entry.partition("\t")

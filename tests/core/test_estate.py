@@ -136,6 +136,8 @@ def test_read_files_under_reads_every_file_below_a_directory_and_nothing_else(wo
     assert sorted(files) == [f"{ROOT}/prod/{cluster}/{app}.yaml" for cluster, app in clusters_and_apps]
     assert files[f"{ROOT}/prod/prod-b/web.yaml"] == world.remote.read(f"{ROOT}/prod/prod-b/web.yaml")
     assert mirror.read_files_under("main", "no/such/dir") == {}
+    assert mirror.read_files_under("main", "registry/*/prod") == {}  # a prefix is a path, never a pattern
+    assert set(mirror.read_files_under("main", "")) == set(mirror.read_files_under("main", ROOT)) | {"README.md"}
 
 
 def test_status_all_prints_the_table_without_prefect_or_the_registry(world: World) -> None:
