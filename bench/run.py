@@ -1,6 +1,6 @@
 """Run promo's benchmarks and print one table of medians, ratios against goals, and checks.
 
-    .venv/bin/python bench/run.py                     # all six (what `make bench` runs)
+    .venv/bin/python bench/run.py                     # all seven (what `make bench` runs)
     .venv/bin/python bench/run.py approval registry   # some of them
     .venv/bin/python bench/run.py --runs 5            # override every bench's number of runs
 
