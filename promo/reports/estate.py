@@ -98,6 +98,8 @@ def read_estate(config: PromoConfig) -> Estate:
 
 
 def estate_at(mirror: Mirror, commit: str, root: str, environment_order: list[str]) -> Estate:
+    """The estate at ``commit`` of a fetched mirror, its manifests under ``root``; environments in
+    ``environment_order`` first."""
     root = root.strip("/")
     found: dict[str, dict[str, dict[str, str]]] = {}  # app -> env -> cluster -> version
     errors: dict[str, dict[str, dict[str, str]]] = {}
