@@ -29,6 +29,7 @@ BENCHES = {
     "registry": "registry_transfer.py",
     "cli": "cli.py",
     "config": "stored_config.py",
+    "status-all": "status_all.py",
 }
 RESULTS = BENCH_DIR / "results"
 

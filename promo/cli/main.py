@@ -17,11 +17,14 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
 from promo.errors import InputError, PromoError
+
+if TYPE_CHECKING:
+    from promo.config import PromoConfig
 
 app = typer.Typer(
     name="promo",
@@ -264,12 +267,22 @@ def pending(
         )
 
 
+AllOption = Annotated[
+    bool, typer.Option("--all", help="every app in every environment, from the GitOps repository alone (no registry)")
+]
+
+
 @app.command("status")
-def status(as_json: JsonOption = False, config: ConfigOption = None) -> None:
-    """Show each environment's version, image tag, chart digest, its verdict and how long it has soaked."""
+def status(as_json: JsonOption = False, config: ConfigOption = None, every_app: AllOption = False) -> None:
+    """Show each environment's version, image tag, chart digest, its verdict and how long it has soaked; with --all,
+    the version of every app in every environment, verified ones marked, disagreeing clusters shown."""
     from promo.config import load_config
-    from promo.reports.status import environment_status
     from promo.cli.table import print_table
+
+    if every_app:
+        _print_estate(load_config(config), as_json)
+        return
+    from promo.reports.status import environment_status
 
     rows = environment_status(load_config(config))
     if as_json:
@@ -290,6 +303,22 @@ def status(as_json: JsonOption = False, config: ConfigOption = None) -> None:
             for r in rows
         ],
     )
+
+
+def _print_estate(config: PromoConfig, as_json: bool) -> None:
+    from promo.cli.table import print_table
+    from promo.reports.estate import read_estate
+
+    estate = read_estate(config)
+    if as_json:
+        echo_json(estate.as_json())
+        return
+    envs = estate.environments
+    rows = [[app, *(where[env].text() if env in where else "-" for env in envs)] for app, where in estate.apps.items()]
+    print_table(["app", *envs], rows)
+    typer.echo(f"\n{len(estate.apps)} apps at {estate.commit[:12]}; ✓ verified, ✗ failed verification, - no manifest")
+    for app_name, env, cluster, why in estate.errors():
+        typer.echo(f"error: {app_name} in {env}/{cluster}: {why}")
 
 
 @app.command("sandbox")

@@ -19,6 +19,7 @@ import difflib
 import functools
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -63,7 +64,132 @@ def read_target_revision(text: str, source: str = "<manifest>") -> str:
     Remembered per text: ruamel's pure-Python composer is most of a read's cost, and one command reads the same
     manifest more than once (`promo status` reads each in the history's newest commit and in the snapshot).
     """
-    return _locate(text, source).revision.value
+    simple = _simple_target_revision(text)
+    return simple if simple is not None else _locate(text, source).revision.value
+
+
+class _NotSimple(Exception):
+    """The text uses YAML beyond the plain subset ``_simple_target_revision`` reads: the full parser decides."""
+
+
+# One line of the plain subset of YAML: ``key: value``, ``key:`` opening a block, or ``- value``; values plain (no
+# spaces, no trailing colon) or quoted without escapes, with an optional trailing comment. Anchors, aliases, tags,
+# merge keys, flow collections, block scalars, document markers and multi-line values fall outside.
+_SIMPLE_LINE = re.compile(
+    r"(?P<indent> *)(?:(?P<dash>- )|(?P<key>[A-Za-z0-9_][A-Za-z0-9_./-]*):(?= |$))"
+    r" *(?P<value>\"[^\"\\]*\"|'[^']*'|[A-Za-z0-9_./][^\s#]*(?<!:))?(?: +#.*)?"
+)
+_NULLS = frozenset({"null", "Null", "NULL"})
+# Generated manifests repeat most of their lines, so each distinct line is matched once and remembered: its shape
+# (indent, is a list item, key, has a value; _BLANK for a comment or blank line, False outside the subset) and value.
+_Shape = tuple[int, bool, "str | None", bool]
+_BLANK: _Shape = (-1, False, None, False)
+_LINE_SHAPES: dict[str, "_Shape | bool"] = {}
+_LINE_VALUES: dict[str, "str | None"] = {}
+_LINES_REMEMBERED = 200_000
+
+
+def _simple_target_revision(text: str) -> str | None:
+    """The chart version of a manifest written in the plain subset of YAML generated Applications use (block mappings
+    and lists of scalars, one value per line), at a fraction of ruamel's cost; None for anything else, and for
+    anything the full parser would refuse or report (duplicate keys, no chart source, null), which the full parser
+    then reads: the answer is always the full parser's."""
+    if "\t" in text or "\r" in text:
+        return None
+    lines = text.split("\n")
+    shape = tuple(map(_LINE_SHAPES.get, lines))  # the per-line work happens in C for every line seen before
+    if None in shape:
+        for line in set(lines).difference(_LINE_SHAPES):
+            _learn_line(line)
+        shape = tuple(map(_LINE_SHAPES.get, lines))
+    where = _chart_revision_line(shape)
+    if where is None:
+        return None
+    kind, revision = _LINE_VALUES.get(lines[where[0]]), _LINE_VALUES.get(lines[where[1]])  # None: just forgotten
+    if kind is None or revision is None or _unquoted(kind) != "Application" or revision in _NULLS:
+        return None
+    return _unquoted(revision)
+
+
+def _learn_line(line: str) -> None:
+    """Match ``line`` against the subset and remember its shape and value."""
+    if len(_LINE_SHAPES) >= _LINES_REMEMBERED:
+        _LINE_SHAPES.clear()
+        _LINE_VALUES.clear()
+    stripped = line.lstrip(" ")
+    shape: _Shape | bool
+    value = None
+    if not stripped or stripped[0] == "#":
+        shape = _BLANK
+    else:
+        match = _SIMPLE_LINE.fullmatch(line)
+        if match is None:
+            shape = False
+        else:
+            value = match["value"]
+            shape = (len(match["indent"]), match["dash"] is not None, match["key"], value is not None)
+    _LINE_SHAPES[line], _LINE_VALUES[line] = shape, value
+
+
+@functools.lru_cache(maxsize=64)
+def _chart_revision_line(shape: tuple[_Shape | bool, ...]) -> tuple[int, int] | None:
+    """Which lines hold ``kind`` and the chart source's ``targetRevision``, when lines of this shape are a
+    well-formed document with one ``spec.source`` holding ``chart`` and both values. Manifests generated from one
+    template share their shape, so each shape is checked once."""
+    if False in shape:
+        return None
+    numbers = [number for number, line in enumerate(shape) if line is not _BLANK]
+    lines = [shape[number] for number in numbers]
+    try:
+        root, end = _simple_block(lines, 0, 0) if lines else ({}, 0)
+    except _NotSimple:
+        return None
+    kind = root.get("kind") if isinstance(root, dict) and end == len(lines) else None
+    spec = root.get("spec") if isinstance(kind, int) else None
+    source = spec.get("source") if isinstance(spec, dict) and "sources" not in spec else None
+    if not isinstance(source, dict) or "chart" not in source or not isinstance(source.get("targetRevision"), int):
+        return None
+    return numbers[kind], numbers[source["targetRevision"]]
+
+
+def _simple_block(lines: Sequence[tuple[int, bool, str | None, bool]], start: int, indent: int) -> tuple[object, int]:
+    """The mapping (dict) or list starting at ``lines[start]``, whose lines sit at ``indent``, and the index after it;
+    a scalar is the index of its line. Refuses (``_NotSimple``) what YAML reads otherwise or rejects: a repeated key,
+    a null value, a deeper line after a value (a multi-line scalar), a dedent to no open level."""
+    if lines[start][1]:
+        return _simple_list(lines, start, indent)
+    mapping: dict[str, object] = {}
+    index = start
+    while index < len(lines):
+        at, dash, key, value = lines[index]
+        if at < indent:
+            break
+        if at > indent or dash or key is None or key in mapping:
+            raise _NotSimple
+        index += 1
+        if value:
+            if index < len(lines) and lines[index][0] > indent:
+                raise _NotSimple
+            mapping[key] = index - 1
+        elif index < len(lines) and (lines[index][0] > indent or (lines[index][0] == indent and lines[index][1])):
+            mapping[key], index = _simple_block(lines, index, lines[index][0])
+        else:
+            raise _NotSimple
+    return mapping, index
+
+
+def _simple_list(lines: Sequence[tuple[int, bool, str | None, bool]], start: int, indent: int) -> tuple[list, int]:
+    items, index = [], start
+    while index < len(lines) and lines[index][0] == indent and lines[index][1]:
+        index += 1
+        if not lines[index - 1][3] or (index < len(lines) and lines[index][0] > indent):
+            raise _NotSimple
+        items.append(index - 1)
+    return items, index
+
+
+def _unquoted(value: str) -> str:
+    return value[1:-1] if value[:1] in ("'", '"') else value
 
 
 def set_target_revision(text: str, version: str, source: str = "<manifest>") -> str:

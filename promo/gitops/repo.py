@@ -299,6 +299,12 @@ class GitOpsRepo:
         return manifests
 
 
+def agreed_version(versions: Mapping[str, str]) -> str | None:
+    """The one version every cluster runs; None when nothing runs ("") or the clusters disagree."""
+    agreed = set(versions.values())
+    return (agreed.pop() or None) if len(agreed) == 1 else None
+
+
 def describe_clusters(versions: Mapping[str, str]) -> str:
     """``preprod-a=1.0.0, preprod-b=<none>``: what each cluster runs, for messages and the status table."""
     return ", ".join(f"{cluster}={version or '<none>'}" for cluster, version in versions.items())

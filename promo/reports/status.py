@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from promo.clients import chart_repository, gitops_repo, open_registry
 from promo.config import PromoConfig
 from promo.errors import NotFound
-from promo.gitops.repo import describe_clusters
+from promo.gitops.repo import agreed_version, describe_clusters
 from promo.registry.helm import chart_config, chart_tag
 from promo.gitops.history import read_history
 from promo.release.readiness import deployed_by, format_age, soaked_seconds, soaking_since
@@ -56,7 +56,7 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
             versions[env.name] = gitops.cluster_versions(config.app, env.name, env.clusters, snapshot=snapshot)
         except NotFound:  # an environment the app has no manifests in yet shows as "-"
             versions[env.name] = {}
-    agreed = {name: _agreed_version(found) for name, found in versions.items()}
+    agreed = {name: agreed_version(found) for name, found in versions.items()}
     charts = _charts(config, sorted({version for version in agreed.values() if version}))
     rows = []
     for env in config.environments:
@@ -77,12 +77,6 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
             )
         )
     return rows
-
-
-def _agreed_version(versions: Mapping[str, str]) -> str | None:
-    """The one version every cluster runs; None when nothing runs ("") or the clusters disagree."""
-    agreed = set(versions.values())
-    return (agreed.pop() or None) if len(agreed) == 1 else None
 
 
 def _charts(config: PromoConfig, versions: list[str]) -> dict[str, tuple[str | None, str | None]]:

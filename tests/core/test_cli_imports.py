@@ -59,7 +59,16 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["status"], ["releases"], ["history"], ["history", "test"], ["metrics"], ["trace", "9.9.9"]],
+    [
+        ["--help"],
+        ["status"],
+        ["status", "--all"],
+        ["releases"],
+        ["history"],
+        ["history", "test"],
+        ["metrics"],
+        ["trace", "9.9.9"],
+    ],
     ids=" ".join,
 )
 def test_commands_that_run_no_flow_do_not_import_prefect(args, config, tmp_path):

@@ -7,7 +7,15 @@ from pathlib import PurePosixPath
 import pytest
 
 from promo.errors import InputError, ManifestError
-from promo.gitops.manifests import diff_manifest, manifest_path, read_target_revision, set_target_revision, validate_name
+from promo.gitops.manifests import (
+    _locate,
+    _simple_target_revision,
+    diff_manifest,
+    manifest_path,
+    read_target_revision,
+    set_target_revision,
+    validate_name,
+)
 from tests.fixtures.gitrepos import application
 
 MULTI_SOURCE = """\
@@ -233,3 +241,84 @@ def test_diff_shows_the_one_changed_line() -> None:
         '+    targetRevision: "0.2.0"   # the chart version',
     ]
     assert diff_manifest("x.yaml", before, before) == ""
+
+
+# The fast reader: generated manifests in the plain subset of YAML are read without ruamel, and everything else goes
+# to the full parser, so the answer is the full parser's in every case.
+PLAIN = """\
+# generated
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: hello-test   # a comment
+  labels:
+    app.kubernetes.io/name: hello
+  finalizers:
+  - resources-finalizer.argocd.argoproj.io
+spec:
+  project: 'default'
+
+  source:
+    repoURL: https://charts.example.com/x:y
+    chart: hello
+    targetRevision: {value}
+    helm:
+      releaseName: hello
+  syncPolicy:
+    syncOptions:
+      - CreateNamespace=true
+"""
+FAST_CASES = {
+    "plain": (PLAIN.format(value="1.2.3"), "1.2.3"),
+    "double quoted": (PLAIN.format(value='"1.2.3"  # version'), "1.2.3"),
+    "single quoted": (PLAIN.format(value="'1.2.3'"), "1.2.3"),
+    "nothing deployed": (PLAIN.format(value='""'), ""),
+    "a float-looking version": (PLAIN.format(value="1.10"), "1.10"),
+    "targetRevision elsewhere first": (
+        PLAIN.format(value="2.0.0").replace("metadata:\n", "metadata:\n  x:\n    targetRevision: 9.9.9\n"),
+        "2.0.0",
+    ),
+}
+FULL_PARSER_CASES = {
+    "a flow mapping": application("hello", "test", "1.2.3"),
+    "an anchor": PLAIN.format(value="&v 1.2.3"),
+    "a tag": PLAIN.format(value="!!str 1.2.3"),
+    "escapes": PLAIN.format(value='"1.2\\x33"'),
+    "a doubled single quote": PLAIN.format(value="'1.2''3'"),
+    "a multi-line plain value": PLAIN.format(value="1.2.3\n      continued"),
+    "a document marker": "---\n" + PLAIN.format(value="1.2.3"),
+    "several documents": PLAIN.format(value="1.2.3") + "---\n" + PLAIN.format(value="1.2.4"),
+    "a repeated key": PLAIN.format(value="1.2.3\n    targetRevision: 1.2.4"),
+    "null": PLAIN.format(value="null"),
+    "no value": PLAIN.format(value=""),
+    "a bad dedent": PLAIN.format(value="1.2.3").replace("    helm:\n", "   helm:\n"),
+    "a deeper line after a value": PLAIN.format(value="1.2.3").replace("hello-test   # a comment", "x\n    y: z"),
+    "CRLF": PLAIN.format(value="1.2.3").replace("\n", "\r\n"),
+    "a tab": PLAIN.format(value="1.2.3").replace("  project", "\tproject"),
+    "sources": PLAIN.format(value="1.2.3").replace("  source:\n", "  sources:\n"),
+    "another kind": PLAIN.format(value="1.2.3").replace("kind: Application", "kind: Deployment"),
+    "a merge key": PLAIN.format(value="1.2.3").replace("    chart: hello\n", "    <<: *x\n"),
+    "a trailing colon": PLAIN.format(value="1.2.3:"),
+} | {name: text for name, (text, _) in BROKEN.items()}
+
+
+@pytest.mark.parametrize("case", FAST_CASES)
+def test_plain_manifests_are_read_without_the_full_parser(case: str) -> None:
+    text, version = FAST_CASES[case]
+    assert _simple_target_revision(text) == version
+    assert _locate(text, "x").revision.value == version  # the full parser agrees
+
+
+@pytest.mark.parametrize("case", FULL_PARSER_CASES)
+def test_anything_beyond_the_plain_subset_goes_to_the_full_parser(case: str) -> None:
+    text = FULL_PARSER_CASES[case]
+    assert _simple_target_revision(text) is None
+    try:
+        expected: object = _locate(text, "x").revision.value
+    except ManifestError as error:
+        expected = type(error)
+    try:
+        read: object = read_target_revision(text, "x")
+    except ManifestError as error:
+        read = type(error)
+    assert read == expected

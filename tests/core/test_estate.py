@@ -1,0 +1,174 @@
+"""`promo status --all`: every app x environment from one read of the GitOps repository, verdicts matched by version,
+disagreeing clusters shown, unreadable manifests reported in their cell; the command imports nothing of Prefect."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from promo.gitops.mirror import Mirror
+from promo.gitops.verdicts import Verdict, record_verdict
+from promo.reports.estate import Estate, estate_at
+from tests.fixtures.gitrepos import ROOT, GitRemote, application, make_remote
+from tests.fixtures.history_script import cli_in_fresh_process
+
+ENVIRONMENTS = ["dev", "test", "stage", "prod"]  # promo.yaml's order; stage has no manifest, qa is not configured
+SEVERAL_DOCUMENTS = "kind: Application\n---\nkind: Application\n"
+
+
+@dataclass
+class World:
+    remote: GitRemote
+    config_path: Path
+    cache: Path
+
+
+def _verdict(app: str, env: str, version: str, commit: str, verified: bool, hour: int) -> Verdict:
+    checked_at = datetime(2026, 11, 30, hour, tzinfo=timezone.utc)
+    return Verdict(app, env, version, commit, verified, "synced and healthy" if verified else "Degraded", checked_at)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    base = tmp_path_factory.mktemp("estate")
+    manifests = {
+        ("hello", "dev", "preprod"): "0.2.0",
+        ("hello", "test", "preprod"): "0.1.1",
+        ("hello", "prod", "prod-a"): "0.1.0",
+        ("hello", "prod", "prod-b"): "0.1.0",
+        ("hello", "qa", "qa-1"): "0.2.0",
+        ("web", "dev", "preprod"): "1.0.0",
+        ("web", "prod", "prod-a"): "0.9.0",
+        ("web", "prod", "prod-b"): "0.8.0",
+        ("fresh", "dev", "preprod"): "",
+        ("broken", "dev", "preprod"): "3.0.0",
+    }
+    files = {
+        f"{ROOT}/{env}/{cluster}/{app}.yaml": application(app, env, version)
+        for (app, env, cluster), version in manifests.items()
+    }
+    files[f"{ROOT}/test/preprod/broken.yaml"] = SEVERAL_DOCUMENTS
+    files[f"{ROOT}/dev/notes.txt"] = "not an Application\n"
+    files[f"{ROOT}/dev/preprod/values/web.yaml"] = "replicas: 2\n"  # deeper than the layout: not an app
+    files["README.md"] = "# GitOps\n"
+    remote = make_remote(base / "gitops", files)
+    first = remote.head()
+    second = remote.commit({"README.md": "# GitOps, again\n"})
+    third = remote.commit({"README.md": "# GitOps, once more\n"})
+    mirror = Mirror.open(remote.url, base / "verdicts-cache")
+    record_verdict(mirror, _verdict("hello", "dev", "0.2.0", first, True, 10))
+    record_verdict(mirror, _verdict("hello", "test", "0.1.1", first, False, 10))
+    record_verdict(mirror, _verdict("hello", "prod", "0.0.9", first, True, 10))  # a version no longer running
+    record_verdict(mirror, _verdict("web", "dev", "1.0.0", second, True, 11))  # newer than the failure below
+    record_verdict(mirror, _verdict("web", "dev", "1.0.0", third, False, 9))
+    settings = {
+        "app": "hello",
+        "app_repo": {"url": (base / "no-app-repo.git").as_uri()},
+        "gitops": {"url": remote.url, "root": ROOT},
+        "chart": {"path": "charts/hello", "repository": "127.0.0.1:9/charts"},  # never asked: nothing listens
+        "image": {"repository": "127.0.0.1:9/hello"},
+        "environments": [{"name": env, "clusters": ["preprod"]} for env in ENVIRONMENTS],
+        "cache_dir": str(base / "cache"),
+    }
+    config_path = base / "promo.yaml"
+    config_path.write_text(json.dumps(settings))
+    return World(remote, config_path, base / "cache")
+
+
+def read(world: World) -> Estate:
+    mirror = Mirror.open(world.remote.url, world.cache / "direct")
+    mirror.fetch()
+    return estate_at(mirror, mirror.resolve("main"), ROOT, ENVIRONMENTS)
+
+
+def test_every_app_and_environment_is_read_in_promo_yaml_order_then_the_others(world: World) -> None:
+    estate = read(world)
+    assert estate.commit == world.remote.head()
+    assert estate.environments == ("dev", "test", "prod", "qa")
+    assert list(estate.apps) == ["broken", "fresh", "hello", "web"]
+    assert {env: p.version for env, p in estate.apps["hello"].items()} == {
+        "dev": "0.2.0",
+        "test": "0.1.1",
+        "prod": "0.1.0",
+        "qa": "0.2.0",
+    }
+    assert set(estate.apps["web"]) == {"dev", "prod"}  # no manifest in test: no placement
+
+
+def test_verdicts_are_matched_by_the_version_running_and_the_newest_decides(world: World) -> None:
+    apps = read(world).apps
+    assert apps["hello"]["dev"].verdict == "verified"
+    assert apps["hello"]["test"].verdict == "failed"
+    assert apps["hello"]["prod"].verdict is None  # its verdict names 0.0.9, not what runs
+    assert apps["hello"]["qa"].verdict is None  # verdicts are per environment
+    assert apps["web"]["dev"].verdict == "verified"
+    assert apps["hello"]["dev"].text() == "0.2.0 ✓" and apps["hello"]["test"].text() == "0.1.1 ✗"
+    assert apps["fresh"]["dev"].text() == "<none>"
+
+
+def test_clusters_that_disagree_are_each_shown(world: World) -> None:
+    web = read(world).apps["web"]["prod"]
+    assert web.clusters_disagree and web.version is None and web.verdict is None
+    assert web.clusters == {"prod-a": "0.9.0", "prod-b": "0.8.0"}
+    assert web.text() == "prod-a=0.9.0, prod-b=0.8.0 (clusters disagree)"
+    assert not read(world).apps["hello"]["prod"].clusters_disagree
+
+
+def test_an_unreadable_manifest_is_reported_in_its_cell_and_the_rest_is_read(world: World) -> None:
+    estate = read(world)
+    broken = estate.apps["broken"]
+    assert broken["dev"].version == "3.0.0"
+    assert broken["test"].text() == "error" and broken["test"].clusters == {}
+    [(app, env, cluster, why)] = estate.errors()
+    assert (app, env, cluster) == ("broken", "test", "preprod")
+    assert f"{ROOT}/test/preprod/broken.yaml holds 2 YAML documents" in why
+
+
+def test_read_files_under_reads_every_file_below_a_directory_and_nothing_else(world: World) -> None:
+    mirror = Mirror.open(world.remote.url, world.cache / "direct")
+    mirror.fetch()
+    files = mirror.read_files_under("main", f"{ROOT}/prod/")
+    clusters_and_apps = [(cluster, app) for cluster in ("prod-a", "prod-b") for app in ("hello", "web")]
+    assert sorted(files) == [f"{ROOT}/prod/{cluster}/{app}.yaml" for cluster, app in clusters_and_apps]
+    assert files[f"{ROOT}/prod/prod-b/web.yaml"] == world.remote.read(f"{ROOT}/prod/prod-b/web.yaml")
+    assert mirror.read_files_under("main", "no/such/dir") == {}
+    assert mirror.read_files_under("main", "registry/*/prod") == {}  # a prefix is a path, never a pattern
+    assert set(mirror.read_files_under("main", "")) == set(mirror.read_files_under("main", ROOT)) | {"README.md"}
+
+
+def test_status_all_prints_the_table_without_prefect_or_the_registry(world: World) -> None:
+    code, output, prefect_imported = cli_in_fresh_process("status", "--all", "--config", str(world.config_path))
+    assert code == 0, output
+    assert not prefect_imported
+    lines = output.splitlines()
+    assert lines[0].split() == ["app", "dev", "test", "prod", "qa"]
+    rows = {line.split()[0]: line for line in lines[1:5]}
+    assert rows["hello"].split() == ["hello", "0.2.0", "✓", "0.1.1", "✗", "0.1.0", "0.2.0"]
+    assert "prod-a=0.9.0, prod-b=0.8.0 (clusters disagree)" in rows["web"]
+    assert rows["broken"].split()[:3] == ["broken", "3.0.0", "error"]
+    assert "error: broken in test/preprod: " in output and "holds 2 YAML documents" in output
+
+
+def test_status_all_json_has_every_app_and_every_environment(world: World) -> None:
+    code, output, prefect_imported = cli_in_fresh_process("status", "--all", "--json", "-c", str(world.config_path))
+    assert code == 0, output
+    assert not prefect_imported
+    printed = json.loads(output)
+    assert printed["commit"] == world.remote.head()
+    assert printed["environments"] == ["dev", "test", "prod", "qa"]
+    by_app = {entry["app"]: entry["environments"] for entry in printed["apps"]}
+    assert list(by_app) == ["broken", "fresh", "hello", "web"]
+    assert by_app["hello"]["dev"] == {
+        "version": "0.2.0",
+        "verdict": "verified",
+        "clusters": {"preprod": "0.2.0"},
+        "clusters_disagree": False,
+        "errors": {},
+    }
+    assert by_app["web"]["test"] is None  # every environment listed, null where the app has no manifest
+    assert by_app["web"]["prod"]["clusters_disagree"] is True and by_app["web"]["prod"]["version"] is None
+    assert list(by_app["broken"]["test"]["errors"]) == ["preprod"]
