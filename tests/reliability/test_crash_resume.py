@@ -100,7 +100,8 @@ def end_state(sandbox: Sandbox) -> dict[str, object]:
 
 
 def held_environment_slots(app: str) -> dict[str, int]:
-    """The environment locks (global concurrency limits ``promo-<app>-<env>``) with a slot held right now."""
+    """promo's locks with a slot held right now: the app's environment and release locks (``promo-<app>-<env>``)
+    and the GitOps repository's write lock (``promo-gitops-...``, held around each write's fetch-edit-push)."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -108,7 +109,7 @@ def held_environment_slots(app: str) -> dict[str, int]:
     return {
         limit.name: limit.active_slots
         for limit in limits
-        if limit.name.startswith(f"promo-{app}-") and limit.active_slots
+        if (limit.name.startswith(f"promo-{app}-") or limit.name.startswith("promo-gitops-")) and limit.active_slots
     }
 
 
@@ -126,7 +127,7 @@ class Runner:
     sandbox: Sandbox
     home: Path
     logs: list[Path] = field(default_factory=list)
-    stranded: list[str] = field(default_factory=list)  # environment slots a killed run left held
+    stranded: list[str] = field(default_factory=list)  # lock slots a killed run left held
 
     def env(self) -> dict[str, str]:
         from prefect.settings import PREFECT_API_URL
@@ -183,7 +184,7 @@ class Runner:
                 process.wait(10)
 
     def release_stranded_slots(self, after: str) -> None:
-        """A killed run must not leave an environment locked. If it did, note it (the test fails at its end) and
+        """A killed run must not leave an environment or the GitOps repository locked. If it did, note it (the test fails at its end) and
         free the slot, so the next run does not wait out the 300 s lease and the rest of the chain still runs."""
         held = held_environment_slots(self.sandbox.app)
         if held:
