@@ -9,10 +9,19 @@ rejected because someone else moved the branch is fetched again and the same edi
 Concurrent users of one cache (threads or processes) are serialised by an ``fcntl`` lock file around every
 fetch-edit-push section; users of different caches race at the remote and the loser retries.
 
+A mirror opened for one ``branch`` (the GitOps repository's) is lean: it follows that branch alone (plus tags and
+records), and its first fetch into an empty cache is shallow (``--depth=1``) and, where the remote allows filters,
+blob-less (``--filter=blob:none``, a partial clone): a fresh worker fetches one commit's trees, not 20,000 commits
+and 8,000 manifests. Blobs it reads later are fetched by git on demand (the cache's promisor remote ``origin``), and
+every history read (``log``, ``log_paths``, ``is_ancestor``, a ``resolve`` that misses) first fetches the whole
+history, still without blobs, so shallowness never changes an answer. A remote that refuses filters (a bare repo
+without ``uploadpack.allowFilter``) gets a plain shallow fetch instead; git falls back by itself.
+
 Credentials: a token in the URL (``https://x-access-token:TOKEN@host/...``) is passed to git on each fetch and push
-and never stored; the cache has no configured remote, so ``config`` holds no URL, and every URL or git message shown
-to people goes through ``redact_url`` first. (The URL is still visible in the process list while git runs; move to
-``GIT_ASKPASS`` or ``http.extraHeader`` when that matters.)
+and never stored; the cache's remote ``origin`` has no ``url`` in ``config``: every git process of the mirror gets it
+through the environment (``GIT_CONFIG_*``), so fetches and git's on-demand blob fetches reach the remote, and every
+URL or git message shown to people goes through ``redact_url`` first. (Pushes still pass the URL as an argument, so
+it is visible in the process list while they run; move to ``GIT_ASKPASS`` or ``http.extraHeader`` when that matters.)
 
 Refs that name a release or a branch are created, never moved: ``create_tag``, ``create_branch`` and ``create_record``
 push with a lease that requires the ref to be absent on the remote, so two writers cannot both win, and a re-run finds
@@ -58,6 +67,7 @@ _STALE_LOCK = re.compile(r"Unable to create '(?P<path>[^']+\.lock)': File exists
 _RECORDS = "refs/promo"
 _FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE, _GITLINK_MODE = 0o100644, 0o100755, 0o040000, 0o160000
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # fail fast instead of waiting for a password nobody will type
+_PARTIAL_FILTER = "blob:none"
 
 
 class _HeldLocks(threading.local):
@@ -78,6 +88,7 @@ _AUTH = re.compile(
     r"|returned error: 40[13]",
     re.IGNORECASE,
 )
+_NO_REMOTE_BRANCH = re.compile(r"""couldn't find remote ref refs/heads/(?P<branch>[^\s'"]+)""")
 _MISSING = re.compile(r"does not appear to be a git repository|repository not found|returned error: 404", re.I)
 _NETWORK = re.compile(
     r"could not resolve|connection (refused|timed out|reset)|timed out|timeout|early eof|hung up unexpectedly"
@@ -153,29 +164,44 @@ PushOutcome = Literal["pushed", "up to date", "rejected"]
 class Mirror:
     """The cache of one remote: a bare repository whose ``refs/remotes/origin/*`` follow the remote's branches."""
 
-    def __init__(self, url: str, path: Path) -> None:
+    def __init__(self, url: str, path: Path, branch: str | None = None) -> None:
         self.url = url
         self.display_url = redact_url(url)
         self.path = path
+        self.branch = branch
         self._lock_path = path.with_suffix(".lock")
         self._local = threading.local()
+        # The URL reaches every git process of this mirror (GitPython's cat-file ones too) through the environment:
+        # git's on-demand fetches of a partial cache's blobs need it, and it stays out of config and argv.
+        self._env = {**_GIT_ENV, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "remote.origin.url"}
+        self._env["GIT_CONFIG_VALUE_0"] = url
 
     @classmethod
-    def open(cls, url: str, cache_dir: Path) -> Mirror:
+    def open(cls, url: str, cache_dir: Path, *, branch: str | None = None) -> Mirror:
         """The cache of ``url`` under ``cache_dir``, created on first use (no network until the first fetch).
 
         The directory name is readable (the repo's name) and unique (a hash of the URL without credentials, so a
-        rotated token keeps its cache).
+        rotated token keeps its cache). With ``branch`` the mirror is lean (see the module's doc): it fetches that
+        branch alone, and a cache it creates is a blob-less partial clone, filled shallow by its first fetch.
         """
         display = redact_url(url)
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", display.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")) or "repo"
         digest = hashlib.sha256(display.encode()).hexdigest()[:12]
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        mirror = cls(url, cache_dir / f"{name}-{digest}.git")
+        if branch is not None:
+            check_branch_name(branch)
+        mirror = cls(url, cache_dir / f"{name}-{digest}.git", branch)
         with mirror._locked():
             if not (mirror.path / "HEAD").exists():
-                Repo.init(mirror.path, bare=True, mkdir=True)
+                repo = Repo.init(mirror.path, bare=True, mkdir=True)
+                if branch is not None:
+                    with repo.config_writer() as config:  # what ``git clone --filter=blob:none`` writes
+                        config.set_value("core", "repositoryformatversion", 1)
+                        config.set_value("extensions", "partialClone", "origin")
+                        config.set_value('remote "origin"', "promisor", "true")
+                        config.set_value('remote "origin"', "partialclonefilter", _PARTIAL_FILTER)
+                repo.close()
         return mirror
 
     # -- reading ---------------------------------------------------------------------------------------------------
@@ -193,13 +219,16 @@ class Mirror:
     def resolve(self, ref: str) -> str:
         """The commit SHA of a branch (as last fetched), tag, SHA or revision expression (``main~1``)."""
         candidates = [ref] if _FULL_SHA.fullmatch(ref) else [f"{_TRACKING}/{ref}", f"refs/tags/{ref}", ref]
-        for candidate in candidates:
-            try:
-                commit = self._repo.commit(candidate)
-                self._repo.odb.info(commit.binsha)  # a full SHA is taken on trust until its object is looked up
-                return commit.hexsha
-            except (BadName, BadObject, ValueError):
-                continue
+        for _ in range(2):  # a shallow cache may lack the commit (an old SHA, ``main~3``): deepen once and look again
+            for candidate in candidates:
+                try:
+                    commit = self._repo.commit(candidate)
+                    self._repo.odb.info(commit.binsha)  # a full SHA is taken on trust until its object is looked up
+                    return commit.hexsha
+                except (BadName, BadObject, ValueError):
+                    continue
+            if not self._deepen():
+                break
         raise NotFound(f"{ref!r} is not a branch, tag or commit of {self.display_url}", "check the name; run a fetch")
 
     def is_ancestor(self, ancestor: str, ref: str) -> bool:
@@ -208,6 +237,7 @@ class Mirror:
             ancestor_sha = self.resolve(ancestor)
         except NotFound:
             return False
+        self._deepen()  # in a shallow cache the path between them may be cut off
         return self._repo.is_ancestor(ancestor_sha, self.resolve(ref))
 
     def commit_time(self, ref: str) -> int:
@@ -241,6 +271,7 @@ class Mirror:
     def log(self, since_ref: str | None, until_ref: str) -> list[LogEntry]:
         """Commits reachable from ``until_ref`` but not from ``since_ref`` (the whole history when None), newest
         first."""
+        self._deepen()
         until = self.resolve(until_ref)
         revisions = f"{self.resolve(since_ref)}..{until}" if since_ref is not None else until
         output = self._git("log", "--format=%H%x1f%an%x1f%s", revisions, action="reading the history of")
@@ -250,6 +281,7 @@ class Mirror:
     def log_paths(self, ref: str, paths: Sequence[str] = (), *, limit: int | None = None) -> list[CommitRecord]:
         """The commits reachable from ``ref`` that touched any of ``paths`` (every commit when none), newest first;
         at most ``limit`` of them."""
+        self._deepen()
         options = [f"--max-count={limit}"] if limit is not None else []
         revision = self.resolve(ref)
         record_format = "--format=%H%x1f%ct%x1f%s%x1f%b%x1e"  # fields and records split by ASCII separators
@@ -406,6 +438,7 @@ class Mirror:
         repo = getattr(self._local, "repo", None)
         if repo is None:
             repo = self._local.repo = Repo(self.path)
+            repo.git.update_environment(**self._env)
         return repo
 
     @contextmanager
@@ -424,20 +457,48 @@ class Mirror:
             finally:
                 held.discard(self._lock_path)
 
-    def _fetch(self) -> None:
-        refspecs = (f"+refs/heads/*:{_TRACKING}/*", "+refs/tags/*:refs/tags/*", f"+{_RECORDS}/*:{_RECORDS}/*")
-        options = ("--prune", "--no-tags", "--no-write-fetch-head", "--quiet")
-        self._git("fetch", *options, self.url, *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
+    def _fetch(self, *mode: str) -> None:
+        """Fetch the followed refs; ``mode`` replaces the options ``_fetch_mode`` picks (``_deepen`` passes its own)."""
+        heads = self.branch or "*"
+        refspecs = (f"+refs/heads/{heads}:{_TRACKING}/{heads}", "+refs/tags/*:refs/tags/*", f"+{_RECORDS}/*:{_RECORDS}/*")
+        options = ("--prune", "--no-tags", "--no-write-fetch-head", "--quiet", *(mode or self._fetch_mode()))
+        self._git("fetch", *options, "origin", *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
+
+    def _fetch_mode(self) -> tuple[str, ...]:
+        partial = self._partial()
+        if self.branch is not None and self._peeled(f"{_TRACKING}/{self.branch}") is None:
+            # An empty lean cache: the branch's head alone, and no blobs where the remote filters (else git warns
+            # "filtering not recognized by server, ignoring" and sends them: slower, still correct).
+            return ("--depth=1", f"--filter={_PARTIAL_FILTER}") if partial else ("--depth=1",)
+        # Blobs of the commits fetched now are what the next write reads: take them along instead of one by one.
+        return ("--no-filter",) if partial else ()
+
+    def _partial(self) -> bool:
+        """Whether the cache is a partial clone (objects may be missing, fetched by git on demand)."""
+        return self._repo.config_reader("repository").has_option("extensions", "partialclone")
+
+    def _deepen(self) -> bool:
+        """Fetch the whole history into a shallow cache (without blobs, when partial): history reads need it.
+        False when the cache already had it."""
+        if not (self.path / "shallow").exists():
+            return False
+        with self._locked():
+            if (self.path / "shallow").exists():
+                self._fetch("--unshallow", *([f"--filter={_PARTIAL_FILTER}"] if self._partial() else []))
+        return True
 
     def _branch_head(self, branch: str) -> str:
         check_branch_name(branch)
         try:
             return self._repo.commit(f"{_TRACKING}/{branch}").hexsha
         except (BadName, BadObject, ValueError):
-            raise NotFound(
-                f"branch {branch!r} does not exist in {self.display_url}",
-                "push an initial commit to it, or set the branch in promo.yaml",
-            ) from None
+            raise self._no_branch(branch) from None
+
+    def _no_branch(self, branch: str) -> NotFound:
+        return NotFound(
+            f"branch {branch!r} does not exist in {self.display_url}",
+            "push an initial commit to it, or set the branch in promo.yaml",
+        )
 
     def _push_with_retry(
         self, branch: str, build: Callable[[Snapshot], tuple[str, tuple[str, ...]] | None], max_attempts: int
@@ -611,7 +672,7 @@ class Mirror:
         return self._repo.odb.store(IStream(kind, len(data), BytesIO(data))).binsha
 
     def _run(self, *args: str, timeout: float | None = None, **kwargs: object) -> str:
-        return self._repo.git.execute(["git", *args], env=_GIT_ENV, kill_after_timeout=timeout, **kwargs)
+        return self._repo.git.execute(["git", *args], env=self._env, kill_after_timeout=timeout, **kwargs)
 
     def _git(self, *args: str, action: str, timeout: float | None = None) -> str:
         try:
@@ -646,6 +707,9 @@ class Mirror:
         messages = [line for line in lines if line.startswith(("fatal:", "error:"))] or [line for line in lines if line]
         detail = messages[0] if messages else f"exit status {exc.status}"
         cause = f"{action} {self.display_url} failed: {detail}"
+        missing_branch = _NO_REMOTE_BRANCH.search(output)
+        if missing_branch:  # a lean mirror fetches its branch by name, and git fails when the remote has none
+            return self._no_branch(missing_branch["branch"])
         if _AUTH.search(output):
             return AuthError(cause, "check that the git credentials (token in the URL, credential helper) have access")
         if _MISSING.search(output):

@@ -118,7 +118,7 @@ class GitOpsRepo:
         self.root = root
         self.author = author
         self.max_attempts = max_attempts
-        self.mirror = Mirror.open(url, cache_dir)
+        self.mirror = Mirror.open(url, cache_dir, branch=branch)
 
     def environment_version(
         self, app: str, env: str, clusters: Sequence[str], *, snapshot: Snapshot | None = None
