@@ -85,7 +85,7 @@ def bench(runs: int) -> Report:
     files = len(run("git", "-C", remotes["big"], "ls-tree", "-r", "--name-only", "main").splitlines())
     report.note(f"big repo: {files} manifests, {commits} commits on main; small repo: 4 manifests")
 
-    stamp = int(time.time())
+    stamp = int(time.time())  # the major version: every run writes above what earlier runs left
 
     def promo(name: str, version: str, *, cache: Path | None = None, remote: Path | None = None) -> float:
         remote = remote or remotes[name]
@@ -104,13 +104,13 @@ def bench(runs: int) -> Report:
 
     # Warm up: the first use of an empty cache fetches the branch's head (the cold rounds below time that).
     for name in remotes:
-        promo(name, f"2.{stamp}.0")
-        raw_push(clones[name], paths[name], f"2.{stamp}.1")
+        promo(name, f"{stamp}.0.0")
+        raw_push(clones[name], paths[name], f"{stamp}.0.1")
 
     progress(f"repo size: {runs} rounds")
     for round_ in range(runs):
-        version = f"3.{stamp}.{2 * round_}"  # promo and the raw floor take turns, each above the other: no downgrade
-        raw_version = f"3.{stamp}.{2 * round_ + 1}"
+        version = f"{stamp}.1.{2 * round_}"  # promo and the raw floor take turns, each above the other: no downgrade
+        raw_version = f"{stamp}.1.{2 * round_ + 1}"
         report.add("promo set_version, 1-app repo", promo("small", version))
         report.add("promo set_version, 2,000-app repo", promo("big", version))
         report.add("raw floor (cached work tree), 1-app repo", raw_push(clones["small"], paths["small"], raw_version))
@@ -122,14 +122,14 @@ def bench(runs: int) -> Report:
     progress(f"repo size: {cold_runs} cold rounds (empty cache each)")
     for round_ in range(cold_runs):
         with scratch("promo-cold-") as fresh:
-            report.add("promo set_version, 2,000-app repo, empty cache", promo("big", f"3.{stamp}.{1000 + 2 * round_}", cache=fresh))
+            report.add("promo set_version, 2,000-app repo, empty cache", promo("big", f"{stamp}.2.{2 * round_}", cache=fresh))
             seconds, _ = timed(lambda: run("git", "clone", "-q", "--depth", "1", remotes["big"].as_uri(), fresh / "c"))
             report.add("git clone --depth 1 of the 2,000-app repo (no edit, no push)", seconds)
             report.add(
                 "promo set_version, 2,000-app repo, empty cache, remote refuses filters",
-                promo("big", f"3.{stamp}.{1000 + 2 * round_}", cache=fresh / "no-filters", remote=unfiltered),
+                promo("big", f"{stamp}.2.{2 * round_}", cache=fresh / "no-filters", remote=unfiltered),
             )
-        report.add("promo set_version, 2,000-app repo, warm (interleaved with cold)", promo("big", f"3.{stamp}.{1001 + 2 * round_}"))
+        report.add("promo set_version, 2,000-app repo, warm (interleaved with cold)", promo("big", f"{stamp}.2.{2 * round_ + 1}"))
 
     progress("repo size: where set_version's time goes (its git primitives, one at a time)")
     for name in ("small", "big"):
