@@ -121,3 +121,18 @@ def test_new_files_land_in_git_order(gitops_remote: GitRemote, cache_dir: Path) 
     for path, text in files.items():
         assert gitops_remote.read(path) == text
     assert gitops_remote.read(TEST_HELLO) == mirror.read_file(head, TEST_HELLO)
+
+
+def test_reading_many_files_of_a_partial_cache_fetches_the_missing_blobs_together(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
+    with_history(gitops_remote, filters=True)
+    mirror = Mirror.open(gitops_remote.url, cache_dir, branch="main")
+    head = mirror.snapshot("main").commit
+    paths = gitops_remote.git("ls-tree", "-r", "--name-only", "main").split() + ["no/such/file.yaml"]
+    assert missing_objects(mirror)
+
+    texts = mirror.read_files(head, paths)
+
+    assert texts == {path: gitops_remote.read(path) for path in paths[:-1]} | {"no/such/file.yaml": None}
+    assert not missing_objects(mirror)  # every blob of the commit was read, so every one is here now
