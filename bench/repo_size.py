@@ -122,14 +122,16 @@ def bench(runs: int) -> Report:
     progress(f"repo size: {cold_runs} cold rounds (empty cache each)")
     for round_ in range(cold_runs):
         with scratch("promo-cold-") as fresh:
-            report.add("promo set_version, 2,000-app repo, empty cache", promo("big", f"{stamp}.2.{2 * round_}", cache=fresh))
+            cold = promo("big", f"{stamp}.2.{2 * round_}", cache=fresh)
+            report.add("promo set_version, 2,000-app repo, empty cache", cold)
             seconds, _ = timed(lambda: run("git", "clone", "-q", "--depth", "1", remotes["big"].as_uri(), fresh / "c"))
             report.add("git clone --depth 1 of the 2,000-app repo (no edit, no push)", seconds)
             report.add(
                 "promo set_version, 2,000-app repo, empty cache, remote refuses filters",
                 promo("big", f"{stamp}.2.{2 * round_}", cache=fresh / "no-filters", remote=unfiltered),
             )
-        report.add("promo set_version, 2,000-app repo, warm (interleaved with cold)", promo("big", f"{stamp}.2.{2 * round_ + 1}"))
+        warm = promo("big", f"{stamp}.2.{2 * round_ + 1}")
+        report.add("promo set_version, 2,000-app repo, warm (interleaved with cold)", warm)
 
     progress("repo size: where set_version's time goes (its git primitives, one at a time)")
     for name in ("small", "big"):

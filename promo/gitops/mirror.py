@@ -513,7 +513,8 @@ class Mirror:
     def _fetch(self, *mode: str) -> None:
         """Fetch the followed refs; ``mode`` replaces the options ``_fetch_mode`` picks (``_deepen`` passes its own)."""
         heads = self.branch or "*"
-        refspecs = (f"+refs/heads/{heads}:{_TRACKING}/{heads}", "+refs/tags/*:refs/tags/*", f"+{_RECORDS}/*:{_RECORDS}/*")
+        refspecs = (f"+refs/heads/{heads}:{_TRACKING}/{heads}", "+refs/tags/*:refs/tags/*")
+        refspecs += (f"+{_RECORDS}/*:{_RECORDS}/*",)
         options = ("--prune", "--no-tags", "--no-write-fetch-head", "--quiet", *(mode or self._fetch_mode()))
         self._git("fetch", *options, "origin", *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
 

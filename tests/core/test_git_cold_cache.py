@@ -87,12 +87,13 @@ def test_history_reads_deepen_a_shallow_cache_and_see_all_of_it(gitops_remote: G
 def test_a_shallow_cache_resolves_older_commits_and_ancestry(gitops_remote: GitRemote, cache_dir: Path) -> None:
     with_history(gitops_remote, filters=True)
     first = gitops_remote.git("rev-list", "--max-parents=0", "main").strip()
+    every_commit = gitops_remote.git("rev-list", "main").split()
     for ask in (
         lambda mirror: mirror.resolve("main~2") == gitops_remote.git("rev-parse", "main~2").strip(),
         lambda mirror: mirror.resolve(first) == first,
         lambda mirror: mirror.is_ancestor(first, "main"),
         lambda mirror: 'targetRevision: "0.1.1-rc.def5678"' in (mirror.read_file(first, TEST_HELLO) or ""),
-        lambda mirror: [entry.sha for entry in mirror.log(None, "main")] == gitops_remote.git("rev-list", "main").split(),
+        lambda mirror: [entry.sha for entry in mirror.log(None, "main")] == every_commit,
     ):
         mirror = Mirror.open(gitops_remote.url, cache_dir / f"{len(list(cache_dir.glob('*')))}", branch="main")
         mirror.fetch()
