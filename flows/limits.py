@@ -3,11 +3,15 @@
 A deployment concurrency limit cannot serialise gated promotions (a paused run gives its slot back), so writes into
 an environment take a slot of the global limit instead. ``strict=True``: a missing limit is an error, never a lock
 that silently locks nothing. ``promo setup`` creates the limits; ``ensure_environment_limits`` does it from code.
-Publishing a release takes ``promo-<app>-release`` the same way (``release_lock``).
+Publishing a release takes ``promo-<app>-release`` the same way (``release_lock``). Every GitOps write holds
+``promo-gitops-<repository>-<hash>`` around its fetch-edit-push (``gitops_lock``): writers with caches on different
+hosts then queue for the repository instead of racing at it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -21,6 +25,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import deployment
 
 from promo.errors import ConflictError, NotFound, PromoError, ToolError, TransientError
+from promo.gitops.mirror import redact_url
 from promo.tasks.retry import BACKOFF_SECONDS, RETRIES
 
 SLOTS = 1
@@ -32,9 +37,25 @@ WAIT_SECONDS = 2 * LEASE_SECONDS + 10
 RELEASE = "release"  # the release lock is held like an environment's; its limit is promo-<app>-release
 
 
+_SLUG_CHARACTERS = 40
+
+
 def limit_name(app: str, env: str) -> str:
     """``promo-<app>-<env>``: app and environment names are DNS labels, so this is a valid limit name."""
     return f"promo-{app}-{env}"
+
+
+def gitops_limit_name(url: str) -> str:
+    """``promo-gitops-<slug>-<hash>`` for the GitOps repository at ``url``: the same for every spelling of one URL
+    that differs only in credentials, a trailing ``/`` or ``.git``, so every writer of a repository meets at one
+    limit. The slug (host and path, lowercase letters, digits and dashes, its last 40 characters) is for people; the
+    hash of the whole credential-free URL keeps repositories with alike slugs apart. No credentials: the name is
+    shown in the UI and logs."""
+    bare = redact_url(url).rstrip("/").removesuffix(".git").rstrip("/")
+    digest = hashlib.sha256(bare.encode()).hexdigest()[:10]
+    slug = re.sub(r"[^a-z0-9]+", "-", bare.partition("://")[2].lower() or bare.lower())
+    slug = slug[-_SLUG_CHARACTERS:].strip("-") or "repository"
+    return f"promo-gitops-{slug}-{digest}"
 
 
 @contextmanager
@@ -77,6 +98,68 @@ def environment_lock(
         yield
 
 
+@contextmanager
+def gitops_lock(url: str, *, create_missing: bool | None = None) -> Iterator[None]:
+    """Hold the GitOps repository's one slot around a write's fetch-edit-push: ``GitOpsRepo(write_lock=...)`` takes
+    ``lambda: gitops_lock(url)``.
+
+    Not ``concurrency()``: this lock only saves work, it guards nothing. Every push is a compare-and-swap, so two
+    writers inside at once (a lease that ran out) race as they would unlocked, and the loser re-applies its edit.
+    That lets the holder skip what ``concurrency()`` adds to every write (events, a lease-renewal thread, a client
+    per release), which the contention bench measured in the hold of every write. A busy slot is asked for again
+    after the server's Retry-After (docs/performance.md); a missing limit, no slot within ``WAIT_SECONDS`` and a
+    failing API are the errors ``environment_lock`` raises.
+    """
+    name = gitops_limit_name(url)
+    if create_missing if create_missing is not None else deployment.get_id() is None:
+        ensure_limits([name])  # see environment_lock
+    deadline = time.monotonic() + WAIT_SECONDS
+    failures = 0
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                granted = client.increment_concurrency_slots_with_lease(
+                    names=[name], slots=SLOTS, mode="concurrency", lease_duration=LEASE_SECONDS
+                ).json()
+                break
+            except (httpx.TransportError, httpx.HTTPStatusError) as error:
+                if _is_busy(error):
+                    wait = float(error.response.headers.get("Retry-After", BACKOFF_SECONDS))
+                elif not _is_transient(error):
+                    raise ToolError(
+                        f"the Prefect server refused a slot of {name}: {error}", "see the Prefect server's log"
+                    ) from None
+                elif failures == RETRIES:
+                    raise _api_failure(name, error) from None
+                else:
+                    wait, failures = BACKOFF_SECONDS * 2**failures, failures + 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConflictError(
+                    f"other writers held the GitOps repository {redact_url(url)} (limit {name}) "
+                    f"for more than {WAIT_SECONDS} s",
+                    f"let them finish, then start again; a killed writer's slot frees itself within {LEASE_SECONDS} s",
+                )
+            time.sleep(min(wait, left))
+        if not granted.get("limits"):
+            raise NotFound(
+                f"the Prefect server has no concurrency limit {name}",
+                "run `promo setup` against this server (it creates the GitOps repository's limit too)",
+            )
+        try:
+            yield
+        finally:
+            try:
+                client.release_concurrency_slots_with_lease(granted["lease_id"])
+            except (httpx.TransportError, httpx.HTTPStatusError):
+                pass  # the lease frees the slot within LEASE_SECONDS; the write itself is done
+
+
+def _is_busy(error: BaseException) -> bool:
+    """The server's 423: the slot is taken."""
+    return isinstance(error, httpx.HTTPStatusError) and error.response.status_code == 423
+
+
 def _acquisition_failure(name: str, error: ConcurrencySlotAcquisitionError) -> PromoError:
     """What a failed acquire means. Prefect raises one error for all of them: a missing limit (``strict=True``, no
     cause), the API's HTTP error, or a transport error (the cause); only the limit itself tells a missing one."""
@@ -89,7 +172,8 @@ def _acquisition_failure(name: str, error: ConcurrencySlotAcquisitionError) -> P
     except ObjectNotFound:
         return NotFound(
             f"the Prefect server has no concurrency limit {name}",
-            "run `promo setup` against this server (it creates one limit per environment)",
+            "run `promo setup` against this server "
+            "(it creates promo's limits: one per environment, one per GitOps repository)",
         )
     except (httpx.TransportError, httpx.HTTPStatusError) as reading_error:
         if _is_transient(reading_error):
@@ -117,14 +201,18 @@ def _api_failure(name: str, cause: BaseException) -> TransientError:
 
 
 def ensure_environment_limits(app: str, envs: Iterable[str]) -> list[tuple[str, bool]]:
+    """Create the missing limits of ``app``'s environments; ``(name, created)`` for every one, in order."""
+    return ensure_limits([limit_name(app, env) for env in envs])
+
+
+def ensure_limits(names: Iterable[str]) -> list[tuple[str, bool]]:
     """Create the missing limits; existing ones are left as they are (a limit changed by hand stays changed).
 
-    Returns ``(name, created)`` for every environment, in order.
+    Returns ``(name, created)`` for every name, in order.
     """
     outcome: list[tuple[str, bool]] = []
     with get_client(sync_client=True) as client:
-        for env in envs:
-            name = limit_name(app, env)
+        for name in names:
             try:
                 client.read_global_concurrency_limit_by_name(name)
                 outcome.append((name, False))

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from promo.registry import helm
-from promo.config import ArgoCDCheck, ForgeSettings, PromoConfig, load_config
+from promo.config import ArgoCDCheck, ForgeSettings, PromoConfig
 from promo.errors import ConfigError
 from promo.forges.base import Forge, forge_for, github_repository
-from promo.gitops.mirror import Mirror
+from promo.gitops.mirror import Mirror, WriteLock
 from promo.gitops.repo import GitOpsRepo
 from promo.registry.oci import PASSWORD_BLOCK, PASSWORD_VARIABLE, USERNAME_VARIABLE, Credentials, Registry, credentials_for
 from promo.secrets import secret_block_value
@@ -34,10 +34,9 @@ def split_repository(repository: str) -> tuple[str, str]:
     return host, path
 
 
-def load_checked_config(path: str | None) -> PromoConfig:
-    """promo.yaml, validated, with the registry credentials it needs present: a flow checks both before any change,
-    so a missing password fails at once and not after a build commit was pushed."""
-    config = load_config(path)
+def check_credentials(config: PromoConfig) -> PromoConfig:
+    """``config``, once the registry credentials it needs are present: a flow checks them before any change, so a
+    missing password fails at once and not after a build commit was pushed."""
     for repository in (config.image.repository, config.chart.repository):
         registry_credentials(config, split_repository(repository)[0])
     return config
@@ -68,8 +67,11 @@ def chart_repository(config: PromoConfig) -> str:
     return f"{host}/{helm.chart_repository(namespace, config.chart_name)}"
 
 
-def gitops_repo(config: PromoConfig) -> GitOpsRepo:
-    return GitOpsRepo(config.gitops.url, config.gitops.branch, config.resolved_cache_dir, config.gitops.root)
+def gitops_repo(config: PromoConfig, write_lock: WriteLock | None = None) -> GitOpsRepo:
+    """``write_lock``: held around each write's fetch-edit-push (the write task passes the repository's Prefect lock)."""
+    return GitOpsRepo(
+        config.gitops.url, config.gitops.branch, config.resolved_cache_dir, config.gitops.root, write_lock=write_lock
+    )
 
 
 def app_mirror(config: PromoConfig) -> Mirror:
