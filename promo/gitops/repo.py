@@ -122,7 +122,7 @@ class GitOpsRepo:
         self.author = author
         self.budget = budget
         self.write_lock = write_lock
-        self.mirror = Mirror.open(url, cache_dir)
+        self.mirror = Mirror.open(url, cache_dir, branch=branch)
 
     def environment_version(
         self, app: str, env: str, clusters: Sequence[str], *, snapshot: Snapshot | None = None
