@@ -361,9 +361,10 @@ class Mirror:
         there is no such directory.
 
         Two git processes whatever the number of files: one ``ls-tree -r`` lists the blobs and one ``cat-file
-        --batch`` reads them all, where a read per file would cost a lookup (or a process) each. Bytes that are not
-        UTF-8 become U+FFFD, so one bad file reads as broken text for its caller to report instead of failing the rest.
-        Symlinks and submodules are left out: they are not files of this tree.
+        --batch`` reads them all (after a partial cache fetched the ones it lacks in one request), where a read per
+        file would cost a lookup, or a round trip, each. Bytes that are not UTF-8 become U+FFFD, so one bad file reads
+        as broken text for its caller to report instead of failing the rest. Symlinks and submodules are left out:
+        they are not files of this tree.
         """
         commit = self.resolve(ref)
         directory = prefix.strip("/")
@@ -371,33 +372,18 @@ class Mirror:
         listing = self._git(
             "--literal-pathspecs", "ls-tree", "-r", "-z", commit, *pathspec, action="listing the files of"
         )
-        paths, shas = [], []
+        blobs = {}
         for entry in listing.split("\0"):
             meta, _, path = entry.partition("\t")
             mode, kind, sha = meta.split(" ") if meta else ("", "", "")
             if kind == "blob" and int(mode, 8) in (_FILE_MODE, _EXECUTABLE_MODE):
-                paths.append(path)
-                shas.append(sha)
-        if not shas:
+                blobs[path] = sha
+        if not blobs:
             return {}
-        reader = subprocess.run(
-            ["git", "--git-dir", str(self.path), "cat-file", "--batch"],
-            input="\n".join(shas).encode() + b"\n",
-            capture_output=True,
-            env={**os.environ, **_GIT_ENV},
-            check=False,
-        )
-        if reader.returncode != 0:
-            detail = reader.stderr.decode(errors="replace").strip() or f"exit status {reader.returncode}"
-            raise ToolError(f"reading the files of {self.display_url} failed: {detail}", "run git fsck on the cache")
-        data, files, offset = reader.stdout, {}, 0
-        for path in paths:
-            header_end = data.index(b"\n", offset)
-            size = int(data[offset:header_end].rsplit(b" ", 1)[1])
-            start = header_end + 1
-            files[path] = data[start : start + size].decode("utf-8", errors="replace")
-            offset = start + size + 1  # the content is followed by one newline
-        return files
+        if self._partial():
+            self._prefetch(commit, set(blobs.values()))
+        objects = self._cat_objects(list(blobs.values()))
+        return {path: data.decode("utf-8", errors="replace") for path, (_, data) in zip(blobs, objects)}
 
     def log(self, since_ref: str | None, until_ref: str) -> list[LogEntry]:
         """Commits reachable from ``until_ref`` but not from ``since_ref`` (the whole history when None), newest
