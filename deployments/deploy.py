@@ -1,8 +1,11 @@
-"""Register promo on a Prefect server: work pool, environment limits, secret placeholders, one deployment per flow.
+"""Register promo on a Prefect server: work pool, the app's config, environment limits, secret placeholders, one
+deployment per flow.
 
 Every step is idempotent and says what it did (``created``, ``updated``, ``exists``, ``skipped``), so ``promo setup``
-can be run again after an upgrade or a promo.yaml change. Deployments are named ``<flow-name>/<app>`` and preset
-``config_path`` to the absolute promo.yaml, so one server can hold the pipelines of many apps.
+can be run again after an upgrade or a promo.yaml change. The validated promo.yaml is stored on the server as the block
+``promo-config/<app>`` (promo/flows/stored_config.py); deployments are named ``<flow-name>/<app>`` and preset the
+parameter ``app``, never a path, so one server holds the pipelines of many apps and any worker, on any host or in
+an empty pod, runs any of them.
 
 Flows run from the installed code by default (module entrypoints such as ``promo.flows.promote.promote_test``): a worker
 needs promo installed, exactly like the worker image in docker/. ``source=`` loads them from a directory or a git
@@ -33,7 +36,8 @@ from prefect.workers.base import BaseWorker
 from promo.deployments.notify import ensure_notifications
 from promo.flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
 from promo.flows.limits import RELEASE, ensure_environment_limits
-from promo.config import PromoConfig, config_path as find_config_path, load_config
+from promo.flows.stored_config import block_name, store_config
+from promo.config import PromoConfig, load_config
 from promo.errors import InputError
 from promo.registry.oci import PASSWORD_BLOCK
 from promo.secrets import SECRET_PLACEHOLDER
@@ -82,7 +86,7 @@ FLOWS: tuple[FlowSpec, ...] = (
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # "work pool", "limit", "secret", "deployment", "automation"
+    kind: str  # "work pool", "config", "limit", "secret", "deployment", "automation"
     name: str
     status: Status
     detail: str = ""
@@ -99,25 +103,19 @@ def setup_all(
     source: str | Path | None = None,
 ) -> list[Outcome]:
     """Everything `promo setup` does, in order; the Prefect API is the one in the current settings."""
-    path = absolute_config_path(config_path)
-    config = load_config(path)
-    outcomes = [ensure_work_pool(work_pool, pool_type)]
+    config = load_config(config_path)
+    outcomes = [ensure_work_pool(work_pool, pool_type), Outcome("config", block_name(config.app), store_config(config))]
     outcomes += [
         Outcome("limit", name, "created" if created else "exists", "1 slot" if created else "")
         for name, created in ensure_environment_limits(config.app, [*config.environment_names, RELEASE])
     ]
     outcomes += ensure_secret_placeholders()
-    outcomes += deploy_all(path, work_pool, source=source)
+    outcomes += deploy_all(config, work_pool, source=source)
     outcomes += [  # last: a notify.block that does not exist stops setup only after everything else is in place
         Outcome("automation", name, status, detail)
         for name, status, detail in ensure_notifications(config, [spec.name for spec in FLOWS])
     ]
     return outcomes
-
-
-def absolute_config_path(config_path: str | Path | None) -> Path:
-    """promo.yaml as --config / $PROMO_CONFIG / ./promo.yaml name it, made absolute for workers in other directories."""
-    return find_config_path(config_path).expanduser().resolve()
 
 
 def ensure_work_pool(name: str = DEFAULT_WORK_POOL, pool_type: str = DEFAULT_POOL_TYPE) -> Outcome:
@@ -164,15 +162,13 @@ def ensure_secret_placeholders(names: Iterable[str] = SECRET_BLOCKS) -> list[Out
 
 
 def deploy_all(
-    config_path: str | Path | None = None,
+    config: PromoConfig,
     work_pool: str = DEFAULT_WORK_POOL,
     *,
     source: str | Path | None = None,
     flows: Iterable[FlowSpec] = FLOWS,
 ) -> list[Outcome]:
     """One deployment ``<flow>/<app>`` per importable flow in ``flows``, on ``work_pool``, created or updated."""
-    path = absolute_config_path(config_path)
-    config = load_config(path)
     outcomes = []
     for spec in flows:
         flow, why_not = _load(spec)
@@ -181,7 +177,7 @@ def deploy_all(
             continue
         existed = _existing_schedules(f"{flow.name}/{config.app}")  # the flow's own name makes the deployment's
         nightly_on = bool(existed and existed.get(NIGHTLY_SLUG))  # switched on by someone: stays on
-        deployment = build_deployment(spec, flow, config, path, source=source, nightly_active=nightly_on)
+        deployment = build_deployment(spec, flow, config, source=source, nightly_active=nightly_on)
         deployment.apply(work_pool_name=work_pool)
         outcomes.append(
             Outcome("deployment", deployment.full_name, "updated" if existed is not None else "created", _describe(spec))
@@ -193,14 +189,14 @@ def build_deployment(
     spec: FlowSpec,
     flow: Flow,
     config: PromoConfig,
-    config_path: Path,
     *,
     source: str | Path | None = None,
     nightly_active: bool = False,
 ) -> RunnerDeployment:
     if source is not None:
         flow = Flow.from_source(source=str(source), entrypoint=spec.file_entrypoint)
-    parameters = {"config_path": str(config_path)} if "config_path" in flow.parameters.properties else {}
+    # the app names the config stored on the server: a run reads it there, wherever its worker runs
+    parameters = {"app": config.app} if "app" in flow.parameters.properties else {}
     return flow.to_deployment(
         name=config.app,
         parameters=parameters,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from promo.clients import load_checked_config
+from promo.flows.stored_config import run_config
 from promo.release.hotfix import HotfixPlan
 from promo.tasks.forge import open_pull_request
 from promo.tasks.hotfix import check_hotfix_is_new, create_hotfix_branch
@@ -29,9 +29,9 @@ class Hotfix:
 
 
 @flow(name="hotfix")
-def hotfix(tag: str, config_path: str | None = None) -> Hotfix:
+def hotfix(tag: str, config_path: str | None = None, app: str | None = None) -> Hotfix:
     plan = HotfixPlan.of(tag)
-    config = load_checked_config(config_path)
+    config = run_config(config_path, app)
     release_commit = check_hotfix_is_new(config, plan)
     commit = create_hotfix_branch(config, plan, release_commit)
     pull = open_pull_request(

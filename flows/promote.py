@@ -15,7 +15,7 @@ from promo.flows.gate import ask_approval
 from promo.flows.limits import environment_lock
 from promo.flows.runinfo import flow_run_label
 from promo.flows.verification import source_readiness, verify_written
-from promo.clients import load_checked_config
+from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.tasks.chart import find_chart
@@ -46,13 +46,13 @@ class Promotion:
         )
 
 
-def promote_into(target: str, config_path: str | None) -> Promotion:
+def promote_into(target: str, config_path: str | None, app: str | None) -> Promotion:
     """The runbook shared by every promote flow; it runs inside that flow's run.
 
     The version moves only once it is verified and soaked in the source; what it lacks is shown at the gate, where
     approving anyway needs a reason. After the write the target is verified; a target already at the version (a
     re-run after a crash during verification) is verified without writing again."""
-    config = load_checked_config(config_path)
+    config = run_config(config_path, app)
     source = config.source_of(target).name
     version = read_environment_version(config, source)
     digest = find_chart(config, version)
@@ -105,13 +105,13 @@ def record_promotion(config: PromoConfig, promotion: Promotion, diff: str) -> No
 
 
 @flow(name="promote-test")
-def promote_test(config_path: str | None = None) -> Promotion:
-    return promote_into("test", config_path)
+def promote_test(config_path: str | None = None, app: str | None = None) -> Promotion:
+    return promote_into("test", config_path, app)
 
 
 @flow(name="promote-stage")
-def promote_stage(config_path: str | None = None) -> Promotion:
-    return promote_into("stage", config_path)
+def promote_stage(config_path: str | None = None, app: str | None = None) -> Promotion:
+    return promote_into("stage", config_path, app)
 
 
 FLOWS: dict[str, Flow] = {"test": promote_test, "stage": promote_stage}

@@ -16,7 +16,7 @@ from promo.flows.artifacts import publish_environment_table
 from promo.flows.limits import environment_lock
 from promo.flows.runinfo import flow_run_label
 from promo.flows.verification import verify_written
-from promo.clients import load_checked_config
+from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.registry.helm import PushedChart
@@ -55,8 +55,10 @@ class Published:
 
 
 @flow(name="publish-dev")
-def publish_dev(sha: str | None = None, branch: str | None = None, config_path: str | None = None) -> Published:
-    config = load_checked_config(config_path)
+def publish_dev(
+    sha: str | None = None, branch: str | None = None, config_path: str | None = None, app: str | None = None
+) -> Published:
+    config = run_config(config_path, app)
     branch = config.app_repo.branch if branch is None else branch  # the app repository's, as promo.yaml names it
     request = BuildRequest.checked(sha, branch)
     check_registry_access(config)

@@ -25,7 +25,7 @@ from promo.flows.limits import environment_lock, release_lock
 from promo.flows.publish_dev import publish_dev
 from promo.flows.runinfo import flow_run_label
 from promo.flows.verification import source_readiness, verify_written
-from promo.clients import load_checked_config
+from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.candidate import ReleaseCandidate
@@ -66,8 +66,8 @@ class Released:
 
 
 @flow(name="release-prod")
-def release_prod(config_path: str | None = None) -> Released:
-    config = load_checked_config(config_path)
+def release_prod(config_path: str | None = None, app: str | None = None) -> Released:
+    config = run_config(config_path, app)
     prod = config.environments[-1].name
     stage = config.source_of(prod).name
     candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
@@ -111,7 +111,7 @@ def release_prod(config_path: str | None = None) -> Released:
             ),
         )
     bumped = bump_main(config, candidate.version)
-    next_build = start_next_build(config, config_path, candidate.version, commit)
+    next_build = start_next_build(config, config_path, app, candidate.version, commit)
     verdict = verify_written(config, prod, candidate.version, written.commit)
     released = Released(
         app=config.app,
@@ -131,8 +131,11 @@ def release_prod(config_path: str | None = None) -> Released:
     return released
 
 
-def start_next_build(config: PromoConfig, config_path: str | None, released: str, release_commit: str) -> str | None:
-    """Build main's bump commit once: skipped when there is none (a hotfix) or its RC already exists."""
+def start_next_build(
+    config: PromoConfig, config_path: str | None, app: str | None, released: str, release_commit: str
+) -> str | None:
+    """Build main's bump commit once: skipped when there is none (a hotfix) or its RC already exists. Under a
+    deployment publish-dev's deployment runs it (with its own preset ``app``); else a subflow, with this run's config."""
     bump_commit = find_next_build_commit(config, released, release_commit)
     if bump_commit is None:
         return None
@@ -149,7 +152,7 @@ def start_next_build(config: PromoConfig, config_path: str | None, released: str
             as_subflow=False,
         )
     else:
-        publish_dev(sha=bump_commit, branch=config.app_repo.branch, config_path=config_path)
+        publish_dev(sha=bump_commit, branch=config.app_repo.branch, config_path=config_path, app=app)
     return next_rc
 
 

@@ -15,7 +15,7 @@ from promo.flows.artifacts import publish_environment_table
 from promo.flows.gate import ask_approval
 from promo.flows.limits import environment_lock
 from promo.flows.runinfo import flow_run_label
-from promo.clients import load_checked_config
+from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.errors import ConflictError, NotFound, VerificationFailed
 from promo.gitops.repo import Plan, Trailers
@@ -50,8 +50,8 @@ class Rollback:
 
 
 @flow(name="rollback")
-def rollback(env: str, to: str | None = None, config_path: str | None = None) -> Rollback:
-    config = load_checked_config(config_path)
+def rollback(env: str, to: str | None = None, config_path: str | None = None, app: str | None = None) -> Rollback:
+    config = run_config(config_path, app)
     check_verified(config.environment(env))
     history = read_environment_history(config, env)
     chosen = rollback_target(history, read_environment_version(config, env), env=env, to=to)

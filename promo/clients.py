@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from promo.registry import helm
-from promo.config import ArgoCDCheck, ForgeSettings, PromoConfig, load_config
+from promo.config import ArgoCDCheck, ForgeSettings, PromoConfig
 from promo.errors import ConfigError
 from promo.forges.base import Forge, forge_for, github_repository
 from promo.gitops.mirror import Mirror
@@ -34,10 +34,9 @@ def split_repository(repository: str) -> tuple[str, str]:
     return host, path
 
 
-def load_checked_config(path: str | None) -> PromoConfig:
-    """promo.yaml, validated, with the registry credentials it needs present: a flow checks both before any change,
-    so a missing password fails at once and not after a build commit was pushed."""
-    config = load_config(path)
+def check_credentials(config: PromoConfig) -> PromoConfig:
+    """``config``, once the registry credentials it needs are present: a flow checks them before any change, so a
+    missing password fails at once and not after a build commit was pushed."""
     for repository in (config.image.repository, config.chart.repository):
         registry_credentials(config, split_repository(repository)[0])
     return config

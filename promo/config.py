@@ -1,6 +1,7 @@
 """The one typed configuration of promo, loaded from ``promo.yaml`` and validated before any work starts.
 
-Where the file is found: the ``--config`` path, else ``$PROMO_CONFIG``, else ``./promo.yaml``.
+Where the file is found: the ``--config`` path, else ``$PROMO_CONFIG``, else ``./promo.yaml``. Deployments read
+the same document from the Prefect server instead, where `promo setup` stored it (promo/flows/stored_config.py).
 Credentials never live in this file: registry passwords come from the environment or a Prefect Secret block (or
 ECR's token via boto3).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
@@ -266,9 +267,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PromoConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{file} is not valid YAML{where}", "fix the YAML syntax") from None
+    if isinstance(data, dict):
+        _resolve_relative_urls(data, file.parent)
+    return validate_config(data, str(file))
+
+
+def validate_config(data: object, source: str) -> PromoConfig:
+    """The settings in ``data`` (promo.yaml's document, wherever it was kept), validated; ``source`` names it in the
+    one-line ConfigError."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{file} must be a mapping of settings, not {type(data).__name__}", "see promo.yaml in the README")
-    _resolve_relative_urls(data, file.parent)
+        raise ConfigError(f"{source} must be a mapping of settings, not {type(data).__name__}", "see promo.yaml in the README")
     try:
         return PromoConfig.model_validate(data)
     except ValidationError as exc:
@@ -276,7 +284,13 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PromoConfig:
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         message = first["msg"].removeprefix("Value error, ")
         extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{file}: {where}: {message}{extra}", "fix that setting (see promo.yaml in the README)") from None
+        raise ConfigError(f"{source}: {where}: {message}{extra}", "fix that setting (see promo.yaml in the README)") from None
+
+
+def config_document(config: PromoConfig) -> dict[str, Any]:
+    """What promo.yaml set, as JSON-ready data that `validate_config` reads back into the same config: unset
+    settings stay out, so a default promo changes later applies to a stored config too."""
+    return config.model_dump(mode="json", exclude_unset=True)
 
 
 def _resolve_relative_urls(data: dict, base: Path) -> None:

@@ -37,9 +37,11 @@ def setup(
         Optional[str], typer.Option(help="load flows from this directory or git URL at run time (default: installed code)")
     ] = None,
 ) -> None:
-    """Register promo on the Prefect server: work pool, environment limits, secret placeholders, deployments.
+    """Register promo on the Prefect server: work pool, the app's config, limits, secret placeholders, deployments.
 
-    Idempotent: what exists is kept (limits, secrets and the pool are never changed), deployments are updated.
+    promo.yaml is validated and stored on the server (block promo-config/<app>); the deployments name the app, so any
+    worker runs them without the file. Idempotent: what exists is kept (limits, secrets and the pool are never
+    changed), the stored config and the deployments are updated.
     """
     try:
         from promo.deployments.deploy import setup_all

@@ -94,3 +94,32 @@ def test_soak_and_verify_durations_read_as_seconds():
             EnvironmentSettings(name="test", clusters=["a"], soak=wrong)
     with pytest.raises(ValueError, match="argocd, http or both"):
         EnvironmentSettings(name="test", clusters=["a"], verify={})
+
+
+def test_the_stored_document_reads_back_as_the_same_config(tmp_path):
+    """What `promo setup` stores on the server: what promo.yaml set (relative remotes made absolute, durations in
+    seconds), not the defaults, and validated back into an equal config."""
+    from promo.config import config_document, validate_config
+
+    text = VALID.replace("approvers: [alice]}", "approvers: [alice], soak: 30m}")
+    config = load_config(write(tmp_path, text))
+    document = config_document(config)
+    assert document["app_repo"] == {"url": (tmp_path / "remotes/hello.git").resolve().as_uri()}
+    assert document["environments"][2]["soak"] == 1800
+    assert "gate" not in document and "registry" not in document  # defaults stay promo's, not frozen at setup
+    assert validate_config(document, "the stored config") == config
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (["a"], "the stored config must be a mapping of settings, not list"),
+        ({"app": "hello"}, "the stored config: app_repo: Field required (and 3 more)"),
+    ],
+)
+def test_a_bad_stored_document_is_one_clear_line(data, expected):
+    from promo.config import validate_config
+
+    with pytest.raises(ConfigError) as caught:
+        validate_config(data, "the stored config")
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)

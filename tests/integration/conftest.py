@@ -180,17 +180,18 @@ class Worker:
 
 @pytest.fixture()
 def start_worker(prefect_server: PrefectServer, tmp_path: Path) -> Iterator:
-    """Start ``prefect worker start --pool POOL`` (polling every second); stopped at the end of the test."""
+    """Start ``prefect worker start --pool POOL`` (polling every second) in an empty working directory, with ``env``
+    added to its environment (e.g. its own HOME); stopped at the end of the test."""
     started: list[Worker] = []
 
-    def start(pool: str) -> Worker:
+    def start(pool: str, **env: str) -> Worker:
         log = tmp_path / f"worker-{pool}.log"
         workdir = tmp_path / "worker"
         workdir.mkdir(exist_ok=True)
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process"],
-                env=prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1"),
+                env=prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1", **env),
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
             )  # fmt: skip
         worker = Worker(process, log)

@@ -32,7 +32,7 @@ RUN_SECONDS = 90  # a deadline, not a cost: on an idle machine a run reaches its
 
 # Every parameter a deployed flow may take. A new one must be added here by hand, and this list must never hold a
 # name that could decide a gate: starting a run is not approving it.
-ALLOWED_PARAMETERS = {"config_path", "sha", "branch", "tag", "part", "env", "to"}
+ALLOWED_PARAMETERS = {"app", "config_path", "sha", "branch", "tag", "part", "env", "to"}
 APPROVAL_LIKE = re.compile(r"approv|decision|decide|skip|gate|yes|force|bypass|accept|reject", re.IGNORECASE)
 
 
@@ -83,6 +83,9 @@ def forget(client, registered: list[Outcome]) -> None:
             client.delete_global_concurrency_limit_by_name(outcome.name)
         elif outcome.kind == "secret":
             client.delete_block_document(client.read_block_document_by_name(outcome.name, "secret").id)
+        elif outcome.kind == "config":  # promo-config/<app>
+            block_type, name = outcome.name.split("/")
+            client.delete_block_document(client.read_block_document_by_name(name, block_type).id)
         elif outcome.kind == "work pool":
             client.delete_work_pool(outcome.name)
 

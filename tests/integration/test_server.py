@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from uuid import UUID
@@ -90,6 +91,7 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
         assert first.returncode == 0, first.stderr
         for line in (
             "created  work pool promo (process)",
+            "created  config promo-config/hello",
             f"created  limit {limit_name('hello', 'test')}",
             f"created  limit {limit_name('hello', RELEASE)}",
             "created  secret promo-registry-password",
@@ -100,7 +102,7 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
         ):
             assert line in first.stdout, first.stdout
         publish = client.read_deployment_by_name("publish-dev/hello")
-        assert publish.parameters == {"config_path": config}
+        assert publish.parameters == {"app": "hello"}  # no path: the run reads the config setup stored
         assert [(s.slug, s.active) for s in publish.schedules] == [("nightly", False)]
         # what operators change by hand survives a second setup: a secret's value, a nightly schedule switched on
         Secret(value="a-real-token").save("github-token", overwrite=True)
@@ -109,6 +111,7 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
         assert second.returncode == 0, second.stderr
         assert "created" not in second.stdout, second.stdout
         assert "updated  deployment publish-dev/hello" in second.stdout
+        assert "exists   config promo-config/hello" in second.stdout  # promo.yaml unchanged: the block too
         assert Secret.load("github-token").get() == "a-real-token"
         assert client.read_global_concurrency_limit_by_name(limit_name("hello", "stage")).limit == 1
         publish = client.read_deployment_by_name("publish-dev/hello")
@@ -181,6 +184,38 @@ def test_setup_push_publish_and_a_suspended_gate(prefect_server: PrefectServer, 
         assert artifacts and "approved by `carol`" in artifacts[0].data
         history = [state.name for state in client.read_flow_run_states(promotion.id)]
         assert "Suspended" in history and history[-1] == "Completed", history
+
+
+def test_a_worker_without_promo_yaml_runs_the_app_from_the_config_on_the_server(
+    prefect_server: PrefectServer, start_worker, promo, sandbox, tmp_path
+):
+    """A worker on another host or in a fresh pod: no promo.yaml in its working directory or HOME, no $PROMO_CONFIG,
+    and the file setup read is gone. The deployment names the app; its run reads the config setup stored."""
+    operator = tmp_path / "operator"  # the machine `promo setup` ran on
+    operator.mkdir()
+    shutil.copy(sandbox.config_path, operator / "promo.yaml")
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}), get_client(sync_client=True) as client:
+        setup = promo("setup", "--config", str(operator / "promo.yaml"))
+        assert setup.returncode == 0 and "config promo-config/hello" in setup.stdout, setup.stderr
+        shutil.rmtree(operator)
+        hidden = sandbox.config_path.rename(sandbox.directory / "promo.yaml.elsewhere")
+        try:
+            home = tmp_path / "empty-home"
+            home.mkdir()
+            worker = start_worker("promo", HOME=str(home))
+            run = run_deployment("publish-dev/hello", timeout=RUN_SECONDS, poll_interval=0.5)
+            assert run.state.is_completed(), f"{run.state}\n{tail(worker.log)}"
+            assert run.parameters == {"app": "hello"}
+            assert target_revision(sandbox, "dev") == f"0.1.0-rc.{short_sha(git(sandbox.app_remote, 'rev-parse', 'main'))}"
+            assert not [*home.rglob("promo.yaml"), *(tmp_path / "worker").rglob("promo.yaml")]
+
+            # the app's stored config deleted: the next run fails at its start, naming the fix
+            client.delete_block_document(client.read_block_document_by_name("hello", "promo-config").id)
+            failed = run_deployment("promote-test/hello", timeout=RUN_SECONDS, poll_interval=0.5)
+            assert failed.state.is_failed(), failed.state
+            assert "no promo config for app hello on this server; run `promo setup" in failed.state.message
+        finally:
+            hidden.rename(sandbox.config_path)
 
 
 def test_an_approval_never_promotes_a_version_nobody_saw(prefect_server, start_worker, promo, sandbox):
