@@ -35,7 +35,7 @@ from prefect.workers.base import BaseWorker
 
 from promo.deployments.notify import ensure_notifications
 from promo.flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
-from promo.flows.limits import RELEASE, ensure_environment_limits
+from promo.flows.limits import RELEASE, ensure_environment_limits, ensure_limits, gitops_limit_name
 from promo.flows.stored_config import block_name, store_config
 from promo.config import PromoConfig, load_config
 from promo.errors import InputError
@@ -107,7 +107,10 @@ def setup_all(
     outcomes = [ensure_work_pool(work_pool, pool_type), Outcome("config", block_name(config.app), store_config(config))]
     outcomes += [
         Outcome("limit", name, "created" if created else "exists", "1 slot" if created else "")
-        for name, created in ensure_environment_limits(config.app, [*config.environment_names, RELEASE])
+        for name, created in [
+            *ensure_environment_limits(config.app, [*config.environment_names, RELEASE]),
+            *ensure_limits([gitops_limit_name(config.gitops.url)]),  # the GitOps repository's write lock
+        ]
     ]
     outcomes += ensure_secret_placeholders()
     outcomes += deploy_all(config, work_pool, source=source)

@@ -3,11 +3,15 @@
 A deployment concurrency limit cannot serialise gated promotions (a paused run gives its slot back), so writes into
 an environment take a slot of the global limit instead. ``strict=True``: a missing limit is an error, never a lock
 that silently locks nothing. ``promo setup`` creates the limits; ``ensure_environment_limits`` does it from code.
-Publishing a release takes ``promo-<app>-release`` the same way (``release_lock``).
+Publishing a release takes ``promo-<app>-release`` the same way (``release_lock``). Every GitOps write holds
+``promo-gitops-<repository>-<hash>`` around its fetch-edit-push (``gitops_lock``): writers with caches on different
+hosts then queue for the repository instead of racing at it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -21,6 +25,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import deployment
 
 from promo.errors import ConflictError, NotFound, PromoError, ToolError, TransientError
+from promo.gitops.mirror import redact_url
 from promo.tasks.retry import BACKOFF_SECONDS, RETRIES
 
 SLOTS = 1
@@ -32,9 +37,25 @@ WAIT_SECONDS = 2 * LEASE_SECONDS + 10
 RELEASE = "release"  # the release lock is held like an environment's; its limit is promo-<app>-release
 
 
+_SLUG_CHARACTERS = 40
+
+
 def limit_name(app: str, env: str) -> str:
     """``promo-<app>-<env>``: app and environment names are DNS labels, so this is a valid limit name."""
     return f"promo-{app}-{env}"
+
+
+def gitops_limit_name(url: str) -> str:
+    """``promo-gitops-<slug>-<hash>`` for the GitOps repository at ``url``: the same for every spelling of one URL
+    that differs only in credentials, a trailing ``/`` or ``.git``, so every writer of a repository meets at one
+    limit. The slug (host and path, lowercase letters, digits and dashes, its last 40 characters) is for people; the
+    hash of the whole credential-free URL keeps repositories with alike slugs apart. No credentials: the name is
+    shown in the UI and logs."""
+    bare = redact_url(url).rstrip("/").removesuffix(".git").rstrip("/")
+    digest = hashlib.sha256(bare.encode()).hexdigest()[:10]
+    slug = re.sub(r"[^a-z0-9]+", "-", bare.partition("://")[2].lower() or bare.lower())
+    slug = slug[-_SLUG_CHARACTERS:].strip("-") or "repository"
+    return f"promo-gitops-{slug}-{digest}"
 
 
 @contextmanager
@@ -48,11 +69,22 @@ def environment_lock(
     that keeps failing is ``TransientError`` once the acquire has been retried. The slot is given back when the block
     exits, by an exception too, and so when a run suspends at a gate inside it.
     """
-    name = limit_name(app, env)
+    with _slot(limit_name(app, env), f"{env} of {app}", timeout_seconds, create_missing):
+        yield
+
+
+def gitops_lock(url: str, *, create_missing: bool | None = None) -> AbstractContextManager[None]:
+    """Hold the GitOps repository's one slot around a write's fetch-edit-push; ``GitOpsRepo(write_lock=...)``
+    takes ``lambda: gitops_lock(url)``. Errors as ``environment_lock``'s."""
+    return _slot(gitops_limit_name(url), f"the GitOps repository {redact_url(url)}", WAIT_SECONDS, create_missing)
+
+
+@contextmanager
+def _slot(name: str, what: str, timeout_seconds: float | None, create_missing: bool | None) -> Iterator[None]:
     if create_missing if create_missing is not None else deployment.get_id() is None:
         # A local run (embedded API, no `promo setup`) makes its limit on first use; under a deployment a
         # missing limit stays an error, since it means this server was never set up.
-        ensure_environment_limits(app, [env])
+        ensure_limits([name])
     with ExitStack() as held:
         for attempt in range(RETRIES + 1):
             try:
@@ -66,7 +98,7 @@ def environment_lock(
                 failure = _acquisition_failure(name, error)
             except TimeoutError:
                 raise ConflictError(
-                    f"another run held {env} of {app} (limit {name}) for more than {timeout_seconds} s",
+                    f"another run held {what} (limit {name}) for more than {timeout_seconds} s",
                     f"let it finish, then start again; a killed run's slot frees itself within {LEASE_SECONDS} s",
                 ) from None
             # The environment lock is taken in the flow body, outside any task's retry policy, so it retries here.
@@ -89,7 +121,7 @@ def _acquisition_failure(name: str, error: ConcurrencySlotAcquisitionError) -> P
     except ObjectNotFound:
         return NotFound(
             f"the Prefect server has no concurrency limit {name}",
-            "run `promo setup` against this server (it creates one limit per environment)",
+            "run `promo setup` against this server (it creates promo's limits: one per environment and one per GitOps repository)",
         )
     except (httpx.TransportError, httpx.HTTPStatusError) as reading_error:
         if _is_transient(reading_error):
@@ -117,14 +149,18 @@ def _api_failure(name: str, cause: BaseException) -> TransientError:
 
 
 def ensure_environment_limits(app: str, envs: Iterable[str]) -> list[tuple[str, bool]]:
+    """Create the missing limits of ``app``'s environments; ``(name, created)`` for every one, in order."""
+    return ensure_limits([limit_name(app, env) for env in envs])
+
+
+def ensure_limits(names: Iterable[str]) -> list[tuple[str, bool]]:
     """Create the missing limits; existing ones are left as they are (a limit changed by hand stays changed).
 
-    Returns ``(name, created)`` for every environment, in order.
+    Returns ``(name, created)`` for every name, in order.
     """
     outcome: list[tuple[str, bool]] = []
     with get_client(sync_client=True) as client:
-        for env in envs:
-            name = limit_name(app, env)
+        for name in names:
             try:
                 client.read_global_concurrency_limit_by_name(name)
                 outcome.append((name, False))

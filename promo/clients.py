@@ -17,7 +17,7 @@ from promo.registry import helm
 from promo.config import ArgoCDCheck, ForgeSettings, PromoConfig
 from promo.errors import ConfigError
 from promo.forges.base import Forge, forge_for, github_repository
-from promo.gitops.mirror import Mirror
+from promo.gitops.mirror import Mirror, WriteLock
 from promo.gitops.repo import GitOpsRepo
 from promo.registry.oci import PASSWORD_BLOCK, PASSWORD_VARIABLE, USERNAME_VARIABLE, Credentials, Registry, credentials_for
 from promo.secrets import secret_block_value
@@ -67,8 +67,11 @@ def chart_repository(config: PromoConfig) -> str:
     return f"{host}/{helm.chart_repository(namespace, config.chart_name)}"
 
 
-def gitops_repo(config: PromoConfig) -> GitOpsRepo:
-    return GitOpsRepo(config.gitops.url, config.gitops.branch, config.resolved_cache_dir, config.gitops.root)
+def gitops_repo(config: PromoConfig, write_lock: WriteLock | None = None) -> GitOpsRepo:
+    """``write_lock``: held around each write's fetch-edit-push (the flows pass the Prefect server's repository lock)."""
+    return GitOpsRepo(
+        config.gitops.url, config.gitops.branch, config.resolved_cache_dir, config.gitops.root, write_lock=write_lock
+    )
 
 
 def app_mirror(config: PromoConfig) -> Mirror:

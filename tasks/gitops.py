@@ -9,6 +9,7 @@ from prefect.runtime import flow_run
 
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
+from promo.flows.limits import gitops_lock
 from promo.gitops.repo import Plan, SetVersionResult, Trailers
 from promo.release.versions import parse_version
 from promo.tasks.retry import TRANSIENT_RETRIES
@@ -49,10 +50,14 @@ def write_environment_version(
 ) -> SetVersionResult:
     """One commit setting every cluster of ``env``; a rejected push is re-applied on the new head inside the call.
 
+    The fetch-edit-push holds the GitOps repository's lock on the Prefect server (``gitops_lock``), so writers with
+    caches on other workers or hosts queue for the repository instead of racing at it.
+
     ``expected`` is ``Plan.current`` as the gate showed it: a cluster that moved since refuses the write
     (ConflictError, never retried), as does a version below what runs (a hotfix may pass, see ``is_downgrade``),
     unless ``allow_downgrade``: a rollback's, which goes back on purpose."""
-    return gitops_repo(config).set_version(
+    url = config.gitops.url
+    return gitops_repo(config, write_lock=lambda: gitops_lock(url)).set_version(
         config.app,
         env,
         config.environment(env).clusters,

@@ -7,7 +7,10 @@ are written by building only the trees along the changed paths, so a write costs
 rejected because someone else moved the branch is fetched again and the same edit re-applied on the new head.
 
 Concurrent users of one cache (threads or processes) are serialised by an ``fcntl`` lock file around every
-fetch-edit-push section; users of different caches race at the remote and the loser retries.
+fetch-edit-push section; users of different caches race at the remote and the loser retries, or, given a
+``WriteLock`` (the flows pass one held by the Prefect server, one per remote), queue for the remote instead. A
+rejected push is retried for a time budget (``RetryBudget``), not a count: contention delays a write, it does not
+fail it.
 
 Credentials: a token in the URL (``https://x-access-token:TOKEN@host/...``) is passed to git on each fetch and push
 and never stored; the cache has no configured remote, so ``config`` holds no URL, and every URL or git message shown
@@ -31,7 +34,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from io import BytesIO
@@ -48,9 +51,15 @@ from gitdb.base import IStream
 from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoError, ToolError, TransientError
 
 DEFAULT_AUTHOR = Actor("promo", "promo@localhost")
-DEFAULT_ATTEMPTS = 8
 NETWORK_TIMEOUT_SECONDS = 300.0
+# How long rejected pushes are retried. 32 writers racing one remote from 32 caches, unlocked, drained in 10-16 s on
+# 2 busy cores (docs/performance.md); 120 s covers several times that, and stays below the Prefect lock's own wait
+# (flows/limits.py), so a write stuck behind the lock is reported by the lock, not by this budget.
+DEFAULT_RETRY_SECONDS = 120.0
 
+# A writer waits for the holder of a lock it cannot have; with none it is someone outside the lock that moved the
+# branch (a person, an unlocked writer). Both back off from a few ms, doubling to at most 1 s, randomly (full jitter),
+# so writers that collided once do not collide again in lock-step.
 _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 1.0
 _TRACKING = "refs/remotes/origin"
@@ -148,6 +157,37 @@ class Snapshot:
 
 Edit = Callable[[Snapshot], Mapping[str, str] | None]
 PushOutcome = Literal["pushed", "up to date", "rejected"]
+WriteLock = Callable[[], AbstractContextManager[object]]
+"""Makes the context held around one fetch-edit-push: serialises the writers of one remote across caches and hosts."""
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """Re-apply a rejected push for up to ``seconds``: attempts go on while time is left, a random, doubling while
+    apart (full jitter, capped), never sleeping past the deadline. ``clock``/``sleep``/``uniform`` are seams for
+    tests."""
+
+    seconds: float = DEFAULT_RETRY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    uniform: Callable[[float, float], float] = random.uniform
+
+    def attempts(self) -> Iterator[int]:
+        """1, 2, ...: the caller makes attempt n and stops iterating once one succeeds; iteration ends when the
+        budget has run out (the last attempt starts before the deadline)."""
+        deadline = self.clock() + self.seconds
+        attempt = 1
+        while True:
+            yield attempt
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return
+            self.sleep(min(remaining, self.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_SECONDS * 2**attempt))))
+            attempt += 1
+
+    def exhausted(self, what: str, attempts: int, why: str, fix: str) -> TransientError:
+        """The one line for a budget that ran out: what was rejected, how often in how long, why, and the fix."""
+        return TransientError(f"{what} was rejected {attempts} times in {self.seconds:g} s: {why}", fix)
 
 
 class Mirror:
@@ -345,14 +385,15 @@ class Mirror:
         message_fn: Callable[[Mapping[str, str]], str],
         *,
         author: Actor = DEFAULT_AUTHOR,
-        max_attempts: int = DEFAULT_ATTEMPTS,
+        budget: RetryBudget = RetryBudget(),
+        lock: WriteLock | None = None,
     ) -> UpdateResult:
         """Apply ``edit`` to the head of ``branch`` and push it, re-applying it on the new head after every rejection.
 
         ``edit`` returns the files to write (path -> text), or None/{} when nothing needs changing; files it returns
         unchanged are dropped, and with nothing left no commit is made. ``message_fn`` gets the files actually
         changed. An edit is called once per attempt, on the head of that attempt, so it must be a function of the
-        snapshot it is given.
+        snapshot it is given. ``lock``, when given, is held around every attempt's fetch-edit-push.
         """
 
         def build(head: Snapshot) -> tuple[str, tuple[str, ...]] | None:
@@ -361,14 +402,14 @@ class Mirror:
                 return None
             return self.commit_files(head.commit, changes, message_fn(changes), author), tuple(sorted(changes))
 
-        return self._push_with_retry(branch, build, max_attempts)
+        return self._push_with_retry(branch, build, budget, lock)
 
     def commit_empty(
-        self, branch: str, message: str, *, author: Actor = DEFAULT_AUTHOR, max_attempts: int = DEFAULT_ATTEMPTS
+        self, branch: str, message: str, *, author: Actor = DEFAULT_AUTHOR, budget: RetryBudget = RetryBudget()
     ) -> str:
         """Push an empty commit on top of ``branch`` (a fresh SHA to build from) and return its SHA."""
         result = self._push_with_retry(
-            branch, lambda head: (self.commit_files(head.commit, {}, message, author), ()), max_attempts
+            branch, lambda head: (self.commit_files(head.commit, {}, message, author), ()), budget, None
         )
         assert result.commit is not None  # an empty commit is always built
         return result.commit
@@ -440,10 +481,15 @@ class Mirror:
             ) from None
 
     def _push_with_retry(
-        self, branch: str, build: Callable[[Snapshot], tuple[str, tuple[str, ...]] | None], max_attempts: int
+        self,
+        branch: str,
+        build: Callable[[Snapshot], tuple[str, tuple[str, ...]] | None],
+        budget: RetryBudget,
+        lock: WriteLock | None,
     ) -> UpdateResult:
-        for attempt in range(1, max_attempts + 1):
-            with self._locked():
+        attempt = 0
+        for attempt in budget.attempts():
+            with lock() if lock else nullcontext(), self._locked():
                 self._fetch()
                 built = build(Snapshot(self, self._branch_head(branch)))
                 if built is None:
@@ -453,15 +499,15 @@ class Mirror:
                 # second): its edit landed, ours did not, so it counts as a rejection and is re-applied on top.
                 if self._push_branch(commit, branch) == "pushed":
                     return UpdateResult(commit, attempt, paths)
-            _back_off(attempt)
-        raise TransientError(
-            f"pushing to {branch} of {self.display_url} was rejected {max_attempts} times: "
+        raise budget.exhausted(
+            f"pushing to {branch} of {self.display_url}",
+            attempt,
             "other writers kept moving it",
-            "run it again; each attempt re-applies the change on the newest commit",
+            "run it again (each attempt re-applies the change on the newest commit)",
         )
 
     def _create_ref(
-        self, ref: str, local_ref: str, sha: str, make: Callable[[str], str], max_attempts: int = DEFAULT_ATTEMPTS
+        self, ref: str, local_ref: str, sha: str, make: Callable[[str], str], budget: RetryBudget = RetryBudget()
     ) -> str | None:
         """Push ``ref`` unless the remote has it, never moving it: None when created, else the commit it names.
 
@@ -469,7 +515,8 @@ class Mirror:
         carries a lease requiring the ref to be absent, so of two concurrent creators one is rejected, fetches, and
         finds what the other made. ``local_ref`` is where the mirror keeps the remote's ref.
         """
-        for attempt in range(1, max_attempts + 1):
+        attempt = 0
+        for attempt in budget.attempts():
             with self._locked():
                 self._fetch()
                 existing = self._peeled(local_ref)
@@ -480,9 +527,10 @@ class Mirror:
                 if self._push_refspec(f"{target}:{ref}", lease, action=f"pushing {ref} to") == "pushed":
                     self._git("update-ref", local_ref, target, action="recording the push to")
                     return None
-            _back_off(attempt)
-        raise TransientError(
-            f"creating {ref} in {self.display_url} was rejected {max_attempts} times, yet it does not exist there",
+        raise budget.exhausted(
+            f"creating {ref} in {self.display_url}",
+            attempt,
+            "yet it does not exist there",
             "run it again; check that the remote accepts pushes to this ref",
         )
 
@@ -679,11 +727,6 @@ def _checked_kind(kind: str) -> str:
 def _one_line(text: str) -> str:
     """``text`` fit for an identity line of a git object: no angle brackets or control characters."""
     return " ".join(re.sub(r"[<>\x00-\x1f]", "", text).split())
-
-
-def _back_off(attempt: int) -> None:
-    """Sleep a random, growing while before the next attempt, so racing writers spread out."""
-    time.sleep(random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_SECONDS * 2**attempt)))
 
 
 def _split_path(path: str) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from git import Actor
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.gitops.mirror import DEFAULT_ATTEMPTS, DEFAULT_AUTHOR, Mirror, Snapshot
+from promo.gitops.mirror import DEFAULT_AUTHOR, Mirror, RetryBudget, Snapshot, WriteLock
 from promo.gitops.manifests import (
     DEFAULT_ROOT,
     diff_manifest,
@@ -112,12 +112,16 @@ class GitOpsRepo:
         root: str = DEFAULT_ROOT,
         *,
         author: Actor = DEFAULT_AUTHOR,
-        max_attempts: int = DEFAULT_ATTEMPTS,
+        budget: RetryBudget = RetryBudget(),
+        write_lock: WriteLock | None = None,
     ) -> None:
+        """``write_lock`` is held around each write's fetch-edit-push (see ``Mirror.update_branch``): the flows pass
+        the Prefect server's lock on this repository, so writers with caches on different hosts queue, not race."""
         self.branch = branch
         self.root = root
         self.author = author
-        self.max_attempts = max_attempts
+        self.budget = budget
+        self.write_lock = write_lock
         self.mirror = Mirror.open(url, cache_dir)
 
     def environment_version(
@@ -220,7 +224,7 @@ class GitOpsRepo:
             return "\n\n".join(part for part in (subject, "\n".join(body), trailers.render()) if part) + "\n"
 
         result = self.mirror.update_branch(
-            self.branch, edit, message, author=self.author, max_attempts=self.max_attempts
+            self.branch, edit, message, author=self.author, budget=self.budget, lock=self.write_lock
         )
         plan = plans[-1]
         summary = (

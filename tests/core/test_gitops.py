@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from promo.errors import ConflictError, InputError, ManifestError, NotFound, TransientError
-from promo.gitops.mirror import Mirror, Snapshot, redact_url
+from promo.gitops.mirror import Mirror, RetryBudget, Snapshot, redact_url
 from promo.gitops.repo import GitOpsRepo, SetVersionResult, Trailers
 from promo.gitops.manifests import set_target_revision
 from tests.fixtures.gitrepos import ROOT, GitRemote, application
@@ -381,18 +381,77 @@ def _set_test(head: Snapshot, version: str) -> dict[str, str]:
     return {TEST_HELLO: set_target_revision(head.read_file(TEST_HELLO), version)}
 
 
-def test_writers_that_never_stop_winning_end_in_a_transient_error(gitops_remote: GitRemote, cache_dir: Path) -> None:
+class FakeTime:
+    """A clock that only moves when the code under test sleeps: the budget's arithmetic, without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.bounds: list[float] = []  # the upper bound of each jittered draw
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def uniform(self, low: float, high: float) -> float:
+        assert low == 0
+        self.bounds.append(high)
+        return high * 0.75
+
+
+def test_writers_that_never_stop_winning_end_in_a_transient_error_once_the_time_budget_is_spent(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
     mirror = Mirror.open(gitops_remote.url, cache_dir)
     competing = []
+    fake = FakeTime()
 
     def always_raced(head: Snapshot) -> dict[str, str]:
         competing.append(gitops_remote.commit({"README.md": f"# edit {len(competing)}\n"}))
         return _set_test(head, "0.5.0")
 
-    with pytest.raises(TransientError, match="rejected 3 times"):
-        mirror.update_branch("main", always_raced, lambda changes: "never lands", max_attempts=3)
+    budget = RetryBudget(seconds=5.0, clock=fake.clock, sleep=fake.sleep, uniform=fake.uniform)
+    with pytest.raises(TransientError) as raised:
+        mirror.update_branch("main", always_raced, lambda changes: "never lands", budget=budget)
+
+    attempts = len(competing)
+    message = str(raised.value)
+    assert message == (
+        f"pushing to main of {gitops_remote.url} was rejected {attempts} times in 5 s: other writers kept moving it; "
+        "run it again (each attempt re-applies the change on the newest commit)"
+    )
+    assert "\n" not in message
+    # Retried for the whole budget and not past it: the last sleep is cut to what was left.
+    assert fake.now == pytest.approx(1005.0) and sum(fake.sleeps) == pytest.approx(5.0)
+    assert attempts == len(fake.sleeps) + 1 and attempts > 8  # more than the old count of 8 would have allowed
     assert gitops_remote.head() == competing[-1]
     assert "0.5.0" not in gitops_remote.read(TEST_HELLO)
+
+
+def test_the_retry_budget_backs_off_with_doubling_capped_jitter_and_never_sleeps_past_its_deadline() -> None:
+    fake = FakeTime()
+    budget = RetryBudget(seconds=3.0, clock=fake.clock, sleep=fake.sleep, uniform=fake.uniform)
+
+    attempts = list(budget.attempts())
+
+    assert attempts == list(range(1, len(attempts) + 1))
+    # Each wait is drawn from [0, min(1 s, 50 ms * 2^attempt)]: 0.1, 0.2, 0.4, 0.8, then capped at 1 s.
+    assert fake.bounds[:6] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+    assert fake.sleeps[:-1] == pytest.approx([bound * 0.75 for bound in fake.bounds[: len(fake.sleeps) - 1]])
+    assert sum(fake.sleeps) == pytest.approx(3.0) and fake.sleeps[-1] <= fake.bounds[-1] * 0.75
+
+
+def test_the_retry_budget_stops_after_a_success_and_draws_real_jitter() -> None:
+    sleeps: list[float] = []
+    budget = RetryBudget(seconds=60.0, sleep=sleeps.append)
+    for attempt in budget.attempts():
+        if attempt == 40:
+            break
+    assert len(sleeps) == 39 and all(0 <= seconds <= 1.0 for seconds in sleeps)
+    assert len(set(sleeps)) > 30, "the waits are random, so racing writers do not retry in lock-step"
 
 
 def test_the_cache_is_fetched_not_cloned_again(gitops_remote: GitRemote, cache_dir: Path) -> None:
