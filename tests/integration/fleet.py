@@ -47,7 +47,7 @@ from tests.integration.conftest import BIN, PrefectServer, Worker, launch_worker
 POOL = "promo"
 APPROVER = "carol"
 OVERRIDE_REASON = "dev staged by the many-worker run without publish-dev's verification"
-CLI_SECONDS = 300  # a deadline per CLI process: 30 of them start at once on 2 cores
+CLI_SECONDS = 600  # a deadline per CLI process: 30 of them start at once on 2 cores (at load 35, one took > 300 s)
 RUN_SECONDS = 600  # a deadline for all runs to reach a state, not a cost
 
 

@@ -14,7 +14,7 @@ from promo.local.sandbox import Sandbox
 from tests.integration.conftest import PrefectServer
 from tests.integration.fleet import app_names, hosts, problems, promote_all, set_up_apps
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 APPS = 30
 WORKERS = 3
