@@ -260,11 +260,12 @@ class Round:
     started: float  # epoch seconds: the first `prefect deployment run` started
     suspended: float  # all runs were seen suspended at their gates, and every `promo approve` starts
     approved: dict[str, float]  # app -> its `promo approve` returned
+    decided: dict[str, float]  # app -> the server resumed its run (the decision arrived)
     landed: dict[str, float]  # app -> its commit was seen on the remote
     completed: float  # all runs were seen Completed
 
     def approval_to_commit(self) -> list[float]:
-        return [self.landed[app] - self.approved[app] for app in self.approved if app in self.landed]
+        return [self.landed[app] - self.decided[app] for app in self.decided if app in self.landed]
 
 
 def promote_all(server: PrefectServer, sandbox: Sandbox, versions: dict[str, str], workers: Sequence[Host], cwd: Path) -> Round:
@@ -282,9 +283,22 @@ def promote_all(server: PrefectServer, sandbox: Sandbox, versions: dict[str, str
         done = wait_for_runs(server, runs, lambda run: run.state.is_completed(), "completed", workers)
         completed = time.time()
         say(f"{len(runs)} runs completed {completed - suspended:.1f} s after the approvals started")
+    decided = resumed_at(server, runs)
     subjects = {f"promote({app}): dev -> test {versions[app]}": app for app in apps}
     landed = {subjects[subject]: at for subject, at in commits.seen.items() if subject in subjects}
-    return Round(runs, done, commits.base, started, suspended, approved, landed, completed)
+    return Round(runs, done, commits.base, started, suspended, approved, decided, landed, completed)
+
+
+def resumed_at(server: PrefectServer, runs: dict[str, UUID]) -> dict[str, float]:
+    """When the server took each run's decision: the first state after its last Suspended one. The `promo approve`
+    process can return long after that on a loaded machine (exit, output), so this is the approval's time."""
+    decided = {}
+    with temporary_settings(updates={PREFECT_API_URL: server.url}), get_client(sync_client=True) as client:
+        for app, run in runs.items():
+            states = sorted(client.read_flow_run_states(run), key=lambda state: state.timestamp)
+            last = max(index for index, state in enumerate(states) if state.name == "Suspended")
+            decided[app] = states[last + 1].timestamp.timestamp()
+    return decided
 
 
 def problems(sandbox: Sandbox, versions: dict[str, str], landed: Round, workers: Sequence[Host]) -> list[str]:
