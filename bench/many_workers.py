@@ -5,8 +5,8 @@ PostgreSQL cluster, `prefect server start` on it, a sandbox with 30 apps on one 
 the server, three process workers (``--limit 10``) each with its own PREFECT_HOME, HOME, git cache and working
 directory. The round: 30 `prefect deployment run promote-test/<app>` at once, wait until all 30 are suspended at
 their gates, then 30 `promo approve RUN` at once. An approval's time is when the server resumed the run (the first
-state after Suspended: a `promo approve` process can return long after it sent the decision); a commit's is when a thread polling the bare remote's ref (every 20 ms) first saw it. Measured: the wall time from the
-approvals' start to the last commit (and to the last run Completed, verification of test included), and each
+state after Suspended: a `promo approve` process can return long after it sent the decision); a commit's is when a
+thread polling the bare remote's ref (every 20 ms) first saw it. Measured: the wall time from the approvals' start to the last commit (and to the last run Completed, verification of test included), and each
 app's approval -> commit, as p50 and p95. Checked: every app's test environment at its dev version, exactly one
 commit per app with its trailers, every worker ran some of the runs.
 
