@@ -199,7 +199,8 @@ def cli_at_once(server: PrefectServer, commands: dict[str, list[str]], cwd: Path
     for key, future in futures.items():
         result, returned = future.result()
         if result.returncode != 0:
-            raise AssertionError(f"`{' '.join(commands[key])}` exited {result.returncode}: {result.stdout}{result.stderr}")
+            command = " ".join(commands[key])
+            raise AssertionError(f"`{command}` exited {result.returncode}: {result.stdout}{result.stderr}")
         done[key] = (result.stdout, returned)
     return done
 
@@ -268,7 +269,9 @@ class Round:
         return [self.landed[app] - self.decided[app] for app in self.decided if app in self.landed]
 
 
-def promote_all(server: PrefectServer, sandbox: Sandbox, versions: dict[str, str], workers: Sequence[Host], cwd: Path) -> Round:
+def promote_all(
+    server: PrefectServer, sandbox: Sandbox, versions: dict[str, str], workers: Sequence[Host], cwd: Path
+) -> Round:
     """promote-test for every app in ``versions``, started at once on the workers, every gate approved at once."""
     apps = sorted(versions)
     with Commits(sandbox.gitops_remote).watching() as commits:
@@ -324,7 +327,8 @@ def problems(sandbox: Sandbox, versions: dict[str, str], landed: Round, workers:
             found.append(f"{app}: {len(mine)} promote commits")
         elif missing := [line for line in expected if line not in mine[0].splitlines()]:
             found.append(f"{app}'s commit lacks {missing}")
-    runs_of = {host.name: [app for app, run in done.items() if str(run.id) in host.worker.log.read_text()] for host in workers}
+    runs_of = {host.name: [app for app, run in done.items() if str(run.id) in host.worker.log.read_text()]
+               for host in workers}  # fmt: skip
     found += [f"{name} ran no flow run" for name, ran in runs_of.items() if not ran]
     return found
 
