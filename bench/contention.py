@@ -304,7 +304,21 @@ def _bench(runs: int, work: Path) -> Report:
         report.check(f"{label}: every write landed", every, detail)
     for label in variants:
         report.ratio(f"{label} / sequential raw", label, floor, 2.0)
+    _uncontended_lock(report, url, runs)
     return report
+
+
+def _uncontended_lock(report: Report, url: str, runs: int) -> None:
+    """What the lock costs a writer with nobody else around: entering and leaving ``gitops_lock`` (after the
+    writers, so no Prefect client thread existed in this process when they were forked)."""
+    from promo.flows.limits import gitops_lock
+
+    for _ in range(4 * runs):
+        started = time.perf_counter()
+        with gitops_lock(url, create_missing=False):
+            granted = time.perf_counter()
+        report.add("Prefect lock, nobody waiting: acquire", granted - started)
+        report.add("Prefect lock, nobody waiting: release", time.perf_counter() - granted)
 
 
 def _create_limit(url: str) -> None:

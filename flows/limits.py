@@ -69,22 +69,11 @@ def environment_lock(
     that keeps failing is ``TransientError`` once the acquire has been retried. The slot is given back when the block
     exits, by an exception too, and so when a run suspends at a gate inside it.
     """
-    with _slot(limit_name(app, env), f"{env} of {app}", timeout_seconds, create_missing):
-        yield
-
-
-def gitops_lock(url: str, *, create_missing: bool | None = None) -> AbstractContextManager[None]:
-    """Hold the GitOps repository's one slot around a write's fetch-edit-push; ``GitOpsRepo(write_lock=...)``
-    takes ``lambda: gitops_lock(url)``. Errors as ``environment_lock``'s."""
-    return _slot(gitops_limit_name(url), f"the GitOps repository {redact_url(url)}", WAIT_SECONDS, create_missing)
-
-
-@contextmanager
-def _slot(name: str, what: str, timeout_seconds: float | None, create_missing: bool | None) -> Iterator[None]:
+    name = limit_name(app, env)
     if create_missing if create_missing is not None else deployment.get_id() is None:
         # A local run (embedded API, no `promo setup`) makes its limit on first use; under a deployment a
         # missing limit stays an error, since it means this server was never set up.
-        ensure_limits([name])
+        ensure_environment_limits(app, [env])
     with ExitStack() as held:
         for attempt in range(RETRIES + 1):
             try:
@@ -98,7 +87,7 @@ def _slot(name: str, what: str, timeout_seconds: float | None, create_missing: b
                 failure = _acquisition_failure(name, error)
             except TimeoutError:
                 raise ConflictError(
-                    f"another run held {what} (limit {name}) for more than {timeout_seconds} s",
+                    f"another run held {env} of {app} (limit {name}) for more than {timeout_seconds} s",
                     f"let it finish, then start again; a killed run's slot frees itself within {LEASE_SECONDS} s",
                 ) from None
             # The environment lock is taken in the flow body, outside any task's retry policy, so it retries here.
@@ -107,6 +96,68 @@ def _slot(name: str, what: str, timeout_seconds: float | None, create_missing: b
                 raise failure
             time.sleep(BACKOFF_SECONDS * 2**attempt)
         yield
+
+
+@contextmanager
+def gitops_lock(url: str, *, create_missing: bool | None = None) -> Iterator[None]:
+    """Hold the GitOps repository's one slot around a write's fetch-edit-push: ``GitOpsRepo(write_lock=...)`` takes
+    ``lambda: gitops_lock(url)``.
+
+    Not ``concurrency()``: this lock only saves work, it guards nothing. Every push is a compare-and-swap, so two
+    writers inside at once (a lease that ran out) race as they would unlocked, and the loser re-applies its edit.
+    That lets the holder skip what ``concurrency()`` adds to every write (events, a lease-renewal thread, a client
+    per release), which the contention bench measured in the hold of every write. A busy slot is asked for again
+    after the server's Retry-After (docs/performance.md); a missing limit, no slot within ``WAIT_SECONDS`` and a
+    failing API are the errors ``environment_lock`` raises.
+    """
+    name = gitops_limit_name(url)
+    if create_missing if create_missing is not None else deployment.get_id() is None:
+        ensure_limits([name])  # see environment_lock
+    deadline = time.monotonic() + WAIT_SECONDS
+    failures = 0
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                granted = client.increment_concurrency_slots_with_lease(
+                    names=[name], slots=SLOTS, mode="concurrency", lease_duration=LEASE_SECONDS
+                ).json()
+                break
+            except (httpx.TransportError, httpx.HTTPStatusError) as error:
+                if _is_busy(error):
+                    wait = float(error.response.headers.get("Retry-After", BACKOFF_SECONDS))
+                elif not _is_transient(error):
+                    raise ToolError(
+                        f"the Prefect server refused a slot of {name}: {error}", "see the Prefect server's log"
+                    ) from None
+                elif failures == RETRIES:
+                    raise _api_failure(name, error) from None
+                else:
+                    wait, failures = BACKOFF_SECONDS * 2**failures, failures + 1
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConflictError(
+                    f"other writers held the GitOps repository {redact_url(url)} (limit {name}) "
+                    f"for more than {WAIT_SECONDS} s",
+                    f"let them finish, then start again; a killed writer's slot frees itself within {LEASE_SECONDS} s",
+                )
+            time.sleep(min(wait, left))
+        if not granted.get("limits"):
+            raise NotFound(
+                f"the Prefect server has no concurrency limit {name}",
+                "run `promo setup` against this server (it creates the GitOps repository's limit too)",
+            )
+        try:
+            yield
+        finally:
+            try:
+                client.release_concurrency_slots_with_lease(granted["lease_id"])
+            except (httpx.TransportError, httpx.HTTPStatusError):
+                pass  # the lease frees the slot within LEASE_SECONDS; the write itself is done
+
+
+def _is_busy(error: BaseException) -> bool:
+    """The server's 423: the slot is taken."""
+    return isinstance(error, httpx.HTTPStatusError) and error.response.status_code == 423
 
 
 def _acquisition_failure(name: str, error: ConcurrencySlotAcquisitionError) -> PromoError:
@@ -121,7 +172,8 @@ def _acquisition_failure(name: str, error: ConcurrencySlotAcquisitionError) -> P
     except ObjectNotFound:
         return NotFound(
             f"the Prefect server has no concurrency limit {name}",
-            "run `promo setup` against this server (it creates promo's limits: one per environment and one per GitOps repository)",
+            "run `promo setup` against this server "
+            "(it creates promo's limits: one per environment, one per GitOps repository)",
         )
     except (httpx.TransportError, httpx.HTTPStatusError) as reading_error:
         if _is_transient(reading_error):

@@ -68,7 +68,7 @@ def chart_repository(config: PromoConfig) -> str:
 
 
 def gitops_repo(config: PromoConfig, write_lock: WriteLock | None = None) -> GitOpsRepo:
-    """``write_lock``: held around each write's fetch-edit-push (the flows pass the Prefect server's repository lock)."""
+    """``write_lock``: held around each write's fetch-edit-push (the write task passes the repository's Prefect lock)."""
     return GitOpsRepo(
         config.gitops.url, config.gitops.branch, config.resolved_cache_dir, config.gitops.root, write_lock=write_lock
     )

@@ -52,14 +52,13 @@ from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoEr
 
 DEFAULT_AUTHOR = Actor("promo", "promo@localhost")
 NETWORK_TIMEOUT_SECONDS = 300.0
-# How long rejected pushes are retried. 32 writers racing one remote from 32 caches, unlocked, drained in 10-16 s on
+# How long rejected pushes are retried. 32 writers racing one remote from 32 caches, unlocked, drained in 10-41 s on
 # 2 busy cores (docs/performance.md); 120 s covers several times that, and stays below the Prefect lock's own wait
 # (flows/limits.py), so a write stuck behind the lock is reported by the lock, not by this budget.
 DEFAULT_RETRY_SECONDS = 120.0
 
-# A writer waits for the holder of a lock it cannot have; with none it is someone outside the lock that moved the
-# branch (a person, an unlocked writer). Both back off from a few ms, doubling to at most 1 s, randomly (full jitter),
-# so writers that collided once do not collide again in lock-step.
+# Between attempts a random wait from 0 up to 50 ms x 2^attempt, at most 1 s (full jitter): writers that collided once
+# do not collide again in lock-step. Short, because the winner's push is already done when the loser learns of it.
 _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 1.0
 _TRACKING = "refs/remotes/origin"
