@@ -1,6 +1,6 @@
 """Run promo's benchmarks and print one table of medians, ratios against goals, and checks.
 
-    .venv/bin/python bench/run.py                     # all seven (what `make bench` runs)
+    .venv/bin/python bench/run.py                     # all of them (what `make bench` runs)
     .venv/bin/python bench/run.py approval registry   # some of them
     .venv/bin/python bench/run.py --runs 5            # override every bench's number of runs
 
@@ -29,6 +29,7 @@ BENCHES = {
     "registry": "registry_transfer.py",
     "cli": "cli.py",
     "many-workers": "many_workers.py",
+    "config": "stored_config.py",
 }
 RESULTS = BENCH_DIR / "results"
 

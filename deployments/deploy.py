@@ -33,6 +33,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.schedules import Cron
 from prefect.workers.base import BaseWorker
 
+from promo.deployments.kubernetes import KUBERNETES, kubernetes_base_job_template
 from promo.deployments.notify import ensure_notifications
 from promo.flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
 from promo.flows.limits import RELEASE, ensure_environment_limits, ensure_limits, gitops_limit_name
@@ -122,26 +123,31 @@ def setup_all(
 
 
 def ensure_work_pool(name: str = DEFAULT_WORK_POOL, pool_type: str = DEFAULT_POOL_TYPE) -> Outcome:
-    """Create the pool with its type's default job template when missing; an existing pool is never changed."""
+    """Create the pool with its type's default job template when missing (for kubernetes, promo's: its Jobs run the
+    promo worker image); an existing pool is never changed."""
     with get_client(sync_client=True) as client:
         try:
             pool = client.read_work_pool(name)
             return Outcome("work pool", name, "exists", pool.type)
         except ObjectNotFound:
             pass
-        worker = BaseWorker.get_worker_class_from_type(pool_type)
-        if worker is None:
-            raise InputError(
-                f"no worker for work pool type {pool_type!r} is installed here",
-                f"install its Prefect integration (e.g. prefect-kubernetes), or create the pool first: "
-                f"prefect work-pool create {name} --type {pool_type}",
-            )
-        template = worker.get_default_base_job_template()
+        template = kubernetes_base_job_template() if pool_type == KUBERNETES else _default_job_template(name, pool_type)
         try:
             client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
         except ObjectAlreadyExists:
             return Outcome("work pool", name, "exists", pool_type)
     return Outcome("work pool", name, "created", pool_type)
+
+
+def _default_job_template(name: str, pool_type: str) -> dict:
+    worker = BaseWorker.get_worker_class_from_type(pool_type)
+    if worker is None:
+        raise InputError(
+            f"no worker for work pool type {pool_type!r} is installed here",
+            f"install its Prefect integration (e.g. prefect-docker), or create the pool first: "
+            f"prefect work-pool create {name} --type {pool_type}",
+        )
+    return worker.get_default_base_job_template()
 
 
 def ensure_secret_placeholders(names: Iterable[str] = SECRET_BLOCKS) -> list[Outcome]:

@@ -105,7 +105,7 @@ def leave_a_gate_waiting(config_path: str, config: PromoConfig) -> None:
     if server is None or worker is None or os.environ.get("PREFECT_API_URL") != server.api_url:
         print("\nto leave a promotion waiting in the Prefect UI: `promo server start --with-worker`, then demo again")
         return
-    setup_all(config_path, worker.pool)  # what `promo setup` does: pool, limits, secret placeholders, deployments
+    setup_all(config_path, worker.pool)  # what `promo setup` does: pool, config, limits, secrets, deployments
     deployment = f"promote-test/{config.app}"
     print(f"\nregistered the deployments on {server.url} (promo setup); starting {deployment} on the worker")
     flow_run = run_deployment(deployment, timeout=0)

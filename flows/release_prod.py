@@ -135,7 +135,8 @@ def start_next_build(
     config: PromoConfig, config_path: str | None, app: str | None, released: str, release_commit: str
 ) -> str | None:
     """Build main's bump commit once: skipped when there is none (a hotfix) or its RC already exists. Under a
-    deployment publish-dev's deployment runs it (with its own preset ``app``); else a subflow, with this run's config."""
+    deployment, publish-dev's deployment runs it (with its own preset ``app``); else a subflow with this run's
+    config."""
     bump_commit = find_next_build_commit(config, released, release_commit)
     if bump_commit is None:
         return None

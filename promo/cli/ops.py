@@ -32,7 +32,9 @@ def _require_server() -> str:
 def setup(
     config: ConfigOption = None,
     pool: Annotated[str, typer.Option(help="work pool the deployments run on")] = "promo",
-    pool_type: Annotated[str, typer.Option(help="type of the pool when it has to be created")] = "process",
+    pool_type: Annotated[
+        str, typer.Option(help="type of the pool when it has to be created: process, or kubernetes (Jobs run promo's image)")
+    ] = "process",
     source: Annotated[
         Optional[str], typer.Option(help="load flows from this directory or git URL at run time (default: installed code)")
     ] = None,

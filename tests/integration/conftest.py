@@ -190,6 +190,7 @@ def _healthy(url: str) -> bool:
 class Worker:
     process: subprocess.Popen
     log: Path
+    workdir: Path
 
 
 def launch_worker(server: PrefectServer, root: Path, pool: str, *args: str, name: str = "worker", **env: str) -> Worker:
@@ -205,17 +206,18 @@ def launch_worker(server: PrefectServer, root: Path, pool: str, *args: str, name
             env=server.env(PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1", **env),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
         )  # fmt: skip
-    return Worker(process, log)
+    return Worker(process, log, workdir)
 
 
 @pytest.fixture()
 def start_worker(prefect_server: PrefectServer, tmp_path: Path) -> Iterator:
-    """Start ``prefect worker start --pool POOL`` (polling every second) in an empty working directory, with ``env``
-    added to its environment (e.g. its own HOME); stopped at the end of the test."""
+    """Start ``prefect worker start --pool POOL`` (polling every second) in an empty working directory of its own,
+    with ``env`` added to its environment (e.g. its own HOME); stopped at the end of the test."""
     started: list[Worker] = []
 
     def start(pool: str, **env: str) -> Worker:
-        worker = launch_worker(prefect_server, tmp_path, pool, **env)
+        suffix = f"-{len(started) + 1}" if started else ""  # a second worker gets its own directory and log
+        worker = launch_worker(prefect_server, tmp_path, pool, name=f"worker{suffix}", **env)
         started.append(worker)
         return worker
 

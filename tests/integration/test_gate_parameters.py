@@ -179,8 +179,9 @@ def test_a_suspended_gate_asks_again_when_the_target_moved_while_it_waited(publi
     decide(shown[0], Decision(approved=True, approver="carol", comment="nothing runs in test yet"))
 
     def asks_again_or_ends():
-        run = client.read_flow_run(promotion.id)
-        return (run.state.is_final() or waiting_gates(app=sandbox.app, env="test")) and run
+        asks = waiting_gates(app=sandbox.app, env="test")  # paused runs only: seen, its run is suspended again
+        run = client.read_flow_run(promotion.id)  # read after the gates, so it is not the state from before the pause
+        return (run.state.is_final() or asks) and run
 
     run = wait_until(asks_again_or_ends, RUN_SECONDS, "promote-test to ask again", alive=worker.process, log=worker.log)
     assert run.state.name == "Suspended", f"{run.state}\n{tail(worker.log)}"

@@ -207,7 +207,7 @@ def test_a_worker_without_promo_yaml_runs_the_app_from_the_config_on_the_server(
             assert run.state.is_completed(), f"{run.state}\n{tail(worker.log)}"
             assert run.parameters == {"app": "hello"}
             assert target_revision(sandbox, "dev") == f"0.1.0-rc.{short_sha(git(sandbox.app_remote, 'rev-parse', 'main'))}"
-            assert not [*home.rglob("promo.yaml"), *(tmp_path / "worker").rglob("promo.yaml")]
+            assert not [*home.rglob("promo.yaml"), *worker.workdir.rglob("promo.yaml")]
 
             # the app's stored config deleted: the next run fails at its start, naming the fix
             client.delete_block_document(client.read_block_document_by_name("hello", "promo-config").id)
