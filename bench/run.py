@@ -28,6 +28,7 @@ BENCHES = {
     "flows": "flow_overhead.py",
     "registry": "registry_transfer.py",
     "cli": "cli.py",
+    "many-workers": "many_workers.py",
     "config": "stored_config.py",
     "status-all": "status_all.py",
 }

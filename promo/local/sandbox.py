@@ -9,6 +9,7 @@ stand-in for Argo CD and the clusters.
     DIR/degraded-versions       chart versions the stand-in brings up Degraded, one a line (`--degrade VERSION`)
     DIR/buildah/                buildah's storage (image.storage_root)
     DIR/cache/                  promo's git caches (cache_dir)
+    DIR/apps/<app>/promo.yaml   the config of each app `add_apps` added (its remote is DIR/remotes/<app>.git)
 
 Every environment is verified against the stand-in (its Argo CD API and its version endpoint), with short times so
 a promotion's verification takes a second or two.
@@ -26,7 +27,7 @@ import re
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -118,7 +119,8 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
     if previous is None:
         config_path.write_text(_config_text(config), encoding="utf-8")
     else:
-        _move_hosts(config_path, {previous_host: registry.host, previous_standin: standin.host})
+        for path in (config_path, *sorted(directory.glob("apps/*/promo.yaml"))):  # added apps' too (add_apps)
+            _move_hosts(path, {previous_host: registry.host, previous_standin: standin.host})
     return Sandbox(
         directory=directory,
         config_path=config_path,
@@ -131,6 +133,32 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
         gitops_remote=gitops_remote,
         builder_storage=_builder_storage(directory),
     )
+
+
+def add_apps(sandbox: Sandbox, apps: Sequence[str]) -> dict[str, Path]:
+    """More apps in the sandbox, next to its own, as a platform team runs many apps on one GitOps repository: each gets
+    its app remote and its promo.yaml (DIR/apps/<app>/promo.yaml, returned by app), and their manifests join the
+    shared GitOps remote in one commit; the registry and the stand-in serve them all.
+
+    Their promo.yaml names no ``cache_dir``: where a run keeps its git caches is then the host's own
+    (``$PROMO_CACHE_DIR``), as for workers on several hosts. Idempotent: what exists is kept."""
+    configs = {}
+    for app in apps:
+        validate_name("app", app)
+        app_remote = sandbox.directory / "remotes" / f"{app}.git"
+        config = _config(
+            sandbox.directory, app, app_remote, sandbox.gitops_remote, sandbox.registry_host, sandbox.standin_url
+        ).model_copy(update={"cache_dir": None})
+        if not app_remote.exists():
+            _create_remote(app_remote, _app_files(config), f"{app}: sample app, chart and promo.yaml")
+        config_path = sandbox.directory / "apps" / app / "promo.yaml"
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        if not config_path.exists():
+            config_path.write_text(_config_text(config), encoding="utf-8")
+        configs[app] = config
+    manifests = {path: text for config in configs.values() for path, text in _gitops_files(config).items()}
+    _commit_to_remote(sandbox.gitops_remote, manifests, f"Argo CD Applications for {len(configs)} more apps")
+    return {app: sandbox.directory / "apps" / app / "promo.yaml" for app in configs}
 
 
 def stop_sandbox(directory: Path) -> bool:
@@ -318,7 +346,22 @@ def _create_remote(remote: Path, files: Mapping[str, str], message: str) -> None
         bare.rename(remote)
 
 
-def _git(*args: str) -> None:
+def _commit_to_remote(remote: Path, files: Mapping[str, str], message: str) -> None:
+    """One commit on ``remote``'s main writing ``files`` (none when they are there already)."""
+    with tempfile.TemporaryDirectory(dir=remote.parent, prefix=".adding-") as scratch:
+        work = Path(scratch) / "work"
+        _git("clone", "--quiet", "--branch", BRANCH, str(remote), str(work))
+        for path, text in files.items():
+            target = work / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(text.encode("utf-8"))
+        _git("-C", str(work), "add", "--all")
+        if _git("-C", str(work), "status", "--porcelain"):
+            _git("-C", str(work), *_GIT_IDENTITY, "commit", "--quiet", "--message", message)
+            _git("-C", str(work), "push", "--quiet", "origin", f"{BRANCH}:{BRANCH}")
+
+
+def _git(*args: str) -> str:
     result = subprocess.run(
         ["git", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
         env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
@@ -329,3 +372,4 @@ def _git(*args: str) -> None:
             f"`git {' '.join(args)}` failed while creating the sandbox: {last}",
             "check that git works (git --version) and that the sandbox directory is writable",
         )
+    return result.stdout

@@ -214,3 +214,31 @@ def test_moving_ports_rewrites_each_host_once_and_whole(tmp_path: Path) -> None:
     _move_hosts(config, {"127.0.0.1:80": "127.0.0.1:8080", "127.0.0.1:8080": "127.0.0.1:9090"})
 
     assert config.read_text() == "a: 127.0.0.1:8080/charts\nb: http://127.0.0.1:9090\nc: http://127.0.0.1:9090/clusters/x\n"
+
+
+def test_more_apps_share_the_gitops_remote_registry_and_stand_in(sandbox: Sandbox) -> None:
+    from promo.local.sandbox import add_apps
+
+    def commits() -> int:
+        git = ["git", "-C", str(sandbox.gitops_remote), "rev-list", "--count", "main"]
+        return int(subprocess.run(git, capture_output=True, text=True, check=True).stdout)
+
+    before = commits()
+    paths = add_apps(sandbox, ["app-a", "app-b"])
+
+    assert commits() == before + 1  # one commit for all of them
+    for app, path in paths.items():
+        config = load_config(path)
+        assert config.app == app and config.cache_dir is None  # each host's own cache
+        assert config.gitops.url == sandbox.gitops_remote.as_uri()
+        assert config.image.repository == f"{sandbox.registry_host}/{app}"
+        assert config.environments[0].verify.argocd.url == sandbox.standin_url
+        assert (sandbox.directory / "remotes" / f"{app}.git").is_dir()
+        manifest = subprocess.run(
+            ["git", "-C", str(sandbox.gitops_remote), "show", f"main:registry/environments/test/preprod/{app}.yaml"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f"name: {app}-test\n" in manifest and f"chart: {app}\n" in manifest
+    assert add_apps(sandbox, ["app-a", "app-b"]) == paths and commits() == before + 1  # nothing new the second time
+    with pytest.raises(InputError, match="is not a DNS label"):
+        add_apps(sandbox, ["../x"])

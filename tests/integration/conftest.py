@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,8 +96,9 @@ def postgres_bindir() -> Path:
     return Path(found[-1]).parent
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
+@contextmanager
+def postgres_cluster() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster with a database ``prefect``, stopped and removed on exit."""
     bindir = postgres_bindir()
     # Not under pytest's basetemp: that is private to root (0700), and the cluster runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="promo-pg-"))
@@ -118,6 +120,12 @@ def postgres() -> Iterator[Postgres]:
     finally:
         pg.command("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    with postgres_cluster() as pg:
+        yield pg
 
 
 @dataclass
@@ -142,9 +150,9 @@ class PrefectServer:
         return env
 
 
-@pytest.fixture(scope="session")
-def prefect_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    root = tmp_path_factory.mktemp("prefect-server")
+@contextmanager
+def prefect_server_on(postgres: Postgres, root: Path) -> Iterator[PrefectServer]:
+    """``prefect server start`` on ``postgres``, keeping its files under ``root``; stopped by its PID on exit."""
     port = free_port()
     log = root / "server.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
@@ -167,6 +175,12 @@ def prefect_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory)
         stop(process)
 
 
+@pytest.fixture(scope="session")
+def prefect_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    with prefect_server_on(postgres, tmp_path_factory.mktemp("prefect-server")) as server:
+        yield server
+
+
 def _healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=2).status_code == 200
@@ -181,6 +195,25 @@ class Worker:
     workdir: Path
 
 
+def launch_worker(server: PrefectServer, root: Path, pool: str, *args: str, name: str = "worker", **env: str) -> Worker:
+    """``prefect worker start --pool POOL --type process ARGS`` polling every second, working in ``root/NAME`` (made
+    empty) with ``env`` added to its environment (e.g. its own HOME); its log is ``root/NAME-POOL.log``. The caller
+    stops it (``stop(worker.process)``)."""
+    log = root / f"{name}-{pool}.log"
+    workdir = root / name
+    workdir.mkdir(exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process", *args],
+            # its interpreter first on PATH: the pool's job command is `python -m prefect.engine`
+            env=server.env(
+                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1", **{"PATH": worker_path(), **env}
+            ),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
+        )  # fmt: skip
+    return Worker(process, log, workdir)
+
+
 @pytest.fixture()
 def start_worker(prefect_server: PrefectServer, tmp_path: Path) -> Iterator:
     """Start ``prefect worker start --pool POOL`` (polling every second) in an empty working directory of its own,
@@ -189,18 +222,7 @@ def start_worker(prefect_server: PrefectServer, tmp_path: Path) -> Iterator:
 
     def start(pool: str, **env: str) -> Worker:
         suffix = f"-{len(started) + 1}" if started else ""  # a second worker gets its own directory and log
-        log = tmp_path / f"worker-{pool}{suffix}.log"
-        workdir = tmp_path / f"worker{suffix}"
-        workdir.mkdir(exist_ok=True)
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process"],
-                env=prefect_server.env(
-                    PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1", **{"PATH": worker_path(), **env}
-                ),
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True,
-            )  # fmt: skip
-        worker = Worker(process, log, workdir)
+        worker = launch_worker(prefect_server, tmp_path, pool, name=f"worker{suffix}", **env)
         started.append(worker)
         return worker
 

@@ -1,0 +1,35 @@
+"""Many workers for real: one Prefect server on PostgreSQL, three process workers as three hosts in miniature (their
+own PREFECT_HOME, HOME, git cache and working directory), 30 apps whose configs live on the server, their
+promote-test runs started at once with `prefect deployment run` and every gate approved with `promo approve`: all 30
+land, one commit each, nothing lost. The world and the round are tests/integration/fleet.py's, shared with
+bench/many_workers.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from promo.local.sandbox import Sandbox
+from tests.integration.conftest import PrefectServer
+from tests.integration.fleet import app_names, hosts, problems, promote_all, set_up_apps
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+
+APPS = 30
+WORKERS = 3
+LIMIT = 10  # flow runs at a time per worker: 30 runs cannot all go to one of them
+
+
+def test_thirty_promotions_on_three_workers_all_land(
+    prefect_server: PrefectServer, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    versions = set_up_apps(prefect_server, sandbox, app_names(APPS), tmp_path)
+    cwd = tmp_path / "operator"  # where `prefect deployment run` and `promo approve` run: no promo.yaml there
+    cwd.mkdir()
+    with hosts(prefect_server, tmp_path / "hosts", WORKERS, limit=LIMIT) as workers:
+        landed = promote_all(prefect_server, sandbox, versions, workers, cwd)
+        assert problems(sandbox, versions, landed, workers) == []
+    for host in workers:  # each host kept its own git caches, and never saw a promo.yaml
+        assert any(host.cache.iterdir()), f"{host.name} has no git cache"
+        assert not list(host.root.rglob("promo.yaml")), f"{host.name} holds a promo.yaml"
