@@ -47,7 +47,7 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# bench/README.md: five benchmarks against their floors, one table of medians (about 5-10 minutes on 2 cores).
+# bench/README.md: the benchmarks against their floors, one table of medians (about 30-40 minutes on 2 cores).
 # hyperfine times the shell floors; without it (and not root) the benches still run and time them in Python.
 bench: setup
 	@command -v hyperfine >/dev/null || { \
