@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import RAW_PUSH, Report, hyperfine, progress, raw_clone, raw_push, wait_for_new_head
+from common import RAW_PUSH, Report, hyperfine, progress, raw_clone, raw_push, stop_group, wait_for_new_head
 from common import main as cli
 from world import (
     TEST_MANIFEST,
@@ -161,12 +160,7 @@ def process_worker(directory: Path, settings: dict[str, str]) -> Iterator[subpro
     try:
         yield worker
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        stop_group(worker)
         log.close()
 
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -177,6 +178,17 @@ def progress(message: str) -> None:
 
 
 # -- shell and git -----------------------------------------------------------------------------------------------
+
+
+def stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """Stop a process started with ``start_new_session=True`` and all it started: SIGTERM, then SIGKILL after
+    ``grace`` seconds."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def run(*args: str | Path, cwd: Path | None = None, input: bytes | None = None, check: bool = True) -> str:

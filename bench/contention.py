@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import httpx
-from common import RAW_PUSH_SEQ, Report, git, progress, raw_clone, read_target_revisions, run, scratch
+from common import RAW_PUSH_SEQ, Report, git, progress, raw_clone, read_target_revisions, run, scratch, stop_group
 from common import main as cli
 from gitops_fixture import app_name, build, manifest_path
 
@@ -169,12 +168,7 @@ def prefect_server(work: Path) -> Iterator[str]:
         progress(f"contention: Prefect server (pid {process.pid}) up in {time.perf_counter() - started:.1f} s")
         yield api
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def _healthy(api: str) -> bool:
