@@ -17,7 +17,6 @@ from contextvars import ContextVar
 from typing import Literal
 
 import pydantic
-from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
@@ -33,6 +32,7 @@ from promo.gitops.repo import Plan
 from promo.release.gates import GATE_KEY_PREFIX, GATE_TAG, PrefectApi
 from promo.release.readiness import Readiness
 from promo.tasks.describe import describe_change
+from promo.flows.runinfo import run_logger
 
 # Who pre-approved the gates of flows run in this process, and why a version that is not ready may move anyway: the
 # CLI's --yes (and --override-reason), where the person running the command is the approver. Deliberately not a flow
@@ -127,7 +127,7 @@ def ask_approval(
 
 
 def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decision:
-    logger = get_run_logger()
+    logger = run_logger()
     pre_approval = _pre_approval.get()
     if pre_approval is not None:
         check_approver(request, pre_approval.approver)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefect import Flow, flow, get_run_logger
+from prefect import Flow, flow
 from prefect.artifacts import create_markdown_artifact
 
 from promo.flows.artifacts import publish_environment_table
 from promo.flows.gate import ask_approval
 from promo.flows.limits import environment_lock
-from promo.flows.runinfo import flow_run_label
+from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.verification import source_readiness, verify_written
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
@@ -63,7 +63,7 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
         promotion = Promotion(
             config.app, version, source, target, digest, gitops_commit=None, approved_by=None, verification=verification
         )
-        get_run_logger().info(promotion.summary())
+        run_logger().info(promotion.summary())
         return promotion
     ready = source_readiness(config, source, version)
     decision = ask_approval(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment
@@ -23,7 +23,7 @@ from promo.flows.artifacts import publish_environment_table
 from promo.flows.gate import ask_approval
 from promo.flows.limits import environment_lock, release_lock
 from promo.flows.publish_dev import publish_dev
-from promo.flows.runinfo import flow_run_label
+from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.verification import source_readiness, verify_written
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
@@ -142,7 +142,7 @@ def start_next_build(
         return None
     next_rc = rc_version(bump(released, "patch"), bump_commit)
     if lookup_chart(config, next_rc) is not None:
-        get_run_logger().info("The next build %s exists already", next_rc)
+        run_logger().info("The next build %s exists already", next_rc)
         return next_rc
     if deployment.get_id():
         run_deployment(

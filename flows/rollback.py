@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from promo.flows.artifacts import publish_environment_table
 from promo.flows.gate import ask_approval
 from promo.flows.limits import environment_lock
-from promo.flows.runinfo import flow_run_label
+from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.errors import ConflictError, NotFound, VerificationFailed
@@ -74,7 +74,7 @@ def roll_back_after_failure(config: PromoConfig, env: str, failed: Verdict) -> s
     ``on_failure: rollback``; the version put back, or None when nothing was done (the log says why)."""
     if config.environment(env).on_failure != "rollback":
         return None
-    logger = get_run_logger()
+    logger = run_logger()
     history = read_environment_history(config, env)
     failed_write = next((change for change in history if change.commit == failed.gitops_commit), None)
     if failed_write is not None and failed_write.kind == "rollback":
@@ -163,7 +163,7 @@ def write_rollback(
         if verdict is not None and not verdict.verified:
             raise rollback_failed(config, chosen, verdict, failed)
     rolled_back = Rollback(config.app, env, chosen.version, chosen.current, written.commit, approved_by, verdict)
-    get_run_logger().info(rolled_back.summary())
+    run_logger().info(rolled_back.summary())
     return rolled_back
 
 

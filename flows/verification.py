@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import NoReturn
 
-from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from promo.flows.rollback import roll_back_after_failure
-from promo.flows.runinfo import flow_run_label
+from promo.flows.runinfo import flow_run_label, run_logger
 from promo.config import PromoConfig
 from promo.errors import VerificationFailed
 from promo.release.readiness import Readiness, deployed_by, readiness
@@ -28,10 +27,10 @@ def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: s
         return None
     commit = gitops_commit or _last_deployed(config, env, version)
     if commit is None:
-        get_run_logger().warning("No commit of the GitOps repo put %s into %s: nothing to verify", version, env)
+        run_logger().warning("No commit of the GitOps repo put %s into %s: nothing to verify", version, env)
         return None
     verdict = verify_environment(config, env, version, commit, flow_run=flow_run_label())
-    get_run_logger().info(verdict.summary())
+    run_logger().info(verdict.summary())
     create_markdown_artifact(
         key=f"verify-{config.app}-{env}",
         markdown=f"**{verdict.outcome}**: {config.app} `{version}` in {env} (commit `{commit[:12]}`): {verdict.reason}",
@@ -70,5 +69,5 @@ def source_readiness(config: PromoConfig, source: str, version: str) -> Readines
         return Readiness()
     found = readiness(read_environment_history(config, source), settings, version, datetime.now(timezone.utc))
     for line in found.missing:
-        get_run_logger().warning("Not ready: %s", line)
+        run_logger().warning("Not ready: %s", line)
     return found
