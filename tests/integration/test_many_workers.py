@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from promo.local.sandbox import Sandbox
-from tests.integration.conftest import PrefectServer
+from tests.integration.conftest import PrefectServer, postgres_cluster, prefect_server_on
 from tests.integration.fleet import app_names, hosts, problems, promote_all, set_up_apps
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -21,9 +21,15 @@ WORKERS = 3
 LIMIT = 10  # flow runs at a time per worker: 30 runs cannot all go to one of them
 
 
-def test_thirty_promotions_on_three_workers_all_land(
-    prefect_server: PrefectServer, sandbox: Sandbox, tmp_path: Path
-) -> None:
+def test_thirty_promotions_on_three_workers_all_land(sandbox: Sandbox, tmp_path: Path) -> None:
+    # A server of its own (its own PostgreSQL cluster): setting up 30 apps leaves a work pool, secrets, limits and
+    # deployments that the session's shared server must not show to the tests that check what `promo setup` creates.
+    (tmp_path / "server").mkdir()
+    with postgres_cluster() as postgres, prefect_server_on(postgres, tmp_path / "server") as prefect_server:
+        promote_thirty(prefect_server, sandbox, tmp_path)
+
+
+def promote_thirty(prefect_server: PrefectServer, sandbox: Sandbox, tmp_path: Path) -> None:
     versions = set_up_apps(prefect_server, sandbox, app_names(APPS), tmp_path)
     cwd = tmp_path / "operator"  # where `prefect deployment run` and `promo approve` run: no promo.yaml there
     cwd.mkdir()
