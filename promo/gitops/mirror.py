@@ -307,11 +307,9 @@ class Mirror:
             except ValueError:  # cat-file answered "missing": no such path at that commit
                 found = {}
         else:
-            blobs = self._blob_ids(commit)
-            wanted = {path: blobs[path] for path in paths if path in blobs}
-            if self._partial():
-                self._prefetch(commit, set(wanted.values()))
-            found = dict(zip(wanted, self._cat_objects(list(wanted.values()))))
+            blobs = self._listed_blobs(commit)
+            wanted = {path: blobs[path][1] for path in paths if path in blobs}
+            found = dict(zip(wanted, self._read_blobs(commit, list(wanted.values()))))
         texts: dict[str, str | None] = {}
         for path in paths:
             kind, data = found.get(path, (b"missing", b""))
@@ -321,11 +319,24 @@ class Mirror:
                 raise ToolError(f"{path} in {self.display_url} is not UTF-8 text", "save the file as UTF-8") from None
         return texts
 
-    def _blob_ids(self, commit: str) -> dict[str, str]:
-        """path -> blob SHA of every file of ``commit``, from one ``ls-tree -r`` (trees only: no blob is read)."""
-        listed = self._git("ls-tree", "-r", "-z", commit, action="listing files of")
-        entries = (entry.split(" ", 2) for entry in listed.split("\0") if entry)
-        return {path: sha for _, kind, rest in entries if kind == "blob" for sha, path in [rest.split("\t", 1)]}
+    def _listed_blobs(self, commit: str, directory: str = "") -> dict[str, tuple[int, str]]:
+        """path -> (mode, blob SHA) of every blob of ``commit`` (under ``directory``, taken literally: no glob or
+        ":(magic)"), from one ``ls-tree -r``: trees only, no blob is read."""
+        pathspec = ["--", f"{directory}/"] if directory else []
+        listed = self._git("--literal-pathspecs", "ls-tree", "-r", "-z", commit, *pathspec, action="listing files of")
+        blobs = {}
+        for entry in listed.split("\0"):
+            meta, _, path = entry.partition("\t")
+            mode, kind, sha = meta.split(" ") if meta else ("", "", "")
+            if kind == "blob":
+                blobs[path] = (int(mode, 8), sha)
+        return blobs
+
+    def _read_blobs(self, commit: str, shas: Sequence[str]) -> list[tuple[bytes, bytes]]:
+        """(type, content) of each of ``commit``'s blobs ``shas``, a partial cache fetching those it lacks at once."""
+        if self._partial():
+            self._prefetch(commit, set(shas))
+        return self._cat_objects(shas)
 
     def _cat_objects(self, shas: Sequence[str]) -> list[tuple[bytes, bytes]]:
         """(type, content) of each object, in order, from one ``cat-file --batch`` run fed all the SHAs at once."""
@@ -367,23 +378,12 @@ class Mirror:
         they are not files of this tree.
         """
         commit = self.resolve(ref)
-        directory = prefix.strip("/")
-        pathspec = ["--", f"{directory}/"] if directory else []  # taken literally: no glob or ":(magic)" in a prefix
-        listing = self._git(
-            "--literal-pathspecs", "ls-tree", "-r", "-z", commit, *pathspec, action="listing the files of"
-        )
-        blobs = {}
-        for entry in listing.split("\0"):
-            meta, _, path = entry.partition("\t")
-            mode, kind, sha = meta.split(" ") if meta else ("", "", "")
-            if kind == "blob" and int(mode, 8) in (_FILE_MODE, _EXECUTABLE_MODE):
-                blobs[path] = sha
-        if not blobs:
+        listed = self._listed_blobs(commit, prefix.strip("/"))
+        files = {path: sha for path, (mode, sha) in listed.items() if mode in (_FILE_MODE, _EXECUTABLE_MODE)}
+        if not files:
             return {}
-        if self._partial():
-            self._prefetch(commit, set(blobs.values()))
-        objects = self._cat_objects(list(blobs.values()))
-        return {path: data.decode("utf-8", errors="replace") for path, (_, data) in zip(blobs, objects)}
+        objects = self._read_blobs(commit, list(files.values()))
+        return {path: data.decode("utf-8", errors="replace") for path, (_, data) in zip(files, objects)}
 
     def log(self, since_ref: str | None, until_ref: str) -> list[LogEntry]:
         """Commits reachable from ``until_ref`` but not from ``since_ref`` (the whole history when None), newest

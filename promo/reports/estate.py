@@ -18,7 +18,7 @@ from promo.config import PromoConfig
 from promo.errors import PromoError
 from promo.gitops.manifests import read_target_revision
 from promo.gitops.mirror import Mirror
-from promo.gitops.repo import agreed_version, describe_clusters
+from promo.gitops.repo import GitOpsRepo, agreed_version, describe_clusters
 from promo.gitops.verdicts import KIND as VERDICTS, Verdict, parse_verdict
 
 
@@ -92,9 +92,9 @@ class Estate:
 
 def read_estate(config: PromoConfig) -> Estate:
     """Every app x environment of the GitOps repository promo.yaml names, from one fetch of its branch."""
-    mirror = Mirror.open(config.gitops.url, config.resolved_cache_dir)
-    commit = mirror.snapshot(config.gitops.branch).commit
-    return estate_at(mirror, commit, config.gitops.root, config.environment_names)
+    # Opened as every GitOps read and write opens it: a lean cache of that one branch, shared with them.
+    gitops = GitOpsRepo(config.gitops.url, config.gitops.branch, config.resolved_cache_dir, config.gitops.root)
+    return estate_at(gitops.mirror, gitops.snapshot().commit, gitops.root, config.environment_names)
 
 
 def estate_at(mirror: Mirror, commit: str, root: str, environment_order: list[str]) -> Estate:
