@@ -8,7 +8,8 @@ the promo home instead, and every later `promo` command finds it through its sta
 Both processes are ``LocalServer``s: detached, each with its own log, found again by a state file, stopped by PID.
 They start through this module (``python -m promo.local.prefect_server LAUNCH.json``), which gives them their own Prefect
 environment and runs Prefect's CLI in-process, so the launch file's path in the command line tells our process from
-a recycled PID's.
+a recycled PID's. A third, the warm process (promo.local.warm), starts the same way through its own module: it
+serves flow commands with Prefect already imported.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from typing import ClassVar, Generic, Self, TypeVar
 import httpx
 
 from promo.errors import ToolError
+from promo.local import handoff
+from promo.local.home import server_root
 from promo.local.processes import LocalServer, free_port
 
-HOME_ENV = "PROMO_HOME"  # default ~/.promo; the server keeps everything under <home>/server
 DEFAULT_PORT = 4200  # Prefect's usual port, so the UI is where people look for it
 DEFAULT_POOL = "promo"  # the work pool `promo setup` registers deployments on
-LAUNCHER = "promo.local.prefect_server"
 # The check every promo command makes before it runs: short, so a hung server costs a command little.
 QUICK_HEALTH_SECONDS = 2.0
 # Under a deployment a gate suspends, and an approval puts its run back in the queue "to run now": it resumes when a
@@ -45,14 +46,11 @@ EPHEMERAL_START_FAILURE = "Timed out while attempting to connect to ephemeral Pr
 Process = TypeVar("Process", bound=LocalServer)
 
 
-def server_root() -> Path:
-    return (Path(os.environ.get(HOME_ENV) or Path.home() / ".promo") / "server").resolve()
-
-
 @dataclass(frozen=True)
-class _PrefectProcess(LocalServer):
-    """A Prefect CLI command run detached through this module's launcher, with the environment it is given."""
+class LaunchedProcess(LocalServer):
+    """A program run detached through its launcher module, with the environment its launch file gives it."""
 
+    launcher: ClassVar[str] = "promo.local.prefect_server"  # runs Prefect's CLI
     state_name: ClassVar[str]
 
     @classmethod
@@ -75,19 +73,22 @@ class _PrefectProcess(LocalServer):
         return None
 
     @classmethod
-    def _launch(cls, root: Path, port: int, prefect_args: list[str], env: dict[str, str]) -> Self:
+    def _launch(cls, root: Path, port: int, args: list[str], env: dict[str, str]) -> Self:
         unstarted = cls(pid=0, port=port, root=root)
-        unstarted.config_path.write_text(json.dumps({"args": prefect_args, "env": env}, indent=2) + "\n")
-        started = cls._spawn(root, port, [sys.executable, "-m", LAUNCHER, str(unstarted.config_path)])
+        unstarted.config_path.write_text(json.dumps({"args": args, "env": env}, indent=2) + "\n")
+        started = cls._spawn(root, port, [sys.executable, "-m", cls.launcher, str(unstarted.config_path)])
         started.write_state(cls.state_path(root))
         return started
 
+    def launch_env(self) -> dict[str, str]:
+        return dict(json.loads(self.config_path.read_text())["env"])
+
     def _runs_program(self, argv: list[bytes]) -> bool:
-        return argv[1:3] == [b"-m", LAUNCHER.encode()]
+        return argv[1:3] == [b"-m", self.launcher.encode()]
 
 
 @dataclass(frozen=True)
-class PrefectServer(_PrefectProcess):
+class PrefectServer(LaunchedProcess):
     """``prefect server start`` on 127.0.0.1 with its UI, its SQLite database under ``root``."""
 
     program = "prefect server"
@@ -112,7 +113,7 @@ class PrefectServer(_PrefectProcess):
 
 
 @dataclass(frozen=True)
-class ProcessWorker(_PrefectProcess):
+class ProcessWorker(LaunchedProcess):
     """``prefect worker start --type process`` for the server's deployments; ``port`` serves its health check."""
 
     program = "prefect worker"
@@ -126,6 +127,35 @@ class ProcessWorker(_PrefectProcess):
     def pool(self) -> str:
         args = json.loads(self.config_path.read_text())["args"]
         return str(args[args.index("--pool") + 1])
+
+
+@dataclass(frozen=True)
+class WarmProcess(LaunchedProcess):
+    """promo.local.warm: Prefect and the flows imported once, each flow command forked from it; no port (a Unix
+    socket in ``root``)."""
+
+    launcher = "promo.local.warm"
+    program = "promo warm process"
+    config_name = "warm.json"
+    log_name = handoff.LOG_NAME
+    state_name = handoff.STATE_NAME
+    ready_path = ""
+    start_timeout = 120.0  # it imports Prefect and every flow: seconds, many on a loaded machine
+
+    @property
+    def api_url(self) -> str:
+        return self.launch_env()["PREFECT_API_URL"]
+
+    def serves(self) -> bool:
+        """Whether it answers a ping on its socket."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(QUICK_HEALTH_SECONDS)
+            try:
+                connection.connect(os.fspath(handoff.socket_path(self.root)))
+                handoff.send(connection, {"ping": True})
+                return "pong" in next(handoff.messages(connection), {})
+            except (OSError, ValueError):
+                return False
 
 
 @dataclass(frozen=True)
@@ -176,6 +206,22 @@ def start_worker(server: PrefectServer, pool: str = DEFAULT_POOL) -> Started[Pro
         return Started(ProcessWorker._launch(root, port, args, env), reused=False)
 
 
+def start_warm(server: PrefectServer) -> Started[WarmProcess]:
+    """The recorded warm process if it serves ``server``, else a new one. It takes this command's Prefect settings
+    (those a later command must share to be served by it) and the server's URL."""
+    root = server_root()
+    with _start_lock(root):
+        running = WarmProcess.recorded(root)
+        if running is not None:
+            if running.api_url == server.api_url:
+                return Started(running, reused=True)
+            running.stop()
+        env = {key: value for key, value in os.environ.items() if key.startswith("PREFECT_")}
+        env["PREFECT_API_URL"] = server.api_url
+        args = [os.fspath(handoff.socket_path(root))]
+        return Started(WarmProcess._launch(root, 0, args, env), reused=False)
+
+
 def worker_path() -> str:
     """PATH for a process worker: this interpreter's directory first, so the pool's job command ``python -m
     prefect.engine`` (``promo setup``, see promo.deployments.deploy) runs the Python promo is installed in."""
@@ -183,10 +229,11 @@ def worker_path() -> str:
 
 
 def stop_server() -> list[str]:
-    """Stop the worker, then the server, each by its recorded PID; what was stopped, by name."""
+    """Stop the warm process, the worker, then the server, each by its recorded PID; what was stopped, by name."""
     root = server_root()
     with _start_lock(root):
-        return [kind.program for kind in (ProcessWorker, PrefectServer) if kind.stop_recorded(kind.state_path(root))]
+        kinds: tuple[type[LaunchedProcess], ...] = (WarmProcess, ProcessWorker, PrefectServer)
+        return [kind.program for kind in kinds if kind.stop_recorded(kind.state_path(root))]
 
 
 def running_server() -> PrefectServer | None:
@@ -195,6 +242,10 @@ def running_server() -> PrefectServer | None:
 
 def running_worker() -> ProcessWorker | None:
     return ProcessWorker.recorded(server_root())
+
+
+def running_warm() -> WarmProcess | None:
+    return WarmProcess.recorded(server_root())
 
 
 def use_running_server() -> str | None:
@@ -245,17 +296,22 @@ def _start_lock(root: Path) -> Iterator[None]:
         yield
 
 
-def _run_launch_file(path: Path) -> None:
-    """Run the Prefect command a launch file names, with only the Prefect settings it gives (none inherited)."""
+def read_launch_file(path: Path) -> list[str]:
+    """Take on the Prefect settings a launch file gives (none inherited, before Prefect is imported); its args."""
     launch = json.loads(path.read_text())
     for key in [key for key in os.environ if key.startswith("PREFECT_")]:
         del os.environ[key]
     os.environ.update(launch["env"])
+    return list(launch["args"])
+
+
+def _run_prefect_cli(path: Path) -> None:
+    args = read_launch_file(path)
     from prefect.cli import app
 
-    sys.argv = ["prefect", *launch["args"]]
+    sys.argv = ["prefect", *args]
     sys.exit(app())
 
 
 if __name__ == "__main__":
-    _run_launch_file(Path(sys.argv[1]))
+    _run_prefect_cli(Path(sys.argv[1]))

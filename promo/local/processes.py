@@ -119,24 +119,28 @@ class LocalServer:
         server._wait_ready(process)
         return server
 
+    def serves(self) -> bool:
+        """Whether it answers: any HTTP status at ``ready_path``."""
+        try:
+            httpx.get(f"{self.url}{self.ready_path}", timeout=1.0)
+        except httpx.TransportError:
+            return False
+        return True
+
     def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.start_timeout
-        with httpx.Client(timeout=1.0) as client:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    raise ToolError(
-                        f"{self.program} exited with status {process.returncode} at start: {self.log_tail()}",
-                        f"read {self.log_path}{self.start_fix}",
-                    )
-                try:
-                    client.get(f"{self.url}{self.ready_path}")  # any status: it serves
-                    return
-                except httpx.TransportError:
-                    time.sleep(0.05)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ToolError(
+                    f"{self.program} exited with status {process.returncode} at start: {self.log_tail()}",
+                    f"read {self.log_path}{self.start_fix}",
+                )
+            if self.serves():
+                return
+            time.sleep(0.05)
         self.stop()
         raise ToolError(
-            f"{self.program} did not answer on {self.url}{self.ready_path} within {self.start_timeout:.0f} s: "
-            f"{self.log_tail()}",
+            f"{self.program} did not answer within {self.start_timeout:.0f} s: {self.log_tail()}",
             f"read {self.log_path}",
         )
 

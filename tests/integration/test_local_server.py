@@ -86,7 +86,7 @@ def test_start_status_use_reuse_and_stop(home: Path) -> None:
     assert running_server() == server
 
     stopped = promo(home, "server", "stop")
-    assert stopped.stdout.strip() == "stopped: prefect server", stopped.stdout + stopped.stderr
+    assert stopped.stdout.strip() == "stopped: promo warm process, prefect server", stopped.stdout + stopped.stderr
     assert not server.is_running()
     assert not server.healthy()
     assert not PrefectServer.state_path(server.root).exists()

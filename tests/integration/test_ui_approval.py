@@ -22,7 +22,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from promo.release.gates import WaitingGate, waiting_gates
 from promo.local.processes import free_port
 from promo.local.sandbox import Sandbox
-from promo.local.prefect_server import HOME_ENV, start_server
+from promo.local.home import HOME_ENV
+from promo.local.prefect_server import start_server
 from tests.integration.conftest import BIN, PROJECT, tail, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,0 +1,171 @@
+"""The warm process: `promo server start` runs it beside the server, and the real `promo` console script hands flow
+commands to it. Each test checks what a user sees (output, exit status, a command that stops on Ctrl-C) and, through
+the warm process's log, where the command ran."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from promo.local import handoff
+from promo.local.prefect_server import WarmProcess, stop_server
+from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
+from tests.integration.conftest import BIN, free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+# Deadlines, not costs: a command takes about a second here on an idle machine, a build a few more.
+COMMAND_SECONDS = 300
+GATE_SECONDS = 120
+
+
+class World:
+    def __init__(self, home: Path, sandbox: Sandbox) -> None:
+        self.home = home
+        self.sandbox = sandbox
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "PROMO_"))}
+        env.update(PROMO_HOME=str(self.home), PROMO_CONFIG=str(self.sandbox.config_path), PROMO_USER="dana", **extra)
+        return env
+
+    def promo(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "promo"), *args], env=self.env(**extra_env), capture_output=True, text=True,
+            timeout=COMMAND_SECONDS, cwd=self.sandbox.directory, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    @property
+    def warm(self) -> WarmProcess:
+        found = WarmProcess.recorded(self.home / "server")
+        assert found is not None, "no warm process recorded"
+        return found
+
+    def log(self) -> str:
+        return self.warm.log_path.read_text()
+
+    def served(self, command: str) -> list[str]:
+        """The pids of the commands the warm process ran as ``promo <command>``."""
+        return re.findall(rf"^command (\d+): promo {re.escape(command)} \(in ", self.log(), flags=re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    base = tmp_path_factory.mktemp("warm")
+    sandbox = create_sandbox(base / "world")
+    made = World(base / "home", sandbox)
+    try:
+        started = made.promo("server", "start", "--port", str(free_port()))
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "warm process started" in started.stdout, started.stdout
+        yield made
+    finally:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PROMO_HOME", str(made.home))
+            stop_server()
+        stop_sandbox(sandbox.directory)
+
+
+def test_a_flow_command_runs_in_the_warm_process_as_it_runs_here(world: World) -> None:
+    warm = world.promo("bump-version", "patch")
+    here = world.promo("bump-version", "patch", PROMO_IN_PROCESS="1")
+
+    for result in (warm, here):
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(r"chart version \S+ -> \S+ \(commit [0-9a-f]{40}\)\n", result.stdout), result.stdout
+    [pid] = world.served("bump-version patch")  # the second ran in its own process, not here
+    assert f"command {pid}: exit status 0" in world.log()
+    # Both moved main on: the warm command's commit is the parent of the in-process one's.
+    first, second = (re.search(r"-> (\S+)", r.stdout)[1] for r in (warm, here))
+    assert first != second
+
+
+def test_a_refused_command_shows_its_one_line_and_exit_status(world: World) -> None:
+    result = world.promo("hotfix", "v9.9.9")
+
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == ["promo: error: release tag v9.9.9 does not exist; pick a release from `promo releases`"]
+    [pid] = world.served("hotfix v9.9.9")
+    assert f"command {pid}: exit status 4" in world.log()
+
+
+def test_other_prefect_settings_run_the_command_here(world: World) -> None:
+    result = world.promo("bump-version", "minor", PREFECT_LOGGING_LEVEL="WARNING")
+
+    assert result.returncode == 0, result.stderr
+    assert world.served("bump-version minor") == []
+    assert "refused promo bump-version minor: the command's Prefect settings differ" in world.log()
+
+
+def test_new_code_restarts_it_under_the_same_pid(world: World) -> None:
+    """A client whose code differs (an edit, an upgrade) is refused; the warm process re-executes itself."""
+    before = world.warm
+    log_size = before.log_path.stat().st_size
+    reader, writer = os.pipe()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(COMMAND_SECONDS)
+            connection.connect(os.fspath(handoff.socket_path(before.root)))
+            request = {"argv": ["bump-version", "patch"], "cwd": str(world.sandbox.directory), "env": world.env()}
+            handoff.send(connection, {**request, "code": "older"}, fds=[reader, writer, writer])
+            assert next(handoff.messages(connection)) == {"refused": "the code changed since the warm process started"}
+        os.close(writer)  # the restarted process must hold no copy of the client's output: its reader sees the end
+        writer = -1
+        assert os.read(reader, 1) == b""
+    finally:
+        os.close(reader)
+        if writer != -1:
+            os.close(writer)
+
+    wait_until(lambda: "restarting" in before.log_path.read_text()[log_size:] and before.serves(), 120, "restart")
+    assert world.warm.pid == before.pid
+    assert world.promo("bump-version", "patch").returncode == 0
+    assert len(world.served("bump-version patch")) == 2
+
+
+def test_ctrl_c_reaches_a_command_waiting_at_its_gate(world: World) -> None:
+    published = world.promo("publish-dev")
+    assert published.returncode == 0, published.stderr
+    client = subprocess.Popen(
+        [str(BIN / "promo"), "promote-test"], env=world.env(), cwd=world.sandbox.directory, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: world.served("promote-test"), GATE_SECONDS, "the warm process to take promote-test")
+        [pid] = world.served("promote-test")
+        wait_until(
+            lambda: world.promo("pending", "--json").stdout.count('"env": "test"') == 1,
+            GATE_SECONDS,
+            "the gate to open",
+            alive=client,
+        )
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=GATE_SECONDS)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 130, out + err
+    assert f"command {pid}: exit status 130" in world.log()
+    wait_until(lambda: _group_gone(int(pid)), GATE_SECONDS, "the command's processes to end")
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_server_status_shows_it(world: World) -> None:
+    status = world.promo("server", "status")
+    assert f"warm process: pid {world.warm.pid}, serving" in status.stdout, status.stdout
