@@ -164,7 +164,9 @@ def estate_at(mirror: Mirror, commit: str, root: str, environment_order: list[st
             version = agreed_version(clusters)
             verdict = verdicts.get((app, env, version)) if version else None
             unreadable = errors.get(app, {}).get(env, {})
-            missing = tuple(sorted(env_clusters[env] - clusters.keys() - unreadable.keys()))
+            missing: tuple[str, ...] = ()
+            if len(clusters) + len(unreadable) < len(env_clusters[env]):  # most apps are on every cluster: no sets
+                missing = tuple(sorted(env_clusters[env] - clusters.keys() - unreadable.keys()))
             apps[app][env] = Placement(clusters, verdict, dict(sorted(unreadable.items())), missing)
     seen = {env for envs in found.values() for env in envs}
     order = [env for env in environment_order if env in seen] + sorted(seen - set(environment_order))
