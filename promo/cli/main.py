@@ -27,6 +27,7 @@ from promo.errors import InputError, PromoError
 
 if TYPE_CHECKING:
     from promo.config import PromoConfig
+    from promo.reports.estate import Estate
 
 app = typer.Typer(
     name="promo",
@@ -281,7 +282,8 @@ AllOption = Annotated[
 @app.command("status")
 def status(as_json: JsonOption = False, config: ConfigOption = None, every_app: AllOption = False) -> None:
     """Show each environment's version, image tag, chart digest, its verdict and how long it has soaked; with --all,
-    the version of every app in every environment, verified ones marked, disagreeing clusters shown."""
+    the version of every app in every environment, verified ones marked, disagreeing clusters and clusters without
+    the app shown (exit 3 after the table when a manifest is unreadable)."""
     from promo.config import load_config
     from promo.cli.table import print_table
 
@@ -312,17 +314,29 @@ def status(as_json: JsonOption = False, config: ConfigOption = None, every_app: 
 
 
 def _print_estate(config: PromoConfig, as_json: bool) -> None:
-    from promo.cli.table import print_table
     from promo.reports.estate import read_estate
 
     estate = read_estate(config)
     if as_json:
         echo_json(estate.as_json())
-        return
+    else:
+        _print_estate_table(estate)
+    estate.require_readable()  # after the whole table or JSON: a script can tell an incomplete estate
+
+
+def _print_estate_table(estate: Estate) -> None:
+    from promo.cli.table import print_table
+
     envs = estate.environments
     rows = [[app, *(where[env].text() if env in where else "-" for env in envs)] for app, where in estate.apps.items()]
     print_table(["app", *envs], rows)
     typer.echo(f"\n{len(estate.apps)} apps at {estate.commit[:12]}; ✓ verified, ✗ failed verification, - no manifest")
+    missing = estate.missing()
+    if missing:
+        typer.echo(
+            f"missing manifests: {len(missing)} (cells marked 'missing in C': the app has a manifest in another "
+            "cluster of that environment, none in C)"
+        )
     for app_name, env, cluster, why in estate.errors():
         typer.echo(f"error: {app_name} in {env}/{cluster}: {why}")
 

@@ -6,7 +6,11 @@ verdict, so 2,000 apps cost about what one does plus the parsing. The registry i
 
 A version counts as verified (or failed) when a verdict of its app and environment names that version; of several,
 the newest decides. A manifest promo cannot read (broken YAML, several documents, a merge key, no chart source)
-is reported in its cell, never stops the table.
+is reported in its cell, never stops the table (the command exits non-zero after printing it).
+
+An environment's clusters are the directories under its own directory at that commit, whatever they hold: an app
+with a manifest in some of them but not in another is flagged in its cell (``missing in``), since Argo CD then runs
+it on fewer clusters than the environment has. Telling them costs no git call: they come from the same listing.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from promo.config import PromoConfig
-from promo.errors import PromoError
+from promo.errors import ManifestError, PromoError
 from promo.gitops.manifests import read_target_revision
 from promo.gitops.mirror import Mirror
 from promo.gitops.repo import GitOpsRepo, agreed_version, describe_clusters
@@ -25,11 +29,13 @@ from promo.gitops.verdicts import KIND as VERDICTS, Verdict, parse_verdict
 @dataclass(frozen=True)
 class Placement:
     """One app in one environment: what each of its clusters runs ("" while nothing is deployed), the verdict on
-    that version, and the clusters whose manifest could not be read (cluster -> why)."""
+    that version, the clusters whose manifest could not be read (cluster -> why), and the environment's clusters
+    that hold no manifest of the app at all."""
 
     clusters: Mapping[str, str]
     verdict: str | None = None  # "verified", "failed", or None: no verdict names this version here
     errors: Mapping[str, str] = field(default_factory=dict)
+    missing_clusters: tuple[str, ...] = ()
 
     @property
     def version(self) -> str | None:
@@ -42,13 +48,15 @@ class Placement:
 
     def text(self) -> str:
         """The table cell: the version and its mark, each cluster's version when they disagree, ``error`` when a
-        manifest was unreadable."""
+        manifest was unreadable; then the clusters of the environment that lack the app, if any."""
         if self.errors:
-            return "error"
-        if self.clusters_disagree:
-            return f"{describe_clusters(self.clusters)} (clusters disagree)"
-        mark = {"verified": " ✓", "failed": " ✗"}.get(self.verdict or "", "")
-        return f"{self.version or '<none>'}{mark}"
+            cell = "error"
+        elif self.clusters_disagree:
+            cell = f"{describe_clusters(self.clusters)} (clusters disagree)"
+        else:
+            mark = {"verified": " ✓", "failed": " ✗"}.get(self.verdict or "", "")
+            cell = f"{self.version or '<none>'}{mark}"
+        return f"{cell} (missing in {', '.join(self.missing_clusters)})" if self.missing_clusters else cell
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -57,23 +65,32 @@ class Placement:
             "clusters": dict(self.clusters),
             "clusters_disagree": self.clusters_disagree,
             "errors": dict(self.errors),
+            "missing_clusters": list(self.missing_clusters),
         }
 
 
 @dataclass(frozen=True)
 class Estate:
     """What the GitOps branch at ``commit`` deploys: app -> environment -> placement (absent where the app has no
-    manifest in that environment), with ``environments`` in promo.yaml's order, then any others by name."""
+    manifest in that environment), with ``environments`` in promo.yaml's order, then any others by name, and the
+    clusters each of them has (the directories under it), in the same order."""
 
     commit: str
     environments: tuple[str, ...]
     apps: Mapping[str, Mapping[str, Placement]]
+    clusters: Mapping[str, tuple[str, ...]]
 
     def as_json(self) -> dict[str, object]:
         """The documented ``--json`` structure: every app lists every environment, null where it has no manifest."""
         return {
             "commit": self.commit,
             "environments": list(self.environments),
+            "clusters": {env: list(clusters) for env, clusters in self.clusters.items()},
+            "summary": {
+                "apps": len(self.apps),
+                "unreadable_manifests": len(self.errors()),
+                "missing_manifests": len(self.missing()),
+            },
             "apps": [
                 {"app": app, "environments": {env: _json_or_none(envs.get(env)) for env in self.environments}}
                 for app, envs in self.apps.items()
@@ -89,6 +106,28 @@ class Estate:
             for cluster, why in placement.errors.items()
         ]
 
+    def missing(self) -> list[tuple[str, str, str]]:
+        """(app, environment, cluster) for every cluster of an environment without a manifest of an app that has one
+        in another cluster of that environment."""
+        return [
+            (app, env, cluster)
+            for app, envs in self.apps.items()
+            for env, placement in envs.items()
+            for cluster in placement.missing_clusters
+        ]
+
+    def require_readable(self) -> None:
+        """Raise, once the estate is shown, when a manifest could not be read: the table is then incomplete, and a
+        script reading it must be able to tell."""
+        unreadable = len(self.errors())
+        if unreadable:
+            them = "it" if unreadable == 1 else "them"
+            raise ManifestError(
+                f"{unreadable} manifest{'' if unreadable == 1 else 's'} of the GitOps repository at {self.commit[:12]}"
+                " could not be read (each error is shown above)",
+                f"fix {them} in the GitOps repository and run promo status --all again; every other cell is current",
+            )
+
 
 def read_estate(config: PromoConfig) -> Estate:
     """Every app x environment of the GitOps repository promo.yaml names, from one fetch of its branch."""
@@ -103,8 +142,11 @@ def estate_at(mirror: Mirror, commit: str, root: str, environment_order: list[st
     root = root.strip("/")
     found: dict[str, dict[str, dict[str, str]]] = {}  # app -> env -> cluster -> version
     errors: dict[str, dict[str, dict[str, str]]] = {}
+    env_clusters: dict[str, set[str]] = {}  # env -> every directory under it, app manifests or not
     for path, text in mirror.read_files_under(commit, root).items():
         parts = path[len(root) + 1 :].split("/")
+        if len(parts) >= 3:
+            env_clusters.setdefault(parts[0], set()).add(parts[1])
         if len(parts) != 3 or not parts[2].endswith(".yaml"):
             continue  # not <env>/<cluster>/<app>.yaml: no Application of promo's layout
         env, cluster, app = parts[0], parts[1], parts[2].removesuffix(".yaml")
@@ -121,10 +163,14 @@ def estate_at(mirror: Mirror, commit: str, root: str, environment_order: list[st
             clusters = dict(sorted(found[app][env].items()))
             version = agreed_version(clusters)
             verdict = verdicts.get((app, env, version)) if version else None
-            apps[app][env] = Placement(clusters, verdict, dict(sorted(errors.get(app, {}).get(env, {}).items())))
+            unreadable = errors.get(app, {}).get(env, {})
+            missing: tuple[str, ...] = ()
+            if len(clusters) + len(unreadable) < len(env_clusters[env]):  # most apps are on every cluster: no sets
+                missing = tuple(sorted(env_clusters[env] - clusters.keys() - unreadable.keys()))
+            apps[app][env] = Placement(clusters, verdict, dict(sorted(unreadable.items())), missing)
     seen = {env for envs in found.values() for env in envs}
     order = [env for env in environment_order if env in seen] + sorted(seen - set(environment_order))
-    return Estate(commit, tuple(order), apps)
+    return Estate(commit, tuple(order), apps, {env: tuple(sorted(env_clusters[env])) for env in order})
 
 
 def _newest_verdicts(mirror: Mirror) -> dict[tuple[str, str, str], str]:

@@ -1,18 +1,22 @@
 """`promo status --all`: every app x environment from one read of the GitOps repository, verdicts matched by version,
-disagreeing clusters shown, unreadable manifests reported in their cell; the command imports nothing of Prefect."""
+disagreeing clusters shown, an app absent from a cluster its environment has flagged, unreadable manifests reported
+in their cell and by the exit code; the command imports nothing of Prefect."""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from promo.cli import main as cli
+from promo.errors import ManifestError
 from promo.gitops.mirror import Mirror
 from promo.gitops.verdicts import Verdict, record_verdict
-from promo.reports.estate import Estate, estate_at
+from promo.reports.estate import Estate, Placement, estate_at
 from tests.fixtures.gitrepos import ROOT, GitRemote, application, make_remote
 from tests.fixtures.history_script import cli_in_fresh_process
 
@@ -46,6 +50,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         ("web", "prod", "prod-b"): "0.8.0",
         ("fresh", "dev", "preprod"): "",
         ("broken", "dev", "preprod"): "3.0.0",
+        ("solo", "prod", "prod-a"): "0.1.0",  # prod-b runs other apps, not this one
     }
     files = {
         f"{ROOT}/{env}/{cluster}/{app}.yaml": application(app, env, version)
@@ -54,6 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     files[f"{ROOT}/test/preprod/broken.yaml"] = SEVERAL_DOCUMENTS
     files[f"{ROOT}/dev/notes.txt"] = "not an Application\n"
     files[f"{ROOT}/dev/preprod/values/web.yaml"] = "replicas: 2\n"  # deeper than the layout: not an app
+    files[f"{ROOT}/qa/qa-2/README.md"] = "# a new qa cluster, nothing deployed yet\n"  # a cluster all the same
     files["README.md"] = "# GitOps\n"
     remote = make_remote(base / "gitops", files)
     first = remote.head()
@@ -89,7 +95,7 @@ def test_every_app_and_environment_is_read_in_promo_yaml_order_then_the_others(w
     estate = read(world)
     assert estate.commit == world.remote.head()
     assert estate.environments == ("dev", "test", "prod", "qa")
-    assert list(estate.apps) == ["broken", "fresh", "hello", "web"]
+    assert list(estate.apps) == ["broken", "fresh", "hello", "solo", "web"]
     assert {env: p.version for env, p in estate.apps["hello"].items()} == {
         "dev": "0.2.0",
         "test": "0.1.1",
@@ -126,14 +132,38 @@ def test_an_unreadable_manifest_is_reported_in_its_cell_and_the_rest_is_read(wor
     [(app, env, cluster, why)] = estate.errors()
     assert (app, env, cluster) == ("broken", "test", "preprod")
     assert f"{ROOT}/test/preprod/broken.yaml holds 2 YAML documents" in why
+    assert broken["test"].missing_clusters == ()  # its manifest is there, only unreadable
+    with pytest.raises(ManifestError, match=r"^1 manifest of the GitOps repository at \w{12} could not be read"):
+        estate.require_readable()
+
+
+def test_an_app_without_a_manifest_in_a_cluster_its_environment_has_is_flagged(world: World) -> None:
+    estate = read(world)
+    # Every directory under an environment is one of its clusters, app manifests or not; files beside them and
+    # directories deeper in a cluster are not.
+    assert estate.clusters == {
+        "dev": ("preprod",),
+        "test": ("preprod",),
+        "prod": ("prod-a", "prod-b"),
+        "qa": ("qa-1", "qa-2"),
+    }
+    solo, hello = estate.apps["solo"]["prod"], estate.apps["hello"]
+    assert solo.missing_clusters == ("prod-b",) and solo.version == "0.1.0"
+    assert solo.text() == "0.1.0 (missing in prod-b)"
+    assert hello["qa"].text() == "0.2.0 (missing in qa-2)"
+    assert hello["prod"].missing_clusters == () and estate.apps["web"]["prod"].missing_clusters == ()
+    assert estate.missing() == [("hello", "qa", "qa-2"), ("solo", "prod", "prod-b")]
+    disagreeing = Placement({"a": "1.0.0", "b": "0.9.0"}, missing_clusters=("c", "d"))
+    assert disagreeing.text() == "a=1.0.0, b=0.9.0 (clusters disagree) (missing in c, d)"
+    assert Placement({}, errors={"a": "broken"}, missing_clusters=("b",)).text() == "error (missing in b)"
 
 
 def test_read_files_under_reads_every_file_below_a_directory_and_nothing_else(world: World) -> None:
     mirror = Mirror.open(world.remote.url, world.cache / "direct")
     mirror.fetch()
     files = mirror.read_files_under("main", f"{ROOT}/prod/")
-    clusters_and_apps = [(cluster, app) for cluster in ("prod-a", "prod-b") for app in ("hello", "web")]
-    assert sorted(files) == [f"{ROOT}/prod/{cluster}/{app}.yaml" for cluster, app in clusters_and_apps]
+    clusters_and_apps = ["prod-a/hello", "prod-a/solo", "prod-a/web", "prod-b/hello", "prod-b/web"]
+    assert sorted(files) == [f"{ROOT}/prod/{cluster_and_app}.yaml" for cluster_and_app in clusters_and_apps]
     assert files[f"{ROOT}/prod/prod-b/web.yaml"] == world.remote.read(f"{ROOT}/prod/prod-b/web.yaml")
     assert mirror.read_files_under("main", "no/such/dir") == {}
     assert mirror.read_files_under("main", "registry/*/prod") == {}  # a prefix is a path, never a pattern
@@ -142,33 +172,95 @@ def test_read_files_under_reads_every_file_below_a_directory_and_nothing_else(wo
 
 def test_status_all_prints_the_table_without_prefect_or_the_registry(world: World) -> None:
     code, output, prefect_imported = cli_in_fresh_process("status", "--all", "--config", str(world.config_path))
-    assert code == 0, output
+    assert code == ManifestError.exit_code, output  # a manifest is unreadable: the whole table, then the exit code
     assert not prefect_imported
     lines = output.splitlines()
     assert lines[0].split() == ["app", "dev", "test", "prod", "qa"]
-    rows = {line.split()[0]: line for line in lines[1:5]}
-    assert rows["hello"].split() == ["hello", "0.2.0", "✓", "0.1.1", "✗", "0.1.0", "0.2.0"]
+    rows = {line.split()[0]: line for line in lines[1:6]}
+    assert rows["hello"].split() == ["hello", "0.2.0", "✓", "0.1.1", "✗", "0.1.0", "0.2.0", "(missing", "in", "qa-2)"]
     assert "prod-a=0.9.0, prod-b=0.8.0 (clusters disagree)" in rows["web"]
+    assert rows["solo"].split() == ["solo", "-", "-", "0.1.0", "(missing", "in", "prod-b)", "-"]
     assert rows["broken"].split()[:3] == ["broken", "3.0.0", "error"]
+    assert "\nmissing manifests: 2 (cells marked 'missing in C': " in output
     assert "error: broken in test/preprod: " in output and "holds 2 YAML documents" in output
 
 
 def test_status_all_json_has_every_app_and_every_environment(world: World) -> None:
     code, output, prefect_imported = cli_in_fresh_process("status", "--all", "--json", "-c", str(world.config_path))
-    assert code == 0, output
+    assert code == ManifestError.exit_code, output
     assert not prefect_imported
     printed = json.loads(output)
     assert printed["commit"] == world.remote.head()
     assert printed["environments"] == ["dev", "test", "prod", "qa"]
     by_app = {entry["app"]: entry["environments"] for entry in printed["apps"]}
-    assert list(by_app) == ["broken", "fresh", "hello", "web"]
+    assert list(by_app) == ["broken", "fresh", "hello", "solo", "web"]
+    assert printed["clusters"] == {
+        "dev": ["preprod"],
+        "test": ["preprod"],
+        "prod": ["prod-a", "prod-b"],
+        "qa": ["qa-1", "qa-2"],
+    }
+    assert printed["summary"] == {"apps": 5, "unreadable_manifests": 1, "missing_manifests": 2}
     assert by_app["hello"]["dev"] == {
         "version": "0.2.0",
         "verdict": "verified",
         "clusters": {"preprod": "0.2.0"},
         "clusters_disagree": False,
         "errors": {},
+        "missing_clusters": [],
     }
+    assert by_app["solo"]["prod"]["missing_clusters"] == ["prod-b"] and by_app["solo"]["prod"]["version"] == "0.1.0"
     assert by_app["web"]["test"] is None  # every environment listed, null where the app has no manifest
     assert by_app["web"]["prod"]["clusters_disagree"] is True and by_app["web"]["prod"]["version"] is None
     assert list(by_app["broken"]["test"]["errors"]) == ["preprod"]
+
+
+def promo(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``promo ARGS`` through its entry point, in process: exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["promo", *args])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    captured = capsys.readouterr()
+    return exited.value.code or 0, captured.out, captured.err
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_status_all_exits_non_zero_after_the_whole_estate_when_a_manifest_is_unreadable(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], output: list[str]
+) -> None:
+    code, out, err = promo(monkeypatch, capsys, "status", "--all", *output, "-c", str(world.config_path))
+    assert code == ManifestError.exit_code == 3
+    assert err.splitlines() == [
+        f"promo: error: 1 manifest of the GitOps repository at {world.remote.head()[:12]} could not be read (each "
+        "error is shown above); fix it in the GitOps repository and run promo status --all again; every other cell "
+        "is current"
+    ]
+    if output:
+        assert len(json.loads(out)["apps"]) == 5  # the JSON is printed whole before the exit
+    else:
+        assert out.splitlines()[-1].startswith("error: broken in test/preprod: ")
+
+
+def test_status_all_exits_zero_when_every_manifest_reads_even_with_an_app_missing_from_a_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {
+        f"{ROOT}/prod/prod-a/hello.yaml": application("hello", "prod", "0.1.0"),
+        f"{ROOT}/prod/prod-a/web.yaml": application("web", "prod", "1.0.0"),
+        f"{ROOT}/prod/prod-b/web.yaml": application("web", "prod", "1.0.0"),
+    }
+    remote = make_remote(tmp_path / "gitops", files)
+    settings = {
+        "app": "hello",
+        "app_repo": {"url": (tmp_path / "no-app-repo.git").as_uri()},
+        "gitops": {"url": remote.url, "root": ROOT},
+        "chart": {"path": "charts/hello", "repository": "127.0.0.1:9/charts"},
+        "image": {"repository": "127.0.0.1:9/hello"},
+        "environments": [{"name": "dev", "clusters": ["preprod"]}, {"name": "prod", "clusters": ["prod-a", "prod-b"]}],
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    (tmp_path / "promo.yaml").write_text(json.dumps(settings))
+    code, out, err = promo(monkeypatch, capsys, "status", "--all", "-c", str(tmp_path / "promo.yaml"))
+    assert (code, err) == (0, ""), err
+    assert out.splitlines()[1].split() == ["hello", "0.1.0", "(missing", "in", "prod-b)"]
+    assert out.splitlines()[-1].startswith("missing manifests: 1 (cells marked 'missing in C': ")
