@@ -1,22 +1,33 @@
 """Bench 6, CLI start-up: how long `promo --help`, `promo status` and the other commands that run no flow take, next
 to `python -c pass` (the floor: an interpreter that starts and stops) and `python -c "import prefect"` (what every
-command paid before they stopped importing Prefect).
+command paid before they stopped importing Prefect); and what a command that runs a flow adds to the flow itself.
 
 Each command is a new process of the venv's `promo` script, on a sandbox (local registry and bare remotes), the
 commands interleaved round by round; then the same under hyperfine where it is installed. A check per command says
 whether it imported anything of Prefect (it must not).
+
+Flow commands: with `promo server start`'s server and warm process up (under the bench's own promo home), `promo
+bump-version` round by round as the console script runs it (handed to the warm process) and in its own process
+(PROMO_IN_PROCESS=1, as before the warm process). What the command adds is its wall time minus its flow run's own
+`total_run_time`, read back from the server.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import resource
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from common import Report, hyperfine, progress, scratch, timed
 from common import main as cli
+
+from promo.local.processes import free_port
 
 PROMO = Path(sys.executable).with_name("promo")
 FLOOR = "python -c pass"
@@ -45,10 +56,10 @@ def commands(config: Path) -> dict[str, list[str]]:
     }
 
 
-def run_once(argv: list[str]) -> tuple[float, float]:
+def run_once(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float]:
     """Wall time and CPU time (user + system) of one run: the CPU time barely moves with the machine's load."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    seconds = timed(lambda: subprocess.run(argv, capture_output=True, check=True))[0]
+    seconds = timed(lambda: subprocess.run(argv, capture_output=True, check=True, env=env, cwd=cwd))[0]
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -58,13 +69,58 @@ def imported_prefect(argv: list[str]) -> list[str]:
     return json.loads(done.stderr.strip().splitlines()[-1].replace("'", '"'))
 
 
+def flow_run_seconds(api_url: str, flow_name: str) -> float:
+    """The newest run of ``flow_name``: its own run time, as the server computed it."""
+    response = httpx.post(
+        f"{api_url}/flow_runs/filter",
+        json={"flows": {"name": {"any_": [flow_name]}}, "sort": "EXPECTED_START_TIME_DESC", "limit": 1},
+        timeout=30,
+    )
+    [run] = response.raise_for_status().json()
+    return float(run["total_run_time"])
+
+
+def bench_flow_commands(report: Report, runs: int, work: Path, config: Path) -> None:
+    """`promo bump-version` handed to the warm process vs run in its own process, against one running server."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "PROMO_"))}
+    env.update(PROMO_HOME=str(work / "home"), PROMO_CONFIG=str(config))
+    ways = {"flow command (warm process)": {}, "flow command (in its own process)": {"PROMO_IN_PROCESS": "1"}}
+
+    def promo(*args: str, **extra: str) -> str:
+        return subprocess.run(
+            [str(PROMO), *args], env={**env, **extra}, capture_output=True, text=True, check=True, cwd=work
+        ).stdout
+
+    started = promo("server", "start", "--port", str(free_port()))
+    api_url = re.search(r"UI (\S+) ", started)[1] + "/api"
+    try:
+        parts = ["patch", "minor"]
+        for extra in ways.values():  # warm-up: the git caches, the server's first queries
+            promo("bump-version", "patch", **extra)
+        progress(f"cli: {runs} rounds of `promo bump-version`, warm and in its own process")
+        for round_number in range(runs):
+            for label, extra in ways.items():
+                argv = [str(PROMO), "bump-version", parts[round_number % 2]]
+                seconds, _ = run_once(argv, env={**env, **extra}, cwd=work)
+                flow_seconds = flow_run_seconds(api_url, "bump-version")
+                report.add(label, seconds)
+                report.add(f"{label}: the flow run itself", flow_seconds)
+                report.add(f"{label}: added by the command", seconds - flow_seconds)
+    finally:
+        promo("server", "stop")
+    warm, here = (f"{label}: added by the command" for label in ways)
+    report.ratio("flow command, added: warm process / its own process", warm, here)
+    report.absolute_goal("a flow command adds to its flow (warm process)", warm, 1.0)
+
+
 def bench(runs: int) -> Report:
     from promo.local.sandbox import create_sandbox, stop_sandbox
 
-    report = Report("6 cli", "promo commands that run no flow, each a new process, vs `python -c pass`")
+    report = Report("6 cli", "promo commands, each a new process, vs `python -c pass`; a flow command's overhead")
     with scratch("cli") as work:
         made = create_sandbox(work / "world")
         try:
+            bench_flow_commands(report, runs, work, made.config_path)
             argvs = commands(made.config_path)
             for label, argv in argvs.items():
                 if label.startswith("promo "):
