@@ -53,6 +53,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of 
 
 Command = TypeVar("Command", bound=Callable[..., None])
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+FLOW_COMMAND_NAMES: set[str] = set()  # those registered through flow_command
 
 
 def flow_command(name: str) -> Callable[[Command], Command]:
@@ -61,6 +62,7 @@ def flow_command(name: str) -> Callable[[Command], Command]:
 
     if name not in FLOW_COMMANDS:  # the console script must know it, to hand it to the warm process
         raise ValueError(f"{name} is missing from promo.cli.launch.FLOW_COMMANDS")
+    FLOW_COMMAND_NAMES.add(name)
 
     def register(command: Command) -> Command:
         @functools.wraps(command)
