@@ -52,6 +52,8 @@ class LaunchedProcess(LocalServer):
 
     launcher: ClassVar[str] = "promo.local.prefect_server"  # runs Prefect's CLI
     state_name: ClassVar[str]
+    # Keep the starting command's own PREFECT_* variables (never written to the launch file: one may be an API key).
+    inherits_prefect_env: ClassVar[bool] = False
 
     @classmethod
     def state_path(cls, root: Path) -> Path:
@@ -75,7 +77,8 @@ class LaunchedProcess(LocalServer):
     @classmethod
     def _launch(cls, root: Path, port: int, args: list[str], env: dict[str, str]) -> Self:
         unstarted = cls(pid=0, port=port, root=root)
-        unstarted.config_path.write_text(json.dumps({"args": args, "env": env}, indent=2) + "\n")
+        launch = {"args": args, "env": env, "inherit_prefect_env": cls.inherits_prefect_env}
+        unstarted.config_path.write_text(json.dumps(launch, indent=2) + "\n")
         started = cls._spawn(root, port, [sys.executable, "-m", cls.launcher, str(unstarted.config_path)])
         started.write_state(cls.state_path(root))
         return started
@@ -135,6 +138,7 @@ class WarmProcess(LaunchedProcess):
     socket in ``root``)."""
 
     launcher = "promo.local.warm"
+    inherits_prefect_env = True  # a command is served only with the Prefect settings this process loaded
     program = "promo warm process"
     config_name = "warm.json"
     log_name = handoff.LOG_NAME
@@ -208,7 +212,7 @@ def start_worker(server: PrefectServer, pool: str = DEFAULT_POOL) -> Started[Pro
 
 def start_warm(server: PrefectServer) -> Started[WarmProcess]:
     """The recorded warm process if it serves ``server``, else a new one. It takes this command's Prefect settings
-    (those a later command must share to be served by it) and the server's URL."""
+    (those a later command must share to be served by it), with the server's URL."""
     root = server_root()
     with _start_lock(root):
         running = WarmProcess.recorded(root)
@@ -216,10 +220,8 @@ def start_warm(server: PrefectServer) -> Started[WarmProcess]:
             if running.api_url == server.api_url:
                 return Started(running, reused=True)
             running.stop()
-        env = {key: value for key, value in os.environ.items() if key.startswith("PREFECT_")}
-        env["PREFECT_API_URL"] = server.api_url
         args = [os.fspath(handoff.socket_path(root))]
-        return Started(WarmProcess._launch(root, 0, args, env), reused=False)
+        return Started(WarmProcess._launch(root, 0, args, {"PREFECT_API_URL": server.api_url}), reused=False)
 
 
 def worker_path() -> str:
@@ -297,10 +299,12 @@ def _start_lock(root: Path) -> Iterator[None]:
 
 
 def read_launch_file(path: Path) -> list[str]:
-    """Take on the Prefect settings a launch file gives (none inherited, before Prefect is imported); its args."""
+    """Take on the Prefect settings a launch file gives (before Prefect is imported; no inherited ones unless it
+    says so); its args."""
     launch = json.loads(path.read_text())
-    for key in [key for key in os.environ if key.startswith("PREFECT_")]:
-        del os.environ[key]
+    if not launch.get("inherit_prefect_env"):
+        for key in [key for key in os.environ if key.startswith("PREFECT_")]:
+            del os.environ[key]
     os.environ.update(launch["env"])
     return list(launch["args"])
 

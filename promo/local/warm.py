@@ -8,7 +8,8 @@ here, forks, and the child becomes the command: the client's stdin, stdout and s
 and arguments, in a process group of its own, running ``promo.cli.main.main`` as a fresh process would.
 
 It refuses, and the client then runs the command itself, when:
-- the code changed since it started (an edit, a `pip install`): it re-executes itself with the new code, same PID;
+- the code or Prefect's profiles file changed since it started (an edit, a `pip install`, `prefect config set`): it
+  re-executes itself with them, same PID;
 - the command's Prefect settings could differ from those Prefect loaded here at import: other ``PREFECT_*``
   variables or HOME, or a prefect.toml, .env or ``[tool.prefect]`` table in the command's working directory;
 - the local server does not answer (the command's own start then says so).
@@ -31,7 +32,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import httpx
 
@@ -57,19 +58,27 @@ PRELOADED = (
 )
 # A request is one line of JSON: a client that sends less within this is dropped, so the loop is never held.
 REQUEST_SECONDS = 10.0
+CODE_CHANGED = "the code or Prefect's profiles changed since the warm process started"
 _PEER_CREDENTIALS = struct.Struct("3i")  # pid, uid, gid
+
+
+class Loaded(NamedTuple):
+    """What this process loaded at start, which a command's must match."""
+
+    code: str  # promo.local.handoff.code_fingerprint()
+    profiles: str  # _profiles_stamp()
 
 
 def serve(config_path: Path) -> None:
     """Import, then answer commands until SIGTERM."""
     launched = read_launch_file(config_path)
     listen_at = Path(launched[0])
-    os.chdir(listen_at.parent)  # no prefect.toml or .env of the starting directory in this process's settings
+    os.chdir(config_path.parent)  # no prefect.toml or .env of the starting directory in this process's settings
     for module in PRELOADED:
         importlib.import_module(module)
     if threading.active_count() > 1:
         raise SystemExit(f"not serving: importing started threads ({threading.enumerate()}); forking them is unsafe")
-    code = code_fingerprint()
+    loaded = Loaded(code_fingerprint(), _profiles_stamp())
     owner = os.getpid()
     listener = _listen(listen_at)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished commands
@@ -79,7 +88,7 @@ def serve(config_path: Path) -> None:
         while True:
             connection, _ = listener.accept()
             with connection:
-                _answer(connection, listener, code, config_path)
+                _answer(connection, listener, loaded, config_path)
     finally:
         if os.getpid() == owner:  # a forked command leaves through here too, and must not take the socket with it
             listener.close()
@@ -102,7 +111,7 @@ def _exit_on_signal(number: int, frame: object) -> NoReturn:
     raise SystemExit(0)
 
 
-def _answer(connection: socket.socket, listener: socket.socket, code: str, config_path: Path) -> None:
+def _answer(connection: socket.socket, listener: socket.socket, loaded: Loaded, config_path: Path) -> None:
     connection.settimeout(REQUEST_SECONDS)
     try:
         peer = _PEER_CREDENTIALS.unpack(
@@ -115,10 +124,10 @@ def _answer(connection: socket.socket, listener: socket.socket, code: str, confi
         return
     try:
         if "ping" in request:
-            send(connection, {"pong": code})
+            send(connection, {"pong": loaded.code})
             return
         command = f"promo {shlex.join(request['argv'])}"
-        refusal = _refusal(request, code)
+        refusal = _refusal(request, loaded)
         if refusal is None:
             pid = os.fork()
             if pid == 0:
@@ -130,7 +139,7 @@ def _answer(connection: socket.socket, listener: socket.socket, code: str, confi
     finally:
         for fd in fds:  # the client's: kept open here, its reader would never see the end of its output
             os.close(fd)
-    if request.get("code") != code:
+    if refusal == CODE_CHANGED:
         _restart(listener, config_path)
 
 
@@ -150,10 +159,10 @@ def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return json.loads(data), fds
 
 
-def _refusal(request: dict[str, Any], code: str) -> str | None:
+def _refusal(request: dict[str, Any], loaded: Loaded) -> str | None:
     """Why this process must not run the request's command, or None."""
-    if request.get("code") != code:
-        return "the code changed since the warm process started"
+    if request.get("code") != loaded.code or _profiles_stamp() != loaded.profiles:
+        return CODE_CHANGED
     env = request["env"]
     if _settings_view(env) != _settings_view(dict(os.environ)):
         return "the command's Prefect settings differ from the warm process's"
@@ -162,6 +171,17 @@ def _refusal(request: dict[str, Any], code: str) -> str | None:
     if not _server_answers():
         return "the local Prefect server does not answer"
     return None
+
+
+def _profiles_stamp() -> str:
+    """Prefect reads its profiles file at import too: a change (`prefect config set`) counts as a change of code."""
+    from prefect.settings import get_current_settings
+
+    try:
+        found = get_current_settings().profiles_path.stat()
+    except OSError:
+        return "no profiles"
+    return f"{found.st_size}:{found.st_mtime_ns}"
 
 
 def _settings_view(env: dict[str, str]) -> dict[str, str]:
@@ -209,6 +229,7 @@ def _become_command(
     """In the forked child: take on the client's process state, run the CLI, report its exit status, then let
     Prefect flush its logs and events as any exiting process does (the client has returned by then)."""
     status = 1
+    finished = threading.Event()
     try:
         listener.close()
         for number in (signal.SIGCHLD, signal.SIGTERM):
@@ -229,12 +250,25 @@ def _become_command(
         if next(messages(connection), {}).get("go") is not True:
             os._exit(0)  # the client gave up before anything ran
         connection.settimeout(None)
+        threading.Thread(target=_stop_if_client_leaves, args=(connection, finished), daemon=True).start()
         status = _run_cli()
     except BaseException:  # noqa: BLE001 - whatever happens, the client gets an exit status
         traceback.print_exc()
     finally:
+        finished.set()
         _report(connection, status, log_path)
     raise SystemExit(status)
+
+
+def _stop_if_client_leaves(connection: socket.socket, finished: threading.Event) -> None:
+    """The client sends nothing after "go": its end closing before the command has finished means it was killed
+    (a cancelled CI job's SIGKILL, a closed terminal). The command ends with it, as it would have in its process."""
+    try:
+        connection.recv(1)
+    except OSError:
+        pass
+    if not finished.is_set():
+        os.killpg(0, signal.SIGTERM)
 
 
 def _reopen_standard_streams() -> None:

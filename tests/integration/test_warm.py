@@ -16,6 +16,7 @@ import pytest
 
 from promo.local import handoff
 from promo.local.prefect_server import WarmProcess, stop_server
+from promo.local.warm import CODE_CHANGED
 from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
 from tests.integration.conftest import BIN, free_port, wait_until
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.integration
 # Deadlines, not costs: a command takes about a second here on an idle machine, a build a few more.
 COMMAND_SECONDS = 300
 GATE_SECONDS = 120
+SECRET = "pnu_not-a-real-key"  # a Prefect Cloud key's shape: the commands' environment holds one
 
 
 class World:
@@ -33,8 +35,15 @@ class World:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("PREFECT_", "PROMO_"))}
-        env.update(PROMO_HOME=str(self.home), PROMO_CONFIG=str(self.sandbox.config_path), PROMO_USER="dana", **extra)
+        env.update(
+            PROMO_HOME=str(self.home), PROMO_CONFIG=str(self.sandbox.config_path), PROMO_USER="dana",
+            PREFECT_PROFILES_PATH=str(self.profiles), PREFECT_API_KEY=SECRET, **extra,
+        )  # fmt: skip
         return env
+
+    @property
+    def profiles(self) -> Path:
+        return self.home.parent / "profiles.toml"
 
     def promo(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -117,7 +126,7 @@ def test_new_code_restarts_it_under_the_same_pid(world: World) -> None:
             connection.connect(os.fspath(handoff.socket_path(before.root)))
             request = {"argv": ["bump-version", "patch"], "cwd": str(world.sandbox.directory), "env": world.env()}
             handoff.send(connection, {**request, "code": "older"}, fds=[reader, writer, writer])
-            assert next(handoff.messages(connection)) == {"refused": "the code changed since the warm process started"}
+            assert next(handoff.messages(connection)) == {"refused": CODE_CHANGED}
         os.close(writer)  # the restarted process must hold no copy of the client's output: its reader sees the end
         writer = -1
         assert os.read(reader, 1) == b""
@@ -132,30 +141,69 @@ def test_new_code_restarts_it_under_the_same_pid(world: World) -> None:
     assert len(world.served("bump-version patch")) == 2
 
 
-def test_ctrl_c_reaches_a_command_waiting_at_its_gate(world: World) -> None:
-    published = world.promo("publish-dev")
-    assert published.returncode == 0, published.stderr
+def test_a_changed_prefect_profile_restarts_it_too(world: World) -> None:
+    before = world.warm
+    log_size = before.log_path.stat().st_size
+    world.profiles.write_text('active = "promo-test"\n\n[profiles.promo-test]\n')  # `prefect profile create`'s shape
+
+    result = world.promo("bump-version", "minor")
+
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: "restarting" in before.log_path.read_text()[log_size:] and before.serves(), 120, "restart")
+    assert world.warm.pid == before.pid
+
+
+@pytest.fixture(scope="module")
+def published(world: World) -> None:
+    """A version in dev, so `promote-test` has something to wait at its gate with."""
+    result = world.promo("publish-dev")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture()
+def waiting(world: World, published: None) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`promo promote-test` handed to the warm process and waiting at its gate; the client and the command's pid."""
+    served_before = set(world.served("promote-test"))
     client = subprocess.Popen(
         [str(BIN / "promo"), "promote-test"], env=world.env(), cwd=world.sandbox.directory, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_until(lambda: world.served("promote-test"), GATE_SECONDS, "the warm process to take promote-test")
-        [pid] = world.served("promote-test")
+        wait_until(
+            lambda: set(world.served("promote-test")) - served_before, GATE_SECONDS, "the warm process to take it"
+        )
+        [pid] = set(world.served("promote-test")) - served_before
         wait_until(
             lambda: world.promo("pending", "--json").stdout.count('"env": "test"') == 1,
             GATE_SECONDS,
             "the gate to open",
             alive=client,
         )
-        client.send_signal(signal.SIGINT)
-        out, err = client.communicate(timeout=GATE_SECONDS)
+        yield client, int(pid)
     finally:
         if client.poll() is None:
             client.kill()
+        client.wait(timeout=GATE_SECONDS)
+
+
+def test_ctrl_c_reaches_a_command_waiting_at_its_gate(world: World, waiting: tuple[subprocess.Popen[str], int]) -> None:
+    client, pid = waiting
+    client.send_signal(signal.SIGINT)
+    out, err = client.communicate(timeout=GATE_SECONDS)
+
     assert client.returncode == 130, out + err
     assert f"command {pid}: exit status 130" in world.log()
-    wait_until(lambda: _group_gone(int(pid)), GATE_SECONDS, "the command's processes to end")
+    wait_until(lambda: _group_gone(pid), GATE_SECONDS, "the command's processes to end")
+
+
+def test_a_killed_client_takes_its_command_with_it(world: World, waiting: tuple[subprocess.Popen[str], int]) -> None:
+    """SIGKILL cannot be passed on (a cancelled CI job): the command notices its client's end of the socket close."""
+    client, pid = waiting
+    client.kill()
+    client.wait(timeout=GATE_SECONDS)
+
+    wait_until(lambda: _group_gone(pid), GATE_SECONDS, "the command's processes to end")
+    assert f"command {pid}: exit status" not in world.log()  # ended by the signal, not by finishing
 
 
 def _group_gone(pgid: int) -> bool:
@@ -166,6 +214,8 @@ def _group_gone(pgid: int) -> bool:
     return False
 
 
-def test_server_status_shows_it(world: World) -> None:
+def test_server_status_shows_it_and_no_secret_is_written_for_it(world: World) -> None:
     status = world.promo("server", "status")
     assert f"warm process: pid {world.warm.pid}, serving" in status.stdout, status.stdout
+    # It was started, and serves, with the key in its environment; its launch file does not hold it.
+    assert SECRET not in world.warm.config_path.read_text()
