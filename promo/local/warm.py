@@ -88,7 +88,10 @@ def serve(config_path: Path) -> None:
         while True:
             connection, _ = listener.accept()
             with connection:
-                _answer(connection, listener, loaded, config_path)
+                try:
+                    _answer(connection, listener, loaded, config_path)
+                except Exception:  # noqa: BLE001 - one malformed request must not stop the service for the rest
+                    traceback.print_exc()
     finally:
         if os.getpid() == owner:  # a forked command leaves through here too, and must not take the socket with it
             listener.close()
@@ -127,7 +130,7 @@ def _answer(connection: socket.socket, listener: socket.socket, loaded: Loaded, 
             send(connection, {"pong": loaded.code})
             return
         command = f"promo {shlex.join(request['argv'])}"
-        refusal = _refusal(request, loaded)
+        refusal = _refusal(request, fds, loaded)
         if refusal is None:
             pid = os.fork()
             if pid == 0:
@@ -145,24 +148,27 @@ def _answer(connection: socket.socket, listener: socket.socket, loaded: Loaded, 
 
 def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
     data, fds, _, _ = socket.recv_fds(connection, 65536, 3)
-    for fd in fds:
-        os.set_inheritable(fd, False)  # never into a re-executed warm process, nor a command's own children
-    while not data.endswith(b"\n"):
-        chunk = connection.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    if len(fds) not in (0, 3):
+    try:
+        for fd in fds:
+            os.set_inheritable(fd, False)  # never into a re-executed warm process, nor a command's own children
+        while not data.endswith(b"\n"):
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return json.loads(data), fds
+    except BaseException:
         for fd in fds:
             os.close(fd)
-        raise ValueError("a request carries stdin, stdout and stderr, or nothing")
-    return json.loads(data), fds
+        raise
 
 
-def _refusal(request: dict[str, Any], loaded: Loaded) -> str | None:
+def _refusal(request: dict[str, Any], fds: list[int], loaded: Loaded) -> str | None:
     """Why this process must not run the request's command, or None."""
     if request.get("code") != loaded.code or _profiles_stamp() != loaded.profiles:
         return CODE_CHANGED
+    if len(fds) != 3:
+        return "a command comes with its stdin, stdout and stderr"
     env = request["env"]
     if _settings_view(env) != _settings_view(dict(os.environ)):
         return "the command's Prefect settings differ from the warm process's"

@@ -141,6 +141,26 @@ def test_new_code_restarts_it_under_the_same_pid(world: World) -> None:
     assert len(world.served("bump-version patch")) == 2
 
 
+@pytest.mark.parametrize("request_line", [b"not json\n", b'{"code": "x"}\n', b'{"argv": ["bump-version"]}\n'])
+def test_a_malformed_request_is_dropped_and_the_warm_process_serves_on(world: World, request_line: bytes) -> None:
+    reader, writer = os.pipe()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(COMMAND_SECONDS)
+            connection.connect(os.fspath(handoff.socket_path(world.warm.root)))
+            socket.send_fds(connection, [request_line], [reader, writer, writer])
+            assert connection.recv(65536) in (b"", b'{"refused": "%s"}\n' % CODE_CHANGED.encode())
+        os.close(writer)
+        writer = -1
+        assert os.read(reader, 1) == b""  # no copy of the client's output is kept
+    finally:
+        os.close(reader)
+        if writer != -1:
+            os.close(writer)
+    wait_until(world.warm.serves, 120, "the warm process to serve (again, if the request looked like older code)")
+    assert world.promo("bump-version", "patch").returncode == 0
+
+
 def test_a_changed_prefect_profile_restarts_it_too(world: World) -> None:
     before = world.warm
     log_size = before.log_path.stat().st_size
