@@ -482,12 +482,16 @@ def server_start(
         worker = start_worker(server, pool)
         state = "running" if worker.reused else "started"
         typer.echo(f"process worker {state} on pool {pool} (pid {worker.process.pid}, log {worker.process.log_path})")
-    warm = start_warm(server)
-    state = "running" if warm.reused else "started"
-    typer.echo(
-        f"warm process {state}: flow commands start from it with Prefect loaded "
-        f"(pid {warm.process.pid}, log {warm.process.log_path})"
-    )
+    try:
+        warm = start_warm(server)
+    except PromoError as error:  # a convenience: without it, flow commands still run, each in its own process
+        typer.secho(f"promo: note: no warm process, flow commands start in their own process: {error}", err=True)
+    else:
+        state = "running" if warm.reused else "started"
+        typer.echo(
+            f"warm process {state}: flow commands start from it with Prefect loaded "
+            f"(pid {warm.process.pid}, log {warm.process.log_path})"
+        )
     typer.echo("promo commands here now use it (unless PREFECT_API_URL names another); `promo server stop` stops it")
 
 
