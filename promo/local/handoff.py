@@ -134,10 +134,15 @@ def hand_off(argv: list[str], root: Path) -> int | None:
         if "started" not in first:
             return None
         pid = int(first["started"])
-        with _signals_passed_to(pid):
+        with _signals_passed_to(pid) as passed_on:
             connection.settimeout(None)  # a command may wait at its gate for days
-            send(connection, {"go": True})
-            last = next(replies, None)
+            try:
+                send(connection, {"go": True})
+                last = next(replies, None)
+            except OSError:
+                last = None
+    if (last is None or "exit" not in last) and passed_on:
+        return 128 + passed_on[-1]  # ended by the signal it was given, as a shell reports it
     if last is None or "exit" not in last:
         raise ToolError(
             f"the command's process (pid {pid}) in the warm process ended without an exit status",
@@ -147,11 +152,13 @@ def hand_off(argv: list[str], root: Path) -> int | None:
 
 
 @contextmanager
-def _signals_passed_to(pid: int) -> Iterator[None]:
+def _signals_passed_to(pid: int) -> Iterator[list[int]]:
     """Ctrl-C, a kill or a hang-up of this process go to the command's process group (git and its other children
-    included); this process then waits for the exit status the command reports."""
+    included); this process then waits for the exit status the command reports. Yields the signals passed on."""
+    passed_on: list[int] = []
 
     def pass_on(number: int, frame: FrameType | None) -> None:
+        passed_on.append(number)
         try:
             os.killpg(pid, number)
         except ProcessLookupError:  # it has just finished: its exit status is on its way
@@ -159,7 +166,7 @@ def _signals_passed_to(pid: int) -> Iterator[None]:
 
     before = {number: signal.signal(number, pass_on) for number in FORWARDED_SIGNALS}
     try:
-        yield
+        yield passed_on
     finally:
         for number, handler in before.items():
             signal.signal(number, handler)

@@ -216,6 +216,18 @@ def test_ctrl_c_reaches_a_command_waiting_at_its_gate(world: World, waiting: tup
     wait_until(lambda: _group_gone(pid), GATE_SECONDS, "the command's processes to end")
 
 
+def test_a_terminated_client_ends_its_command_and_says_how(
+    world: World, waiting: tuple[subprocess.Popen[str], int]
+) -> None:
+    client, pid = waiting
+    client.terminate()
+    out, err = client.communicate(timeout=GATE_SECONDS)
+
+    assert client.returncode == 128 + signal.SIGTERM, out + err
+    assert "error" not in err
+    wait_until(lambda: _group_gone(pid), GATE_SECONDS, "the command's processes to end")
+
+
 def test_a_killed_client_takes_its_command_with_it(world: World, waiting: tuple[subprocess.Popen[str], int]) -> None:
     """SIGKILL cannot be passed on (a cancelled CI job): the command notices its client's end of the socket close."""
     client, pid = waiting
