@@ -265,3 +265,27 @@ def record(message: str, exc: BaseException | None = None, level: int = logging.
 )
 def test_the_console_drops_only_the_records_of_promo_errors(log, shown):
     assert cli._PromoErrorsOnlyOnce().filter(log) is shown
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_a_commands_flow_run_emits_heartbeats_only_when_asked(asked, monkeypatch):
+    """Prefect's heartbeat thread holds each run's end up to 1 s: a command's run goes without, unless the user set
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY (Prefect's own value, loaded at import, then applies)."""
+    from prefect import flow
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    seen = []
+
+    @flow
+    def probe() -> None:
+        seen.append(get_current_settings().flows.heartbeat_frequency)
+
+    if asked:
+        monkeypatch.setenv(cli.HEARTBEAT_ENV, "90")
+    # As a command starts: Prefect's settings loaded with heartbeats on (this suite turns them off for speed).
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 90}):
+        with cli._without_heartbeats_unless_asked():
+            probe()
+        assert get_current_settings().flows.heartbeat_frequency == 90  # only the command's runs go without
+
+    assert seen == [90 if asked else None]
