@@ -237,7 +237,9 @@ def test_a_refusal_inside_a_flow_run_is_one_line_on_the_console(args, sandbox):
     cause = REFUSED_IN_A_FLOW[args]
     quiet = promo_process(*args, "--config", str(sandbox.config_path), PREFECT_LOGGING_LEVEL="WARNING")
     assert quiet.returncode == 4
-    assert quiet.stderr.splitlines() == [error_line(quiet.stderr)] and cause in quiet.stderr
+    # Prefect's own note, at exit on a loaded machine, that it is still sending the run's events is not the refusal.
+    shown = [line for line in quiet.stderr.splitlines() if "EventsWorker - Still processing items" not in line]
+    assert shown == [error_line(quiet.stderr)] and cause in quiet.stderr
     # At Prefect's default level the run's progress lines show, but the failed task and flow say nothing of the cause.
     default = promo_process(*args, "--config", str(sandbox.config_path))
     assert default.returncode == 4 and default.stderr.count(cause) == 1, default.stderr
