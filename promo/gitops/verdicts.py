@@ -17,6 +17,8 @@ from promo.gitops.mirror import Mirror
 
 KIND = "verdicts"
 VERIFIED, FAILED = "verified", "failed"
+# Recorded where an environment has no `verify:`: promo wrote the change; a version soaks from this record's time.
+DEPLOYED = "deployed"
 _FIELDS = {
     "Verdict": "outcome",
     "App": "app",
@@ -40,6 +42,10 @@ class Verdict:
     checked_at: datetime  # when the verdict was reached (UTC): a verified version soaks from here
     checks: tuple[str, ...] = ()  # which checks ran: "argocd", "http"
     flow_run: str | None = None
+    # False when promo cannot prove it wrote the record (no valid signature, or its fields contradict the commit):
+    # shown, never believed. ``untrusted_reason`` says why, in one line.
+    trusted: bool = True
+    untrusted_reason: str = ""
 
     @property
     def outcome(self) -> str:
