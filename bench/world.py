@@ -166,7 +166,7 @@ ARTIFACT_CALLS = ("create_markdown_artifact", "create_table_artifact", "create_l
 
 
 def _promo_modules() -> list[Any]:
-    return [module for name, module in list(sys.modules.items()) if name.startswith(("flows.", "tasks.")) and module]
+    return [module for name, module in list(sys.modules.items()) if name.startswith(("promo.flows.", "promo.tasks.")) and module]
 
 
 def patch_promo(replacements: dict[str, Callable[[Callable], Any]]) -> list[tuple[Any, str, Any]]:

@@ -42,10 +42,10 @@ def fast_task_retries(monkeypatch: pytest.MonkeyPatch, delay: float = 0.01) -> N
 
     from prefect import Task
 
-    import tasks
+    import promo.tasks
 
-    for info in pkgutil.iter_modules(tasks.__path__):
-        module = importlib.import_module(f"tasks.{info.name}")
+    for info in pkgutil.iter_modules(promo.tasks.__path__):
+        module = importlib.import_module(f"promo.tasks.{info.name}")
         for value in vars(module).values():
             if isinstance(value, Task) and value.retries:
                 monkeypatch.setattr(value, "retry_delay_seconds", [delay] * value.retries)
