@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional, TypeVar
 
 import typer
 
-from promo.cli.launch import FLOW_COMMANDS
 from promo.errors import InputError, PromoError
 
 if TYPE_CHECKING:
@@ -53,16 +52,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of 
 
 Command = TypeVar("Command", bound=Callable[..., None])
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
-FLOW_COMMAND_NAMES: set[str] = set()  # those registered through flow_command
 
 
 def flow_command(name: str) -> Callable[[Command], Command]:
     """``@app.command`` for a command that runs a flow: Prefect's console logging is set up (PromoErrors as one line)
     only when such a command runs, so every other command answers without importing Prefect (seconds)."""
 
-    if name not in FLOW_COMMANDS:  # the console script must know it, to hand it to the warm process
-        raise ValueError(f"{name} is missing from promo.cli.launch.FLOW_COMMANDS")
-    FLOW_COMMAND_NAMES.add(name)
 
     def register(command: Command) -> Command:
         @functools.wraps(command)
@@ -472,7 +467,7 @@ def server_start(
     pool: Annotated[str, typer.Option(help="work pool the worker polls")] = "promo",
 ) -> None:
     """Start the local Prefect server (or find it running) and wait until it answers."""
-    from promo.local.prefect_server import start_server, start_warm, start_worker
+    from promo.local.prefect_server import start_server, start_worker
 
     started = start_server(port)
     server = started.process
@@ -482,23 +477,13 @@ def server_start(
         worker = start_worker(server, pool)
         state = "running" if worker.reused else "started"
         typer.echo(f"process worker {state} on pool {pool} (pid {worker.process.pid}, log {worker.process.log_path})")
-    try:
-        warm = start_warm(server)
-    except PromoError as error:  # a convenience: without it, flow commands still run, each in its own process
-        typer.secho(f"promo: note: no warm process, flow commands start in their own process: {error}", err=True)
-    else:
-        state = "running" if warm.reused else "started"
-        typer.echo(
-            f"warm process {state}: flow commands start from it with Prefect loaded "
-            f"(pid {warm.process.pid}, log {warm.process.log_path})"
-        )
     typer.echo("promo commands here now use it (unless PREFECT_API_URL names another); `promo server stop` stops it")
 
 
 @server_app.command("status")
 def server_status() -> None:
     """Show the local Prefect server's URL, PID and health, and its worker's."""
-    from promo.local.prefect_server import running_server, running_warm, running_worker
+    from promo.local.prefect_server import running_server, running_worker
 
     server = running_server()
     if server is None:
@@ -508,9 +493,6 @@ def server_status() -> None:
     typer.echo(f"Prefect server: UI {server.url}, API {server.api_url}, pid {server.pid}, {health}")
     worker = running_worker()
     typer.echo(f"process worker: pool {worker.pool}, pid {worker.pid}" if worker else "process worker: not running")
-    warm = running_warm()
-    warm_state = "serving" if warm and warm.serves() else f"not answering (read {warm.log_path})" if warm else ""
-    typer.echo(f"warm process: pid {warm.pid}, {warm_state}" if warm else "warm process: not running")
 
 
 @server_app.command("stop")

@@ -1,7 +1,7 @@
 """Where promo keeps its local state: the promo home (``$PROMO_HOME``, default ``~/.promo``).
 
-Its own module, with nothing but the standard library, because the `promo` console script reads it before it
-decides whether to import anything heavier.
+Its own module, with nothing but the standard library: commands that do not run a flow read it without importing
+Prefect.
 """
 
 from __future__ import annotations
@@ -13,5 +13,5 @@ HOME_ENV = "PROMO_HOME"
 
 
 def server_root() -> Path:
-    """The local Prefect server's folder: its database, logs, state files, and those of its worker and warm process."""
+    """The local Prefect server's folder: its database, logs, state files, and those of its worker."""
     return (Path(os.environ.get(HOME_ENV) or Path.home() / ".promo") / "server").resolve()

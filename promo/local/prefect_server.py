@@ -8,8 +8,7 @@ the promo home instead, and every later `promo` command finds it through its sta
 Both processes are ``LocalServer``s: detached, each with its own log, found again by a state file, stopped by PID.
 They start through this module (``python -m promo.local.prefect_server LAUNCH.json``), which gives them their own Prefect
 environment and runs Prefect's CLI in-process, so the launch file's path in the command line tells our process from
-a recycled PID's. A third, the warm process (promo.local.warm), starts the same way through its own module: it
-serves flow commands with Prefect already imported.
+a recycled PID's.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from typing import ClassVar, Generic, Self, TypeVar
 import httpx
 
 from promo.errors import ToolError
-from promo.local import handoff
 from promo.local.home import server_root
 from promo.local.processes import LocalServer, free_port
 
@@ -133,36 +131,6 @@ class ProcessWorker(LaunchedProcess):
 
 
 @dataclass(frozen=True)
-class WarmProcess(LaunchedProcess):
-    """promo.local.warm: Prefect and the flows imported once, each flow command forked from it; no port (a Unix
-    socket in ``root``)."""
-
-    launcher = "promo.local.warm"
-    inherits_prefect_env = True  # a command is served only with the Prefect settings this process loaded
-    program = "promo warm process"
-    config_name = "warm.json"
-    log_name = handoff.LOG_NAME
-    state_name = handoff.STATE_NAME
-    ready_path = ""
-    start_timeout = 120.0  # it imports Prefect and every flow: seconds, many on a loaded machine
-
-    @property
-    def api_url(self) -> str:
-        return self.launch_env()["PREFECT_API_URL"]
-
-    def serves(self) -> bool:
-        """Whether it answers a ping on its socket."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(QUICK_HEALTH_SECONDS)
-            try:
-                connection.connect(os.fspath(handoff.socket_path(self.root)))
-                handoff.send(connection, {"ping": True})
-                return "pong" in next(handoff.messages(connection), {})
-            except (OSError, ValueError):
-                return False
-
-
-@dataclass(frozen=True)
 class Started(Generic[Process]):
     process: Process
     reused: bool  # it was running already
@@ -210,20 +178,6 @@ def start_worker(server: PrefectServer, pool: str = DEFAULT_POOL) -> Started[Pro
         return Started(ProcessWorker._launch(root, port, args, env), reused=False)
 
 
-def start_warm(server: PrefectServer) -> Started[WarmProcess]:
-    """The recorded warm process if it serves ``server``, else a new one. It takes this command's Prefect settings
-    (those a later command must share to be served by it), with the server's URL."""
-    root = server_root()
-    with _start_lock(root):
-        running = WarmProcess.recorded(root)
-        if running is not None:
-            if running.api_url == server.api_url:
-                return Started(running, reused=True)
-            running.stop()
-        args = [os.fspath(handoff.socket_path(root))]
-        return Started(WarmProcess._launch(root, 0, args, {"PREFECT_API_URL": server.api_url}), reused=False)
-
-
 def worker_path() -> str:
     """PATH for a process worker: this interpreter's directory first, so the pool's job command ``python -m
     prefect.engine`` (``promo setup``, see promo.deployments.deploy) runs the Python promo is installed in."""
@@ -231,10 +185,10 @@ def worker_path() -> str:
 
 
 def stop_server() -> list[str]:
-    """Stop the warm process, the worker, then the server, each by its recorded PID; what was stopped, by name."""
+    """Stop the worker, then the server, each by its recorded PID; what was stopped, by name."""
     root = server_root()
     with _start_lock(root):
-        kinds: tuple[type[LaunchedProcess], ...] = (WarmProcess, ProcessWorker, PrefectServer)
+        kinds: tuple[type[LaunchedProcess], ...] = (ProcessWorker, PrefectServer)
         return [kind.program for kind in kinds if kind.stop_recorded(kind.state_path(root))]
 
 
@@ -244,10 +198,6 @@ def running_server() -> PrefectServer | None:
 
 def running_worker() -> ProcessWorker | None:
     return ProcessWorker.recorded(server_root())
-
-
-def running_warm() -> WarmProcess | None:
-    return WarmProcess.recorded(server_root())
 
 
 def use_running_server() -> str | None:

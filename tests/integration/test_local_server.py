@@ -86,7 +86,7 @@ def test_start_status_use_reuse_and_stop(home: Path) -> None:
     assert running_server() == server
 
     stopped = promo(home, "server", "stop")
-    assert stopped.stdout.strip() == "stopped: promo warm process, prefect server", stopped.stdout + stopped.stderr
+    assert stopped.stdout.strip() == "stopped: prefect server", stopped.stdout + stopped.stderr
     assert not server.is_running()
     assert not server.healthy()
     assert not PrefectServer.state_path(server.root).exists()
@@ -137,16 +137,3 @@ main()
         "promo: error: Prefect's temporary API server did not start in time (the machine is busy); "
         "run `promo server start` once: every promo command then uses that server instead"
     )
-
-
-def test_a_warm_process_that_cannot_start_leaves_the_server_up_with_a_note(home: Path) -> None:
-    (home / "server" / "warm.sock").mkdir(parents=True)  # where its socket goes: it cannot listen there
-
-    started = promo(home, "server", "start", "--port", str(free_port()))
-
-    assert started.returncode == 0, started.stderr
-    assert "Prefect server started" in started.stdout
-    [note] = started.stderr.splitlines()
-    assert note.startswith("promo: note: no warm process, flow commands start in their own process: promo warm process")
-    assert running_server() is not None
-    assert "warm process: not running" in promo(home, "server", "status").stdout
