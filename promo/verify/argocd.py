@@ -187,7 +187,8 @@ def assess(application: Mapping[str, Any], version: str, chart_digest: str | Non
     # last attempt failed again. So a Failed/Error sync of the written revision, with no operation requested after
     # it, cannot turn healthy by waiting: it ends the verification at once, with Argo CD's message.
     if not requested and phase in (FAILED, ERROR) and _operated_revision(operation, source) == wanted:
-        retries = f" after {operation['retryCount']} retries" if operation.get("retryCount") else ""
+        count = operation.get("retryCount") or 0
+        retries = f" after {count} {'retry' if count == 1 else 'retries'}" if count else ""
         return Observation.failed(f"sync to {shown} {phase}{retries}{message or ': no message'}")
     sync = status.get("sync") or {}
     sync_status = sync.get("status") or "Unknown"

@@ -56,7 +56,9 @@ def verify_deployment(
     chart_digest: str | None = None,
 ) -> Verdict:
     """Whether ``version`` came up in ``env`` after ``gitops_commit``; a failed verification is a verdict, not an
-    error. Misconfiguration (AuthError, ConfigError) raises: it says nothing about the deployment.
+    error. Misconfiguration (AuthError, ConfigError, NotFound: an Application that never appeared, a chart not in its
+    repository) raises, and so does Argo CD unreachable to the end (TransientError): they say nothing about the
+    deployment.
 
     ``chart_digest`` is the manifest digest of the chart pushed as ``version``, which an Application with a native
     OCI source reports instead of the version; when not given, it is read from the chart repository if needed."""
