@@ -63,8 +63,11 @@ class Knobs:
     def read(cls, settings: StandinSettings) -> Knobs:
         failing: dict[str, tuple[str, str]] = {}
         for line in _lines(settings.failed_syncs):
-            version, phase, message = [*line.split(maxsplit=2), "", ""][:3]
-            failing[version] = (phase if phase in FAILED_PHASES else "Failed", message or "one or more tasks failed")
+            version, _, rest = line.partition(" ")
+            phase, _, message = rest.strip().partition(" ")
+            if phase not in FAILED_PHASES:  # no phase given: Failed, and the whole rest is the message
+                phase, message = "Failed", rest.strip()
+            failing[version] = (phase, message.strip() or "one or more tasks failed")
         return cls(frozenset(_lines(settings.degraded_versions)), failing)
 
 
