@@ -6,7 +6,9 @@ original text in the quote style it already had. Comments, key order, indentatio
 and the ``status:`` block are kept byte for byte; a re-parse checks that the result reads back as the new version.
 
 The chart version lives in the source that has a ``chart:`` key: ``spec.source`` of a single-source Application, or
-the one chart entry of ``spec.sources``. Git sources (``path:``/``ref:``) carry git revisions and are never edited.
+the one chart entry of ``spec.sources``; or in a native OCI source (Argo CD 3.1+: ``repoURL: oci://...`` without
+``chart:``), whose ``targetRevision`` is the chart's tag, which promo writes as the chart version too. Git sources
+(``path:``/``ref:``) carry git revisions and are never edited.
 
 YAML that promo cannot edit safely is refused by name, never taken for broken YAML: a file of several documents, a
 key that only a merge key (``<<:``) supplies, and a targetRevision shared through an anchor and alias, where changing
@@ -321,19 +323,31 @@ def _chart_source(spec: MappingNode, source: str) -> tuple[tuple[Node, ...], Map
     else:
         candidates = [single] if isinstance(single, MappingNode) else []
         container = ()
-    charts = [item for item in candidates if _get(item, "chart", source) is not None]
+    charts = [item for item in candidates if _get(item, "chart", source) is not None or _is_native_oci(item, source)]
     if not charts:
         raise ManifestError(
-            f"{source} has no chart source (a spec.source or spec.sources entry with a chart: key)",
+            f"{source} has no chart source (a spec.source or spec.sources entry with a chart: key, or a native OCI "
+            "one with repoURL: oci://...)",
             "deploy the app from its Helm chart: repoURL, chart and targetRevision",
         )
     if len(charts) > 1:
-        names = ", ".join(repr(_get(item, "chart", source).value) for item in charts)
+        named = [_get(item, "chart", source) or _get(item, "repoURL", source) for item in charts]
+        names = ", ".join(repr(_scalar_value(name)) for name in named)
         raise ManifestError(
             f"{source} has several chart sources ({names}), so its chart version is ambiguous",
             "keep one chart source per Application; move other charts to their own Applications",
         )
     return container, charts[0]
+
+
+def _is_native_oci(item: MappingNode, source: str) -> bool:
+    """Argo CD 3.1+'s OCI source: ``repoURL: oci://...`` and no ``chart:`` (a Helm chart in an OCI registry has one)."""
+    url = _get(item, "repoURL", source)
+    return isinstance(url, ScalarNode) and url.value.startswith("oci://") and _get(item, "chart", source) is None
+
+
+def _scalar_value(node: Node | None) -> str:
+    return node.value if isinstance(node, ScalarNode) else _describe(node)
 
 
 def _compose(text: str, source: str) -> Node | None:

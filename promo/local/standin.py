@@ -9,7 +9,12 @@ GitOps repository the way Argo CD's automated sync would:
 - an Application whose chart ``targetRevision`` differs from what it runs is OutOfSync; ``sync_delay`` later a sync
   operation starts, runs for ``operation_seconds``, and the Application is then Synced and Progressing for
   ``progressing_seconds``, then Healthy, or Degraded when its version is listed in the ``degraded_versions`` file
-  (re-read at every poll, so a running version can also go bad, or recover, later);
+  (re-read at every poll, so a running version can also go bad, or recover, later); a version listed in the
+  ``failed_syncs`` file ends its sync ``Failed`` or ``Error`` with the message given there, and deploys nothing;
+- a manifest new in git becomes an Application ``create_delay`` later (404 until then), as when an app-of-apps or an
+  ApplicationSet creates it; an answer to ``?refresh=`` takes ``refresh_seconds`` (the refresh itself is at once);
+- a native OCI source (``repoURL: oci://host/repository``, no ``chart:``) is resolved as Argo CD 3.1+ does: its tag
+  ``targetRevision`` to the manifest digest the registry holds, which is then the revision reported;
 - ``GET /api/v1/applications/{name}`` answers with Argo CD's own field names and shapes (the fields promo reads), and
   ``GET /clusters/{env}/{cluster}/{app}/version`` answers with the chart version that cluster serves while Healthy
   (what the sample app's ``CHART_VERSION`` would say), 503 otherwise.
@@ -28,9 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,217 +41,20 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from promo.errors import PromoError, ToolError
+from promo.gitops.manifests import read_target_revision
 from promo.local.processes import START_TIMEOUT, LocalServer, free_port
-from promo.gitops.manifests import DEFAULT_ROOT, read_target_revision
+from promo.local.standin_apps import Application, Knobs, Manifest, StandinSettings
+from promo.registry.helm import chart_tag
+from promo.registry.oci import Registry
+from promo.verify.argocd import OCI_SCHEME, is_native_oci
 
 log = logging.getLogger("promo.local.standin")
 
-HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
-SYNC_RUNNING_MESSAGE = "one or more tasks are running"
-SYNC_DONE_MESSAGE = "successfully synced (all tasks run)"
 STOP_GRACE_SECONDS = 2.0  # within LocalServer's STOP_TIMEOUT, after which it would SIGKILL
-
-
-class StandinSettings(BaseModel):
-    """What the stand-in follows and how fast its Applications move; written as JSON next to its log."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    port: int
-    gitops: Path = Field(description="the bare GitOps repository")
-    branch: str = "main"
-    root: str = DEFAULT_ROOT
-    application: str = "{app}-{env}-{cluster}"
-    namespace: str = "argocd"
-    poll_seconds: float = Field(default=0.5, gt=0)
-    sync_delay: float = Field(default=1.0, ge=0, description="OutOfSync before the sync operation starts")
-    operation_seconds: float = Field(default=0.5, ge=0, description="how long a sync operation runs")
-    progressing_seconds: float = Field(default=1.0, ge=0, description="Progressing after a sync, before Healthy")
-    degraded_versions: Path | None = Field(default=None, description="chart versions that come up Degraded")
-    token_file: Path | None = Field(default=None, description="the API then demands this bearer token")
-
-
-# -- one Application's life, driven by times handed in (so it never reads the clock itself) ------------------------
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What the stand-in reads from one Application manifest."""
-
-    name: str
-    namespace: str
-    spec: dict[str, Any]
-    chart_index: int  # the chart source's position in spec.sources (0 for spec.source)
-    chart_version: str  # "" while nothing is to be deployed
-
-    @property
-    def multi_source(self) -> bool:
-        return "sources" in self.spec
-
-    @property
-    def sources(self) -> list[dict[str, Any]]:
-        return list(self.spec["sources"]) if self.multi_source else [self.spec["source"]]
-
-
-@dataclass(frozen=True)
-class Operation:
-    revisions: tuple[str, ...]
-    started_at: float
-    finishes_at: float
-
-
-@dataclass
-class Application:
-    manifest: Manifest
-    desired: tuple[str, ...]  # per source, as compared at reconciled_at
-    reconciled_at: float
-    timing: StandinSettings = field(repr=False)
-    health: str = "Missing"
-    health_since: float = 0.0
-    out_of_sync_since: float | None = None
-    operation: Operation | None = None
-    last_operation: Operation | None = None
-    deployed: tuple[str, ...] | None = None
-    progressing_until: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.health_since = self.reconciled_at
-        self._await_sync(self.reconciled_at)
-
-    @property
-    def chart_index(self) -> int:
-        return self.manifest.chart_index
-
-    @property
-    def deployed_version(self) -> str:
-        return self.deployed[self.chart_index] if self.deployed else ""
-
-    @property
-    def synced(self) -> bool:
-        return self.deployed is not None and self.deployed_version == self.desired[self.chart_index]
-
-    def reconcile(self, manifest: Manifest, desired: tuple[str, ...], now: float) -> None:
-        """Compare with what git says now (Argo CD's refresh)."""
-        self.manifest, self.desired, self.reconciled_at = manifest, desired, now
-        self._await_sync(now)
-
-    def advance(self, now: float, degraded: frozenset[str]) -> None:
-        """Apply, in time order, every step due by ``now``; then let the knob turn a running version bad or good."""
-        while (step := self._next_step(degraded)) is not None and step[0] <= now:
-            at, apply = step
-            apply(at)
-            self.reconciled_at = max(self.reconciled_at, at)  # Argo CD refreshes after each operation
-        if self.deployed and self.progressing_until is None:
-            self._set_health("Degraded" if self.deployed_version in degraded else "Healthy", now)
-
-    def _next_step(self, degraded: frozenset[str]) -> tuple[float, Callable[[float], None]] | None:
-        steps: list[tuple[float, Callable[[float], None]]] = []
-        if self.operation is not None:
-            steps.append((self.operation.finishes_at, self._finish_operation))
-        elif self.out_of_sync_since is not None:
-            steps.append((self.out_of_sync_since + self.timing.sync_delay, self._start_operation))
-        if self.progressing_until is not None:
-            steps.append((self.progressing_until, lambda at: self._finish_progressing(at, degraded)))
-        return min(steps, key=lambda step: step[0]) if steps else None
-
-    def _await_sync(self, now: float) -> None:
-        """Automated sync: a chart version to deploy that is not deployed is synced after ``sync_delay``."""
-        wanted = self.desired[self.chart_index]
-        if not wanted or self.synced:
-            self.out_of_sync_since = None
-        elif self.out_of_sync_since is None:
-            self.out_of_sync_since = now
-
-    def _start_operation(self, at: float) -> None:
-        self.out_of_sync_since = None
-        self.operation = Operation(self.desired, at, at + self.timing.operation_seconds)
-        log.info("%s: sync to %s started", self.manifest.name, self.desired[self.chart_index])
-
-    def _finish_operation(self, at: float) -> None:
-        assert self.operation is not None
-        finished = self.operation
-        self.operation, self.last_operation, self.deployed = None, finished, finished.revisions
-        self.history = [*self.history, self._history_entry(finished, at)][-HISTORY_LIMIT:]
-        self.progressing_until = at + self.timing.progressing_seconds
-        self._set_health("Progressing", at)
-        self._await_sync(at)
-
-    def _finish_progressing(self, at: float, degraded: frozenset[str]) -> None:
-        self.progressing_until = None
-        self._set_health("Degraded" if self.deployed_version in degraded else "Healthy", at)
-
-    def _set_health(self, health: str, at: float) -> None:
-        if health != self.health:
-            log.info("%s: %s at %s", self.manifest.name, health, self.deployed_version)
-            self.health, self.health_since = health, at
-
-    def _history_entry(self, operation: Operation, deployed_at: float) -> dict[str, Any]:
-        ids = [entry["id"] for entry in self.history]
-        return {
-            "id": max(ids, default=-1) + 1,
-            **self._revisions(operation.revisions),
-            **self._sources(),
-            "deployStartedAt": _timestamp(operation.started_at),
-            "deployedAt": _timestamp(deployed_at),
-        }
-
-    # -- Argo CD's JSON ---------------------------------------------------------------------------------------------
-
-    def to_json(self) -> dict[str, Any]:
-        manifest = self.manifest
-        status: dict[str, Any] = {
-            "sync": {
-                "status": "Synced" if self.synced else "OutOfSync",
-                "comparedTo": {**self._sources(), "destination": manifest.spec.get("destination", {})},
-                **self._revisions(self.desired),
-            },
-            "health": {"status": self.health, "lastTransitionTime": _timestamp(self.health_since)},
-            "reconciledAt": _timestamp(self.reconciled_at),
-            "history": self.history,
-            "sourceType": "Helm",
-        }
-        shown = self.operation or self.last_operation
-        if shown is not None:
-            status["operationState"] = self._operation_state(shown, running=shown is self.operation)
-        body: dict[str, Any] = {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": manifest.name, "namespace": manifest.namespace},
-            "spec": manifest.spec,
-            "status": status,
-        }
-        if self.operation is not None:
-            body["operation"] = self._operation(self.operation)
-        return body
-
-    def _operation(self, operation: Operation) -> dict[str, Any]:
-        return {"sync": self._revisions(operation.revisions), "initiatedBy": {"automated": True}, "retry": {}}
-
-    def _operation_state(self, operation: Operation, *, running: bool) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "operation": self._operation(operation),
-            "phase": "Running" if running else "Succeeded",
-            "message": SYNC_RUNNING_MESSAGE if running else SYNC_DONE_MESSAGE,
-            "startedAt": _timestamp(operation.started_at),
-        }
-        if not running:
-            state["finishedAt"] = _timestamp(operation.finishes_at)
-            state["syncResult"] = {**self._revisions(operation.revisions), **self._sources(), "resources": []}
-        return state
-
-    def _revisions(self, revisions: tuple[str, ...]) -> dict[str, Any]:
-        """``revision`` for one source, ``revisions`` (in spec.sources order) for several, as Argo CD writes them."""
-        return {"revisions": list(revisions)} if self.manifest.multi_source else {"revision": revisions[0]}
-
-    def _sources(self) -> dict[str, Any]:
-        manifest = self.manifest
-        return {"sources": manifest.sources} if manifest.multi_source else {"source": manifest.sources[0]}
 
 
 # -- the world: what git says, and every Application ----------------------------------------------------------------
@@ -269,6 +75,7 @@ class World:
         self.lock = threading.Lock()
         self._head: str | None = None
         self._applications: dict[str, Application] = {}
+        self._unborn: dict[str, tuple[Manifest, float]] = {}  # in git, not an Application yet: manifest, from when
         self._placements: dict[Placement, str] = {}
 
     def refresh(self) -> None:
@@ -279,14 +86,23 @@ class World:
             self._reconcile(head, now)
         else:
             for application in self._applications.values():
-                application.reconcile(application.manifest, application.desired, now)
+                manifest = application.manifest
+                if manifest.comparison_error:  # Argo CD resolves again at every refresh: the chart may be there now
+                    manifest = self._resolve(manifest)
+                application.reconcile(manifest, self._desired(manifest), now)
         self.advance()
 
     def advance(self) -> float:
-        """Apply what time alone brings (a sync starting or ending, health settling, the knob); git is not read."""
-        now, degraded = time.time(), self._degraded_versions()
+        """Apply what time alone brings (a sync starting or ending, health settling, the knobs, an Application being
+        created); git is not read."""
+        now, knobs = time.time(), Knobs.read(self.settings)
+        for name, (manifest, since) in list(self._unborn.items()):
+            if since <= now:
+                log.info("%s: created", name)
+                del self._unborn[name]
+                self._applications[name] = Application(manifest, self._desired(manifest), since, self.settings)
         for application in self._applications.values():
-            application.advance(now, degraded)
+            application.advance(now, knobs)
         return now
 
     def application(self, name: str) -> Application | None:
@@ -304,20 +120,46 @@ class World:
     def _reconcile(self, head: str | None, now: float) -> None:
         self._head = head
         manifests = self._read_manifests(head) if head is not None else {}
-        for name in set(self._applications) - {manifest.name for manifest in manifests.values()}:
+        names = {manifest.name for manifest in manifests.values()}
+        for name in set(self._applications) - names:
             log.info("%s: its manifest is gone", name)
             del self._applications[name]
+        self._unborn = {name: unborn for name, unborn in self._unborn.items() if name in names}
         self._placements = {placement: manifest.name for placement, manifest in manifests.items()}
         for manifest in manifests.values():
-            desired = tuple(
-                manifest.chart_version if index == manifest.chart_index else head
-                for index in range(len(manifest.sources))
-            )
             existing = self._applications.get(manifest.name)
-            if existing is None:
-                self._applications[manifest.name] = Application(manifest, desired, now, self.settings)
-            else:
-                existing.reconcile(manifest, desired, now)
+            if existing is not None:
+                existing.reconcile(manifest, self._desired(manifest), now)
+            else:  # created create_delay after it was first seen in git
+                since = self._unborn.get(manifest.name, (manifest, now + self.settings.create_delay))[1]
+                self._unborn[manifest.name] = (manifest, since)
+
+    def _desired(self, manifest: Manifest) -> tuple[str, ...]:
+        """What each source is compared at: the chart source at its revision, git sources at the commit read."""
+        return tuple(
+            manifest.chart_revision if index == manifest.chart_index else self._head or ""
+            for index in range(len(manifest.sources))
+        )
+
+    def _resolve(self, manifest: Manifest) -> Manifest:
+        """A native OCI source's tag resolved, as Argo CD's repo-server does, to the manifest digest the registry
+        holds (anonymously: the sandbox's registry is); one that cannot be is Argo CD's ComparisonError."""
+        source = manifest.sources[manifest.chart_index]
+        if not is_native_oci(source) or not manifest.chart_version:
+            return replace(manifest, chart_revision=manifest.chart_version, comparison_error=None)
+        host, _, repository = str(source["repoURL"]).removeprefix(OCI_SCHEME).partition("/")
+        try:
+            with Registry(host, timeout=10) as registry:
+                digest = registry.manifest_digest(repository, chart_tag(manifest.chart_version))
+        except PromoError as error:
+            digest, problem = None, error.cause
+        else:
+            problem = f"{source['repoURL']}:{manifest.chart_version}: not found"
+        if digest is None:
+            log.warning("%s: %s", manifest.name, problem)
+            reason = f"Failed to load target state: failed to resolve revision {manifest.chart_version}: {problem}"
+            return replace(manifest, chart_revision="", comparison_error=reason)
+        return replace(manifest, chart_revision=digest, comparison_error=None)
 
     def _read_manifests(self, head: str) -> dict[Placement, Manifest]:
         """Every ``<root>/<env>/<cluster>/<app>.yaml`` at ``head``; an unreadable one is logged and left out."""
@@ -364,18 +206,10 @@ class World:
         document = YAML(typ="safe").load(text)
         spec = document["spec"]
         sources = spec.get("sources") or [spec["source"]]
-        chart_index = next(index for index, source in enumerate(sources) if "chart" in source)
+        chart_index = next(index for index, source in enumerate(sources) if "chart" in source or is_native_oci(source))
         name = self.settings.application.format(app=placement.app, env=placement.env, cluster=placement.cluster)
         namespace = (document.get("metadata") or {}).get("namespace") or self.settings.namespace
-        return Manifest(name, namespace, spec, chart_index, chart_version)
-
-    def _degraded_versions(self) -> frozenset[str]:
-        path = self.settings.degraded_versions
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines() if path is not None else []
-        except FileNotFoundError:
-            lines = []
-        return frozenset(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+        return self._resolve(Manifest(name, namespace, spec, chart_index, chart_version, chart_version))
 
 
 # -- HTTP ------------------------------------------------------------------------------------------------------------
@@ -402,15 +236,16 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             self._send_error(HTTPStatus.UNAUTHORIZED, 16, "no session information")
             return
-        with self.world.lock:
-            try:
-                if query.get("refresh") in ("normal", "hard"):
+        if query.get("refresh") in ("normal", "hard"):
+            with self.world.lock:
+                try:
                     self.world.refresh()
-                else:
-                    self.world.advance()  # like Argo CD, answer from the last comparison
-            except PromoError as error:
-                self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, 13, str(error))
-                return
+                except PromoError as error:
+                    self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, 13, str(error))
+                    return
+            time.sleep(self.world.settings.refresh_seconds)  # a slow answer, as a slow repo-server gives; not a wait
+        with self.world.lock:
+            self.world.advance()  # like Argo CD, answer from the last comparison
             application = self.world.application(name)
             wanted_namespace = query.get("appNamespace")
             if application is None or wanted_namespace not in (None, "", application.manifest.namespace):
@@ -488,11 +323,6 @@ def _poll(world: World) -> None:
                 world.refresh()
             except Exception:  # a bad moment in git must not end the polling; the log says what happened
                 log.exception("poll failed")
-
-
-def _timestamp(seconds: float) -> str:
-    """RFC 3339 in whole seconds, as Kubernetes writes ``metav1.Time``."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- the process ----------------------------------------------------------------------------------------------------

@@ -3,26 +3,30 @@
 Every round looks at every cluster: Argo CD first (synced at the version, sync finished, healthy), then the app's
 own version URL once Argo CD is content (before that, the URL may not exist yet, and old pods answer anyway). A
 cluster counts when it has stayed healthy for ``healthy_for`` seconds without a single bad look in between; a
-``Degraded`` Application or a 4xx from the app fails the whole verification at once. A fault reaching Argo CD is
-looked at again next round; if Argo CD stayed unreachable until the timeout, no verdict is reached (TransientError):
-an outage of Argo CD says nothing about the deployment.
+``Degraded`` Application, a sync of the written revision that ended ``Failed`` or ``Error``, or a 4xx from the app
+fails the whole verification at once. A fault reaching Argo CD is looked at again next round, and so is an
+Application Argo CD does not have (yet: an app-of-apps or an ApplicationSet creates it from the GitOps commit too).
+If every cluster still waiting at the timeout was never seen, no verdict is reached: an Argo CD outage raises
+TransientError, an Application that never appeared NotFound. Neither says anything about the deployment.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import httpx
 
-from promo.clients import argocd_client
+from promo.clients import argocd_client, chart_repository, open_registry
 from promo.config import PromoConfig, VerifySettings
-from promo.errors import InputError, TransientError
+from promo.errors import InputError, NotFound, TransientError
 from promo.gitops.verdicts import Verdict
-from promo.verify.argocd import ArgoCD, assess
+from promo.registry.helm import existing_chart
+from promo.verify.argocd import ArgoCD, assess, chart_source
 from promo.verify.http import check_version, new_client, version_url
 from promo.verify.observation import Observation, State
 
@@ -35,7 +39,7 @@ class _Cluster:
     refreshed: bool = False  # Argo CD was asked to refresh this Application once
     healthy_since: float | None = None
     last: Observation = Observation.pending("not looked at yet")
-    unreachable: bool = False  # the last look could not reach Argo CD
+    unseen: TransientError | NotFound | None = None  # why the last look could not read the Application
 
 
 def verify_deployment(
@@ -49,9 +53,15 @@ def verify_deployment(
     sleep: Callable[[float], None] = time.sleep,
     argocd: ArgoCD | None = None,
     http: httpx.Client | None = None,
+    chart_digest: str | None = None,
 ) -> Verdict:
     """Whether ``version`` came up in ``env`` after ``gitops_commit``; a failed verification is a verdict, not an
-    error. Misconfiguration (AuthError, NotFound, ConfigError) raises: it says nothing about the deployment."""
+    error. Misconfiguration (AuthError, ConfigError, NotFound: an Application that never appeared, a chart not in its
+    repository) raises, and so does Argo CD unreachable to the end (TransientError): they say nothing about the
+    deployment.
+
+    ``chart_digest`` is the manifest digest of the chart pushed as ``version``, which an Application with a native
+    OCI source reports instead of the version; when not given, it is read from the chart repository if needed."""
     settings = config.environment(env).verify
     if settings is None:
         raise InputError(f"{env} has no verify settings", f"add verify: to environment {env} in promo.yaml")
@@ -61,7 +71,9 @@ def verify_deployment(
             stack.callback(argocd.close)
         if settings.http is not None and http is None:
             http = stack.enter_context(new_client())
-        watch = _Watch(config, env, version, settings, argocd if settings.argocd else None, http, clock, sleep)
+        watch = _Watch(
+            config, env, version, settings, argocd if settings.argocd else None, http, clock, sleep, chart_digest
+        )
         verified, reason = watch.run()
     checks = tuple(name for name, check in (("argocd", settings.argocd), ("http", settings.http)) if check)
     return Verdict(
@@ -90,9 +102,12 @@ class _Watch:
         http: httpx.Client | None,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
+        chart_digest: str | None,
     ) -> None:
+        self.config = config
         self.version = version
         self.settings = settings
+        self.chart_digest = chart_digest  # else read when first needed (see _digest_for)
         self.argocd = argocd
         self.http = http
         self.clock = clock
@@ -128,16 +143,22 @@ class _Watch:
             self.sleep(min(self.settings.poll_interval_seconds, deadline - now))
 
     def _look(self, cluster: _Cluster) -> Observation:
-        cluster.unreachable = False
+        cluster.unseen = None
         seen: list[Observation] = []
         if self.argocd is not None and cluster.application is not None:  # Argo CD first: see the module's doc
             try:
                 application = self.argocd.application(cluster.application, refresh=not cluster.refreshed)
             except TransientError as error:
-                cluster.unreachable = True
+                cluster.unseen = error
                 return Observation.pending(error.cause)
+            except NotFound as error:
+                cluster.unseen = error
+                return Observation.pending(
+                    f"Application {cluster.application} does not exist yet: waiting for it to be created (by an "
+                    "app-of-apps or ApplicationSet)"
+                )
             cluster.refreshed = True
-            seen.append(assess(application, self.version))
+            seen.append(assess(application, self.version, self._digest_for(application)))
             if seen[-1].state is not State.HEALTHY:
                 return seen[-1]
         if self.http is not None and cluster.url is not None:
@@ -145,6 +166,22 @@ class _Watch:
             if seen[-1].state is not State.HEALTHY:
                 return seen[-1]
         return Observation.healthy("; ".join(observation.reason for observation in seen))
+
+    def _digest_for(self, application: Mapping[str, Any]) -> str | None:
+        """The pushed chart's digest, for an Application whose chart source is native OCI (read once, then kept)."""
+        if not chart_source(application).native_oci:
+            return None
+        if self.chart_digest is None:
+            with open_registry(self.config, chart_repository(self.config)) as (registry, repository):
+                pushed = existing_chart(registry, repository, self.version)
+            if pushed is None:
+                raise NotFound(
+                    f"chart {self.config.chart_name} {self.version} is not in {chart_repository(self.config)}, so "
+                    "promo cannot tell the digest Argo CD's OCI source should report",
+                    "check chart.repository in promo.yaml; publish the chart again with `promo publish-dev`",
+                )
+            self.chart_digest = pushed.digest
+        return self.chart_digest
 
     def _held(self, cluster: _Cluster, now: float) -> bool:
         return cluster.healthy_since is not None and now - cluster.healthy_since >= self.settings.healthy_for
@@ -157,10 +194,17 @@ class _Watch:
         waiting = [cluster for cluster in self.clusters if not self._held(cluster, now)]
         within = f"within {_duration(self.settings.timeout)}"
         reasons = "; ".join(f"cluster {cluster.name}: {self._state_of(cluster, now)}" for cluster in waiting)
-        if all(cluster.unreachable for cluster in waiting):
-            raise TransientError(
-                f"could not verify {self.what}: Argo CD unreachable {within} ({reasons})",
-                "no verdict was recorded; check Argo CD and verify again",
+        if all(cluster.unseen is not None for cluster in waiting):  # nothing seen of the deployment itself
+            if any(isinstance(cluster.unseen, TransientError) for cluster in waiting):
+                raise TransientError(
+                    f"could not verify {self.what}: Argo CD unreachable {within} ({reasons})",
+                    "no verdict was recorded; check Argo CD and verify again",
+                )
+            missing = ", ".join(str(cluster.application) for cluster in waiting)
+            raise NotFound(
+                f"could not verify {self.what}: Argo CD has no Application {missing}, and none appeared {within}",
+                f"no verdict was recorded; {waiting[0].unseen.fix}, or make the app-of-apps or ApplicationSet that "
+                "should create it do so; then verify again",
             )
         return f"not healthy {within}: {reasons}"
 

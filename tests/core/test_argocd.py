@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -13,9 +16,9 @@ from promo.clients import argocd_client, argocd_token_source
 from promo.config import ArgoCDCheck
 from promo.errors import AuthError, ConfigError, NotFound, ToolError, TransientError
 from promo.forges.github import PrefectSecretToken
-from promo.verify.argocd import ArgoCD, assess, chart_revision
+from promo.verify.argocd import ArgoCD, assess, chart_revision, chart_source
 from promo.verify.observation import State
-from tests.fixtures.argocd import OLDER, WANTED, recorded
+from tests.fixtures.argocd import OLDER, OLDER_DIGEST, WANTED, WANTED_DIGEST, recorded
 
 TOKEN = "argocd-api-token-s3cr3t"
 PATH = "/api/v1/applications/hello-test-preprod"
@@ -34,6 +37,10 @@ PATH = "/api/v1/applications/hello-test-preprod"
         ("outofsync-older-revision", State.PENDING, f"OutOfSync at {OLDER}, not yet at {WANTED}"),
         ("operation-running", State.PENDING, "a sync is in flight (Running: waiting for completion of hook"),
         ("health-before-sync", State.PENDING, "read at 2026-11-30T12:00:30Z, before the sync finished"),
+        ("sync-failed", State.FAILED, f"sync to {WANTED} Failed after 2 retries: one or more objects failed to apply"),
+        ("sync-error", State.FAILED, f"sync to {WANTED} Error: ComparisonError: Failed to load target state"),
+        ("sync-retrying", State.PENDING, "a sync is in flight (Running: one or more objects failed to apply"),
+        ("sync-requested", State.PENDING, f"Synced at {WANTED}, sync requested, not started"),
     ],
 )
 def test_each_recorded_application_is_assessed(name: str, state: State, words: str) -> None:
@@ -80,6 +87,77 @@ def test_an_application_without_one_chart_source_is_a_config_error() -> None:
         assess(application, WANTED)
 
 
+def test_a_failed_sync_is_taken_only_for_the_written_revision() -> None:
+    application = recorded("sync-failed")
+    operation = application["status"]["operationState"]
+    assert operation["phase"] == "Failed" and "operation" not in application
+    operation["syncResult"]["revision"] = operation["operation"]["sync"]["revision"] = OLDER  # an older sync failed
+    application["status"]["sync"]["revision"] = WANTED
+    seen = assess(application, WANTED)
+    assert seen.state is State.PENDING and seen.reason == f"OutOfSync at {WANTED}"
+
+
+def test_a_sync_requested_after_a_failed_one_is_waited_for() -> None:
+    application = recorded("sync-failed")
+    application["operation"] = {"sync": {"revision": WANTED}, "initiatedBy": {"username": "admin"}}  # synced again
+    seen = assess(application, WANTED)
+    assert seen.state is State.PENDING
+    assert seen.reason == f"OutOfSync at {WANTED}, sync requested, not started"
+
+
+def test_an_error_without_a_sync_result_is_read_at_the_operations_revision() -> None:
+    application = recorded("sync-error")
+    assert "syncResult" not in application["status"]["operationState"]
+    assert assess(application, WANTED).state is State.FAILED
+    application["status"]["operationState"]["operation"]["sync"]["revision"] = OLDER
+    assert assess(application, WANTED).state is State.PENDING
+
+
+def test_health_without_reconciled_at_says_so() -> None:
+    application = recorded("synced-healthy")
+    del application["status"]["reconciledAt"]
+    seen = assess(application, WANTED)
+    assert seen.state is State.PENDING
+    assert seen.reason == f"Synced at {WANTED}, health Healthy not trusted yet: no reconciledAt yet"
+
+
+def test_a_native_oci_source_is_verified_against_the_pushed_charts_digest() -> None:
+    application = recorded("oci-synced-healthy")
+    source = application["spec"]["source"]
+    assert source["repoURL"].startswith("oci://") and "chart" not in source
+    assert chart_source(application).native_oci and chart_revision(application) == WANTED_DIGEST
+
+    seen = assess(application, WANTED, WANTED_DIGEST)
+    assert seen.state is State.HEALTHY
+    assert seen.reason == f"Synced at {WANTED} ({WANTED_DIGEST[:19]}...), Healthy"
+
+    other = assess(application, "0.3.0", OLDER_DIGEST)  # what promo pushed is not what Argo CD synced
+    assert other.state is State.PENDING
+    assert other.reason == f"Synced at {WANTED_DIGEST[:19]}..., not yet at 0.3.0 ({OLDER_DIGEST[:19]}...)"
+    unknown = assess(application, WANTED)
+    assert unknown.state is State.PENDING and "digest of chart 0.2.0-rc.abc1234 is not known" in unknown.reason
+
+
+def test_a_failed_sync_of_a_native_oci_source_is_read_at_its_digest() -> None:
+    application = recorded("sync-failed")
+    application["spec"]["source"] = {"repoURL": "oci://registry.example.com/charts/hello", "path": "."}
+    operation = application["status"]["operationState"]
+    operation["syncResult"]["revision"] = operation["operation"]["sync"]["revision"] = WANTED_DIGEST
+    assert assess(application, WANTED, WANTED_DIGEST).state is State.FAILED
+    assert assess(application, WANTED, OLDER_DIGEST).state is State.PENDING
+
+
+def test_a_multi_source_application_may_have_a_native_oci_chart_source() -> None:
+    application = recorded("multisource-synced-healthy")
+    git_revision, _ = application["status"]["sync"]["revisions"]
+    application["spec"]["sources"][1] = {"repoURL": "oci://registry.example.com/charts/hello", "targetRevision": WANTED}
+    application["status"]["sync"]["revisions"] = [git_revision, WANTED_DIGEST]
+    assert chart_source(application).index == 1 and chart_revision(application) == WANTED_DIGEST
+    application["spec"]["sources"][0] = {"repoURL": "registry.example.com/charts", "chart": "hello"}
+    with pytest.raises(ConfigError, match="has 2 chart sources"):
+        chart_source(application)
+
+
 # -- the client ----------------------------------------------------------------------------------------------------
 
 
@@ -103,6 +181,40 @@ def test_the_application_is_read_with_the_bearer_token(httpserver: HTTPServer, a
 def test_refresh_normal_is_asked_for_when_wanted(httpserver: HTTPServer, argocd: ArgoCD) -> None:
     httpserver.expect_request(PATH, query_string={"refresh": "normal"}).respond_with_json(recorded("progressing"))
     assert argocd.application("hello-test-preprod", refresh=True)["status"]["health"]["status"] == "Progressing"
+
+
+@pytest.fixture
+def threaded_httpserver() -> Iterator[HTTPServer]:
+    """A fake Argo CD answering requests side by side, as Argo CD does: one may hang while another is answered."""
+    server = HTTPServer(threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def test_a_refresh_that_times_out_is_left_to_argo_cd_and_the_application_read_as_it_is(
+    threaded_httpserver: HTTPServer,
+) -> None:
+    comparing = threading.Event()  # set: Argo CD has finished comparing and answers the refresh
+
+    def answer(request) -> Response:
+        if request.args.get("refresh"):
+            comparing.wait(60)
+        return Response(json.dumps(recorded("progressing")), content_type="application/json")
+
+    threaded_httpserver.expect_request(PATH).respond_with_handler(answer)
+    client = ArgoCD(settings(threaded_httpserver, token="none"), None, refresh_timeout=0.5)
+    started = time.monotonic()
+    try:
+        assert client.application("hello-test-preprod", refresh=True) == recorded("progressing")
+        assert time.monotonic() - started < 30, "the answer came from the plain read, not the refresh"
+    finally:
+        comparing.set()
+    deadline = time.monotonic() + 30
+    while len(threaded_httpserver.log) < 2 and time.monotonic() < deadline:  # the refresh is logged once answered
+        time.sleep(0.01)
+    assert [request.args.get("refresh") for request, _ in threaded_httpserver.log] == [None, "normal"]
 
 
 def test_app_namespace_is_passed_on(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,6 +105,34 @@ def test_multi_source_application_updates_the_chart_source_only() -> None:
     assert "targetRevision: HEAD" in after and "targetRevision: main" in after
 
 
+NATIVE_OCI = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: hello-test
+spec:
+  project: default
+  sources:
+    - repoURL: https://git.example.com/hello-values.git
+      targetRevision: main
+      ref: values
+    - repoURL: oci://registry.example.com/charts/hello  # Argo CD 3.1+ OCI source: no chart key
+      targetRevision: "0.1.0-rc.abc1234"
+      path: .
+      helm:
+        valueFiles: [$values/test.yaml]
+  destination: {name: preprod, namespace: hello-test}
+"""
+
+
+def test_a_native_oci_source_is_the_chart_source() -> None:
+    assert read_target_revision(NATIVE_OCI) == "0.1.0-rc.abc1234"
+    after = set_target_revision(NATIVE_OCI, "0.2.0-rc.def5678")
+    assert after == NATIVE_OCI.replace('"0.1.0-rc.abc1234"', '"0.2.0-rc.def5678"')
+    single = APP + "spec:\n  source:\n    repoURL: oci://registry.example.com/charts/hello\n    targetRevision: 1.0.0\n"
+    assert read_target_revision(set_target_revision(single, "1.0.1")) == "1.0.1"
+
+
 def test_status_block_is_never_read_or_touched() -> None:
     after = set_target_revision(WITH_STATUS, "0.2.0")
     spec_at = WITH_STATUS.index("spec:")
@@ -158,6 +186,10 @@ BROKEN = {
     "several chart sources": (
         APP + "spec:\n  sources:\n  - {chart: a, targetRevision: 1}\n  - {chart: b, targetRevision: 2}\n",
         "several chart sources",
+    ),
+    "a chart and a native OCI source": (
+        APP + "spec:\n  sources:\n  - {chart: a, targetRevision: 1}\n  - {repoURL: 'oci://r/b', targetRevision: 2}\n",
+        "several chart sources \\('a', 'oci://r/b'\\)",
     ),
     "source and sources": (APP + "spec:\n  source: {chart: a, targetRevision: 1}\n  sources: []\n", "both"),
     "a repeated key": (APP + "spec:\n  source: {chart: a, targetRevision: 1, targetRevision: 2}\n", "repeats"),

@@ -17,8 +17,16 @@ from typing import Any
 import httpx
 import pytest
 
+from promo.config import PromoConfig
+from promo.errors import NotFound
+from promo.local.registry import RegistryServer
 from promo.local.sandbox import create_sandbox, stop_sandbox
 from promo.local.standin import StandinServer, StandinSettings
+from promo.registry.charts import package_chart
+from promo.registry.helm import PushedChart, push_chart
+from promo.registry.oci import Registry
+from promo.verify.argocd import ArgoCD
+from promo.verify.engine import verify_deployment
 from tests.fixtures.gitrepos import ROOT, GitRemote, application, make_remote
 
 pytestmark = pytest.mark.integration
@@ -32,6 +40,7 @@ class World:
     remote: GitRemote
     server: StandinServer
     degraded_versions: Path
+    failed_syncs: Path
 
     def get(self, name: str, **params: str) -> httpx.Response:
         return httpx.get(f"{self.server.url}/api/v1/applications/{name}", params=params, timeout=10)
@@ -116,12 +125,19 @@ def session_members(session: int) -> list[int]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("standin")
     remote = make_remote(base / "gitops", {"README.md": "# GitOps\n"})
-    degraded = base / "degraded-versions"
+    degraded, failed = base / "degraded-versions", base / "failed-syncs"
     degraded.write_text("# none yet\n")
-    settings = StandinSettings(port=0, gitops=remote.path, degraded_versions=degraded, **TIMING)
+    failed.write_text(
+        "# <chart version> Failed|Error <message>\n"
+        "4.0.0-rc.bad0000 Failed one or more objects failed to apply, reason: Deployment.apps \"golf\" is invalid\n"
+        "4.0.0-rc.err0000 Error ComparisonError: Failed to load target state: failed to generate manifest\n"
+    )
+    settings = StandinSettings(
+        port=0, gitops=remote.path, degraded_versions=degraded, failed_syncs=failed, **TIMING
+    )  # fmt: skip
     server = StandinServer.start(base / "standin", settings)
     try:
-        yield World(remote, server, degraded)
+        yield World(remote, server, degraded, failed)
     finally:
         server.stop()
 
@@ -237,6 +253,152 @@ def test_unknown_applications_are_argo_cds_404(world: World) -> None:
         assert response.json() == {"error": message, "code": 5, "message": message}
     assert world.get("no-such-app").json()["message"] == 'applications.argoproj.io "no-such-app" not found'
     assert world.get("echo-stage-preprod", appNamespace="argocd").status_code == 200
+
+
+def verify_config(url: str, app: str, *, timeout: str = "10m", chart_repository: str = "127.0.0.1:5000/charts"):
+    """promo.yaml for ``app`` whose ``test`` environment is verified by the stand-in at ``url``."""
+    argocd = {"url": url, "token": "none"}
+    verify = {"timeout": timeout, "healthy_for": 0, "poll_interval_seconds": 0.2, "argocd": argocd}
+    return PromoConfig.model_validate(
+        {
+            "app": app,
+            "app_repo": {"url": "file:///nowhere/app.git"},
+            "gitops": {"url": "file:///nowhere/gitops.git"},
+            "chart": {"path": f"charts/{app}", "repository": chart_repository},
+            "image": {"repository": "127.0.0.1:5000/app"},
+            "environments": [
+                {"name": "dev", "clusters": ["preprod"]},
+                {"name": "test", "clusters": ["preprod"], "verify": verify},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("app", "version", "phase", "message"),
+    [
+        ("golf", "4.0.0-rc.bad0000", "Failed", 'one or more objects failed to apply, reason: Deployment.apps "golf"'),
+        ("hotel", "4.0.0-rc.err0000", "Error", "ComparisonError: Failed to load target state"),
+    ],
+)
+def test_a_sync_the_knob_fails_ends_failed_or_errored_with_its_message(
+    world: World, app: str, version: str, phase: str, message: str
+) -> None:
+    name = f"{app}-test-preprod"
+    world.deploy(app, "test", version)
+    world.application(name, refresh="normal")
+
+    done = wait_for(lambda: world.application(name), lambda body: state(body)[2] == phase)[-1]
+
+    operation = done["status"]["operationState"]
+    assert operation["message"].startswith(message) and "operation" not in done
+    assert operation["operation"]["sync"]["revision"] == version
+    assert ("syncResult" in operation) is (phase == "Failed"), "an Error is a sync that could not be carried out"
+    assert done["status"]["sync"]["status"] == "OutOfSync" and done["status"]["history"] == []
+    assert world.version("test", "preprod", app).status_code == 503, "nothing was deployed"
+
+
+def test_verification_ends_at_a_failed_sync_well_before_its_timeout(world: World) -> None:
+    world.deploy("india", "test", "4.0.0-rc.bad0000")
+    started = time.monotonic()
+    verdict = verify_deployment(verify_config(world.server.url, "india"), "test", "4.0.0-rc.bad0000", "c0ffee")
+    assert time.monotonic() - started < WAIT_SECONDS, "well before the 10-minute verify.timeout"
+    assert not verdict.verified
+    assert verdict.reason.startswith(
+        'cluster preprod: sync to 4.0.0-rc.bad0000 Failed: one or more objects failed to apply, reason: Deployment.apps'
+    )
+
+
+def a_chart(tmp_path: Path, registry_server: RegistryServer, repository: str, version: str) -> PushedChart:
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True, exist_ok=True)
+    (chart / "Chart.yaml").write_text(f"apiVersion: v2\nname: {repository.rsplit('/', 1)[-1]}\nversion: 0.0.0\n")
+    with Registry(registry_server.host) as registry:
+        return push_chart(registry, repository, package_chart(chart, version=version, app_version="abc1234"))
+
+
+def native_oci_application(app: str, repo_url: str, version: str) -> str:
+    return f"""\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: {app}-test
+  namespace: argocd
+spec:
+  project: default
+  source:
+    repoURL: {repo_url}  # Argo CD 3.1+ native OCI source: no chart key
+    targetRevision: "{version}"
+    path: .
+  destination: {{name: preprod, namespace: {app}-test}}
+"""
+
+
+def test_a_native_oci_source_reports_the_digest_its_tag_resolves_to(
+    world: World, tmp_path: Path, registry_server: RegistryServer
+) -> None:
+    pushed = a_chart(tmp_path, registry_server, "standin-oci/juliet", "5.0.0")
+    repo_url = f"oci://{registry_server.host}/standin-oci/juliet"
+    world.deploy("juliet", "test", "5.0.0", native_oci_application("juliet", repo_url, "5.0.0"))
+    name = "juliet-test-preprod"
+    world.application(name, refresh="normal")
+
+    up = wait_for(lambda: world.application(name), lambda body: is_up(body, pushed.digest))[-1]
+
+    assert up["spec"]["source"] == {"repoURL": repo_url, "targetRevision": "5.0.0", "path": "."}
+    assert up["status"]["operationState"]["syncResult"]["revision"] == pushed.digest
+    assert world.version("test", "preprod", "juliet").text == "5.0.0", "the app serves its chart version"
+    config = verify_config(world.server.url, "juliet", chart_repository=f"{registry_server.host}/standin-oci")
+    verdict = verify_deployment(config, "test", "5.0.0", "c0ffee")  # the digest is read from the chart repository
+    assert verdict.verified and f"Synced at 5.0.0 ({pushed.digest[:19]}...), Healthy" in verdict.reason
+
+    world.deploy("juliet", "test", "5.0.1", native_oci_application("juliet", repo_url, "5.0.1"))  # never pushed
+    unresolved = world.application(name, refresh="normal")["status"]
+    assert unresolved["sync"]["status"] == "Unknown" and unresolved["conditions"][0]["type"] == "ComparisonError"
+
+
+@pytest.fixture(scope="module")
+def slow_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A stand-in whose Applications appear 6 s after their manifest (an ApplicationSet creating them), and whose
+    refreshes are answered 3 s late."""
+    base = tmp_path_factory.mktemp("slow-standin")
+    remote = make_remote(base / "gitops", {"README.md": "# GitOps\n"})
+    timing = {**TIMING, "create_delay": 6.0, "refresh_seconds": 3.0}
+    server = StandinServer.start(base / "standin", StandinSettings(port=0, gitops=remote.path, **timing))
+    try:
+        yield World(remote, server, base / "none", base / "none")
+    finally:
+        server.stop()
+
+
+def test_an_application_created_later_is_404_until_then(slow_world: World) -> None:
+    slow_world.deploy("kilo", "test", "1.0.0")
+    started = time.monotonic()
+    assert slow_world.get("kilo-test-preprod", refresh="normal").status_code == 404
+    assert time.monotonic() - started >= 3, "the refresh was answered refresh_seconds late"
+    seen = wait_for(lambda: slow_world.get("kilo-test-preprod").json(), lambda body: "status" in body)
+    assert "not found" in seen[0]["message"], "404 until created, with no refresh needed to see it then"
+    wait_for(lambda: slow_world.application("kilo-test-preprod"), lambda body: is_up(body, "1.0.0"))
+
+
+def test_verification_waits_for_an_application_to_appear_and_past_a_slow_refresh(slow_world: World) -> None:
+    slow_world.deploy("lima", "test", "1.0.0")
+    config = verify_config(slow_world.server.url, "lima")
+    argocd = ArgoCD(config.environment("test").verify.argocd, None, refresh_timeout=0.5)
+    started = time.monotonic()
+    verdict = verify_deployment(config, "test", "1.0.0", "c0ffee", argocd=argocd)
+    assert verdict.verified, verdict.reason
+    assert time.monotonic() - started < WAIT_SECONDS
+
+
+def test_verification_of_an_application_that_never_appears_reaches_no_verdict(slow_world: World) -> None:
+    slow_world.deploy("mike", "test", "1.0.0")
+    argocd_settings = verify_config(slow_world.server.url, "nobody", timeout="1s").environment("test").verify.argocd
+    with pytest.raises(NotFound, match="Argo CD has no Application nobody-test-preprod, and none appeared within 1 s"):
+        verify_deployment(
+            verify_config(slow_world.server.url, "nobody", timeout="1s"), "test", "1.0.0", "c0ffee",
+            argocd=ArgoCD(argocd_settings, None, refresh_timeout=0.5),
+        )  # fmt: skip
 
 
 def test_a_configured_token_is_required(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ the app answers the chart version it serves. The task is checked against a real 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,19 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from promo.config import PromoConfig
-from promo.errors import AuthError, TransientError
+from promo.config import ArgoCDCheck, PromoConfig
+from promo.errors import AuthError, NotFound, TransientError
+from promo.local.registry import RegistryServer
+from promo.registry.charts import package_chart
+from promo.registry.helm import push_chart
+from promo.registry.oci import Registry
+from promo.verify.argocd import ArgoCD
 from promo.gitops.mirror import Mirror
 from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
 from promo.verify.engine import verify_deployment
 from promo.verify.http import served_version
 from promo.tasks.verify import verify_environment
-from tests.fixtures.argocd import OLDER, WANTED, recorded
+from tests.fixtures.argocd import OLDER, WANTED, WANTED_DIGEST, recorded
 from tests.fixtures.gitrepos import GitRemote
 
 TOKEN = "argocd-api-token-s3cr3t"
@@ -63,6 +70,7 @@ def config_for(
     argocd: bool = True,
     http: bool = False,
     gitops_url: str = "file:///nowhere/gitops.git",
+    chart_repository: str = "127.0.0.1:5000/charts",
     **verify: Any,
 ) -> PromoConfig:
     settings: dict[str, Any] = {"timeout": "10m", "healthy_for": 0, "poll_interval_seconds": 2, **verify}
@@ -75,7 +83,7 @@ def config_for(
             "app": "hello",
             "app_repo": {"url": "file:///nowhere/app.git"},
             "gitops": {"url": gitops_url},
-            "chart": {"path": "charts/hello", "repository": "127.0.0.1:5000/charts"},
+            "chart": {"path": "charts/hello", "repository": chart_repository},
             "image": {"repository": "127.0.0.1:5000/hello"},
             "environments": [
                 {"name": "dev", "clusters": ["preprod"]},
@@ -86,11 +94,14 @@ def config_for(
     )
 
 
-def argocd_timeline(httpserver: HTTPServer, time: FakeTime, steps: Sequence[tuple[float, str]], cluster="preprod"):
-    """From each step's time on, Argo CD answers that recorded Application, or that HTTP status ("503")."""
+def argocd_timeline(httpserver: HTTPServer, time: FakeTime, steps: Sequence[tuple[float, Any]], cluster="preprod"):
+    """From each step's time on, Argo CD answers that recorded Application, or that HTTP status ("503"), or that
+    Application document (a dict)."""
 
     def answer(request: Request) -> Response:
         current = [step for since, step in steps if since <= time.now][-1]
+        if isinstance(current, dict):
+            return Response(json.dumps(current), content_type="application/json")
         if current.isdigit():
             return Response(json.dumps({"error": "fault", "message": "fault"}), status=int(current))
         return Response(json.dumps(recorded(current)), content_type="application/json")
@@ -108,10 +119,11 @@ def app_timeline(httpserver: HTTPServer, time: FakeTime, steps: Sequence[tuple[f
     httpserver.expect_request(f"/{cluster}/hello/version").respond_with_handler(answer)
 
 
-def verify(config: PromoConfig, time: FakeTime) -> Verdict:
+def verify(config: PromoConfig, time: FakeTime, **given: Any) -> Verdict:
     return verify_deployment(
-        config, "test", WANTED, COMMIT, flow_run="promote-test/brave-otter", clock=time.clock, sleep=time.sleep
-    )
+        config, "test", WANTED, COMMIT, flow_run="promote-test/brave-otter", clock=time.clock, sleep=time.sleep,
+        **given,
+    )  # fmt: skip
 
 
 def argocd_requests(httpserver: HTTPServer, cluster: str = "preprod") -> list[Request]:
@@ -287,6 +299,135 @@ def test_an_app_serving_another_version_times_out_naming_it(
 )
 def test_the_served_version_is_read_from_text_or_json(body: str, version: str | None) -> None:
     assert served_version(body) == version
+
+
+@pytest.mark.parametrize(
+    ("outcome", "words"),
+    [
+        ("sync-failed", f"sync to {WANTED} Failed after 2 retries: one or more objects failed to apply, reason: "),
+        ("sync-error", f"sync to {WANTED} Error: ComparisonError: Failed to load target state: failed to generate"),
+    ],
+)
+def test_a_failed_or_errored_sync_of_the_written_revision_ends_well_before_the_timeout(
+    httpserver: HTTPServer, tmp_path: Path, fake_time: FakeTime, outcome: str, words: str
+) -> None:
+    argocd_timeline(httpserver, fake_time, [(0, "outofsync-older-revision"), (4, "sync-retrying"), (10, outcome)])
+    verdict = verify(config_for(httpserver, tmp_path), fake_time)
+    assert not verdict.verified
+    assert fake_time.now == 10, "the first look at the failed sync ends it, not the 10-minute timeout"
+    assert verdict.reason.startswith(f"cluster preprod: {words}") and "\n" not in verdict.reason
+
+
+def test_a_sync_argo_cd_still_retries_is_waited_for_and_named_at_the_timeout(
+    httpserver: HTTPServer, tmp_path: Path, fake_time: FakeTime
+) -> None:
+    argocd_timeline(httpserver, fake_time, [(0, "sync-retrying")])
+    verdict = verify(config_for(httpserver, tmp_path, timeout="1m"), fake_time)
+    assert not verdict.verified and fake_time.now == 60
+    assert "a sync is in flight (Running: one or more objects failed to apply" in verdict.reason
+
+
+def test_an_application_that_does_not_exist_yet_is_waited_for(
+    httpserver: HTTPServer, tmp_path: Path, fake_time: FakeTime
+) -> None:
+    argocd_timeline(httpserver, fake_time, [(0, "404"), (8, "synced-healthy")])
+    verdict = verify(config_for(httpserver, tmp_path), fake_time)
+    assert verdict.verified and fake_time.now == 8
+
+
+def test_an_application_that_does_not_exist_yet_is_named_so_at_the_timeout(
+    httpserver: HTTPServer, tmp_path: Path, fake_time: FakeTime
+) -> None:
+    argocd_timeline(httpserver, fake_time, [(0, "404")])
+    argocd_timeline(httpserver, fake_time, [(0, "progressing")], cluster="eu")
+    verdict = verify(config_for(httpserver, tmp_path, clusters=("preprod", "eu"), timeout=6), fake_time)
+    assert not verdict.verified and fake_time.now == 6
+    assert verdict.reason.startswith(
+        "not healthy within 6 s: cluster preprod: Application hello-test-preprod does not exist yet: waiting for it "
+        "to be created (by an app-of-apps or ApplicationSet); cluster eu: Synced at"
+    )
+
+
+def test_an_application_that_never_appears_reaches_no_verdict(
+    httpserver: HTTPServer, tmp_path: Path, fake_time: FakeTime
+) -> None:
+    argocd_timeline(httpserver, fake_time, [(0, "404")])
+    with pytest.raises(NotFound) as caught:
+        verify(config_for(httpserver, tmp_path, timeout="1m"), fake_time)
+    assert fake_time.now == 60
+    assert "has no Application hello-test-preprod, and none appeared within 1 min" in caught.value.cause
+    assert "check verify.argocd.application" in caught.value.fix and "no verdict was recorded" in caught.value.fix
+
+
+def test_a_native_oci_source_is_verified_against_the_digest_handed_in(
+    httpserver: HTTPServer, tmp_path: Path, fake_time: FakeTime
+) -> None:
+    argocd_timeline(httpserver, fake_time, [(0, "oci-synced-healthy")])
+    verdict = verify(config_for(httpserver, tmp_path), fake_time, chart_digest=WANTED_DIGEST)
+    assert verdict.verified and verdict.reason.startswith(f"cluster preprod: Synced at {WANTED} (sha256:1d89afe3")
+
+
+def test_a_native_oci_source_without_a_digest_handed_in_reads_the_pushed_charts_digest(
+    httpserver: HTTPServer, tmp_path: Path, fake_time: FakeTime, registry_server: RegistryServer
+) -> None:
+    chart = tmp_path / "hello"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: hello\nversion: 0.0.0\n")
+    with Registry(registry_server.host) as registry:
+        pushed = push_chart(registry, "oci-verify/hello", package_chart(chart, version=WANTED, app_version="abc1234"))
+    synced = recorded("oci-synced-healthy")
+    for record in (synced["status"]["sync"], synced["status"]["operationState"]["syncResult"]):
+        record["revision"] = pushed.digest  # what Argo CD resolved the tag to
+    other = json.loads(json.dumps(synced).replace(pushed.digest, WANTED_DIGEST))
+    config = config_for(httpserver, tmp_path, chart_repository=f"{registry_server.host}/oci-verify")
+    argocd_timeline(httpserver, fake_time, [(0, other), (4, synced)])
+
+    verdict = verify(config, fake_time)
+
+    assert verdict.verified and fake_time.now == 4, verdict.reason
+    assert f"Synced at {WANTED} ({pushed.digest[:19]}...), Healthy" in verdict.reason
+
+
+@pytest.fixture
+def threaded_httpserver() -> Iterator[HTTPServer]:
+    """A fake Argo CD answering requests side by side, as Argo CD does: one may hang while another is answered."""
+    server = HTTPServer(threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def test_a_refresh_that_times_out_does_not_hold_up_the_next_looks(
+    threaded_httpserver: HTTPServer, tmp_path: Path, fake_time: FakeTime
+) -> None:
+    compared = threading.Event()  # Argo CD's refresh answers only once this is set
+    timeline = [(0, "outofsync-older-revision"), (4, "progressing"), (8, "synced-healthy")]
+    steps = dict(timeline)
+
+    def answer(request: Request) -> Response:
+        if request.args.get("refresh"):
+            compared.wait(60)
+        current = [step for since, step in steps.items() if since <= fake_time.now][-1]
+        return Response(json.dumps(recorded(current)), content_type="application/json")
+
+    threaded_httpserver.expect_request("/api/v1/applications/hello-test-preprod").respond_with_handler(answer)
+    config = config_for(threaded_httpserver, tmp_path)
+    check = ArgoCDCheck(url=threaded_httpserver.url_for("").rstrip("/"), token="none")
+    argocd = ArgoCD(check, None, refresh_timeout=0.5)
+    started = time.monotonic()
+    try:
+        verdict = verify(config, fake_time, argocd=argocd)
+        took = time.monotonic() - started
+    finally:
+        compared.set()
+    assert verdict.verified and fake_time.now == 8
+    assert took < 30, f"one refresh timed out after 0.5 s; the plain looks after it were not held up ({took:.1f} s)"
+    deadline = time.monotonic() + 30
+    while len(threaded_httpserver.log) < 6 and time.monotonic() < deadline:  # the refresh is logged once answered
+        time.sleep(0.01)
+    refreshes = [request.args.get("refresh") for request, _ in threaded_httpserver.log]
+    assert (refreshes.count("normal"), refreshes.count(None)) == (1, 5), "one refresh, then a plain look every 2 s"
 
 
 # -- the task ------------------------------------------------------------------------------------------------------
