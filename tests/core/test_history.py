@@ -146,7 +146,8 @@ def test_a_hand_edit_is_shown_without_an_approver(scripted: Scripted) -> None:
     assert "Approved-By: mallory" in STEPS[7].message
     assert (edit.kind, edit.approver, edit.flow_run, edit.verdict) == ("manual", None, None, None)
     assert (edit.previous, edit.version) == (scripted.version("rc:A1"), scripted.version("rc:A2"))
-    assert table_row(edit)[6] == "unknown (manual edit)"
+    assert table_row(edit)[6] == "unknown (manual edit; says Approved-By: mallory, not believed)"
+    assert (edit.claimed_approver, edit.manual_reason) == ("mallory", None)  # not worded as promo's: no reason
 
 
 def test_clusters_of_one_environment_moving_differently(scripted: Scripted) -> None:
@@ -187,10 +188,14 @@ def test_history_json(scripted: Scripted) -> None:
         "image": None,
         "promoted_from": "stage",
         "rollback_of": None,
+        "claimed_approver": None,
+        "manual_reason": None,
         "verdict": {
             "outcome": "failed",
+            "recorded_outcome": "failed",
             "reason": "cluster eu: health Degraded",
             "checked_at": "2026-11-07T09:15:00+00:00",
+            "untrusted_reason": None,
         },
         "subject": "release(hello): prod -> 0.1.1",
     }
