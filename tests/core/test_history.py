@@ -346,7 +346,7 @@ def test_a_verdict_about_another_version_than_its_commit_deployed_is_shown_untru
         trailers=Trailers(promoted_from="dev", chart_version=PROMOTED, approved_by="carol"),
     )
     assert written.commit is not None
-    checked_at = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    checked_at = datetime.now(timezone.utc).replace(microsecond=0)  # a record is no older than its commit
     claim = Verdict("hello", "test", "0.1.3-rc.fff0000", written.commit, True, "synced and healthy", checked_at)
     record_verdict(Mirror.open(gitops_remote.url, cache_dir / "recorder"), claim)
 
@@ -359,7 +359,7 @@ def test_a_verdict_about_another_version_than_its_commit_deployed_is_shown_untru
         "outcome": "untrusted",
         "recorded_outcome": "verified",
         "reason": "synced and healthy",
-        "checked_at": "2026-12-01T09:00:00+00:00",
+        "checked_at": checked_at.isoformat(),
         "untrusted_reason": reason,
     }
 
