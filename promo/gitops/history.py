@@ -1,16 +1,16 @@
 """The history of one app, read from the GitOps repository itself: no database keeps it, the log already does.
 
-Every commit that touched ``<root>/<env>/<cluster>/<app>.yaml`` is one change per environment it moved. promo's own
-commits say what they did: the subject names the kind (``deploy``/``promote``/``release``/``rollback``), the body has
-one ``path: before -> after`` line per cluster, and git trailers record the approver, the flow run and the chart. A
-commit promo did not write (someone edited a manifest by hand) is still a change: its versions are read from the
-manifests before and after it, and its message is not trusted, so it has no approver. Whether a change came up is the
-verdict recorded for its commit (``promo.gitops.verdicts``).
+Every commit that touched ``<root>/<env>/<cluster>/<app>.yaml`` is one change per environment it moved, its versions
+read from the manifests before and after it. promo's own commits say what they did: the subject names the kind
+(``deploy``/``promote``/``release``/``rollback``), the body has one ``path: before -> after`` line per cluster, and git
+trailers record the approver, the flow run and the chart. A commit counts as promo's only when its tree did what its
+message says (``promo.gitops.attribution``); any other commit is a hand edit, whose message is not believed, so it has
+no approver. Whether a change came up is the verdict recorded for its commit (``promo.gitops.verdicts``), believed only
+when promo can prove it wrote it and it is about the version that commit deployed there.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,16 +19,15 @@ from typing import Any, Literal, cast
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
 from promo.errors import InputError, PromoError
+from promo.gitops.attribution import NOTHING, ManifestEdit, claim_of, doubt_of_promo_commit, message_trailers
 from promo.gitops.mirror import CommitRecord, Mirror
 from promo.gitops.manifests import manifest_path, read_target_revision
 from promo.gitops.verdicts import Verdict, read_verdicts_by_env
 from promo.release.versions import is_release_candidate, release_of
 
 Kind = Literal["deploy", "promote", "release", "rollback", "manual"]
-NOTHING = "<none>"  # how a commit body writes "no version yet"
+UNTRUSTED = "untrusted"  # the outcome of a change whose verdict is not believed
 
-_PROMO_SUBJECT = re.compile(r"^(?P<kind>deploy|promote|release|rollback)\((?P<app>[a-z0-9-]+)\):")
-_MOVE_LINE = re.compile(r"^\s+(?P<path>\S+): (?P<before>\S+) -> (?P<after>\S+)$")
 _TRAILERS = {
     "Approved-By": "approver",
     "Approval-Comment": "approval_comment",
@@ -68,7 +67,9 @@ class Change:
     image: str | None = None
     promoted_from: str | None = None
     rollback_of: str | None = None
-    verdict: Verdict | None = None
+    verdict: Verdict | None = None  # as recorded: believed only through ``trusted_verdict``
+    claimed_approver: str | None = None  # the Approved-By of a hand edit's message: shown, not believed
+    manual_reason: str | None = None  # why a commit worded as promo's is a hand edit
 
     @property
     def uniform(self) -> bool:
@@ -88,9 +89,36 @@ class Change:
         return befores.pop() if len(befores) == 1 else None
 
     @property
+    def verdict_doubt(self) -> str | None:
+        """Why its verdict is not believed, in one line; None when it is, or when there is none.
+
+        A record promo cannot prove it wrote, or one about another commit, environment or version than what this
+        commit deployed there, says nothing about this change."""
+        verdict = self.verdict
+        if verdict is None:
+            return None
+        if not verdict.trusted:
+            return verdict.untrusted_reason or "promo cannot prove it wrote this record"
+        if verdict.gitops_commit != self.commit:
+            return f"it is about commit {verdict.gitops_commit[:12]}, not {self.commit[:12]}"
+        if verdict.env != self.env:
+            return f"it is about {verdict.env or 'no environment'}, not {self.env}"
+        if verdict.version != self.version:
+            deployed = self.version or ("nothing" if self.version == "" else "different versions to its clusters")
+            return f"it says {verdict.version or 'no version'}, but this commit deployed {deployed} to {self.env}"
+        return None
+
+    @property
+    def trusted_verdict(self) -> Verdict | None:
+        """Its verdict, when it is believed: what readiness, soak, rollbacks and metrics read."""
+        return self.verdict if self.verdict_doubt is None else None
+
+    @property
     def outcome(self) -> str:
-        """verified, failed, or "-" when nobody checked."""
-        return self.verdict.outcome if self.verdict else "-"
+        """verified, failed, deployed (recorded where nobody verifies), untrusted, or "-" when there is no record."""
+        if self.verdict is None:
+            return "-"
+        return UNTRUSTED if self.verdict_doubt is not None else self.verdict.outcome
 
     @property
     def deploys_new_version(self) -> bool:
@@ -115,9 +143,17 @@ class Change:
             "image": self.image,
             "promoted_from": self.promoted_from,
             "rollback_of": self.rollback_of,
+            "claimed_approver": self.claimed_approver,
+            "manual_reason": self.manual_reason,
             "verdict": None
             if verdict is None
-            else {"outcome": verdict.outcome, "reason": verdict.reason, "checked_at": verdict.checked_at.isoformat()},
+            else {
+                "outcome": self.outcome,
+                "recorded_outcome": verdict.outcome,
+                "reason": verdict.reason,
+                "checked_at": verdict.checked_at.isoformat(),
+                "untrusted_reason": self.verdict_doubt,
+            },
             "subject": self.subject,
         }
 
@@ -145,8 +181,12 @@ def table_row(change: Change) -> list[str]:
             f"{move.cluster}: {move.before or NOTHING} -> {move.after or NOTHING}" for move in change.moves
         )
     approver = change.approver or ("unknown (manual edit)" if change.kind == "manual" else "-")
+    if change.claimed_approver:
+        approver = f"unknown (manual edit; says Approved-By: {change.claimed_approver}, not believed)"
     notes = [f"rollback of {change.rollback_of}" if change.rollback_of else ""]
     notes.append(f"override: {change.override_reason}" if change.override_reason else "")
+    notes.append(f"not promo's: {change.manual_reason}" if change.manual_reason else "")
+    doubt = change.verdict_doubt
     return [
         f"{change.time:%Y-%m-%d %H:%M}",
         change.env,
@@ -156,7 +196,7 @@ def table_row(change: Change) -> list[str]:
         moved,
         f"{approver}: {change.approval_comment}" if change.approval_comment else approver,
         change.flow_run or "-",
-        change.outcome,
+        f"{UNTRUSTED}: {doubt}" if doubt is not None else change.outcome,
         "; ".join(note for note in notes if note) or "-",
     ]
 
@@ -171,75 +211,85 @@ def read_history(
     env: str | None = None,
 ) -> list[Change]:
     """Every change of ``app`` at ``ref``, newest first, in the environments of ``clusters`` (env -> its clusters;
-    only ``env`` when given), as last fetched by ``mirror``."""
+    only ``env`` when given), as last fetched by ``mirror``.
+
+    Pass every environment's clusters even for one ``env``: whether a commit is promo's depends on all it changed."""
     envs = [env] if env is not None else list(clusters)
     paths = {
-        str(manifest_path(name, cluster, app, root)): (name, cluster) for name in envs for cluster in clusters[name]
+        str(manifest_path(name, cluster, app, root)): (name, cluster) for name in clusters for cluster in clusters[name]
     }
     verdicts = read_verdicts_by_env(mirror, app)
     changes = []
-    for record in mirror.log_paths(ref, list(paths)):
-        subject = _PROMO_SUBJECT.match(record.subject)
-        kind = cast(Kind, subject["kind"]) if subject and subject["app"] == app else "manual"
-        written_by_promo = kind != "manual"
-        moves = (_moves_in_body(record.body, paths) if written_by_promo else None) or _moves_in_trees(
-            mirror, record.sha, paths
-        )
-        fields = _trailers(record.body) if written_by_promo else {}
+    for record in mirror.log_paths(ref, [path for path, (name, _) in paths.items() if name in envs]):
+        edits = _edits_in_trees(mirror, record.sha, paths)
+        kind, fields, manual_reason = _attribute(record, app, edits, paths)
         for name in envs:
-            env_moves = tuple(move for (move_env, move) in moves if move_env == name)
+            env_moves = tuple(
+                Move(edit.cluster, edit.before, edit.after) for edit in edits if edit.env == name and _moves(edit)
+            )
             if env_moves:
                 verdict = verdicts.get(name, {}).get(record.sha)
-                changes.append(_change(record, name, kind, env_moves, fields, verdict))
+                changes.append(_change(record, name, kind, env_moves, fields, verdict, manual_reason))
     return changes
 
 
+def _attribute(
+    record: CommitRecord, app: str, edits: Sequence[ManifestEdit], paths: Mapping[str, tuple[str, str]]
+) -> tuple[Kind, dict[str, str], str | None]:
+    """The kind of a commit, the fields of its message that are believed, and why a commit worded as promo's is a
+    hand edit (None when it is not worded as one, or when it is promo's)."""
+    trailers = message_trailers(record.body)
+    claim = claim_of(record.subject, app)
+    doubt = None if claim is None else doubt_of_promo_commit(claim, record.body, trailers, edits, paths)
+    if claim is None or doubt is not None:
+        claimed = {"claimed_approver": trailers["Approved-By"]} if "Approved-By" in trailers else {}
+        return "manual", claimed, doubt
+    fields = {field: trailers[key] for key, field in _TRAILERS.items() if key in trailers}
+    return cast(Kind, claim.kind), fields, None
+
+
 def _change(
-    record: CommitRecord, env: str, kind: Kind, moves: tuple[Move, ...], fields: dict[str, str], verdict: Verdict | None
+    record: CommitRecord,
+    env: str,
+    kind: Kind,
+    moves: tuple[Move, ...],
+    fields: dict[str, str],
+    verdict: Verdict | None,
+    manual_reason: str | None,
 ) -> Change:
     return Change(
         commit=record.sha,
         time=record.committed_at,
         env=env,
-        kind="rollback" if "rollback_of" in fields else kind,
+        kind=kind,
         moves=moves,
         subject=record.subject,
         verdict=verdict,
+        manual_reason=manual_reason,
         **fields,
     )
 
 
-def _moves_in_body(body: str, paths: Mapping[str, tuple[str, str]]) -> list[tuple[str, Move]]:
-    """The ``path: before -> after`` lines promo writes, for this app's manifests."""
-    moves = []
-    for line in body.splitlines():
-        match = _MOVE_LINE.match(line)
-        if match and match["path"] in paths:
-            env, cluster = paths[match["path"]]
-            before, after = (value if value != NOTHING else "" for value in (match["before"], match["after"]))
-            moves.append((env, Move(cluster, before, after)))
-    return moves
-
-
-def _moves_in_trees(mirror: Mirror, commit: str, paths: Mapping[str, tuple[str, str]]) -> list[tuple[str, Move]]:
-    """What a commit did to each manifest it changed, read from the files before and after it.
-
-    A hand edit of another field is still shown (it stays on its version); laying out a manifest with no version
-    yet (a repository's first commit) deployed nothing and is no change of the app."""
-    moves = []
-    for path, (env, cluster) in paths.items():
-        before, after = _file_at(mirror, f"{commit}^", path), _file_at(mirror, commit, path)
-        if before == after or (before is None and _revision(after, path) == ""):
-            continue
-        moves.append((env, Move(cluster, _revision(before, path), _revision(after, path))))
-    return moves
-
-
-def _file_at(mirror: Mirror, ref: str, path: str) -> str | None:
+def _edits_in_trees(mirror: Mirror, commit: str, paths: Mapping[str, tuple[str, str]]) -> list[ManifestEdit]:
+    """What a commit did to each of the app's manifests it changed, read from the files before and after it."""
     try:
-        return mirror.read_file(ref, path)
-    except PromoError:  # the parent of a repository's first commit
-        return None
+        parent: str | None = mirror.resolve(f"{commit}^")
+    except PromoError:  # a repository's first commit
+        parent = None
+    edits = []
+    for path, (env, cluster) in paths.items():
+        before = mirror.read_file(parent, path) if parent is not None else None
+        after = mirror.read_file(commit, path)
+        if before != after:
+            versions = _revision(before, path), _revision(after, path)
+            edits.append(ManifestEdit(path, env, cluster, before, after, *versions))
+    return edits
+
+
+def _moves(edit: ManifestEdit) -> bool:
+    """Whether an edit is a change of the app: a hand edit of another field is (it stays on its version); laying out
+    a manifest with no version yet (a repository's first commit) deployed nothing and is not."""
+    return not (edit.before_text is None and edit.after == "")
 
 
 def _revision(text: str | None, path: str) -> str:
@@ -252,24 +302,13 @@ def _revision(text: str | None, path: str) -> str:
         return "<unreadable>"
 
 
-def _trailers(body: str) -> dict[str, str]:
-    """The known trailers of a promo commit (its last paragraph), by ``Change`` field name."""
-    paragraph = body.strip().rsplit("\n\n", 1)[-1]
-    fields = {}
-    for line in paragraph.splitlines():
-        key, separator, value = line.partition(": ")
-        if separator and key in _TRAILERS and value.strip():
-            fields[_TRAILERS[key]] = value.strip()
-    return fields
-
-
 def app_history(config: PromoConfig, env: str | None = None) -> list[Change]:
     """Every change of the configured app (in ``env`` only, when given), newest first, from a fresh fetch."""
-    names = [config.environment(env).name] if env is not None else config.environment_names
+    name = config.environment(env).name if env is not None else None
     gitops = gitops_repo(config)
     gitops.mirror.fetch()
-    clusters = {settings.name: settings.clusters for settings in config.environments if settings.name in names}
-    return read_history(gitops.mirror, gitops.branch, config.app, clusters, root=gitops.root)
+    clusters = {settings.name: settings.clusters for settings in config.environments}
+    return read_history(gitops.mirror, gitops.branch, config.app, clusters, root=gitops.root, env=name)
 
 
 def candidate_of(history: Sequence[Change], change: Change, source: str) -> str | None:

@@ -1,8 +1,10 @@
 """Whether a version may move on from an environment: verified there (when it is verified) and soaked long enough.
 
-Plain reading of the environment's history: the newest change that put the version there, the verdict recorded for
-that commit, and the time since. A version soaks from its verified verdict (when it was seen healthy), or, in an
-environment nobody verifies, from the commit that deployed it.
+Plain reading of the environment's history: the newest change that put the version there, the record promo wrote
+for that commit, and the time since. A version soaks from its verified verdict (when it was seen healthy), or, in an
+environment nobody verifies, from promo's record of deploying it: never from a commit date, which whoever commits
+sets. Only records promo can prove it wrote, about the version that commit deployed, count (``Change.trusted_verdict``),
+so a version put there by hand has no record and does not soak: it was not promo's deployment.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 
 from promo.config import EnvironmentSettings
 from promo.gitops.history import Change
+from promo.gitops.verdicts import DEPLOYED, FAILED, VERIFIED
 
 
 @dataclass(frozen=True)
@@ -36,28 +39,48 @@ def deployed_by(history: Sequence[Change], env: str, version: str) -> Change | N
 def readiness(history: Sequence[Change], settings: EnvironmentSettings, version: str, now: datetime) -> Readiness:
     """What ``version`` still lacks in the environment of ``settings`` before it may move on."""
     env = settings.name
+    if settings.verify is None and not settings.soak:
+        return Readiness()  # nothing to verify, nothing to wait for
     change = deployed_by(history, env, version)
     if change is None:
         return Readiness((f"{version} was not deployed to {env} by any commit of the GitOps repo",))
     since = soaking_since(change, settings)
     if since is None:
-        verdict = change.verdict
-        if verdict is None:
-            return Readiness((f"{version} has not been verified in {env} yet",))
-        return Readiness((f"{version} failed verification in {env}: {verdict.reason}",), failed=True)
+        return not_started(change, settings, version)
     soaked = soaked_seconds(since, now)
     if soaked < settings.soak:
         return Readiness((not_soaked(version, env, soaked, settings.soak),))
     return Readiness()
 
 
+def not_started(change: Change, settings: EnvironmentSettings, version: str) -> Readiness:
+    """Why ``version``, which ``change`` put into the environment, has not started to soak there."""
+    env, verdict, doubt = settings.name, change.trusted_verdict, change.verdict_doubt
+    if verdict is not None and verdict.outcome == FAILED:
+        return Readiness((f"{version} failed verification in {env}: {verdict.reason}",), failed=True)
+    untrusted = f" (its record is not believed: {doubt})" if doubt is not None else ""
+    if settings.verify is not None:
+        return Readiness((f"{version} has not been verified in {env} yet{untrusted}",))
+    if change.kind == "manual":
+        line = f"{version} was put into {env} by hand (commit {change.commit[:12]}), not by promo, so it does not soak"
+    else:
+        line = (
+            f"{version} has no record of promo deploying it to {env} (commit {change.commit[:12]}){untrusted}, "
+            "so it has not started to soak"
+        )
+    return Readiness((line,))
+
+
 def soaking_since(change: Change, settings: EnvironmentSettings) -> datetime | None:
-    """When the version ``change`` deployed started to soak: its verified verdict, or the commit itself where nobody
-    verifies; None while it is not verified (or failed)."""
-    if settings.verify is None:
-        return change.time
-    verdict = change.verdict
-    return verdict.checked_at if verdict is not None and verdict.verified else None
+    """When the version ``change`` deployed started to soak: its verified verdict or, where nobody verifies, promo's
+    record of deploying it; None while there is no such record promo can trust (not verified yet, failed, put there
+    by hand)."""
+    verdict = change.trusted_verdict
+    if verdict is None:
+        return None
+    if verdict.outcome == VERIFIED or (settings.verify is None and verdict.outcome == DEPLOYED):
+        return verdict.checked_at
+    return None
 
 
 def soaked_seconds(since: datetime, now: datetime) -> int:

@@ -4,9 +4,11 @@ Definitions (each figure also says in one line how it was computed, and "n/a (no
 compute it from):
 
 - a *deployment* is a prod change that put a version there which was not there before, except a rollback (which
-  undoes one): releases, promotions and hand edits count;
+  undoes one): releases, promotions and hand edits count (a commit worded as promo's whose tree did something else is
+  a hand edit: ``promo.gitops.attribution``);
 - a deployment *failed* when its verification failed or a later rollback in prod replaced its version
-  (``Rollback-Of``);
+  (``Rollback-Of``); only verdicts promo can trust count (``Change.outcome``: an untrusted one is neither failed nor
+  verified);
 - an *incident* starts when a failed deployment (or any prod change whose verification failed) goes live while prod
   was healthy, and is *restored* when a later prod change is verified: the verdict's time ends it. Failures before the
   restoration belong to the same incident.
@@ -29,6 +31,7 @@ from promo.config import PromoConfig
 from promo.errors import NotFound
 from promo.gitops.mirror import Mirror
 from promo.gitops.history import Change, app_history, candidate_of
+from promo.gitops.verdicts import FAILED, VERIFIED
 from promo.release.versions import sha_of
 
 NO_DATA = "n/a (no data)"
@@ -184,7 +187,7 @@ def compute_metrics(
 
 def _failed_deployments(in_prod: Sequence[Change]) -> set[str]:
     """The commits of prod changes whose verification failed or whose version a later rollback replaced."""
-    failed = {change.commit for change in in_prod if change.outcome == "failed"}
+    failed = {change.commit for change in in_prod if change.outcome == FAILED}
     for index, rollback in enumerate(in_prod):
         if rollback.kind != "rollback":
             continue
@@ -204,7 +207,7 @@ def _restore_times(
     for change in in_prod:
         if change.commit in failed:
             opened_at = opened_at or change.time
-        elif opened_at is not None and change.verdict is not None and change.verdict.verified:
+        elif opened_at is not None and change.outcome == VERIFIED and change.verdict is not None:
             if start <= opened_at <= until:
                 restores.append((change.verdict.checked_at - opened_at).total_seconds())
             opened_at = None

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from promo.cli.main import app
 from promo.gitops.mirror import Mirror
 from promo.gitops.repo import GitOpsRepo, Trailers
-from promo.gitops.history import Change, app_history, read_history, table_row
-from promo.gitops.verdicts import FAILED, VERIFIED
-from tests.fixtures.gitrepos import ROOT, GitRemote
+from promo.gitops.history import UNTRUSTED, Change, Move, app_history, read_history, table_row
+from promo.gitops.verdicts import FAILED, VERIFIED, Verdict, record_verdict
+from tests.fixtures.gitrepos import INITIAL_VERSIONS, ROOT, GitRemote, application
 from tests.fixtures.history_script import (
     CLUSTERS,
     INITIAL_TIME,
@@ -146,7 +148,8 @@ def test_a_hand_edit_is_shown_without_an_approver(scripted: Scripted) -> None:
     assert "Approved-By: mallory" in STEPS[7].message
     assert (edit.kind, edit.approver, edit.flow_run, edit.verdict) == ("manual", None, None, None)
     assert (edit.previous, edit.version) == (scripted.version("rc:A1"), scripted.version("rc:A2"))
-    assert table_row(edit)[6] == "unknown (manual edit)"
+    assert table_row(edit)[6] == "unknown (manual edit; says Approved-By: mallory, not believed)"
+    assert (edit.claimed_approver, edit.manual_reason) == ("mallory", None)  # not worded as promo's: no reason
 
 
 def test_clusters_of_one_environment_moving_differently(scripted: Scripted) -> None:
@@ -187,10 +190,14 @@ def test_history_json(scripted: Scripted) -> None:
         "image": None,
         "promoted_from": "stage",
         "rollback_of": None,
+        "claimed_approver": None,
+        "manual_reason": None,
         "verdict": {
             "outcome": "failed",
+            "recorded_outcome": "failed",
             "reason": "cluster eu: health Degraded",
             "checked_at": "2026-11-07T09:15:00+00:00",
+            "untrusted_reason": None,
         },
         "subject": "release(hello): prod -> 0.1.1",
     }
@@ -204,3 +211,165 @@ def test_history_prints_a_table_without_importing_prefect(scripted: Scripted) ->
     assert lines[0].split()[:4] == ["time", "(UTC)", "env", "clusters"]
     assert len(lines) == 1 + len(STEPS)
     assert lines[1].split()[:5] == ["2026-11-26", "09:00", "prod", "eu", "manual"]
+
+
+# A commit worded as promo's is promo's only when its tree did what it says (real remotes; the forger writes by hand).
+
+PROMOTED = "0.1.2-rc.abc1234"  # what the forged commits claim to promote into test (from dev)
+TEST, PROD = manifest("test", "preprod"), f"{ROOT}/prod/prod/hello.yaml"
+WAS = INITIAL_VERSIONS[("test", "preprod")]
+ALL_CLUSTERS = {env: [cluster] for (env, cluster) in INITIAL_VERSIONS}
+
+
+def forged_trailers(**changed: str) -> dict[str, str]:
+    trailers = {
+        "Promoted-From": "dev",
+        "Chart-Version": PROMOTED,
+        "Chart-Digest": chart_digest(1),
+        "Flow-Run": "promote-test/forged",
+        "Approved-By": "mallory",
+    }
+    return {**trailers, **changed}
+
+
+def history_of(remote: GitRemote, cache_dir: Path, env: str | None = None) -> list[Change]:
+    mirror = Mirror.open(remote.url, cache_dir / "reader")
+    mirror.fetch()
+    return read_history(mirror, "main", "hello", ALL_CLUSTERS, root=ROOT, env=env)
+
+
+@pytest.mark.parametrize(
+    ("files", "message", "reason"),
+    [
+        pytest.param(  # the tree sets another version than the trailers and the body say
+            {TEST: application("hello", "test", "0.1.3-rc.fff0000")},
+            promo_message("promote", "test", "dev", PROMOTED, {TEST: WAS}, forged_trailers()),
+            f"it set {TEST} to 0.1.3-rc.fff0000, not to its Chart-Version {PROMOTED}",
+            id="other-version",
+        ),
+        pytest.param(  # the subject names test; the tree moves prod too
+            {TEST: application("hello", "test", PROMOTED), PROD: application("hello", "prod", PROMOTED)},
+            promo_message("promote", "test", "dev", PROMOTED, {TEST: WAS}, forged_trailers()),
+            f"it changed {PROD}, outside test",
+            id="other-environment",
+        ),
+        pytest.param(  # the version and something else: the image it runs
+            {TEST: application("hello", "test", PROMOTED).replace('tag: "abc1234"', 'tag: "evil"')},
+            promo_message("promote", "test", "dev", PROMOTED, {TEST: WAS}, forged_trailers()),
+            f"it changed more than the targetRevision of {TEST}",
+            id="other-field",
+        ),
+        pytest.param(
+            {TEST: application("hello", "test", PROMOTED)},
+            promo_message("promote", "test", "dev", PROMOTED, {TEST: WAS}, forged_trailers(**{"Promoted-From": "qa"})),
+            "its subject promotes from dev but its Promoted-From trailer says qa",
+            id="other-source",
+        ),
+        pytest.param(
+            {TEST: application("hello", "test", PROMOTED)},
+            promo_message("promote", "test", "dev", PROMOTED, {TEST: WAS}, forged_trailers(**{"Chart-Version": "9"})),
+            f"its subject says {PROMOTED} but its Chart-Version trailer says 9",
+            id="subject-and-trailer-disagree",
+        ),
+        pytest.param(  # the body says it moved from another version than the tree held
+            {TEST: application("hello", "test", PROMOTED)},
+            promo_message("promote", "test", "dev", PROMOTED, {TEST: "0.0.1-rc.1111111"}, forged_trailers()),
+            "the manifest moves its message lists are not the ones its tree made",
+            id="body-lies",
+        ),
+    ],
+)
+def test_a_commit_worded_as_promos_whose_tree_did_otherwise_is_a_manual_edit(
+    gitops_remote: GitRemote, cache_dir: Path, files: dict[str, str], message: str, reason: str
+) -> None:
+    """Anyone who can push can write promo's subject and an Approved-By: what the tree did decides, and a commit that
+    did anything promo's write would not is a hand edit, whose approver, flow run and chart are not believed."""
+    forged = gitops_remote.commit(files, message)
+
+    change = history_of(gitops_remote, cache_dir)[0]
+    assert change.commit == forged and change.subject == f"promote(hello): dev -> test {PROMOTED}"
+    assert (change.kind, change.approver, change.flow_run, change.chart_digest, change.promoted_from) == (
+        "manual",
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (change.claimed_approver, change.manual_reason) == ("mallory", reason)
+    row = table_row(change)
+    assert (row[3], row[6]) == ("manual", "unknown (manual edit; says Approved-By: mallory, not believed)")
+    assert row[-1] == f"not promo's: {reason}"
+    printed = change.as_json()
+    assert (printed["kind"], printed["approver"], printed["claimed_approver"], printed["manual_reason"]) == (
+        "manual",
+        None,
+        "mallory",
+        reason,
+    )
+    assert history_of(gitops_remote, cache_dir / "one", "test")[0] == change  # one environment: judged on all it did
+
+
+def test_a_faithful_copy_of_promos_write_is_counted_as_promos(gitops_remote: GitRemote, cache_dir: Path) -> None:
+    """The check needs no secret: a commit whose tree did exactly what its message says claims nothing false."""
+    copied = gitops_remote.commit(
+        {TEST: application("hello", "test", PROMOTED)},
+        promo_message("promote", "test", "dev", PROMOTED, {TEST: WAS}, forged_trailers(**{"Approved-By": "carol"})),
+    )
+    change = history_of(gitops_remote, cache_dir)[0]
+    assert (change.commit, change.kind, change.approver, change.manual_reason) == (copied, "promote", "carol", None)
+
+
+def test_a_rollback_whose_rollback_of_is_not_what_ran_is_a_manual_edit(gitops_remote: GitRemote, cache_dir: Path):
+    back = "0.1.0-rc.0a1b2c3"
+    trailers = {"Chart-Version": back, "Approved-By": "mallory", "Rollback-Of": "0.9.9"}
+    gitops_remote.commit(
+        {TEST: application("hello", "test", back)}, promo_message("rollback", "test", None, back, {TEST: WAS}, trailers)
+    )
+    change = history_of(gitops_remote, cache_dir)[0]
+    assert (change.kind, change.rollback_of) == ("manual", None)
+    assert change.manual_reason == f"its Rollback-Of trailer says 0.9.9 but {TEST} ran {WAS} before it"
+
+
+# A verdict is believed only when promo can prove it wrote it and it is about what its commit deployed there.
+
+
+def test_a_verdict_about_another_version_than_its_commit_deployed_is_shown_untrusted(
+    gitops_remote: GitRemote, cache_dir: Path
+) -> None:
+    written = GitOpsRepo(gitops_remote.url, "main", cache_dir / "writer").set_version(
+        "hello",
+        "test",
+        ["preprod"],
+        PROMOTED,
+        expected={"preprod": WAS},
+        subject=f"promote(hello): dev -> test {PROMOTED}",
+        trailers=Trailers(promoted_from="dev", chart_version=PROMOTED, approved_by="carol"),
+    )
+    assert written.commit is not None
+    checked_at = datetime.now(timezone.utc).replace(microsecond=0)  # a record is no older than its commit
+    claim = Verdict("hello", "test", "0.1.3-rc.fff0000", written.commit, True, "synced and healthy", checked_at)
+    record_verdict(Mirror.open(gitops_remote.url, cache_dir / "recorder"), claim)
+
+    change = history_of(gitops_remote, cache_dir)[0]
+    reason = f"it says 0.1.3-rc.fff0000, but this commit deployed {PROMOTED} to test"
+    assert (change.kind, change.approver) == ("promote", "carol")  # promo's commit; only the verdict is doubted
+    assert (change.outcome, change.verdict_doubt, change.trusted_verdict) == (UNTRUSTED, reason, None)
+    assert table_row(change)[8] == f"untrusted: {reason}"
+    assert change.as_json()["verdict"] == {
+        "outcome": "untrusted",
+        "recorded_outcome": "verified",
+        "reason": "synced and healthy",
+        "checked_at": checked_at.isoformat(),
+        "untrusted_reason": reason,
+    }
+
+
+def test_a_verdict_promo_cannot_prove_it_wrote_is_shown_untrusted_with_why() -> None:
+    when = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    forged = Verdict(
+        "hello", "test", PROMOTED, "c0ffee", True, "healthy", when, trusted=False, untrusted_reason="no valid signature"
+    )
+    change = Change("c0ffee", when, "test", "promote", (Move("preprod", WAS, PROMOTED),), "s", verdict=forged)
+    assert (change.outcome, change.trusted_verdict) == (UNTRUSTED, None)
+    assert table_row(change)[8] == "untrusted: no valid signature"
+    assert change.as_json()["verdict"]["untrusted_reason"] == "no valid signature"

@@ -17,6 +17,7 @@ So the deployments are 3, 9, 14, 19 and 20; 9 failed its verification and 14 was
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -178,3 +179,34 @@ def test_failures_in_a_row_are_one_incident_and_untraced_versions_are_said_so() 
     )
     assert figures.time_to_restore.value == 3 * 3600 + 30 * 60
     assert figures.time_to_restore.how.endswith("median over 1 incident started in the window (1 not restored yet)")
+
+
+def test_only_promos_records_and_commits_count() -> None:
+    """A forged failed verdict is no failure and a forged verified one restores nothing; a commit worded as a
+    rollback that is not promo's is a hand edit (history marks it ``manual``): a deployment, not a failure of the
+    one before it."""
+    day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+
+    def forged(change: Change) -> Change:
+        assert change.verdict is not None
+        untrusted = dataclasses.replace(change.verdict, trusted=False, untrusted_reason="no valid signature")
+        return dataclasses.replace(change, verdict=untrusted)
+
+    oldest_first = [
+        a_change(day, "prod", "release", "", "1.0.0", True),
+        forged(a_change(day + timedelta(hours=1), "prod", "release", "1.0.0", "1.0.1", False)),
+        a_change(day + timedelta(hours=2), "prod", "release", "1.0.1", "1.0.2", False),
+        forged(a_change(day + timedelta(hours=3), "prod", "release", "1.0.2", "1.0.3", True)),
+        a_change(day + timedelta(hours=5), "prod", "manual", "1.0.3", "1.0.0", True),  # "rollback(...)" by hand
+    ]
+    figures = compute_metrics(
+        list(reversed(oldest_first)),
+        prod="prod",
+        source="stage",
+        since=timedelta(days=2),
+        until=day + timedelta(days=1),
+        commit_time=lambda rc: None,
+    )
+    assert figures.deployments == 5
+    assert figures.change_failure_rate.value == 1 / 5  # only 1.0.2's own, trusted failure
+    assert figures.time_to_restore.value == 3 * 3600 + 30 * 60  # 1.0.2 at 02:00 -> the hand edit verified at 05:30

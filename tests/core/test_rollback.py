@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,6 +78,62 @@ def test_nothing_else_verified_is_one_clear_line():
     )
     with pytest.raises(InputError, match="nothing to roll back to"):
         rollback_target(HISTORY[:2], "0.1.0-rc.ddddddd", env="test", to="0.1.0-rc.ccccccc")
+
+
+def test_a_version_whose_newest_deployment_failed_is_never_returned_to_even_if_an_older_one_was_verified():
+    """rc.b was verified, then deployed again and failed: whatever broke it then may break it again."""
+    b_again = "0.1.0-rc.bbbbbbb", "0.1.0-rc.aaaaaaa", "failed"
+    history = [change("0.1.0-rc.ccccccc", "0.1.0-rc.bbbbbbb", "failed"), change(*b_again), *HISTORY[2:]]
+    left_out = "0.1.0-rc.bbbbbbb is left out: it failed verification the last time it was checked there"
+
+    plan = rollback_target(history, "0.1.0-rc.ccccccc", env="test")
+    assert plan.version == "0.1.0-rc.aaaaaaa"
+    with pytest.raises(InputError) as refused:
+        rollback_target(history, "0.1.0-rc.ccccccc", env="test", to="0.1.0-rc.bbbbbbb")
+    assert str(refused.value) == (
+        "0.1.0-rc.bbbbbbb failed verification in test the last time it was checked there "
+        "(commit c-0.1.0-rc.b: 0.1.0-rc.bbbbbbb was failed); "
+        f"roll back to one of: 0.1.0-rc.aaaaaaa ({left_out})"
+    )
+    with pytest.raises(NotFound) as nothing:
+        rollback_target(history[:3], "0.1.0-rc.ccccccc", env="test")
+    assert str(nothing.value) == (
+        f"no version other than 0.1.0-rc.ccccccc was verified in test ({left_out}), so there is nothing to roll back "
+        "to; deploy a version that works into test (promote or publish it)"
+    )
+
+
+def test_a_deployment_nobody_checked_leaves_a_versions_last_verdict_standing():
+    """A hand edit of another field (the same version after it, no verdict) says nothing about the version."""
+    same = Move("preprod", "0.1.0-rc.bbbbbbb", "0.1.0-rc.bbbbbbb")
+    relabel = Change("c-relabel", WHEN, "test", "manual", (same,), "s")
+    history = [HISTORY[0], relabel, *HISTORY[1:]]
+    assert rollback_target(history, "0.1.0-rc.ddddddd", env="test").version == "0.1.0-rc.bbbbbbb"
+
+
+def untrusted(change: Change, why: str = "no valid signature") -> Change:
+    assert change.verdict is not None
+    return dataclasses.replace(change, verdict=dataclasses.replace(change.verdict, trusted=False, untrusted_reason=why))
+
+
+def test_a_verdict_promo_cannot_trust_counts_for_nothing():
+    """A forged verified record is no place to return to; a forged failed one is no reason and excludes nothing."""
+    forged_verified = [HISTORY[0], HISTORY[1], untrusted(HISTORY[2]), HISTORY[3]]
+    assert rollback_target(forged_verified, "0.1.0-rc.ddddddd", env="test").version == "0.1.0-rc.aaaaaaa"
+    with pytest.raises(InputError, match="0.1.0-rc.bbbbbbb was never verified in test"):
+        rollback_target(forged_verified, "0.1.0-rc.ddddddd", env="test", to="0.1.0-rc.bbbbbbb")
+
+    about_another_version = dataclasses.replace(
+        HISTORY[2], verdict=dataclasses.replace(HISTORY[2].verdict, version="0.1.0-rc.aaaaaaa")
+    )
+    assert about_another_version.trusted_verdict is None
+    only = [HISTORY[0], about_another_version]
+    with pytest.raises(NotFound, match="no version other than 0.1.0-rc.ddddddd was verified in test, so"):
+        rollback_target(only, "0.1.0-rc.ddddddd", env="test")
+
+    forged_failure = [untrusted(HISTORY[0]), *HISTORY[1:]]
+    plan = rollback_target(forged_failure, "0.1.0-rc.ddddddd", env="test")
+    assert (plan.version, plan.reason) == ("0.1.0-rc.bbbbbbb", None)
 
 
 def test_the_rollback_of_trailer_is_one_line_like_the_others():

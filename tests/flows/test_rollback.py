@@ -247,3 +247,30 @@ def test_publish_dev_into_an_environment_with_on_failure_rollback_rolls_back_the
     assert f"dev was rolled back to {good.version} (on_failure: rollback)" in str(failed.value)
     assert target_revision(sandbox, "dev") == good.version
     assert rollback_commits(sandbox) == [f"rollback(hello): dev -> {good.version}"]
+
+
+def test_a_version_whose_last_deployment_failed_is_no_place_to_roll_back_to(sandbox, monkeypatch, capsys):
+    """first was verified in dev, then broke when a rollback put it back: though its first deployment was verified,
+    a rollback to it is refused, in one line that names why and what is left to choose."""
+    first = publish(sandbox)
+    second = publish(sandbox)
+    config = str(sandbox.config_path)
+    degrade_version(sandbox.directory, first.version)
+    code, _, err = run_promo(monkeypatch, capsys, "rollback", "dev", "--to", first.version, "--yes", "-c", config)
+    assert code == VerificationFailed.exit_code, err
+    failed_rollback = app_history(load_config(config), "dev")[0]
+    assert (failed_rollback.kind, failed_rollback.outcome) == ("rollback", "failed")
+    assert failed_rollback.version == first.version
+    third = publish(sandbox)
+    before = gitops_head(sandbox)
+
+    code, _, err = run_promo(monkeypatch, capsys, "rollback", "dev", "--to", first.version, "--yes", "-c", config)
+
+    assert code == 2
+    assert failed_rollback.verdict is not None
+    assert error_line(err) == (
+        f"promo: error: {first.version} failed verification in dev the last time it was checked there "
+        f"(commit {failed_rollback.commit[:12]}: {failed_rollback.verdict.reason}); roll back to one of: "
+        f"{second.version} ({first.version} is left out: it failed verification the last time it was checked there)"
+    )
+    assert gitops_head(sandbox) == before and target_revision(sandbox, "dev") == third.version

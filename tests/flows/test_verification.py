@@ -240,11 +240,10 @@ def settings(soak: str, verify: bool = True) -> EnvironmentSettings:
             (f"{VERSION} failed verification in test: cluster preprod: health Degraded",),
             True,
         ),
-        ([deployed(5, None)], settings("90s", verify=False), (), False),  # unverified: soaks from the commit
-        (
-            [deployed(1, None)],
+        (  # unverified: soaks from promo's deployed record, never from the commit (tests/core/test_readiness.py)
+            [deployed(5, None)],
             settings("90s", verify=False),
-            (f"{VERSION} has soaked 60 of 90 seconds in test (30 to go)",),
+            (f"{VERSION} has no record of promo deploying it to test (commit c0ffee), so it has not started to soak",),
             False,
         ),
         ([], settings("0"), (f"{VERSION} was not deployed to test by any commit of the GitOps repo",), False),
