@@ -150,12 +150,14 @@ def check_override(request: ApprovalRequest, decision: Decision) -> None:
     """Approving a version that is not ready or replaces a newer build needs a reason; rejecting it never does."""
     if not request.needs_override or not decision.approved or decision.override_reason.strip():
         return
-    causes, waits = [], []
+    causes: list[str] = []
+    waits: list[str] = []
     if request.moves_back is not None and request.moves_back.needs_reason:
         causes.append(f"{request.app} {request.version} into {request.target} {request.moves_back.line}")
         waits.append("promote a build at least as new")
     if request.not_ready:
-        causes.append(f"{request.app} {request.version} is not ready for {request.target}: {'; '.join(request.not_ready)}")
+        lacks = "; ".join(request.not_ready)
+        causes.append(f"{request.app} {request.version} is not ready for {request.target}: {lacks}")
         waits.append("wait until it is")
     raise InputError(
         "; ".join(causes), f"{', or '.join(waits)}, or approve anyway with an override reason (--override-reason TEXT)"

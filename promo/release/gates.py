@@ -4,7 +4,8 @@
 to import). The gate itself (flows/gate.py) opens the form and checks the answer inside the run; this side only
 finds waiting gates and hands the server a decision. The server validates the answer against the form's JSON schema
 (the decision is required, the approver must hold a name and be on the allow-list, an override reason where the
-version is not ready or replaces a newer build), and the run checks it again after resuming, so nothing here can pass a gate on its own.
+version is not ready or replaces a newer build), and the run checks it again after resuming, so nothing here can
+pass a gate on its own.
 """
 
 from __future__ import annotations
