@@ -53,8 +53,9 @@ class MoveBack:
 
 def moving_back(mirror: Mirror, running: Iterable[str], incoming: str) -> MoveBack | None:
     """How ``incoming`` goes back from what the target's clusters run (``running``, "" for nothing), or None when it
-    does not. Of several clusters' versions, a known move back is named before one that cannot be ordered, the
-    newest version first. ``mirror`` is the app repository, fetched."""
+    does not. Of several clusters' versions, a known move back is named before one that cannot be ordered, and the
+    highest version before a lower one (builds of one base by name: any order, as long as it is always the same).
+    ``mirror`` is the app repository, fetched."""
     others = sorted(set(running) - {"", incoming}, key=lambda version: (version_rank(version), version), reverse=True)
     found = [move for version in others if (move := _compare(mirror, version, incoming)) is not None]
     known = [move for move in found if move.needs_reason]
