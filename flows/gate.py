@@ -62,20 +62,24 @@ class Approval(RunInput):
     decision: Literal["approve", "reject"] = pydantic.Field(description="Approve or reject this promotion")
     approver: str = pydantic.Field(pattern=r"\S", description="Your name")
     comment: str = pydantic.Field(default="", description="Why; recorded in the GitOps commit")
-    override_reason: str = pydantic.Field(default="", description="Only for a version that is not ready: why it moves")
+    override_reason: str = pydantic.Field(
+        default="", description="Only for a version that is not ready or replaces a newer build: why it moves"
+    )
 
 
 def approval_form(request: ApprovalRequest) -> type[Approval]:
     """The form for one gate; with an allow-list the approver field is a choice the server itself validates, and
-    for a version that is not ready in its source the override reason is required and must hold text."""
+    for a version that is not ready in its source or replaces a newer build the override reason is required and
+    must hold text."""
     fields: dict = {}
     if request.approvers:
         choices = Literal[request.approvers]  # type: ignore[valid-type]
         fields["approver"] = (choices, pydantic.Field(description="Who approves (one of the environment's approvers)"))
-    if request.not_ready:
+    if request.needs_override:
+        why = "Not ready" if request.not_ready else "Replaces a newer build"
         fields["override_reason"] = (
             str,
-            pydantic.Field(pattern=r"\S", description="Not ready (see above): why it moves anyway; recorded"),
+            pydantic.Field(pattern=r"\S", description=f"{why} (see above): why it moves anyway; recorded"),
         )
     form = pydantic.create_model("Approval", __base__=Approval, **fields)
     form._description = request.description()
@@ -98,15 +102,18 @@ def ask_approval(
     built_as: str | None = None,
     headline: str | None = None,
     readiness: Readiness | None = None,
+    going_back: bool = False,
 ) -> Decision:
     """Show the approver what moves (image, commits, manifest diff) and wait for the decision.
 
     ``built_as`` is the chart version the commits are counted from when it differs from ``version`` (a release
     is shown with the commits of its RC); ``headline`` heads the page when this is no plain promotion (a rollback).
     ``readiness`` is what the version still lacks in ``source``: shown first, and approving then needs an override
-    reason."""
+    reason. So does a version that replaces a newer build in ``target`` (said in the page's first line), unless
+    ``going_back``: a rollback, which goes back on purpose and says so in its headline."""
     readiness = readiness or Readiness()
-    change = describe_change(config, target, built_as or version, chart_digest)
+    replaces = () if going_back else tuple(plan.current.values())
+    change = describe_change(config, target, version, chart_digest, built_as=built_as, replaces=replaces)
     request = ApprovalRequest(
         app=config.app,
         version=version,
@@ -122,6 +129,7 @@ def ask_approval(
         headline=headline,
         not_ready=readiness.missing,
         failed_verification=readiness.failed,
+        moves_back=change.moves_back,
     )
     return wait_for_approval(request, config.gate)
 
@@ -172,7 +180,7 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
 
 def _with_override_only_if_needed(request: ApprovalRequest, decision: Decision) -> Decision:
     """An override reason is recorded only when something was overridden."""
-    return decision if request.not_ready else dataclasses.replace(decision, override_reason="")
+    return decision if request.needs_override else dataclasses.replace(decision, override_reason="")
 
 
 def _pause_key(request: ApprovalRequest, attempt: int) -> str:

@@ -65,6 +65,7 @@ def rollback(env: str, to: str | None = None, config_path: str | None = None, ap
         version=chosen.version,
         chart_digest=digest,
         headline=headline(config, chosen),
+        going_back=True,
     )
     return write_rollback(config, chosen, shown, digest, approved_by=decision.approver, comment=decision.comment)
 

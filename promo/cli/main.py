@@ -45,7 +45,10 @@ OverrideOption = Annotated[
     Optional[str],
     typer.Option(
         "--override-reason",
-        help="why the version moves although it is not verified or soaked in its source (recorded in the commit)",
+        help=(
+            "why the version moves although it is not verified or soaked in its source, or replaces a newer build "
+            "in the target (recorded in the commit)"
+        ),
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from promo.errors import ApprovalRejected, InputError
+
+if TYPE_CHECKING:  # `promo approve` imports this module: it need not load git to answer a gate
+    from promo.release.moving_back import MoveBack
 
 
 @dataclass(frozen=True)
@@ -25,15 +29,22 @@ class ApprovalRequest:
     headline: str | None = None  # what the page says this is, when it is no plain promotion (a rollback and why)
     not_ready: tuple[str, ...] = ()  # what the version lacks in the source (promo.release.readiness): approving needs a reason
     failed_verification: bool = False  # it failed verification in the source: overriding that is an emergency
+    moves_back: MoveBack | None = None  # it replaces a newer build in the target (promo.release.moving_back)
 
     @property
     def title(self) -> str:
         return f"{self.app} {self.version}: {self.source} -> {self.target}"
 
     @property
+    def needs_override(self) -> bool:
+        """Approving needs a reason: the version is not ready in its source, or it replaces a newer build."""
+        return bool(self.not_ready) or (self.moves_back is not None and self.moves_back.needs_reason)
+
+    @property
     def summary(self) -> str:
-        """One line: what moves where, and what it replaces there."""
-        return f"{self.title} (now running in {self.target}: {self.running or 'nothing yet'})"
+        """One line: what moves where, and what it replaces there (first, when that is a newer build)."""
+        line = f"{self.title} (now running in {self.target}: {self.running or 'nothing yet'})"
+        return f"{self.moves_back.line}: {line}" if self.moves_back else line
 
     def description(self) -> str:
         """The markdown shown above the approval form in the Prefect UI, and on the run's page while it waits.
@@ -44,6 +55,7 @@ class ApprovalRequest:
         who = ", ".join(self.approvers) if self.approvers else "anyone"
         promotion = f"Promote **{self.app}** `{self.version}` from **{self.source}** to **{self.target}**"
         lines = [
+            *self._moves_back_section(),
             f"**{self.headline or promotion}**",
             "",
             *self._not_ready_section(),
@@ -69,6 +81,15 @@ class ApprovalRequest:
         if self.commits:
             lines += ["", f"### Commits since `{self.running}`" if self.running else "### Commits", "", *self.commits]
         return "\n".join(lines)
+
+    def _moves_back_section(self) -> list[str]:
+        """The page's very first line: replacing a newer build is easy to miss in a version string."""
+        if self.moves_back is None:
+            return []
+        lines = [f"**⚠️ {self.moves_back.line}**", ""]
+        if self.moves_back.needs_reason and not self.not_ready:  # else the not-ready section says it
+            lines += ["Approving needs an **override reason**; it is recorded in the GitOps commit.", ""]
+        return lines
 
     def _not_ready_section(self) -> list[str]:
         """First on the page, so nobody approves without reading it."""
@@ -111,7 +132,7 @@ class Decision:
     approver: str
     comment: str = ""
     via: str = field(default="gate", compare=False)
-    override_reason: str = ""  # why the approver moved a version that was not ready (see ApprovalRequest.not_ready)
+    override_reason: str = ""  # why a version moved that was not ready or replaced a newer build (needs_override)
 
 
 def check_approver(request: ApprovalRequest, approver: str) -> None:
@@ -126,12 +147,21 @@ def check_approver(request: ApprovalRequest, approver: str) -> None:
 
 
 def check_override(request: ApprovalRequest, decision: Decision) -> None:
-    """Approving a version that is not ready needs a reason; rejecting it never does."""
-    if request.not_ready and decision.approved and not decision.override_reason.strip():
-        raise InputError(
-            f"{request.app} {request.version} is not ready for {request.target}: {'; '.join(request.not_ready)}",
-            "wait until it is, or approve anyway with an override reason (--override-reason TEXT)",
-        )
+    """Approving a version that is not ready or replaces a newer build needs a reason; rejecting it never does."""
+    if not request.needs_override or not decision.approved or decision.override_reason.strip():
+        return
+    causes: list[str] = []
+    waits: list[str] = []
+    if request.moves_back is not None and request.moves_back.needs_reason:
+        causes.append(f"{request.app} {request.version} into {request.target} {request.moves_back.line}")
+        waits.append("promote a build at least as new")
+    if request.not_ready:
+        lacks = "; ".join(request.not_ready)
+        causes.append(f"{request.app} {request.version} is not ready for {request.target}: {lacks}")
+        waits.append("wait until it is")
+    raise InputError(
+        "; ".join(causes), f"{', or '.join(waits)}, or approve anyway with an override reason (--override-reason TEXT)"
+    )
 
 
 def enforce(request: ApprovalRequest, decision: Decision) -> Decision:

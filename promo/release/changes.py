@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from promo.errors import NotFound
 from promo.gitops.mirror import LogEntry, Mirror
 from promo.release.versions import is_release_candidate, parse_version, sha_of
+
+if TYPE_CHECKING:  # moving_back reads versions' commits with version_commit, from here
+    from promo.release.moving_back import MoveBack
 
 MAX_COMMITS_SHOWN = 30
 
@@ -16,6 +20,7 @@ class ChangeDescription:
     image: str | None
     commits: tuple[LogEntry, ...]
     since: str | None
+    moves_back: MoveBack | None = None  # it replaces a newer build in the target
 
     def commit_lines(self) -> list[str]:
         lines = [f"- `{entry.sha[:7]}` {entry.subject} ({entry.author})" for entry in self.commits[:MAX_COMMITS_SHOWN]]

@@ -4,7 +4,8 @@
 to import). The gate itself (flows/gate.py) opens the form and checks the answer inside the run; this side only
 finds waiting gates and hands the server a decision. The server validates the answer against the form's JSON schema
 (the decision is required, the approver must hold a name and be on the allow-list, an override reason where the
-version is not ready), and the run checks it again after resuming, so nothing here can pass a gate on its own.
+version is not ready or replaces a newer build), and the run checks it again after resuming, so nothing here can
+pass a gate on its own.
 """
 
 from __future__ import annotations
@@ -162,10 +163,7 @@ def decide(gate: WaitingGate, decision: Decision, *, api: PrefectApi | None = No
     if status == "REJECT" and (result.get("state") or {}).get("type") == "FAILED":
         raise ApprovalRejected(f"the gate of flow run {gate.flow_run_id} timed out", "start the promotion again")
     if status == "REJECT":
-        raise InputError(
-            f"the gate refused this answer: {reason.removeprefix('Reason: ')}",
-            "check the approver name (and give --override-reason when the version is not ready) and try again",
-        )
+        raise _refused(gate, reason.removeprefix("Reason: "))
     raise TransientError(
         f"the Prefect server did not resume flow run {gate.flow_run_id} ({status}: {reason})", "try again"
     )
@@ -179,6 +177,18 @@ def approval_answer(decision: Decision) -> dict[str, str]:
         "comment": decision.comment,
         "override_reason": decision.override_reason,
     }
+
+
+def _refused(gate: WaitingGate, reason: str) -> InputError:
+    """The server names the field it refused (``Validation failed for field 'override_reason'``); only a gate whose
+    form requires an override reason (the version is not ready, or replaces a newer build) is told to give one."""
+    if "'override_reason'" in reason:
+        return InputError(
+            f"the gate refused this answer: {gate.app} {gate.version} into {gate.env} needs an override reason "
+            "(it is not ready, or replaces a newer build: its page says which)",
+            "give --override-reason TEXT and try again",
+        )
+    return InputError(f"the gate refused this answer: {reason}", "check the approver name and try again")
 
 
 def _check_still_waiting(gate: WaitingGate, run: Mapping[str, Any]) -> None:

@@ -69,6 +69,27 @@ def test_the_servers_refusal_inside_http_200_is_an_error(httpserver, api):
         decide(gate(), Decision(approved=True, approver="mallory"), api=api)
 
 
+def test_only_a_refused_override_reason_is_answered_with_the_hint_to_give_one(httpserver, api):
+    """The server names the field it refused; the hint fits that field, never both at once."""
+    reasons = iter([
+        "Reason: Validation failed for field 'override_reason'. Failure reason: '' does not match '\\\\S'",
+        "Reason: Validation failed for field 'approver'. Failure reason: '' does not match '\\\\S'",
+    ])  # fmt: skip
+    httpserver.expect_request(f"/api/flow_runs/{RUN_ID}", method="GET").respond_with_json(paused_run())
+    httpserver.expect_request(f"/api/flow_runs/{RUN_ID}/resume", method="POST").respond_with_handler(
+        lambda _request: Response(json.dumps({"status": "REJECT", "details": {"reason": next(reasons)}}))
+    )
+    with pytest.raises(InputError) as needs_reason:
+        decide(gate(), Decision(approved=True, approver="carol"), api=api)
+    assert str(needs_reason.value) == (
+        "the gate refused this answer: hello 1.0.0 into test needs an override reason (it is not ready, or replaces "
+        "a newer build: its page says which); give --override-reason TEXT and try again"
+    )
+    with pytest.raises(InputError) as no_name:
+        decide(gate(), Decision(approved=True, approver=" "), api=api)
+    assert "for field 'approver'" in str(no_name.value) and "override" not in str(no_name.value)
+
+
 def test_a_timed_out_gate_is_a_rejection(httpserver, api):
     timed_out = {"status": "REJECT", "details": {"reason": "x"}, "state": {"type": "FAILED"}}
     httpserver.expect_request(f"/api/flow_runs/{RUN_ID}", method="GET").respond_with_json(paused_run())

@@ -12,17 +12,23 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.input.run_input import keyset_from_paused_state
 
-from promo.flows.gate import _pause_key, approval_form
+from promo.flows.gate import _pause_key, approval_form, approving_as
 
 from promo.release.gates import decide
 from promo.flows.promote import promote_test
 from promo.flows.publish_dev import publish_dev
 from promo.flows.release_prod import release_prod
+from promo.flows.rollback import rollback
 from promo.release.approvals import ApprovalRequest, Decision
+from promo.release.moving_back import MoveBack
+from promo.release.versions import sha_of
 from promo.errors import InputError
 from promo.gitops.repo import Trailers
 from promo.local.sandbox import Sandbox
-from tests.flows.test_release import stage_a_build
+from tests.flows.test_cli import error_line, run_promo
+from tests.flows.test_release import stage_a_build, target_revision
+from tests.flows.test_rollback import publish
+from tests.flows.test_spine import gate_description
 
 
 def git(remote: Path, *args: str) -> str:
@@ -145,3 +151,53 @@ def test_a_comment_becomes_one_capped_printable_trailer_line():
     assert rendered[1].startswith("Approval-Comment: ok Approved-By: admin Chart-Digest: sha256:evil [31m x")
     assert len(rendered[1]) == len("Approval-Comment: ") + Trailers.MAX_VALUE_LENGTH and rendered[1].endswith("…")
     assert Trailers(approved_by="carol", approval_comment=" \n ").render() == "Approved-By: carol"  # blank: left out
+
+
+def test_after_a_rollback_in_dev_promoting_its_older_build_says_so_and_needs_a_reason(
+    sandbox, background, monkeypatch, capsys
+):
+    """Issue 16: test ran the newer build, dev was rolled back to an older one of the same base, and promote-test
+    would have put that older build into test with no word at the gate."""
+    config = str(sandbox.config_path)
+    older, newer = publish(sandbox), publish(sandbox)
+    with approving_as("carol"):
+        promote_test(config_path=config)
+        rollback(env="dev", to=older.version, config_path=config)  # going back on purpose: no reason asked
+    assert (target_revision(sandbox, "test"), target_revision(sandbox, "dev")) == (newer.version, older.version)
+    old, new = sha_of(older.version), sha_of(newer.version)
+    behind = int(git(sandbox.app_remote, "rev-list", "--count", f"{old}..{new}"))
+    first = f"replaces a newer build: {old} is {behind} commit{'s' * (behind != 1)} behind {new}"
+    before = gitops_head(sandbox)
+
+    code, _, err = run_promo(monkeypatch, capsys, "promote-test", "--yes", "--config", config)
+    assert code == 2
+    assert error_line(err) == (
+        f"promo: error: hello {older.version} into test {first}; promote a build at least as new, "
+        "or approve anyway with an override reason (--override-reason TEXT)"
+    )
+    assert gitops_head(sandbox) == before
+
+    run = background(lambda: promote_test(config_path=config))
+    gate = run.gate("test")
+    assert gate_description(gate.flow_run_id).splitlines()[0] == f"**⚠️ {first}**"
+    code, _, err = run_promo(monkeypatch, capsys, "approve", "--env", "test", "--as", "carol", "--config", config)
+    assert code == 2 and "give --override-reason TEXT" in error_line(err)
+    assert is_paused(gate.flow_run_id) and gitops_head(sandbox) == before  # still waiting, nothing written
+
+    reason = "dev was rolled back: test must run what dev verified"
+    approve = ["approve", "--env", "test", "--as", "carol", "--override-reason", reason, "--config", config]
+    code, _, err = run_promo(monkeypatch, capsys, *approve)
+    assert code == 0, err
+    promotion = run.join()
+    assert target_revision(sandbox, "test") == older.version
+    message = git(sandbox.gitops_remote, "log", "-1", "--format=%B", promotion.gitops_commit)
+    assert f"Override-Reason: {reason}" in message.splitlines()
+
+
+def test_the_form_of_a_gate_that_moves_back_requires_a_reason_and_one_that_may_does_not():
+    back = MoveBack("0.2.0-rc.abc1234", "0.2.0-rc.fff0000", behind=2)
+    schema = approval_form(request(moves_back=back)).model_json_schema()
+    assert "override_reason" in schema["required"] and schema["properties"]["override_reason"]["pattern"] == r"\S"
+    assert schema["properties"]["override_reason"]["description"].startswith("Replaces a newer build (see above)")
+    unordered = MoveBack("0.2.0-rc.abc1234", "0.2.0-rc.fff0000", unknown="neither contains the other")
+    assert "override_reason" not in approval_form(request(moves_back=unordered)).model_json_schema()["required"]

@@ -4,6 +4,7 @@ that disagree, on a real sandbox and a real Prefect server."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -20,7 +21,7 @@ from promo.flows.release_prod import release_prod
 from promo.release.approvals import Decision
 from promo.clients import gitops_repo
 from promo.config import load_config
-from promo.errors import ConflictError
+from promo.errors import ConflictError, InputError
 from promo.gitops.repo import Trailers
 from promo.local.sandbox import Sandbox
 from tests.flows.test_cli import run_promo, write_config
@@ -135,7 +136,10 @@ def test_a_hotfix_passes_environments_running_main_s_higher_rcs_on_its_way_to_pr
 
     hotfix(tag="v0.1.0", config_path=staged.config)
     fix = publish_dev(branch="hotfix-0-1-1", config_path=staged.config).chart_version  # below dev's 0.2.0-rc
-    with approving_as("carol"):
+    with pytest.raises(InputError, match=re.escape(f"into test replaces a newer version: {fix} is below {main_rc}")):
+        with approving_as("carol"):  # it goes back in test: the approver says why
+            promote_test(config_path=staged.config)
+    with approving_as("carol", override_reason="hotfix 0.1.1 on its way to prod"):
         promote_test(config_path=staged.config)  # below test's 0.2.0-rc, above prod's 0.1.0
     with approving_as("alice"):
         promote_stage(config_path=staged.config)
