@@ -12,10 +12,10 @@ fetch-edit-push section; users of different caches race at the remote and the lo
 rejected push is retried for a time budget (``RetryBudget``), not a count: contention delays a write, it does not
 fail it.
 
-A mirror opened for one ``branch`` (the GitOps repository's) is lean: it follows that branch alone (plus tags and
-records), and its first fetch into an empty cache is shallow (``--depth=1``) and, where the remote allows filters,
-blob-less (``--filter=blob:none``, a partial clone): a fresh worker fetches one commit's trees, not 20,000 commits
-and 8,000 manifests. Blobs it reads later are fetched by git on demand (the cache's promisor remote ``origin``), and
+A mirror opened for one ``branch`` (the GitOps repository's) is lean: it follows that branch alone (plus tags), and
+its first fetch into an empty cache is shallow (``--depth=1``) and, where the remote allows filters, blob-less
+(``--filter=blob:none``, a partial clone): a fresh worker fetches one commit's trees, not 20,000 commits and 8,000
+manifests. Blobs it reads later are fetched by git on demand (the cache's promisor remote ``origin``), and
 every history read (``log``, ``log_paths``, ``is_ancestor``, a ``resolve`` that misses) first fetches the whole
 history, still without blobs, so shallowness never changes an answer. A remote that refuses filters (a bare repo
 without ``uploadpack.allowFilter``) gets a plain shallow fetch instead; git falls back by itself.
@@ -29,7 +29,9 @@ it is visible in the process list while they run; move to ``GIT_ASKPASS`` or ``h
 Refs that name a release or a branch are created, never moved: ``create_tag``, ``create_branch`` and ``create_record``
 push with a lease that requires the ref to be absent on the remote, so two writers cannot both win, and a re-run finds
 what the first run made. promo's own records (a local forge's pull requests) are annotated tag objects under
-``refs/promo/<kind>/<name>``: fetched and pruned like tags, but invisible to ``git tag`` and ``git branch``.
+``refs/promo/<kind>/<name>``, invisible to ``git tag`` and ``git branch``, fetched only by ``records`` and
+``create_record``, never by reads and writes of branches (``fetch_policy``). A lock file the remote keeps on a ref is
+one error, not endless rejections (``remote_lock``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ from gitdb.base import IStream
 from gitdb.db.loose import LooseObjectDB
 
 from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoError, ToolError, TransientError
+from promo.gitops import fetch_policy as fetching
+from promo.gitops.remote_lock import LockWatch
 
 DEFAULT_AUTHOR = Actor("promo", "promo@localhost")
 NETWORK_TIMEOUT_SECONDS = 300.0
@@ -71,12 +75,10 @@ DEFAULT_RETRY_SECONDS = 120.0
 # do not collide again in lock-step. Short, because the winner's push is already done when the loser learns of it.
 _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 1.0
-_TRACKING = "refs/remotes/origin"
+_TRACKING, _RECORDS, _PARTIAL_FILTER = fetching.TRACKING, fetching.RECORDS, fetching.PARTIAL_FILTER
 _STALE_LOCK = re.compile(r"Unable to create '(?P<path>[^']+\.lock)': File exists")
-_RECORDS = "refs/promo"
 _FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE, _GITLINK_MODE = 0o100644, 0o100755, 0o040000, 0o160000
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # fail fast instead of waiting for a password nobody will type
-_PARTIAL_FILTER = "blob:none"
 
 
 class _HeldLocks(threading.local):
@@ -429,8 +431,10 @@ class Mirror:
         return {ref.removeprefix(f"{_TRACKING}/"): sha for ref, sha in pairs}
 
     def records(self, kind: str) -> dict[str, Annotation]:
-        """promo's records of one ``kind`` (``refs/promo/<kind>/<name>``) as last fetched: name -> what it holds."""
-        return self._annotations(f"{_RECORDS}/{_checked_kind(kind)}")
+        """promo's records of one ``kind`` (``refs/promo/<kind>/<name>``) as the remote has them now (fetched here: no
+        other read fetches them): name -> what it holds."""
+        self._fetch_records(f"{_RECORDS}/{_checked_kind(kind)}/*")
+        return self._annotations(f"{_RECORDS}/{kind}")
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
@@ -485,7 +489,8 @@ class Mirror:
         whatever it names: a record is written once)."""
         _check_ref_name(name, "record", "hotfix-1-2-4")
         ref = f"{_RECORDS}/{_checked_kind(kind)}/{name}"
-        return self._create_ref(ref, ref, sha, lambda commit: self._tag_object(name, commit, message, tagger)) is None
+        make = lambda commit: self._tag_object(name, commit, message, tagger)  # noqa: E731
+        return self._create_ref(ref, ref, sha, make, also_fetch=fetching.one_record(ref)) is None
 
     def update_branch(
         self,
@@ -580,12 +585,22 @@ class Mirror:
                 held.discard(self._lock_path)
 
     def _fetch(self, *mode: str) -> None:
-        """Fetch the followed refs; ``mode`` replaces the options ``_fetch_mode`` picks (``_deepen`` passes its own)."""
-        heads = self.branch or "*"
-        refspecs = (f"+refs/heads/{heads}:{_TRACKING}/{heads}", "+refs/tags/*:refs/tags/*")
-        refspecs += (f"+{_RECORDS}/*:{_RECORDS}/*",)
-        options = ("--prune", "--no-tags", "--no-write-fetch-head", "--quiet", *(mode or self._fetch_mode()))
+        """Fetch the followed branch and tags, never records; ``mode`` replaces the options ``_fetch_mode`` picks
+        (``_deepen`` passes its own)."""
+        options = (*fetching.COMMON_OPTIONS, *(mode or self._fetch_mode()))
+        refspecs = fetching.branch_refspecs(self.branch)
         self._git("fetch", *options, "origin", *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
+
+    def _fetch_records(self, pattern: str) -> None:
+        """Fetch (and prune) the records matching ``pattern`` into the cache, packed (``fetch_policy``)."""
+        with self._locked():
+            empty = self.branch is not None and self._peeled(f"{_TRACKING}/{self.branch}") is None
+            shallow = empty or (self.path / "shallow").exists()  # a lean cache, not to be deepened by its records
+
+            def git(*args: str) -> str:
+                return self._git(*args, action="fetching records from", timeout=NETWORK_TIMEOUT_SECONDS)
+
+            fetching.fetch_records(git, self.path, pattern, partial=self._partial(), shallow=shallow)
 
     def _fetch_mode(self) -> tuple[str, ...]:
         partial = self._partial()
@@ -642,17 +657,18 @@ class Mirror:
         budget: RetryBudget,
         lock: WriteLock | None,
     ) -> UpdateResult:
-        attempt = 0
+        attempt, watch = 0, LockWatch(self.display_url, budget.clock)
         for attempt in budget.attempts():
             with lock() if lock else nullcontext(), self._locked():
                 self._fetch()
-                built = build(Snapshot(self, self._branch_head(branch)))
+                head = self._branch_head(branch)
+                built = build(Snapshot(self, head))
                 if built is None:
                     return UpdateResult(None, attempt, ())
                 commit, paths = built
                 # "up to date" means another writer pushed a byte-identical commit (same parent, tree, message and
                 # second): its edit landed, ours did not, so it counts as a rejection and is re-applied on top.
-                if self._push_branch(commit, branch) == "pushed":
+                if self._push_branch(commit, branch, watch=watch, head=head) == "pushed":
                     return UpdateResult(commit, attempt, paths)
         raise budget.exhausted(
             f"pushing to {branch} of {self.display_url}",
@@ -662,24 +678,34 @@ class Mirror:
         )
 
     def _create_ref(
-        self, ref: str, local_ref: str, sha: str, make: Callable[[str], str], budget: RetryBudget = RetryBudget()
+        self,
+        ref: str,
+        local_ref: str,
+        sha: str,
+        make: Callable[[str], str],
+        budget: RetryBudget = RetryBudget(),
+        also_fetch: str | None = None,
     ) -> str | None:
         """Push ``ref`` unless the remote has it, never moving it: None when created, else the commit it names.
 
         ``make`` turns the commit into the object the ref holds (the commit itself, or a tag object on it). The push
         carries a lease requiring the ref to be absent, so of two concurrent creators one is rejected, fetches, and
-        finds what the other made. ``local_ref`` is where the mirror keeps the remote's ref.
+        finds what the other made. ``local_ref`` is where the mirror keeps the remote's ref; ``also_fetch``, the
+        record pattern to fetch with the branch when ``ref`` is a record (which no plain fetch brings).
         """
-        attempt = 0
+        attempt, watch = 0, LockWatch(self.display_url, budget.clock)
         for attempt in budget.attempts():
             with self._locked():
                 self._fetch()
+                if also_fetch is not None:
+                    self._fetch_records(also_fetch)
                 existing = self._peeled(local_ref)
                 if existing is not None:
                     return existing
                 target = make(self.resolve(sha))
                 lease = f"--force-with-lease={ref}:"
-                if self._push_refspec(f"{target}:{ref}", lease, action=f"pushing {ref} to") == "pushed":
+                outcome = self._push_refspec(f"{target}:{ref}", lease, action=f"pushing {ref} to", watch=watch)
+                if outcome == "pushed":
                     self._git("update-ref", local_ref, target, action="recording the push to")
                     return None
         raise budget.exhausted(
@@ -699,21 +725,31 @@ class Mirror:
             raise ConflictError(cause, fix)
         return False
 
-    def _push_branch(self, sha: str, branch: str) -> PushOutcome:
+    def _push_branch(
+        self, sha: str, branch: str, *, watch: LockWatch | None = None, head: str | None = None
+    ) -> PushOutcome:
+        """``watch`` follows the rejections of a retried push; ``head`` is the branch's head the attempt built on."""
         check_branch_name(branch)
         with self._locked():
-            outcome = self._push_refspec(f"{sha}:refs/heads/{branch}", action=f"pushing {branch} to")
+            refspec, action = f"{sha}:refs/heads/{branch}", f"pushing {branch} to"
+            outcome = self._push_refspec(refspec, action=action, watch=watch, ref_value=head)
             if outcome != "rejected":
                 self._git("update-ref", f"{_TRACKING}/{branch}", sha, action="recording the push to")
         return outcome
 
-    def _push_refspec(self, refspec: str, *options: str, action: str) -> PushOutcome:
+    def _push_refspec(
+        self, refspec: str, *options: str, action: str, watch: LockWatch | None = None, ref_value: str | None = None
+    ) -> PushOutcome:
         """Push one refspec: "rejected" when the remote refused it because its ref moved (or, for a lease, exists),
-        "up to date" when the remote's ref already was the pushed object."""
+        "up to date" when the remote's ref already was the pushed object. ``watch`` (with ``ref_value``, what the
+        ref held when the attempt began) raises instead once the rejections are a lock the remote keeps."""
         try:
             output = self._run("push", "--porcelain", *options, self.url, refspec, timeout=NETWORK_TIMEOUT_SECONDS)
         except GitCommandError as exc:
-            if _REJECTED.search(f"{exc.stdout}\n{exc.stderr}"):
+            rejection = f"{exc.stdout}\n{exc.stderr}"
+            if _REJECTED.search(rejection):
+                if watch is not None:
+                    watch.rejected(redact_url(rejection), ref_value, action)
                 return "rejected"
             raise self._failure(action, exc) from None
         return "up to date" if any(line.startswith("=\t") for line in output.splitlines()) else "pushed"
