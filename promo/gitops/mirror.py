@@ -29,9 +29,9 @@ it is visible in the process list while they run; move to ``GIT_ASKPASS`` or ``h
 Refs that name a release or a branch are created, never moved: ``create_tag``, ``create_branch`` and ``create_record``
 push with a lease that requires the ref to be absent on the remote, so two writers cannot both win, and a re-run finds
 what the first run made. promo's own records (a local forge's pull requests) are annotated tag objects under
-``refs/promo/<kind>/<name>``, invisible to ``git tag`` and ``git branch``, fetched only by ``records`` and
-``create_record``, never by reads and writes of branches (``fetch_policy``). A lock file the remote keeps on a ref is
-one error, not endless rejections (``remote_lock``).
+``refs/promo/<kind>/<name>``, invisible to ``git tag`` and ``git branch``; they are kept apart, fetched only by
+``records`` and ``create_record`` (``record_store``), so they cost reads and writes of branches nothing. A lock file
+the remote keeps on a ref is one error, not endless rejections (``remote_lock``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ from gitdb.base import IStream
 from gitdb.db.loose import LooseObjectDB
 
 from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoError, ToolError, TransientError
-from promo.gitops import fetch_policy as fetching
+from promo.gitops.record_store import PARTIAL_FILTER as _PARTIAL_FILTER, RECORDS as _RECORDS
+from promo.gitops.record_store import Annotation, RecordStore, read_annotations
 from promo.gitops.remote_lock import LockWatch
 
 DEFAULT_AUTHOR = Actor("promo", "promo@localhost")
@@ -75,7 +76,7 @@ DEFAULT_RETRY_SECONDS = 120.0
 # do not collide again in lock-step. Short, because the winner's push is already done when the loser learns of it.
 _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 1.0
-_TRACKING, _RECORDS, _PARTIAL_FILTER = fetching.TRACKING, fetching.RECORDS, fetching.PARTIAL_FILTER
+_TRACKING = "refs/remotes/origin"
 _STALE_LOCK = re.compile(r"Unable to create '(?P<path>[^']+\.lock)': File exists")
 _FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE, _GITLINK_MODE = 0o100644, 0o100755, 0o040000, 0o160000
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # fail fast instead of waiting for a password nobody will type
@@ -134,15 +135,6 @@ class CommitRecord:
     committed_at: datetime  # the committer date, in UTC: when the change landed on the branch
     subject: str
     body: str
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """What a tag or record ref names: the commit it peels to, and the annotated tag's message (None when the ref is
-    a lightweight tag)."""
-
-    commit: str
-    message: str | None
 
 
 @dataclass(frozen=True)
@@ -414,12 +406,13 @@ class Mirror:
 
     def tags(self) -> dict[str, str]:
         """Tag name -> the commit it points at (annotated tags peeled), as last fetched."""
-        return {name: annotation.commit for name, annotation in self._annotations("refs/tags").items()}
+        tags = read_annotations(self._read_git, "refs/tags")
+        return {name: annotation.commit for name, annotation in tags.items()}
 
     def tag_message(self, name: str) -> str | None:
         """The message of annotated tag ``name``; None for a lightweight tag or no such tag."""
         check_tag_name(name)
-        annotation = self._annotations("refs/tags", name).get(name)
+        annotation = read_annotations(self._read_git, "refs/tags", name).get(name)
         return annotation.message if annotation else None
 
     def branches(self) -> dict[str, str]:
@@ -433,8 +426,9 @@ class Mirror:
     def records(self, kind: str) -> dict[str, Annotation]:
         """promo's records of one ``kind`` (``refs/promo/<kind>/<name>``) as the remote has them now (fetched here: no
         other read fetches them): name -> what it holds."""
-        self._fetch_records(f"{_RECORDS}/{_checked_kind(kind)}/*")
-        return self._annotations(f"{_RECORDS}/{kind}")
+        _checked_kind(kind)
+        with self._locked():
+            return self._records.read(kind)
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
@@ -490,7 +484,7 @@ class Mirror:
         _check_ref_name(name, "record", "hotfix-1-2-4")
         ref = f"{_RECORDS}/{_checked_kind(kind)}/{name}"
         make = lambda commit: self._tag_object(name, commit, message, tagger)  # noqa: E731
-        return self._create_ref(ref, ref, sha, make, also_fetch=fetching.one_record(ref)) is None
+        return self._create_ref(ref, ref, sha, make, record=True) is None
 
     def update_branch(
         self,
@@ -585,22 +579,22 @@ class Mirror:
                 held.discard(self._lock_path)
 
     def _fetch(self, *mode: str) -> None:
-        """Fetch the followed branch and tags, never records; ``mode`` replaces the options ``_fetch_mode`` picks
+        """Fetch the followed branches and tags (never records); ``mode`` replaces the options ``_fetch_mode`` picks
         (``_deepen`` passes its own)."""
-        options = (*fetching.COMMON_OPTIONS, *(mode or self._fetch_mode()))
-        refspecs = fetching.branch_refspecs(self.branch)
+        heads = self.branch or "*"
+        refspecs = (f"+refs/heads/{heads}:{_TRACKING}/{heads}", "+refs/tags/*:refs/tags/*")
+        options = ("--prune", "--no-tags", "--no-write-fetch-head", "--quiet", *(mode or self._fetch_mode()))
         self._git("fetch", *options, "origin", *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
 
-    def _fetch_records(self, pattern: str) -> None:
-        """Fetch (and prune) the records matching ``pattern`` into the cache, packed (``fetch_policy``)."""
-        with self._locked():
-            empty = self.branch is not None and self._peeled(f"{_TRACKING}/{self.branch}") is None
-            shallow = empty or (self.path / "shallow").exists()  # a lean cache, not to be deepened by its records
+    @property
+    def _records(self) -> RecordStore:
+        def git(*args: str) -> str:
+            return self._git(*args, action="reading promo's records from", timeout=NETWORK_TIMEOUT_SECONDS)
 
-            def git(*args: str) -> str:
-                return self._git(*args, action="fetching records from", timeout=NETWORK_TIMEOUT_SECONDS)
+        return RecordStore(self.path, git)
 
-            fetching.fetch_records(git, self.path, pattern, partial=self._partial(), shallow=shallow)
+    def _read_git(self, *args: str) -> str:
+        return self._git(*args, action="reading the refs of")
 
     def _fetch_mode(self) -> tuple[str, ...]:
         partial = self._partial()
@@ -684,29 +678,30 @@ class Mirror:
         sha: str,
         make: Callable[[str], str],
         budget: RetryBudget = RetryBudget(),
-        also_fetch: str | None = None,
+        record: bool = False,
     ) -> str | None:
         """Push ``ref`` unless the remote has it, never moving it: None when created, else the commit it names.
 
         ``make`` turns the commit into the object the ref holds (the commit itself, or a tag object on it). The push
         carries a lease requiring the ref to be absent, so of two concurrent creators one is rejected, fetches, and
-        finds what the other made. ``local_ref`` is where the mirror keeps the remote's ref; ``also_fetch``, the
-        record pattern to fetch with the branch when ``ref`` is a record (which no plain fetch brings).
+        finds what the other made. ``local_ref`` is where the mirror keeps the remote's ref; a ``record`` is kept in
+        the record store instead, and looked up there.
         """
         attempt, watch = 0, LockWatch(self.display_url, budget.clock)
         for attempt in budget.attempts():
             with self._locked():
                 self._fetch()
-                if also_fetch is not None:
-                    self._fetch_records(also_fetch)
-                existing = self._peeled(local_ref)
+                existing = self._records.existing(ref) if record else self._peeled(local_ref)
                 if existing is not None:
                     return existing
                 target = make(self.resolve(sha))
                 lease = f"--force-with-lease={ref}:"
                 outcome = self._push_refspec(f"{target}:{ref}", lease, action=f"pushing {ref} to", watch=watch)
                 if outcome == "pushed":
-                    self._git("update-ref", local_ref, target, action="recording the push to")
+                    if record:
+                        self._records.existing(ref)  # fetched into the store, which never reads the cache's objects
+                    else:
+                        self._git("update-ref", local_ref, target, action="recording the push to")
                     return None
         raise budget.exhausted(
             f"creating {ref} in {self.display_url}",
@@ -760,26 +755,6 @@ class Mirror:
             return self._repo.commit(ref).hexsha
         except (BadName, BadObject, ValueError):
             return None
-
-    def _annotations(self, namespace: str, name: str | None = None) -> dict[str, Annotation]:
-        """The refs under ``namespace`` (or only ``name`` there) naming commits, read in one ``for-each-ref``."""
-        fields = ("refname", "objecttype", "objectname", "*objecttype", "*objectname", "contents")
-        output = self._git(
-            "for-each-ref",
-            "--format=" + "%1f".join(f"%({field})" for field in fields) + "%1e",
-            f"{namespace}/{name}" if name else f"{namespace}/",
-            action="reading the refs of",
-        )
-        annotations = {}
-        for record in output.split("\x1e"):
-            if not record.strip("\n"):
-                continue
-            ref, kind, sha, peeled_kind, peeled_sha, contents = record.lstrip("\n").split("\x1f", 5)
-            if kind == "commit":
-                annotations[ref.removeprefix(f"{namespace}/")] = Annotation(sha, None)
-            elif kind == "tag" and peeled_kind == "commit":
-                annotations[ref.removeprefix(f"{namespace}/")] = Annotation(peeled_sha, contents.rstrip("\n"))
-        return {key: value for key, value in annotations.items() if name is None or key == name}
 
     def _tag_object(self, name: str, commit: str, message: str, tagger: Actor) -> str:
         """Store an annotated tag object on ``commit`` (as ``git tag -a`` writes it) and return its SHA."""

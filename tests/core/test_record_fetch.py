@@ -1,12 +1,12 @@
 """Verdict records are fetched only where they are read: a GitOps write and a plain read fetch the branch (and tags)
-alone, while ``Mirror.records`` still sees what another writer recorded, and the cache keeps them packed."""
+alone and the cache they use never holds a record, while ``Mirror.records`` still sees what another writer recorded
+(kept apart in the record store, packed)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
 
-from promo.gitops.fetch_policy import has_loose_refs
 from promo.gitops.mirror import Mirror
 from promo.gitops.repo import GitOpsRepo, Trailers
 from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
@@ -25,6 +25,19 @@ def reasons(mirror: Mirror) -> dict[str, str]:
 
 def cache_refs(mirror: Mirror, namespace: str = "refs/promo") -> list[str]:
     return git(mirror.path, "for-each-ref", "--format=%(refname)", namespace).split()
+
+
+def stored_records(mirror: Mirror) -> list[str]:
+    """The records in the cache's record store, and no loose ref file among them (they are kept packed)."""
+    store = mirror.path / "promo-records.git"
+    assert not [path for path in (store / "refs").rglob("*") if path.is_file()]
+    return git(store, "for-each-ref", "--format=%(refname)", "refs/promo").split()
+
+
+def tag_objects(mirror: Mirror) -> list[str]:
+    """The tag objects the branch cache holds (promo writes no other tags in these tests)."""
+    listed = git(mirror.path, "cat-file", "--batch-all-objects", "--batch-check=%(objecttype) %(objectname)")
+    return [line.split()[1] for line in listed.splitlines() if line.startswith("tag ")]
 
 
 def test_a_write_and_a_plain_read_fetch_no_records_while_records_sees_another_writers_verdict(
@@ -47,14 +60,32 @@ def test_a_write_and_a_plain_read_fetch_no_records_while_records_sees_another_wr
     assert cache_refs(gitops.mirror, "refs/remotes") == ["refs/remotes/origin/main"]
 
     assert reasons(gitops.mirror) == {first: "synced and healthy"}  # fetched where it is read
-    assert cache_refs(gitops.mirror) == [f"refs/promo/verdicts/hello/test/{first}"]
-    assert not has_loose_refs(gitops.mirror.path)  # kept packed, not one file per record
+    assert stored_records(gitops.mirror) == [f"refs/promo/verdicts/hello/test/{first}"]
+    assert cache_refs(gitops.mirror) == [] and tag_objects(gitops.mirror) == []  # not into the branch cache
 
     record_verdict(other, verdict(written.commit, "verified after the write"))
     gitops_remote.git("update-ref", "-d", f"refs/promo/verdicts/hello/test/{first}")  # removed in the remote
     assert reasons(gitops.mirror) == {written.commit: "verified after the write"}
-    assert cache_refs(gitops.mirror) == [f"refs/promo/verdicts/hello/test/{written.commit}"]  # pruned, and packed
-    assert not has_loose_refs(gitops.mirror.path)
+    assert stored_records(gitops.mirror) == [f"refs/promo/verdicts/hello/test/{written.commit}"]  # pruned
+    gitops.mirror.fetch()
+    assert cache_refs(gitops.mirror) == [] and tag_objects(gitops.mirror) == []
+
+
+def test_a_record_created_here_is_read_back_and_stays_out_of_the_cache_s_refs(
+    gitops_remote: GitRemote, tmp_path: Path
+) -> None:
+    mirror = Mirror.open(gitops_remote.url, tmp_path / "cache", branch="main")
+    head = gitops_remote.head()
+    assert mirror.create_record("pulls", "hotfix-1-0-1", head, "Hotfix 1.0.1") is True
+    assert mirror.create_record("pulls", "hotfix-1-0-1", head, "again") is False  # found in the remote: kept
+    assert mirror.create_record("pulls", "hotfix-1-0-10", head, "Hotfix 1.0.10") is True  # a longer name is another
+
+    assert {name: record.message for name, record in mirror.records("pulls").items()} == {
+        "hotfix-1-0-1": "Hotfix 1.0.1",
+        "hotfix-1-0-10": "Hotfix 1.0.10",
+    }
+    assert cache_refs(mirror) == []
+    assert stored_records(mirror) == ["refs/promo/pulls/hotfix-1-0-1", "refs/promo/pulls/hotfix-1-0-10"]
 
 
 def test_records_read_into_a_fresh_lean_cache_keep_it_shallow(gitops_remote: GitRemote, tmp_path: Path) -> None:
@@ -69,5 +100,7 @@ def test_records_read_into_a_fresh_lean_cache_keep_it_shallow(gitops_remote: Git
     assert set(lean.records("verdicts")) == {f"hello/test/{old}"}  # before any fetch of the branch, and after one
     lean.fetch()
     assert set(lean.records("verdicts")) == {f"hello/test/{old}"}
-    assert (lean.path / "shallow").exists()
-    assert git(lean.path, "rev-list", "--count", old).strip() == "1"  # the verdict's commit, not its history
+    store = lean.path / "promo-records.git"
+    assert git(store, "rev-list", "--count", old).strip() == "1"  # the verdict's commit, not its history
+    assert git(store, "rev-list", "--objects", "--missing=print", old).count("\n?") > 0  # nor its files
+    assert (lean.path / "shallow").exists()  # and the branch cache was not deepened
