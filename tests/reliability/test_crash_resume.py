@@ -194,10 +194,11 @@ class Runner:
 
     def clear_remote_ref_locks(self, after: str) -> None:
         """A kill during a push also kills the remote's receive-pack (file:// runs it in the killed process group),
-        which can leave ``refs/.../<ref>.lock`` in the remote: promo then stops with one error naming it (it cannot
-        tell the push is dead). Remove such locks as the error tells an operator to, and note them in the figures."""
+        which can leave a ref's lock in the remote (``HEAD.lock``, ``refs/heads/main.lock``): promo then stops with
+        one error naming it (it cannot tell the push is dead). Remove such locks as the error tells an operator to,
+        and note them in the figures."""
         for remote in (self.sandbox.app_remote, self.sandbox.gitops_remote):
-            for lock in [*remote.glob("refs/**/*.lock"), *remote.glob("packed-refs.lock")]:
+            for lock in [*remote.glob("*.lock"), *remote.glob("refs/**/*.lock")]:
                 cleared = FIGURES.setdefault("remote ref locks cleared", [])
                 cleared.append(f"after '{after}': {lock.relative_to(remote)}")
                 lock.unlink()
