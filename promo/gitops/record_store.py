@@ -6,8 +6,9 @@ its refs pays for each one: a fetch's connectivity check, a push's list of objec
 same write without them, and each push attempt paid it while holding the repository lock. So the cache that branch
 reads and writes use never holds a record, neither its ref nor its tag object: records are fetched only where they are
 read (``Mirror.records``, one kind at a time) or checked (``Mirror.create_record``, the one ref), into
-``promo-records.git`` inside the cache, shallow and blob-less (a record is read for its message; the commit it names
-comes along, its history and files do not), and kept packed (20,000 loose ref files would slow every read).
+``promo-records.git`` inside the cache, blob-less and (the first time) shallow: a record is read for its message;
+the commit it names comes along, its files and older history do not. They are kept packed (20,000 loose ref files
+would slow every read).
 """
 
 from __future__ import annotations
@@ -76,11 +77,18 @@ class RecordStore:
         left loose files."""
         if not (self.path / "HEAD").exists():
             self._create()
-        refspec = f"+{pattern}:{pattern}"
-        try:
-            self._git("fetch", *FETCH_OPTIONS, "--depth=1", f"--filter={PARTIAL_FILTER}", "origin", refspec)
-        except ToolError:  # ``fetch --depth`` fails, saying nothing, when no remote ref matches: a plain fetch then
-            self._git("fetch", *FETCH_OPTIONS, f"--filter={PARTIAL_FILTER}", "origin", refspec)  # prunes, brings none
+        fetch = ("fetch", *FETCH_OPTIONS, f"--filter={PARTIAL_FILTER}", "origin", f"+{pattern}:{pattern}")
+        # The first fetch of a pattern is shallow, so the commits records name come without their history; later ones
+        # are not: ``--depth`` renegotiates every matching ref (3 s for 20,000 where a plain fetch takes 0.1 s), and
+        # the commits of new records stop at those the store has.
+        prefix = pattern.removesuffix("*")  # for-each-ref matches a prefix up to a "/" (its ``*`` stops at one)
+        if self._git("for-each-ref", "--count=1", "--format=%(refname)", prefix).strip():
+            self._git(*fetch)
+        else:
+            try:
+                self._git(*fetch, "--depth=1")
+            except ToolError:  # ``fetch --depth`` fails, saying nothing, when no remote ref matches: a plain fetch
+                self._git(*fetch)  # then brings nothing, and prunes what the remote deleted
         loose = self.path / RECORDS
         if loose.is_dir() and any(loose.iterdir()):  # ``git pack-refs`` removes loose refs and their directories
             self._git("pack-refs", "--all")
