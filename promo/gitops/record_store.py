@@ -13,6 +13,7 @@ would slow every read).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,15 +95,20 @@ class RecordStore:
             self._git("pack-refs", "--all")
 
     def _create(self) -> None:
-        """A bare, blob-less partial repository (what ``git clone --bare --filter=blob:none`` writes)."""
-        self._cache_git("init", "--quiet", "--bare", str(self.path))
+        """A bare, blob-less partial repository (what ``git clone --bare --filter=blob:none`` writes), made aside and
+        renamed into place: a run killed meanwhile leaves no half-configured store."""
+        building = self.path.with_name(f"{self.path.name}.new")
+        shutil.rmtree(building, ignore_errors=True)
+        self._cache_git("init", "--quiet", "--bare", str(building))
         for key, value in (
             ("core.repositoryformatversion", "1"),
             ("extensions.partialClone", "origin"),
             ("remote.origin.promisor", "true"),
             ("remote.origin.partialclonefilter", PARTIAL_FILTER),
         ):
-            self._git("config", key, value)
+            self._cache_git(f"--git-dir={building}", "config", key, value)
+        shutil.rmtree(self.path, ignore_errors=True)  # not a repository (no HEAD): nothing to keep
+        building.rename(self.path)
 
     def _git(self, *args: str) -> str:
         return self._cache_git(f"--git-dir={self.path}", *args)
