@@ -31,6 +31,7 @@ BENCHES = {
     "many-workers": "many_workers.py",
     "config": "stored_config.py",
     "status-all": "status_all.py",
+    "verdict-refs": "verdict_refs.py",
 }
 RESULTS = BENCH_DIR / "results"
 

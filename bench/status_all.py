@@ -106,7 +106,7 @@ def _steps(config_path: Path, runs: int) -> dict[str, list[float]]:
             commit, ROOT
         ),
         "step: read targetRevision of 8,000 manifests": parse,
-        "step: read every verdict (one for-each-ref)": lambda: _newest_verdicts(mirror),
+        "step: read every verdict (its fetch + one for-each-ref)": lambda: _newest_verdicts(mirror),
         "step: estate_at (read + parse + verdicts + table data)": lambda: estate_at(
             mirror, commit, ROOT, config.environment_names
         ),

@@ -12,10 +12,10 @@ fetch-edit-push section; users of different caches race at the remote and the lo
 rejected push is retried for a time budget (``RetryBudget``), not a count: contention delays a write, it does not
 fail it.
 
-A mirror opened for one ``branch`` (the GitOps repository's) is lean: it follows that branch alone (plus tags and
-records), and its first fetch into an empty cache is shallow (``--depth=1``) and, where the remote allows filters,
-blob-less (``--filter=blob:none``, a partial clone): a fresh worker fetches one commit's trees, not 20,000 commits
-and 8,000 manifests. Blobs it reads later are fetched by git on demand (the cache's promisor remote ``origin``), and
+A mirror opened for one ``branch`` (the GitOps repository's) is lean: it follows that branch alone (plus tags), and
+its first fetch into an empty cache is shallow (``--depth=1``) and, where the remote allows filters, blob-less
+(``--filter=blob:none``, a partial clone): a fresh worker fetches one commit's trees, not 20,000 commits and 8,000
+manifests. Blobs it reads later are fetched by git on demand (the cache's promisor remote ``origin``), and
 every history read (``log``, ``log_paths``, ``is_ancestor``, a ``resolve`` that misses) first fetches the whole
 history, still without blobs, so shallowness never changes an answer. A remote that refuses filters (a bare repo
 without ``uploadpack.allowFilter``) gets a plain shallow fetch instead; git falls back by itself.
@@ -29,7 +29,9 @@ it is visible in the process list while they run; move to ``GIT_ASKPASS`` or ``h
 Refs that name a release or a branch are created, never moved: ``create_tag``, ``create_branch`` and ``create_record``
 push with a lease that requires the ref to be absent on the remote, so two writers cannot both win, and a re-run finds
 what the first run made. promo's own records (a local forge's pull requests) are annotated tag objects under
-``refs/promo/<kind>/<name>``: fetched and pruned like tags, but invisible to ``git tag`` and ``git branch``.
+``refs/promo/<kind>/<name>``, invisible to ``git tag`` and ``git branch``; they are kept apart, fetched only by
+``records`` and ``create_record`` (``record_store``), so they cost reads and writes of branches nothing. A lock file
+the remote keeps on a ref is one error, not endless rejections (``remote_lock``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ from gitdb.base import IStream
 from gitdb.db.loose import LooseObjectDB
 
 from promo.errors import AuthError, ConflictError, InputError, NotFound, PromoError, ToolError, TransientError
+from promo.gitops.record_store import PARTIAL_FILTER as _PARTIAL_FILTER, RECORDS as _RECORDS
+from promo.gitops.record_store import Annotation, RecordStore, read_annotations
+from promo.gitops.remote_lock import LockWatch
 
 DEFAULT_AUTHOR = Actor("promo", "promo@localhost")
 NETWORK_TIMEOUT_SECONDS = 300.0
@@ -73,10 +78,8 @@ _BACKOFF_SECONDS = 0.05
 _BACKOFF_CAP_SECONDS = 1.0
 _TRACKING = "refs/remotes/origin"
 _STALE_LOCK = re.compile(r"Unable to create '(?P<path>[^']+\.lock)': File exists")
-_RECORDS = "refs/promo"
 _FILE_MODE, _EXECUTABLE_MODE, _TREE_MODE, _GITLINK_MODE = 0o100644, 0o100755, 0o040000, 0o160000
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}  # fail fast instead of waiting for a password nobody will type
-_PARTIAL_FILTER = "blob:none"
 
 
 class _HeldLocks(threading.local):
@@ -132,15 +135,6 @@ class CommitRecord:
     committed_at: datetime  # the committer date, in UTC: when the change landed on the branch
     subject: str
     body: str
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """What a tag or record ref names: the commit it peels to, and the annotated tag's message (None when the ref is
-    a lightweight tag)."""
-
-    commit: str
-    message: str | None
 
 
 @dataclass(frozen=True)
@@ -412,12 +406,13 @@ class Mirror:
 
     def tags(self) -> dict[str, str]:
         """Tag name -> the commit it points at (annotated tags peeled), as last fetched."""
-        return {name: annotation.commit for name, annotation in self._annotations("refs/tags").items()}
+        tags = read_annotations(self._read_git, "refs/tags")
+        return {name: annotation.commit for name, annotation in tags.items()}
 
     def tag_message(self, name: str) -> str | None:
         """The message of annotated tag ``name``; None for a lightweight tag or no such tag."""
         check_tag_name(name)
-        annotation = self._annotations("refs/tags", name).get(name)
+        annotation = read_annotations(self._read_git, "refs/tags", name).get(name)
         return annotation.message if annotation else None
 
     def branches(self) -> dict[str, str]:
@@ -429,8 +424,11 @@ class Mirror:
         return {ref.removeprefix(f"{_TRACKING}/"): sha for ref, sha in pairs}
 
     def records(self, kind: str) -> dict[str, Annotation]:
-        """promo's records of one ``kind`` (``refs/promo/<kind>/<name>``) as last fetched: name -> what it holds."""
-        return self._annotations(f"{_RECORDS}/{_checked_kind(kind)}")
+        """promo's records of one ``kind`` (``refs/promo/<kind>/<name>``) as the remote has them now (fetched here: no
+        other read fetches them): name -> what it holds."""
+        _checked_kind(kind)
+        with self._locked():
+            return self._records.read(kind)
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
@@ -485,7 +483,8 @@ class Mirror:
         whatever it names: a record is written once)."""
         _check_ref_name(name, "record", "hotfix-1-2-4")
         ref = f"{_RECORDS}/{_checked_kind(kind)}/{name}"
-        return self._create_ref(ref, ref, sha, lambda commit: self._tag_object(name, commit, message, tagger)) is None
+        make = lambda commit: self._tag_object(name, commit, message, tagger)  # noqa: E731
+        return self._create_ref(ref, ref, sha, make, record=True) is None
 
     def update_branch(
         self,
@@ -580,12 +579,22 @@ class Mirror:
                 held.discard(self._lock_path)
 
     def _fetch(self, *mode: str) -> None:
-        """Fetch the followed refs; ``mode`` replaces the options ``_fetch_mode`` picks (``_deepen`` passes its own)."""
+        """Fetch the followed branches and tags (never records); ``mode`` replaces the options ``_fetch_mode`` picks
+        (``_deepen`` passes its own)."""
         heads = self.branch or "*"
         refspecs = (f"+refs/heads/{heads}:{_TRACKING}/{heads}", "+refs/tags/*:refs/tags/*")
-        refspecs += (f"+{_RECORDS}/*:{_RECORDS}/*",)
         options = ("--prune", "--no-tags", "--no-write-fetch-head", "--quiet", *(mode or self._fetch_mode()))
         self._git("fetch", *options, "origin", *refspecs, action="fetching", timeout=NETWORK_TIMEOUT_SECONDS)
+
+    @property
+    def _records(self) -> RecordStore:
+        def git(*args: str) -> str:
+            return self._git(*args, action="reading promo's records from", timeout=NETWORK_TIMEOUT_SECONDS)
+
+        return RecordStore(self.path, git)
+
+    def _read_git(self, *args: str) -> str:
+        return self._git(*args, action="reading the refs of")
 
     def _fetch_mode(self) -> tuple[str, ...]:
         partial = self._partial()
@@ -642,17 +651,18 @@ class Mirror:
         budget: RetryBudget,
         lock: WriteLock | None,
     ) -> UpdateResult:
-        attempt = 0
+        attempt, watch = 0, LockWatch(self.display_url, budget.clock)
         for attempt in budget.attempts():
             with lock() if lock else nullcontext(), self._locked():
                 self._fetch()
-                built = build(Snapshot(self, self._branch_head(branch)))
+                head = self._branch_head(branch)
+                built = build(Snapshot(self, head))
                 if built is None:
                     return UpdateResult(None, attempt, ())
                 commit, paths = built
                 # "up to date" means another writer pushed a byte-identical commit (same parent, tree, message and
                 # second): its edit landed, ours did not, so it counts as a rejection and is re-applied on top.
-                if self._push_branch(commit, branch) == "pushed":
+                if self._push_branch(commit, branch, watch=watch, head=head) == "pushed":
                     return UpdateResult(commit, attempt, paths)
         raise budget.exhausted(
             f"pushing to {branch} of {self.display_url}",
@@ -662,25 +672,36 @@ class Mirror:
         )
 
     def _create_ref(
-        self, ref: str, local_ref: str, sha: str, make: Callable[[str], str], budget: RetryBudget = RetryBudget()
+        self,
+        ref: str,
+        local_ref: str,
+        sha: str,
+        make: Callable[[str], str],
+        budget: RetryBudget = RetryBudget(),
+        record: bool = False,
     ) -> str | None:
         """Push ``ref`` unless the remote has it, never moving it: None when created, else the commit it names.
 
         ``make`` turns the commit into the object the ref holds (the commit itself, or a tag object on it). The push
         carries a lease requiring the ref to be absent, so of two concurrent creators one is rejected, fetches, and
-        finds what the other made. ``local_ref`` is where the mirror keeps the remote's ref.
+        finds what the other made. ``local_ref`` is where the mirror keeps the remote's ref; a ``record`` is kept in
+        the record store instead, and looked up there.
         """
-        attempt = 0
+        attempt, watch = 0, LockWatch(self.display_url, budget.clock)
         for attempt in budget.attempts():
             with self._locked():
                 self._fetch()
-                existing = self._peeled(local_ref)
+                existing = self._records.existing(ref) if record else self._peeled(local_ref)
                 if existing is not None:
                     return existing
                 target = make(self.resolve(sha))
                 lease = f"--force-with-lease={ref}:"
-                if self._push_refspec(f"{target}:{ref}", lease, action=f"pushing {ref} to") == "pushed":
-                    self._git("update-ref", local_ref, target, action="recording the push to")
+                outcome = self._push_refspec(f"{target}:{ref}", lease, action=f"pushing {ref} to", watch=watch)
+                if outcome == "pushed":
+                    if record:
+                        self._records.existing(ref)  # fetched into the store, which never reads the cache's objects
+                    else:
+                        self._git("update-ref", local_ref, target, action="recording the push to")
                     return None
         raise budget.exhausted(
             f"creating {ref} in {self.display_url}",
@@ -699,21 +720,31 @@ class Mirror:
             raise ConflictError(cause, fix)
         return False
 
-    def _push_branch(self, sha: str, branch: str) -> PushOutcome:
+    def _push_branch(
+        self, sha: str, branch: str, *, watch: LockWatch | None = None, head: str | None = None
+    ) -> PushOutcome:
+        """``watch`` follows the rejections of a retried push; ``head`` is the branch's head the attempt built on."""
         check_branch_name(branch)
         with self._locked():
-            outcome = self._push_refspec(f"{sha}:refs/heads/{branch}", action=f"pushing {branch} to")
+            refspec, action = f"{sha}:refs/heads/{branch}", f"pushing {branch} to"
+            outcome = self._push_refspec(refspec, action=action, watch=watch, ref_value=head)
             if outcome != "rejected":
                 self._git("update-ref", f"{_TRACKING}/{branch}", sha, action="recording the push to")
         return outcome
 
-    def _push_refspec(self, refspec: str, *options: str, action: str) -> PushOutcome:
+    def _push_refspec(
+        self, refspec: str, *options: str, action: str, watch: LockWatch | None = None, ref_value: str | None = None
+    ) -> PushOutcome:
         """Push one refspec: "rejected" when the remote refused it because its ref moved (or, for a lease, exists),
-        "up to date" when the remote's ref already was the pushed object."""
+        "up to date" when the remote's ref already was the pushed object. ``watch`` (with ``ref_value``, what the
+        ref held when the attempt began) raises instead once the rejections are a lock the remote keeps."""
         try:
             output = self._run("push", "--porcelain", *options, self.url, refspec, timeout=NETWORK_TIMEOUT_SECONDS)
         except GitCommandError as exc:
-            if _REJECTED.search(f"{exc.stdout}\n{exc.stderr}"):
+            rejection = f"{exc.stdout}\n{exc.stderr}"
+            if _REJECTED.search(rejection):
+                if watch is not None:
+                    watch.rejected(redact_url(rejection), ref_value, action)
                 return "rejected"
             raise self._failure(action, exc) from None
         return "up to date" if any(line.startswith("=\t") for line in output.splitlines()) else "pushed"
@@ -724,26 +755,6 @@ class Mirror:
             return self._repo.commit(ref).hexsha
         except (BadName, BadObject, ValueError):
             return None
-
-    def _annotations(self, namespace: str, name: str | None = None) -> dict[str, Annotation]:
-        """The refs under ``namespace`` (or only ``name`` there) naming commits, read in one ``for-each-ref``."""
-        fields = ("refname", "objecttype", "objectname", "*objecttype", "*objectname", "contents")
-        output = self._git(
-            "for-each-ref",
-            "--format=" + "%1f".join(f"%({field})" for field in fields) + "%1e",
-            f"{namespace}/{name}" if name else f"{namespace}/",
-            action="reading the refs of",
-        )
-        annotations = {}
-        for record in output.split("\x1e"):
-            if not record.strip("\n"):
-                continue
-            ref, kind, sha, peeled_kind, peeled_sha, contents = record.lstrip("\n").split("\x1f", 5)
-            if kind == "commit":
-                annotations[ref.removeprefix(f"{namespace}/")] = Annotation(sha, None)
-            elif kind == "tag" and peeled_kind == "commit":
-                annotations[ref.removeprefix(f"{namespace}/")] = Annotation(peeled_sha, contents.rstrip("\n"))
-        return {key: value for key, value in annotations.items() if name is None or key == name}
 
     def _tag_object(self, name: str, commit: str, message: str, tagger: Actor) -> str:
         """Store an annotated tag object on ``commit`` (as ``git tag -a`` writes it) and return its SHA."""

@@ -160,7 +160,8 @@ class GitOpsRepo:
         _check_unmoved(app, env, self.cluster_versions(app, env, clusters), expected, version, rerun)
 
     def snapshot(self) -> Snapshot:
-        """The branch as it is on the remote now (fetched)."""
+        """The branch as it is on the remote now (fetched: the branch and tags only; reads and writes here never fetch
+        promo's records, ``Mirror.records`` fetches them where they are read)."""
         return self.mirror.snapshot(self.branch)
 
     def plan(

@@ -173,6 +173,7 @@ class Runner:
                     assert process.returncode == -signal.SIGKILL, f"{name}: exit {process.returncode}:\n{tail(log)}"
                     FIGURES["kills"].append((name, round(time.monotonic() - started, 2)))
                     self.release_stranded_slots(name)
+                    self.clear_remote_ref_locks(name)
                     return True
                 if process.poll() is not None:
                     pytest.fail(f"{name}: promo {' '.join(args)} exited {process.returncode} first:\n{tail(log)}")
@@ -190,6 +191,17 @@ class Runner:
         if held:
             self.stranded.append(f"after the kill '{after}': {held}")
             drop_limits(held)
+
+    def clear_remote_ref_locks(self, after: str) -> None:
+        """A kill during a push also kills the remote's receive-pack (file:// runs it in the killed process group),
+        which can leave a ref's lock in the remote (``HEAD.lock``, ``refs/heads/main.lock``): promo then stops with
+        one error naming it (it cannot tell the push is dead). Remove such locks as the error tells an operator to,
+        and note them in the figures."""
+        for remote in (self.sandbox.app_remote, self.sandbox.gitops_remote):
+            for lock in [*remote.glob("*.lock"), *remote.glob("refs/**/*.lock")]:
+                cleared = FIGURES.setdefault("remote ref locks cleared", [])
+                cleared.append(f"after '{after}': {lock.relative_to(remote)}")
+                lock.unlink()
 
     def complete(self, *args: str) -> str:
         process, log = self.start(*args)
