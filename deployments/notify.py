@@ -7,7 +7,8 @@ notification block (Slack, Microsoft Teams, a custom webhook...):
 - ``promo-<app>-gate-waiting``: a run of one of promo's flows for the app suspends (under a deployment) or pauses (run
   locally), which is the moment its gate starts waiting: promo's flows pause nowhere else;
 - ``promo-<app>-run-failed``: such a run fails or crashes: a rejection, a failed verification, a gate that timed out,
-  any other error, with the state's one-line reason.
+  any other error, with the state's one-line reason; and, when an approval was given but not applied because the
+  target moved after the gate opened (the run's ``approval:not-applied`` tag, see flows/gate_plan.py), it says so.
 
 "Promo's flows for the app" are runs of a flow promo deploys that carry the tag ``app:<app>``, which every run of the
 deployments `promo setup` registers has from its start. Not the tags the gate adds (``promo-gate``, ``env:``,
@@ -37,6 +38,7 @@ from prefect.settings import PREFECT_UI_URL
 
 from promo.config import PromoConfig
 from promo.errors import InputError
+from promo.release.gates import NOT_APPLIED_TAG
 
 GATE_WAITING_EVENTS = frozenset({"prefect.flow-run.Paused", "prefect.flow-run.Suspended"})
 # Crashed too: a worker that lost its run's process is a failure nobody sees either.
@@ -72,6 +74,9 @@ _FAILED_BODY = """\
 {{ flow.name }}/{{ flow_run.name }} of {{ app }} ended {{ flow_run.state.name }}\
 {%- if version %} ({{ version }}, {{ route }}){% endif %}.
 Why: {{ (flow_run.state.message or "no message").replace("Flow run encountered an exception: ", "") }}
+{% if not_applied in flow_run.tags -%}
+The approval was not applied: {{ env }} moved after its gate opened, so nothing was written.
+{% endif -%}
 Flow run: {{ link }}
 """
 
@@ -168,6 +173,7 @@ def _template_context(config: PromoConfig, ui_url: str | None) -> str:
         f"{{%- set sources = {json.dumps(sources)} -%}}\n"
         f"{{%- set approvers = {json.dumps(approvers)} -%}}\n"
         f"{{%- set link = {link} -%}}\n"
+        f"{{%- set not_applied = {json.dumps(NOT_APPLIED_TAG)} -%}}\n"
     )
 
 

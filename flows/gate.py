@@ -2,14 +2,13 @@
 
 Locally the run pauses (its process polls); under a deployment it suspends, so no process or pod is held
 for the days a gate may wait, and the run starts again from the top when resumed. Work before the gate
-is read-only, so repeating it on resume is safe.
+is read-only, so repeating it on resume is safe; what the gate showed is kept with the run when it opens
+(flows/gate_plan.py), so the resumed run carries out that plan, not what the world holds by then.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -158,7 +157,8 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
         # Prefect's pause and suspend take no state message: this line is what the run's logs say it waits for.
         logger.info("Waiting for approval: %s", request.summary)
         try:
-            answer = _wait(form, run.deployment_id is not None, remaining, settings, key=_pause_key(request, attempt))
+            key = gate_key(request.target, attempt)
+            answer = _wait(form, run.deployment_id is not None, remaining, settings, key=key)
         except FlowPauseTimeout:
             raise _timed_out(request, settings) from None
         decision = Decision(
@@ -183,16 +183,13 @@ def _with_override_only_if_needed(request: ApprovalRequest, decision: Decision) 
     return decision if request.needs_override else dataclasses.replace(decision, override_reason="")
 
 
-def _pause_key(request: ApprovalRequest, attempt: int) -> str:
-    """A resumed (suspended) run starts again from the top and reads both environments again: the answer it stored
-    is reused only when the gate shows the same change, the same version and chart from the same state of every
-    target cluster. If the source moved meanwhile, or the target did (a hand edit, another promotion), the key
-    differs and the gate asks again, so an approval never ships a change nobody saw."""
-    shown: list[object] = [request.version, request.chart_digest or "", sorted(request.current.items())]
-    if request.failed_verification:  # an approval given before the version failed in the source does not cover it
-        shown.append("failed-verification")
-    digest = hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
-    return f"{GATE_KEY_PREFIX}{request.target}-{digest}-{attempt}"
+def gate_key(target: str, attempt: int) -> str:
+    """The pause key of a gate into ``target``, the same in every execution of the run: a suspended run starts
+    again from the top when resumed, and the server then refuses this key as fired and hands back the answer given
+    to it. It depends on nothing re-read from the world, so a resumed run always finds its answer; what that answer
+    covers is the plan kept when the gate opened (flows/gate_plan.py). ``attempt`` counts answers refused by the
+    run's own checks: each refused answer's key stays behind it, and the next answer is asked under a new one."""
+    return f"{GATE_KEY_PREFIX}{target}-{attempt}"
 
 
 def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: GateSettings, key: str) -> Approval:

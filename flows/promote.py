@@ -11,13 +11,15 @@ from prefect import Flow, flow
 from prefect.artifacts import create_markdown_artifact
 
 from promo.flows.artifacts import publish_environment_table
-from promo.flows.gate import ask_approval
+from promo.flows.gate_plan import approve, opened_gate
 from promo.flows.limits import environment_lock
 from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.verification import source_readiness, verify_written
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
+from promo.release.gate_plan import GatePlan
+from promo.release.readiness import Readiness
 from promo.tasks.chart import find_chart
 from promo.tasks.gitops import (
     plan_environment_version,
@@ -50,14 +52,14 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
     """The runbook shared by every promote flow; it runs inside that flow's run.
 
     The version moves only once it is verified and soaked in the source; what it lacks is shown at the gate, where
-    approving anyway needs a reason. After the write the target is verified; a target already at the version (a
-    re-run after a crash during verification) is verified without writing again."""
+    approving anyway needs a reason. A run resumed after its gate carries out the plan the gate showed, whatever
+    the source runs by then. After the write the target is verified; a target already at the version (a re-run
+    after a crash during verification) is verified without writing again."""
     config = run_config(config_path, app)
     source = config.source_of(target).name
-    version = read_environment_version(config, source)
-    digest = find_chart(config, version)
-    plan = plan_environment_version(config, target, version)
-    if plan.already_current:
+    planned = opened_gate(target) or plan_promotion(config, source, target)
+    version, digest = planned.version, planned.chart_digest
+    if planned.plan.already_current:
         verdict = verify_written(config, target, version, None)
         verification = verdict.summary() if verdict else None
         promotion = Promotion(
@@ -65,16 +67,13 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
         )
         run_logger().info(promotion.summary())
         return promotion
-    ready = source_readiness(config, source, version)
-    decision = ask_approval(
-        config, plan, source=source, target=target, version=version, chart_digest=digest, readiness=ready
-    )
+    decision = approve(config, planned)
     with environment_lock(config.app, target):
         written = write_environment_version(
             config,
             target,
             version,
-            expected=plan.current,
+            expected=planned.plan.current,
             subject=f"promote({config.app}): {source} -> {target} {version}",
             trailers=Trailers(
                 promoted_from=source,
@@ -89,9 +88,18 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
     verdict = verify_written(config, target, version, written.commit)
     verification = verdict.summary() if verdict else None
     promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver, verification)
-    record_promotion(config, promotion, plan.diff)
+    record_promotion(config, promotion, planned.plan.diff)
     publish_environment_table(config)
     return promotion
+
+
+def plan_promotion(config: PromoConfig, source: str, target: str) -> GatePlan:
+    """What promoting the version ``source`` runs now into ``target`` changes, and what it lacks in ``source``."""
+    version = read_environment_version(config, source)
+    digest = find_chart(config, version)
+    plan = plan_environment_version(config, target, version)
+    ready = Readiness() if plan.already_current else source_readiness(config, source, version)
+    return GatePlan(source, target, version, digest, plan, ready)
 
 
 def record_promotion(config: PromoConfig, promotion: Promotion, diff: str) -> None:

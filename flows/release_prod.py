@@ -20,7 +20,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
 from promo.flows.artifacts import publish_environment_table
-from promo.flows.gate import ask_approval
+from promo.flows.gate_plan import approve, opened_gate
 from promo.flows.limits import environment_lock, release_lock
 from promo.flows.publish_dev import publish_dev
 from promo.flows.runinfo import flow_run_label, run_logger
@@ -29,15 +29,12 @@ from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.candidate import ReleaseCandidate
+from promo.release.gate_plan import GatePlan
+from promo.release.readiness import Readiness
 from promo.release.versions import bump, rc_version
 from promo.tasks.chart import find_chart, lookup_chart
 from promo.tasks.forge import check_release_tag, publish_release
-from promo.tasks.gitops import (
-    check_environment_unmoved,
-    plan_environment_version,
-    read_environment_version,
-    write_environment_version,
-)
+from promo.tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
 from promo.tasks.release import (
     bump_main,
     find_next_build_commit,
@@ -70,26 +67,15 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
     config = run_config(config_path, app)
     prod = config.environments[-1].name
     stage = config.source_of(prod).name
-    candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
-    rc_digest = find_chart(config, candidate.rc)
+    planned = opened_gate(prod) or plan_release(config, stage, prod)
+    candidate, rc_digest = ReleaseCandidate.of(planned.built_as or planned.version, stage), planned.chart_digest
     commit = resolve_release_commit(config, candidate)
     check_release_tag(config, candidate, commit)
     release_chart = prepare_release_chart(config, candidate, rc_digest)
-    plan = plan_environment_version(config, prod, candidate.version)
     approver = comment = override_reason = None
-    if not plan.already_current:
-        decision = ask_approval(
-            config,
-            plan,
-            source=stage,
-            target=prod,
-            version=candidate.version,
-            chart_digest=rc_digest,
-            built_as=candidate.rc,
-            readiness=source_readiness(config, stage, candidate.rc),
-        )
+    if not planned.plan.already_current:
+        decision = approve(config, planned)  # prod still runs what its gate showed: checked before the chart and tag
         approver, comment, override_reason = decision.approver, decision.comment, decision.override_reason
-        check_environment_unmoved(config, prod, candidate.version, expected=plan.current)  # before the chart and tag
     with release_lock(config.app):  # checked again after the gate: another run may have released X.Y.Z meanwhile
         pushed = publish_release_chart(config, release_chart)
     release = publish_release(config, candidate, commit)
@@ -98,7 +84,7 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
             config,
             prod,
             candidate.version,
-            expected=plan.current,
+            expected=planned.plan.current,
             subject=f"release({config.app}): {prod} -> {candidate.version}",
             trailers=Trailers(
                 promoted_from=stage,
@@ -129,6 +115,16 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
     record_release(config, released)
     publish_environment_table(config)
     return released
+
+
+def plan_release(config: PromoConfig, stage: str, prod: str) -> GatePlan:
+    """Releasing the RC ``stage`` runs now into ``prod``: the RC's chart, what prod's clusters change, and what the RC
+    lacks in ``stage``. Its collisions (tag, release chart) are checked by the flow, before the gate."""
+    candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
+    rc_digest = find_chart(config, candidate.rc)
+    plan = plan_environment_version(config, prod, candidate.version)
+    ready = Readiness() if plan.already_current else source_readiness(config, stage, candidate.rc)
+    return GatePlan(stage, prod, candidate.version, rc_digest, plan, ready, built_as=candidate.rc)
 
 
 def start_next_build(

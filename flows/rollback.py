@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from prefect import flow
 
 from promo.flows.artifacts import publish_environment_table
-from promo.flows.gate import ask_approval
+from promo.flows.gate_plan import approve, opened_gate
 from promo.flows.limits import environment_lock
 from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.errors import ConflictError, NotFound, VerificationFailed
-from promo.gitops.repo import Plan, Trailers
+from promo.gitops.repo import Trailers, agreed_version
+from promo.release.gate_plan import GatePlan
 from promo.release.rollback import RollbackPlan, check_verified, rollback_target
 from promo.gitops.verdicts import Verdict
 from promo.tasks.chart import find_chart
@@ -52,22 +53,31 @@ class Rollback:
 @flow(name="rollback")
 def rollback(env: str, to: str | None = None, config_path: str | None = None, app: str | None = None) -> Rollback:
     config = run_config(config_path, app)
+    planned = opened_gate(env) or plan_rollback(config, env, to)
+    decision = approve(config, planned)
+    return write_rollback(config, planned, approved_by=decision.approver, comment=decision.comment)
+
+
+def plan_rollback(config: PromoConfig, env: str, to: str | None) -> GatePlan:
+    """Going back in ``env`` to ``to``, or to the last version verified there, from what it runs now."""
     check_verified(config.environment(env))
     history = read_environment_history(config, env)
-    chosen = rollback_target(history, read_environment_version(config, env), env=env, to=to)
+    return rollback_gate_plan(config, rollback_target(history, read_environment_version(config, env), env=env, to=to))
+
+
+def rollback_gate_plan(config: PromoConfig, chosen: RollbackPlan) -> GatePlan:
+    """The rollback as its gate shows it (and as the automatic one writes it): the version put back, its chart, and
+    the manifest change; the environment must still run what the rollback was chosen from."""
+    shown = plan_environment_version(config, chosen.env, chosen.version, allow_downgrade=True)
+    if set(shown.current.values()) != {chosen.current}:
+        raise ConflictError(
+            f"{chosen.env} of {config.app} moved away from {chosen.current} while the rollback was planned",
+            f"run `promo rollback {chosen.env}` again",
+        )
     digest = find_chart(config, chosen.version)
-    shown = plan_rollback_write(config, chosen)
-    decision = ask_approval(
-        config,
-        shown,
-        source="rollback",
-        target=env,
-        version=chosen.version,
-        chart_digest=digest,
-        headline=headline(config, chosen),
-        going_back=True,
+    return GatePlan(
+        "rollback", chosen.env, chosen.version, digest, shown, headline=headline(config, chosen), going_back=True
     )
-    return write_rollback(config, chosen, shown, digest, approved_by=decision.approver, comment=decision.comment)
 
 
 def roll_back_after_failure(config: PromoConfig, env: str, failed: Verdict) -> str | None:
@@ -94,28 +104,14 @@ def roll_back_after_failure(config: PromoConfig, env: str, failed: Verdict) -> s
         logger.warning("No automatic rollback in %s: %s", env, nothing)
         return None
     logger.info("on_failure: rollback: %s", chosen.summary)
-    digest = find_chart(config, chosen.version)
     written = write_rollback(
         config,
-        chosen,
-        plan_rollback_write(config, chosen),
-        digest,
+        rollback_gate_plan(config, chosen),
         approved_by=AUTOMATIC_APPROVER,
         comment=f"automatic, after {failed.version} failed verification: {failed.reason}",
         failed=failed,
     )
     return written.version
-
-
-def plan_rollback_write(config: PromoConfig, chosen: RollbackPlan) -> Plan:
-    """The manifest change a rollback makes; the environment must still run what the rollback was chosen from."""
-    shown = plan_environment_version(config, chosen.env, chosen.version, allow_downgrade=True)
-    if set(shown.current.values()) != {chosen.current}:
-        raise ConflictError(
-            f"{chosen.env} of {config.app} moved away from {chosen.current} while the rollback was planned",
-            f"run `promo rollback {chosen.env}` again",
-        )
-    return shown
 
 
 def headline(config: PromoConfig, chosen: RollbackPlan) -> str:
@@ -128,56 +124,55 @@ def headline(config: PromoConfig, chosen: RollbackPlan) -> str:
 
 def write_rollback(
     config: PromoConfig,
-    chosen: RollbackPlan,
-    shown: Plan,
-    chart_digest: str,
+    planned: GatePlan,
     *,
     approved_by: str,
     comment: str,
     failed: Verdict | None = None,
 ) -> Rollback:
-    """The forward commit that puts ``chosen.version`` back (only over what ``shown`` showed), then its verdict.
+    """The forward commit that puts ``planned.version`` back (only over what ``planned`` showed), then its verdict.
 
     ``failed`` is the verdict that started an automatic rollback: a rollback that fails too ends it there."""
-    env = chosen.env
+    env, version = planned.target, planned.version
+    rolled_back = agreed_version(planned.plan.current) or ""  # one version: rollback_gate_plan saw to it
     with environment_lock(config.app, env):
         written = write_environment_version(
             config,
             env,
-            chosen.version,
-            expected=shown.current,
-            subject=f"rollback({config.app}): {env} -> {chosen.version}",
+            version,
+            expected=planned.plan.current,
+            subject=f"rollback({config.app}): {env} -> {version}",
             trailers=Trailers(
-                chart_version=chosen.version,
-                chart_digest=chart_digest,
+                chart_version=version,
+                chart_digest=planned.chart_digest,
                 flow_run=flow_run_label(),
                 approved_by=approved_by,
                 approval_comment=comment,
-                rollback_of=chosen.current,
+                rollback_of=rolled_back,
             ),
             allow_downgrade=True,
         )
     verdict = None
     if written.commit is not None:
         publish_environment_table(config)
-        verdict = verify_environment(config, env, chosen.version, written.commit, flow_run=flow_run_label())
+        verdict = verify_environment(config, env, version, written.commit, flow_run=flow_run_label())
         if verdict is not None and not verdict.verified:
-            raise rollback_failed(config, chosen, verdict, failed)
-    rolled_back = Rollback(config.app, env, chosen.version, chosen.current, written.commit, approved_by, verdict)
-    run_logger().info(rolled_back.summary())
-    return rolled_back
+            raise rollback_failed(config, env, version, verdict, failed)
+    done = Rollback(config.app, env, version, rolled_back, written.commit, approved_by, verdict)
+    run_logger().info(done.summary())
+    return done
 
 
 def rollback_failed(
-    config: PromoConfig, chosen: RollbackPlan, verdict: Verdict, failed: Verdict | None
+    config: PromoConfig, env: str, version: str, verdict: Verdict, failed: Verdict | None
 ) -> VerificationFailed:
     if failed is None:
         return VerificationFailed(
-            f"the rollback of {config.app} in {chosen.env} to {chosen.version} failed verification: {verdict.reason}",
-            f"see `promo history {chosen.env}` for the versions verified there and roll back with --to VERSION",
+            f"the rollback of {config.app} in {env} to {version} failed verification: {verdict.reason}",
+            f"see `promo history {env}` for the versions verified there and roll back with --to VERSION",
         )
     return VerificationFailed(
-        f"{config.app} {failed.version} failed verification in {chosen.env} ({failed.reason}) and the automatic "
-        f"rollback to {chosen.version} failed too ({verdict.reason})",
-        f"promo rolls back only once: fix {chosen.env} by hand or with `promo rollback {chosen.env} --to VERSION`",
+        f"{config.app} {failed.version} failed verification in {env} ({failed.reason}) and the automatic "
+        f"rollback to {version} failed too ({verdict.reason})",
+        f"promo rolls back only once: fix {env} by hand or with `promo rollback {env} --to VERSION`",
     )

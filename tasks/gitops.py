@@ -71,14 +71,6 @@ def write_environment_version(
     )
 
 
-@task(name="check-environment-unmoved", **TRANSIENT_RETRIES)
-def check_environment_unmoved(config: PromoConfig, env: str, version: str, *, expected: Mapping[str, str]) -> None:
-    """``env`` still runs what the gate showed (``Plan.current``), or a ConflictError naming the move."""
-    gitops_repo(config).check_unmoved(
-        config.app, env, config.environment(env).clusters, version, expected=expected, rerun=flow_run.get_flow_name()
-    )
-
-
 def release_environment(config: PromoConfig, env: str) -> tuple[str, list[str]] | None:
     """The last environment, whose version a hotfix must stay above on its way there; None for that one itself."""
     releases = config.environments[-1]

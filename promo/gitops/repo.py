@@ -152,13 +152,6 @@ class GitOpsRepo:
         manifests = self._manifests(snapshot or self.snapshot(), app, env, clusters)
         return {cluster: read_target_revision(text, source=path) for cluster, (path, text) in manifests.items()}
 
-    def check_unmoved(
-        self, app: str, env: str, clusters: Sequence[str], version: str, *, expected: Mapping[str, str], rerun: str | None
-    ) -> None:
-        """Refuse (ConflictError) when ``env`` no longer runs what was shown, before side effects a write would follow:
-        release-prod checks this right after its gate, so a stale gate pushes no release chart and no tag."""
-        _check_unmoved(app, env, self.cluster_versions(app, env, clusters), expected, version, rerun)
-
     def snapshot(self) -> Snapshot:
         """The branch as it is on the remote now (fetched: the branch and tags only; reads and writes here never fetch
         promo's records, ``Mirror.records`` fetches them where they are read)."""

@@ -30,7 +30,10 @@ from promo.errors import ApprovalRejected, InputError, NotFound, PromoError, Too
 from promo.release.approvals import Decision
 
 GATE_TAG = "promo-gate"  # every run waiting at a promo gate carries it (see flows/gate.py's gate_tags)
-GATE_KEY_PREFIX = "approve-"  # a gate's pause key: approve-<target env>-<digest of what it shows>-<attempt>
+GATE_KEY_PREFIX = "approve-"  # a gate's pause key: approve-<target env>-<attempt> (see flows/gate.py's gate_key)
+# On a run whose approval was not carried out because the target moved after its gate opened: the failure message
+# says so (deployments/notify.py), besides the run's log and its gate artifact.
+NOT_APPLIED_TAG = "approval:not-applied"
 TIMEOUT_SECONDS = 30.0  # a loaded SQLite-backed server can take seconds per write; bounded all the same
 ATTEMPTS = 6  # with the backoff below, about 15 s of a server that stays busy
 RETRIED_STATUSES = {429, 502, 503, 504}

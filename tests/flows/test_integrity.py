@@ -6,14 +6,24 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 import pytest
 from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.sorting import ArtifactSort
 
 import promo.flows.publish_dev as publish_module
 from promo.flows.bump_version import bump_version
 from promo.flows.gate import approving_as
-from promo.release.gates import decide
+from promo.release.gates import NOT_APPLIED_TAG, decide
 from promo.flows.hotfix import hotfix
 from promo.flows.promote import promote_stage, promote_test
 from promo.flows.publish_dev import publish_dev
@@ -76,10 +86,52 @@ def test_a_stale_promote_test_gate_approved_after_a_newer_promotion_changes_noth
         stale.join()
 
     assert str(refused.value) == (
-        f"test of hello moved from <none> to {second.chart_version} since this change was planned and shown; "
-        "run promote-test again: it plans (and its gate shows) the change from what test runs now"
+        f"test of hello moved from <none> to {second.chart_version} since the gate opened; run promote-test again"
     )
     assert gitops_head(sandbox) == landed and target_revision(sandbox, "test") == second.chart_version
+    said = said_not_applied(gate.flow_run_id, "gate-hello-test")
+    approved = f"**hello {first.chart_version}: dev -> test** approved by `carol` (gate)"
+    assert f"{approved}: **not applied**, nothing was written." in said["artifact"]
+    assert str(refused.value) in said["artifact"]
+    assert "was not applied, nothing was written" in said["log"] and str(refused.value) in said["log"]
+    assert NOT_APPLIED_TAG in said["tags"]  # what the failure notification reads (deployments/notify.py)
+
+
+def test_a_paused_gate_approved_after_the_source_moved_on_ships_the_version_it_showed(sandbox, background):
+    config = str(sandbox.config_path)
+    shown = publish_dev(config_path=config)
+    run = background(lambda: promote_test(config_path=config))
+    gate = run.gate("test")
+    newer = publish_dev(config_path=config)  # dev moves on while the gate waits
+    assert target_revision(sandbox, "dev") == newer.chart_version != shown.chart_version
+
+    decide(gate, Decision(approved=True, approver="carol"))
+    promotion = run.join()
+
+    assert promotion.version == shown.chart_version == target_revision(sandbox, "test")
+    trailers = git(sandbox.gitops_remote, "log", "-1", "--format=%(trailers:only,unfold)", promotion.gitops_commit)
+    assert f"Chart-Version: {shown.chart_version}" in trailers and "Approved-By: carol" in trailers
+
+
+def said_not_applied(flow_run_id, artifact_key: str, timeout: float = 60) -> dict[str, str]:
+    """What the run's gate artifact, its log on the server and its tags say, once it failed after its gate. The log
+    reaches the server in batches: read until it holds the refusal, or the deadline passed."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            log = "\n".join(entry.message for entry in logs)
+            if "not applied" in log or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[artifact_key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+            ),
+            sort=ArtifactSort.CREATED_DESC,
+        )
+        tags = client.read_flow_run(flow_run_id).tags
+    return {"artifact": str(artifacts[0].data) if artifacts else "", "log": log, "tags": " ".join(tags)}
 
 
 def test_a_stale_release_prod_gate_cannot_move_prod_back(sandbox, background):
@@ -90,8 +142,13 @@ def test_a_stale_release_prod_gate_cannot_move_prod_back(sandbox, background):
     before = end_state(sandbox)
 
     decide(gate, Decision(approved=True, approver="alice"))
-    with pytest.raises(ConflictError, match="prod of hello moved from <none> to 0.2.0 since .*run release-prod again"):
+    with pytest.raises(ConflictError) as refused:
         stale.join()
+
+    assert str(refused.value) == (
+        "prod of hello moved from <none> to 0.2.0 since the gate opened; run release-prod again"
+    )
+    assert "**not applied**" in said_not_applied(gate.flow_run_id, "gate-hello-prod")["artifact"]
 
     assert gitops_head(sandbox) == landed and target_revision(sandbox, "prod") == "0.2.0"
     assert main_chart_version(sandbox) == "0.1.0"  # nothing after the refused write ran: main was not bumped

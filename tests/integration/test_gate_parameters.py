@@ -1,7 +1,7 @@
 """Only a decision at the gate passes it, on a real server with the deployments `promo setup` registers.
 
 Starting a deployment and resuming a run are different permissions: no parameter of any deployed flow may stand in
-for the decision. And a suspended gate's stored answer is reused only while the target still is what was shown."""
+for the decision. And a suspended gate, resumed, carries out exactly the plan it showed, or nothing."""
 
 from __future__ import annotations
 
@@ -10,19 +10,28 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
 from prefect import Flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    DeploymentFilter,
+    DeploymentFilterId,
+    LogFilter,
+)
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.deployments import run_deployment
-from prefect.input.run_input import keyset_from_paused_state
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from promo.deployments.deploy import FLOWS, Outcome, setup_all
-from promo.release.gates import decide, waiting_gates
+from promo.config import load_config
+from promo.deployments.notify import notification_automations
+from promo.release.gates import WaitingGate, decide, waiting_gates
 from promo.release.approvals import Decision
 from promo.gitops.manifests import manifest_path, read_target_revision, set_target_revision
 from promo.local.sandbox import Sandbox
@@ -53,9 +62,13 @@ def gitops_head(sandbox: Sandbox) -> str:
     return git(sandbox.gitops_remote, "rev-parse", "main").strip()
 
 
-def revision_in_test(sandbox: Sandbox) -> str:
-    path = manifest_path("test", "preprod", sandbox.app)
+def revision_in(sandbox: Sandbox, env: str) -> str:
+    path = manifest_path(env, "preprod", sandbox.app)
     return read_target_revision(git(sandbox.gitops_remote, "show", f"main:{path}"))
+
+
+def revision_in_test(sandbox: Sandbox) -> str:
+    return revision_in(sandbox, "test")
 
 
 def set_test_revision_by_hand(sandbox: Sandbox, version: str, workdir: Path) -> None:
@@ -163,27 +176,75 @@ def test_no_parameter_passes_a_gate(prefect_server: PrefectServer, published, sa
     assert revision_in_test(sandbox) == ""
 
 
+def ended(client, flow_run_id: UUID):
+    """The run once it has ended, else None."""
+    run = client.read_flow_run(flow_run_id)
+    return run if run.state.is_final() else None
+
+
+def suspended_gate(client, flow_run_id: UUID, app: str, worker) -> WaitingGate:
+    """The run's gate into test, once the run has suspended there."""
+    def suspended() -> bool:
+        return client.read_flow_run(flow_run_id).state.name == "Suspended"
+
+    wait_until(suspended, RUN_SECONDS, "the gate into test", alive=worker.process, log=worker.log)
+    gates = [gate for gate in waiting_gates(app=app, env="test") if gate.flow_run_id == flow_run_id]
+    assert gates, f"flow run {flow_run_id} suspended, but not at a promo gate into test"
+    return gates[0]
+
+
+def not_applied_record(client, flow_run_id: UUID, app: str) -> tuple[str, str]:
+    """The run's gate artifact (its newest version) and its logs on the server, once both say the approval was not
+    applied: the run's process ships its last logs as it exits, after the run is marked failed."""
+    artifact_filter = ArtifactFilter(
+        key=ArtifactFilterKey(any_=[f"gate-{app}-test"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+    )
+
+    def said() -> tuple[str, str] | None:
+        artifacts = client.read_artifacts(artifact_filter=artifact_filter, sort=ArtifactSort.CREATED_DESC)
+        logs = "\n".join(log.message for log in client.read_logs(LogFilter(flow_run_id={"any_": [flow_run_id]})))
+        artifact = str(artifacts[0].data) if artifacts else ""
+        return (artifact, logs) if "not applied" in artifact and "not applied" in logs else None
+
+    return wait_until(said, RUN_SECONDS, "the gate artifact and the log saying the approval was not applied")
+
+
 @pytest.mark.integration
-def test_a_suspended_gate_asks_again_when_the_target_moved_while_it_waited(published, sandbox, tmp_path):
-    """The approver saw test run nothing; while the gate waited, test was set by hand. Their approval was for a
-    change from another state, so the resumed run must ask again instead of writing."""
+def test_a_resumed_gate_carries_out_what_it_showed_or_fails_in_one_line(published, sandbox, tmp_path):
+    """Suspended at its gate, a run ends its process and starts again from the top when resumed. Approving V1
+    after dev moved on to V2 ships V1, with no second gate; approving after the target itself moved fails the run in
+    one line and writes nothing, and the run's log, its gate artifact and its failure notice say the approval was
+    not applied."""
     client, worker = published
-    promotion = run_deployment(f"promote-test/{sandbox.app}", timeout=0)
-    wait_until(lambda: client.read_flow_run(promotion.id).state.name == "Suspended", RUN_SECONDS, "the gate")
-    shown = waiting_gates(app=sandbox.app, env="test")
-    assert [gate.flow_run_id for gate in shown] == [promotion.id]
-    first_form = keyset_from_paused_state(client.read_flow_run(promotion.id).state)
+    shown = revision_in(sandbox, "dev")
+    first = run_deployment(f"promote-test/{sandbox.app}", timeout=0)
+    gate = suspended_gate(client, first.id, sandbox.app, worker)
+    newer = run_deployment(f"publish-dev/{sandbox.app}", timeout=RUN_SECONDS, poll_interval=0.5)  # dev moves on
+    assert newer.state.is_completed(), tail(worker.log)
+    assert revision_in(sandbox, "dev") != shown
 
-    set_test_revision_by_hand(sandbox, "0.0.9", tmp_path)
+    decide(gate, Decision(approved=True, approver="carol", comment="V1 it is"))
+    run = wait_until(lambda: ended(client, first.id), RUN_SECONDS, "the run", alive=worker.process, log=worker.log)
+    assert run.state.is_completed(), f"{run.state}\n{tail(worker.log)}"
+    assert revision_in(sandbox, "test") == shown  # the version the approver saw, not dev's newer one
+    assert run.empirical_policy.pause_keys == {"approve-test-1"}  # one gate: the resumed run asked nothing again
+
+    second = run_deployment(f"promote-test/{sandbox.app}", timeout=0)  # dev's newer build, over test's V1
+    gate = suspended_gate(client, second.id, sandbox.app, worker)
+    set_test_revision_by_hand(sandbox, "0.0.9", tmp_path)  # the target moves while the gate waits
     moved = gitops_head(sandbox)
-    decide(shown[0], Decision(approved=True, approver="carol", comment="nothing runs in test yet"))
+    decide(gate, Decision(approved=True, approver="carol"))
+    run = wait_until(lambda: ended(client, second.id), RUN_SECONDS, "the run", alive=worker.process, log=worker.log)
 
-    def asks_again_or_ends():
-        asks = waiting_gates(app=sandbox.app, env="test")  # paused runs only: seen, its run is suspended again
-        run = client.read_flow_run(promotion.id)  # read after the gates, so it is not the state from before the pause
-        return (run.state.is_final() or asks) and run
+    one_line = f"test of {sandbox.app} moved from {shown} to 0.0.9 since the gate opened; run promote-test again"
+    assert run.state.is_failed() and run.state.message.endswith(f"ConflictError: {one_line}"), run.state
+    assert gitops_head(sandbox) == moved and revision_in(sandbox, "test") == "0.0.9"  # test untouched
+    artifact, logs = not_applied_record(client, second.id, sandbox.app)
+    assert "approved by `carol` (gate): **not applied**, nothing was written." in artifact and one_line in artifact
+    assert f"was not applied, nothing was written: {one_line}" in logs
+    from tests.integration.test_notify import render  # it imports this module: imported once both are loaded
 
-    run = wait_until(asks_again_or_ends, RUN_SECONDS, "promote-test to ask again", alive=worker.process, log=worker.log)
-    assert run.state.name == "Suspended", f"{run.state}\n{tail(worker.log)}"
-    assert keyset_from_paused_state(run.state) != first_form  # a fresh gate, not the answered one
-    assert gitops_head(sandbox) == moved and revision_in_test(sandbox) == "0.0.9"  # the approval wrote nothing
+    config = load_config(sandbox.config_path)
+    _, failed = notification_automations(config, uuid4(), [spec.name for spec in FLOWS], ui_url=None)
+    notice = render(failed.actions[0].body, client.read_flow_run(second.id), "promote-test")  # what the server sends
+    assert one_line in notice and "The approval was not applied: test moved after its gate opened" in notice

@@ -34,7 +34,7 @@ from promo.deployments.notify import (
     gate_waiting_name,
     notification_automations,
 )
-from promo.release.gates import decide, waiting_gates
+from promo.release.gates import NOT_APPLIED_TAG, decide, waiting_gates
 from promo.release.approvals import Decision
 from promo.config import NotifySettings, load_config
 from promo.errors import InputError
@@ -154,6 +154,20 @@ def test_the_failure_notice_carries_the_one_line_reason(config):
     assert "publish-dev/brave-otter of hello ended Failed.\nWhy: ToolError: buildah failed" in render(
         action.body, publish, "publish-dev"
     )
+
+
+def test_the_failure_notice_says_when_an_approval_was_not_applied(config):
+    _, failed = notification_automations(config, uuid4(), FLOW_NAMES, ui_url="http://prefect.example:4200")
+    reason = "test of hello moved from 0.1.0-rc.def5678 to 0.0.9 since the gate opened; run promote-test again"
+    tags = ["app:hello", "promo-gate", "env:test", "version:0.2.0-rc.abc1234"]
+    message = f"Flow run encountered an exception: ConflictError: {reason}"
+    not_applied = render(failed.actions[0].body, a_run([*tags, NOT_APPLIED_TAG], "Failed", message), "promote-test")
+    assert f"Why: ConflictError: {reason}\n" in not_applied
+    assert "\nThe approval was not applied: test moved after its gate opened, so nothing was written.\nFlow run: " in (
+        not_applied
+    )
+    other = render(failed.actions[0].body, a_run(tags, "Failed", message), "promote-test")
+    assert "not applied" not in other and f"Why: ConflictError: {reason}\nFlow run: " in other
 
 
 # --- on a real server ------------------------------------------------------------------------------------------------

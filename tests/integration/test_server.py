@@ -221,38 +221,6 @@ def test_a_worker_without_promo_yaml_runs_the_app_from_the_config_on_the_server(
             hidden.rename(sandbox.config_path)
 
 
-def test_an_approval_never_promotes_a_version_nobody_saw(prefect_server, start_worker, promo, sandbox):
-    """dev moves while promote-test is suspended at its gate: approving the old version must not ship the new one."""
-    config = str(sandbox.config_path)
-    with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}), get_client(sync_client=True) as client:
-        assert promo("setup", "--config", config).returncode == 0
-        worker = start_worker("promo")
-        first = run_deployment("publish-dev/hello", timeout=RUN_SECONDS, poll_interval=0.5)
-        assert first.state.is_completed(), tail(worker.log)
-        shown = target_revision(sandbox, "dev")
-        before = target_revision(sandbox, "test")
-
-        promotion = run_deployment("promote-test/hello", timeout=0)
-        wait_until(lambda: read_run(client, promotion.id).state.name == "Suspended", RUN_SECONDS, "the gate")
-        # a new build reaches dev meanwhile
-        second = run_deployment("publish-dev/hello", timeout=RUN_SECONDS, poll_interval=0.5)
-        assert second.state.is_completed(), tail(worker.log)
-        assert target_revision(sandbox, "dev") != shown
-
-        gate = waiting_gates(app="hello", env="test")[0]
-        assert gate.version == shown
-        decide(gate, Decision(approved=True, approver="carol", comment="approving what I was shown"))
-
-        def settled():
-            run = read_run(client, promotion.id)
-            asks_again = run.state.name == "Suspended" and any(g.version != shown for g in waiting_gates(env="test"))
-            return (run.state.is_final() or asks_again) and run
-
-        wait_until(settled, RUN_SECONDS, "promote-test to finish or ask again", alive=worker.process, log=worker.log)
-        now = target_revision(sandbox, "test")
-        assert now in (before, shown)  # never the version nobody approved
-
-
 def test_the_environment_lock_holds_its_one_slot(prefect_server: PrefectServer):
     from promo.flows.limits import ensure_environment_limits, environment_lock
     from promo.errors import ConflictError, NotFound

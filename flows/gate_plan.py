@@ -1,0 +1,160 @@
+"""What a gate showed, kept with its run, so that an approval is carried out as given or not at all.
+
+Under a deployment a gate suspends the run, and the run starts again from the top when resumed (flows/gate.py). Read
+again by then, the source may run a version nobody was shown, and the target may have moved. So the plan a gate
+shows is stored with the run (a flow-run input keyed by the gate's target) before the gate opens, and a run whose
+gate has opened reads it back instead of the world (``opened_gate``). After the decision, paused or resumed alike,
+the target is read once more: if it moved since the gate opened, the approval is not applied, the run fails in one
+line and nothing is written (``approve``). The write after that compares against the same state, on every push.
+
+The stored plan decides nothing: only the answer submitted to the gate passes it (flows/gate.py), and the plan is
+read back only for a gate the server records as opened in this run. A run started again after it ended (Prefect
+forgets its opened gates then) plans from the world and opens its gate anew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
+
+from promo.config import PromoConfig
+from promo.errors import ConflictError, TransientError
+from promo.flows.gate import ask_approval, gate_key
+from promo.flows.runinfo import run_logger
+from promo.release.approvals import Decision
+from promo.release.gate_plan import GatePlan, moved_since_gate
+from promo.release.gates import NOT_APPLIED_TAG
+from promo.tasks.gitops import plan_environment_version
+
+PLAN_KEY_PREFIX = "promo-plan-"
+
+
+def plan_key(target: str) -> str:
+    """The flow-run input holding what the gate into ``target`` showed."""
+    return f"{PLAN_KEY_PREFIX}{target}"
+
+
+def opened_gate(target: str) -> GatePlan | None:
+    """The plan this run's gate into ``target`` showed, when that gate has opened already (the run was resumed
+    after it); None otherwise, and the caller plans from what the world holds now."""
+    run = _deployed_run()
+    if run is None or not _gate_opened(run, target):
+        return None
+    with _prefect_api("read the plan its gate showed"), get_client(sync_client=True) as client:
+        try:
+            stored = client.read_flow_run_input(run.id, plan_key(target))
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code != 404:
+                raise
+            raise ConflictError(
+                f"the gate into {target} opened in this run, but the plan it showed is not stored with the run, "
+                "so its approval was not applied",
+                f"run {flow_run.get_flow_name()} again: its gate shows the change from what runs now",
+            ) from None
+    planned = GatePlan.from_json(stored)
+    run_logger().info("Resumed after the gate into %s: carrying out the plan it showed, %s", target, planned.title)
+    return planned
+
+
+def approve(config: PromoConfig, planned: GatePlan) -> Decision:
+    """Ask for a decision on ``planned`` at its gate (the plan kept with the run first) and return it once the target
+    still runs what the gate showed; otherwise the approval is not applied and the run fails (``refuse_if_moved``)."""
+    _keep(planned)
+    decision = ask_approval(
+        config,
+        planned.plan,
+        source=planned.source,
+        target=planned.target,
+        version=planned.version,
+        chart_digest=planned.chart_digest,
+        built_as=planned.built_as,
+        headline=planned.headline,
+        readiness=planned.readiness,
+        going_back=planned.going_back,
+    )
+    refuse_if_moved(config, planned, decision)
+    return decision
+
+
+def refuse_if_moved(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:
+    """``test of hello moved from A to B since the gate opened; run promote-test again`` when the target no longer
+    runs what the gate showed: the run's log and the gate's artifact say the approval was not applied and why, and
+    the run is tagged so the failure message says it too (deployments/notify.py). Nothing has been written."""
+    now = plan_environment_version(config, planned.target, planned.version, allow_downgrade=True).current
+    moved = moved_since_gate(config.app, planned, now, rerun=flow_run.get_flow_name() or "the promotion")
+    if moved is None:
+        return
+    title = f"{config.app} {planned.title}"
+    run_logger().error(
+        "The approval of %s by %s was not applied, nothing was written: %s", title, decision.approver, moved
+    )
+    create_markdown_artifact(
+        key=f"gate-{config.app}-{planned.target}",
+        markdown=(
+            f"**{title}** approved by `{decision.approver}` ({decision.via}): **not applied**, nothing was written."
+            f"\n\n{moved}"
+        ),
+        description=f"Approval not applied: {title}",
+    )
+    _tag_not_applied()
+    raise moved
+
+
+def _keep(planned: GatePlan) -> None:
+    """Store the plan before its gate opens: only a deployment's run suspends and starts again from the top. A run
+    whose gate opened already keeps the plan it showed then."""
+    run = _deployed_run()
+    if run is None or _gate_opened(run, planned.target):
+        return
+    key = plan_key(planned.target)
+    with _prefect_api("store the plan its gate shows"), get_client(sync_client=True) as client:
+        try:  # left by an earlier execution that ended before its gate opened
+            client.delete_flow_run_input(run.id, key)
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code != 404:
+                raise
+        client.create_flow_run_input(run.id, key, planned.to_json())
+
+
+def _deployed_run() -> FlowRun | None:
+    """This flow run as the server has it now, when it runs under a deployment; None otherwise."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None or context.flow_run.deployment_id is None:
+        return None
+    with _prefect_api("read its own state"), get_client(sync_client=True) as client:
+        return client.read_flow_run(context.flow_run.id)
+
+
+@contextmanager
+def _prefect_api(doing: str) -> Iterator[None]:
+    """A Prefect API that fails here is one line: the run stopped before any write, and runs again as it was."""
+    try:
+        yield
+    except httpx.HTTPError as error:
+        status = error.response.status_code if isinstance(error, httpx.HTTPStatusError) else None
+        detail = f"HTTP {status}" if status else type(error).__name__
+        raise TransientError(
+            f"the Prefect API failed while the run tried to {doing} ({detail}); nothing was written",
+            "run it again once the Prefect server answers (PREFECT_API_URL)",
+        ) from None
+
+
+def _gate_opened(run: FlowRun, target: str) -> bool:
+    """Whether the gate into ``target`` has opened in this run: the server records every pause key it accepted."""
+    return gate_key(target, 1) in (run.empirical_policy.pause_keys or set())
+
+
+def _tag_not_applied() -> None:
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    with get_client(sync_client=True) as client:
+        tags = client.read_flow_run(context.flow_run.id).tags or []
+        client.update_flow_run(context.flow_run.id, tags=sorted({*tags, NOT_APPLIED_TAG}))
