@@ -18,8 +18,9 @@ about the recorded lease:
 - the server still has it: its holder died and the server has not yet noticed; the waiter ends the lease the way the
   server would at its expiry (the count goes down with the lease, exactly once);
 - the server has no such lease (lost by a restart, or its holder ended while the server had lost it): the count is
-  all that is left, and the waiter takes it down by one. Deleting the record first is the claim: of several waiters
-  only the one whose delete succeeds gives the slot back.
+  all that is left, and the waiter takes it down by one.
+
+Deleting the record first is the claim: of several waiters only the one whose delete succeeds gives the slot back.
 
 A live holder keeps its record moving, so its slot is never given back, whatever the server lost.
 """
@@ -107,26 +108,26 @@ class StrandedSlotWatch:
     def __init__(self, limit: str) -> None:
         self.limit = limit
         self._seen: object = object()  # nothing seen yet
-        self._since = time.monotonic()
         self._record: dict[str, Any] | None = None
-        self._checked = -math.inf
+        self._moved = time.monotonic()  # when the record last changed, as far as this waiter saw
+        self._checked = self._tried = -math.inf
 
     def after_refusal(self, client: SyncPrefectClient) -> bool:
         """Call after each refusal. True when it gave a stranded slot back (ask again at once)."""
-        if time.monotonic() - self._checked < CHECK_SECONDS:
+        now = time.monotonic()
+        if now - self._checked < CHECK_SECONDS:
             return False
-        self._checked = time.monotonic()
+        self._checked = now
         try:
             variable = client.read_variable_by_name(record_name(self.limit))
             seen = (variable.value, variable.updated) if variable else None
-            now = time.monotonic()
             if seen != self._seen:
-                self._seen, self._since = seen, now
+                self._seen, self._moved = seen, now
                 self._record = variable.value if variable and isinstance(variable.value, dict) else None
                 return False
-            if self._record is None or now - self._since < STALE_SECONDS:
+            if self._record is None or now - max(self._moved, self._tried) < STALE_SECONDS:
                 return False
-            self._since = now  # one try per quiet period
+            self._tried = now  # one try per quiet period
             return self._give_back(client, self._record)
         except (httpx.HTTPError, KeyError, ValueError) as error:
             # A failing API shows in the acquire itself; an unreadable record is left for a person (the message).
@@ -136,39 +137,41 @@ class StrandedSlotWatch:
     def _give_back(self, client: SyncPrefectClient, record: dict[str, Any]) -> bool:
         lease = UUID(str(record["lease"]))
         try:
-            client.renew_concurrency_lease(lease, lease_duration=LEASE_SECONDS)
-        except httpx.HTTPStatusError as error:
-            if error.response.status_code not in GONE:
-                raise
-        else:
-            # The server still has the lease, but its holder stopped touching its record: it is gone, and the server
-            # has not noticed yet. End the lease as the server would at its expiry: the count goes down with it.
-            client.release_concurrency_slots_with_lease(lease)
-            logger.warning("gave back the slot of %s held by a holder that is gone (%s)", self.limit, _who(record))
-            return True
-        try:
             client.delete_variable_by_name(record_name(self.limit))  # the claim: one waiter gives the slot back
         except ObjectNotFound:
             return False
-        # The server counts the slot but has no lease for it (a restart lost the lease), and its holder is gone:
-        # nothing else will ever give it back. (No occupancy: the server's Retry-After learns from real holds only.)
         try:
-            client.request("POST", "/v2/concurrency_limits/decrement", json={"names": [self.limit], "slots": 1})
+            if self._server_has(client, lease):
+                # Its holder stopped touching its record, so it is gone, and the server has not noticed yet: end the
+                # lease as the server would at its expiry. The count goes down with the lease, exactly once.
+                client.release_concurrency_slots_with_lease(lease)
+            else:
+                # The server counts the slot but has no lease for it (a restart lost the lease), and its holder is
+                # gone: nothing else will ever give it back. No occupancy: Retry-After learns from real holds only.
+                client.request("POST", "/v2/concurrency_limits/decrement", json={"names": [self.limit], "slots": 1})
         except BaseException:
             _write(record_name(self.limit), record)  # not given back: the next waiter may try again
             raise
-        logger.warning(
-            "gave back the slot of %s that the server still counted after losing its lease (%s)", self.limit,
-            _who(record),
-        )  # fmt: skip
+        logger.warning("gave back the slot of %s, whose recorded holder is gone (%s)", self.limit, _who(record))
+        return True
+
+    @staticmethod
+    def _server_has(client: SyncPrefectClient, lease: UUID) -> bool:
+        """Whether the server has the lease. A renewal is the only question it answers about a lease."""
+        try:
+            client.renew_concurrency_lease(lease, lease_duration=LEASE_SECONDS)
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code in GONE:
+                return False
+            raise
         return True
 
     def describe(self) -> str:
         """Who holds the slot, as far as promo knows: for the message a waiter gives up with."""
         if self._record is None:
             return "no promo run is recorded as its holder"
-        quiet = time.monotonic() - self._since
-        return f"its recorded holder is {_who(self._record)}, last seen {quiet:.0f} s ago"
+        quiet = time.monotonic() - self._moved
+        return f"its recorded holder is {_who(self._record)}, whose record last moved {quiet:.0f} s ago"
 
 
 def _who(record: dict[str, Any]) -> str:

@@ -26,17 +26,18 @@ REPOSSESSED_BY = LEASE_SECONDS + 15 + 10
 
 def test_a_killed_writer_s_slot_is_given_back_once_and_the_next_writer_holds_it_alone(tmp_path: Path) -> None:
     url = (tmp_path / "gitops.git").as_uri()
-    ensure_limits([gitops_limit_name(url)])
-    holder = hold(PREFECT_API_URL.value(), url, tmp_path / "holder-home")
+    name = gitops_limit_name(url)
+    ensure_limits([name])
+    holder = hold(PREFECT_API_URL.value(), tmp_path / "holder-home", "gitops", url)
     killed = time.monotonic()
     kill(holder)
 
     with gitops_lock(url, create_missing=False):
         assert time.monotonic() - killed < FREED_WITHIN
         while time.monotonic() - killed < REPOSSESSED_BY:  # hold past the dead lease's end: still one held slot
-            assert held_slots(url) == 1
+            assert held_slots(name) == 1
             time.sleep(1)
-    assert held_slots(url) == 0
+    assert held_slots(name) == 0
 
 
 # The waiter's rule, against a stand-in for the server's few calls it makes, on a clock the test moves.
@@ -112,7 +113,7 @@ def test_a_silent_holder_whose_lease_the_server_still_has_is_ended_through_the_l
     server = Server(lease_alive=True)
     watch = StrandedSlotWatch("promo-a-dev")
     assert refusals(watch, server, clock, STALE_SECONDS + 2 * CHECK_SECONDS)
-    assert server.changes == ["lease ended"]  # the count goes down with the lease, never on its own as well
+    assert server.changes == ["record claimed", "lease ended"]  # the count goes down with the lease, never twice
 
 
 def test_a_silent_holder_whose_lease_a_restart_lost_is_given_back_once_among_many_waiters(clock):
@@ -123,7 +124,8 @@ def test_a_silent_holder_whose_lease_a_restart_lost_is_given_back_once_among_man
     clock.now += STALE_SECONDS + CHECK_SECONDS
     given_back = [watch.after_refusal(server) for watch in waiters]
     assert given_back == [True, False, False]
-    assert server.changes == ["record claimed", "/v2/concurrency_limits/decrement {'names': ['promo-a-dev'], 'slots': 1}"]
+    decrement = "/v2/concurrency_limits/decrement {'names': ['promo-a-dev'], 'slots': 1}"
+    assert server.changes == ["record claimed", decrement]  # one slot given back, by the waiter whose claim held
     assert "no promo run is recorded" in waiters[1].describe()
 
 

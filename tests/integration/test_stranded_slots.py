@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,14 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from promo.errors import ConflictError
 from promo.flows import limits, slot_holders
-from promo.flows.limits import ensure_limits, gitops_limit_name, gitops_lock
+from promo.flows.limits import (
+    ensure_environment_limits,
+    ensure_limits,
+    environment_lock,
+    gitops_limit_name,
+    gitops_lock,
+    limit_name,
+)
 from promo.local import prefect_server
 from promo.local.prefect_server import PrefectServer, start_server, stop_server
 from tests.fixtures.slot_holder import held_slots, hold, kill, release
@@ -80,38 +88,58 @@ def repository(tmp_path: Path, memory_server: Server) -> str:
     return url
 
 
-def seconds_to_take(url: str) -> float:
+def seconds_to_take(lock: AbstractContextManager[None], limit: str) -> float:
     started = time.monotonic()
-    with gitops_lock(url, create_missing=False):
+    with lock:
         taken = time.monotonic() - started
-        assert held_slots(url) == 1
+        assert held_slots(limit) == 1
     return taken
+
+
+def seconds_to_write(url: str) -> float:
+    return seconds_to_take(gitops_lock(url, create_missing=False), gitops_limit_name(url))
 
 
 def test_a_slot_held_across_a_restart_by_a_killed_writer_is_free_again_within_90_s(
     memory_server: Server, repository: str, tmp_path: Path
 ) -> None:
-    holder = hold(memory_server.api_url, repository, tmp_path / "holder-home")
+    name = gitops_limit_name(repository)
+    holder = hold(memory_server.api_url, tmp_path / "holder-home", "gitops", repository)
     try:
         memory_server.restart()
-        assert held_slots(repository) == 1  # the count survived the restart; the lease behind it did not
+        assert held_slots(name) == 1  # the count survived the restart; the lease behind it did not
     finally:
         kill(holder)
 
-    assert seconds_to_take(repository) < FREED_WITHIN
-    assert held_slots(repository) == 0  # given back once, not twice: the count is exact again
-    assert seconds_to_take(repository) < 5  # and the lock works as before
+    assert seconds_to_write(repository) < FREED_WITHIN
+    assert held_slots(name) == 0  # given back once, not twice: the count is exact again
+    assert seconds_to_write(repository) < 5  # and the lock works as before
+
+
+def test_an_environment_slot_held_across_a_restart_by_a_killed_run_is_free_again_within_90_s(
+    memory_server: Server, tmp_path: Path
+) -> None:
+    ensure_environment_limits("restarted", ["prod"])  # promo setup
+    holder = hold(memory_server.api_url, tmp_path / "holder-home", "environment", "restarted", "prod")
+    try:
+        memory_server.restart()
+    finally:
+        kill(holder)
+
+    lock = environment_lock("restarted", "prod", timeout_seconds=FREED_WITHIN, create_missing=False)
+    assert seconds_to_take(lock, limit_name("restarted", "prod")) < FREED_WITHIN
+    assert held_slots(limit_name("restarted", "prod")) == 0
 
 
 def test_a_live_holder_keeps_its_slot_across_a_restart_and_gives_it_back_when_done(
     memory_server: Server, repository: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    holder = hold(memory_server.api_url, repository, tmp_path / "holder-home")
+    name = gitops_limit_name(repository)
+    holder = hold(memory_server.api_url, tmp_path / "holder-home", "gitops", repository)
     try:
         memory_server.restart()  # the server lost the holder's lease; the holder knows nothing of it
         # Waiting well past the quiet period after which a gone holder's slot is given back: not given back.
         monkeypatch.setattr(limits, "WAIT_SECONDS", 2 * slot_holders.STALE_SECONDS + 10)
-        name = gitops_limit_name(repository)
         with pytest.raises(ConflictError) as refused:
             with gitops_lock(repository, create_missing=False):
                 pytest.fail("two holders of one slot")
@@ -124,17 +152,17 @@ def test_a_live_holder_keeps_its_slot_across_a_restart_and_gives_it_back_when_do
     finally:
         kill(holder)
     # Its release found no lease and gave nothing back; the next writer does, once the holder has gone quiet.
-    assert seconds_to_take(repository) < FREED_WITHIN
-    assert held_slots(repository) == 0
+    assert seconds_to_write(repository) < FREED_WITHIN
+    assert held_slots(name) == 0
 
 
 def test_promo_s_own_server_keeps_leases_across_a_restart(promo_server: Server, tmp_path: Path) -> None:
     url = (tmp_path / "gitops.git").as_uri()
     ensure_limits([gitops_limit_name(url)])
-    holder = hold(promo_server.api_url, url, tmp_path / "holder-home")
+    holder = hold(promo_server.api_url, tmp_path / "holder-home", "gitops", url)
     try:
         promo_server.restart()
         release(holder)
     finally:
         kill(holder)
-    assert held_slots(url) == 0  # the holder's own release gave it back: the server still had its lease
+    assert held_slots(gitops_limit_name(url)) == 0  # its own release gave it back: the server still had its lease
