@@ -287,7 +287,10 @@ def ephemeral_start_failure(error: RuntimeError) -> ToolError | None:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether the server could listen on ``port``. Asked as the server binds (SO_REUSEADDR), so the connections a
+    stopped server leaves in TIME_WAIT do not send its successor to another port, away from its clients' URL."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
