@@ -95,7 +95,7 @@ def environment_lock(
             with recorded_holder(name, lease):
                 yield
     finally:
-        _give_back(lease)
+        _release(lease)
 
 
 @contextmanager
@@ -125,7 +125,7 @@ def gitops_lock(url: str, *, create_missing: bool | None = None) -> Iterator[Non
         with recorded_holder(name, lease):
             yield
     finally:
-        _give_back(lease)
+        _release(lease)
 
 
 def _take_slot(name: str, timeout_seconds: float | None, busy: Callable[[str], ConflictError]) -> UUID:
@@ -176,7 +176,7 @@ def _holder() -> ConcurrencyLeaseHolder | None:
     return ConcurrencyLeaseHolder(type="flow_run", id=UUID(run)) if run else None
 
 
-def _give_back(lease: UUID) -> None:
+def _release(lease: UUID) -> None:
     try:
         with get_client(sync_client=True) as client:
             client.release_concurrency_slots_with_lease(lease)
