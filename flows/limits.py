@@ -1,39 +1,46 @@
 """One global concurrency limit per target environment: ``promo-<app>-<env>``, one slot.
 
 A deployment concurrency limit cannot serialise gated promotions (a paused run gives its slot back), so writes into
-an environment take a slot of the global limit instead. ``strict=True``: a missing limit is an error, never a lock
-that silently locks nothing. ``promo setup`` creates the limits; ``ensure_environment_limits`` does it from code.
+an environment take a slot of the global limit instead. A missing limit is an error, never a lock that silently
+locks nothing. ``promo setup`` creates the limits; ``ensure_environment_limits`` does it from code.
 Publishing a release takes ``promo-<app>-release`` the same way (``release_lock``). Every GitOps write holds
 ``promo-gitops-<repository>-<hash>`` around its fetch-edit-push (``gitops_lock``): writers with caches on different
 hosts then queue for the repository instead of racing at it.
+
+Every holder records itself, and a waiter gives back a slot whose holder is gone even when the server lost the
+slot's lease in a restart (promo.flows.slot_holders).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError  # what strict=True raises (no public path)
-from prefect.concurrency.sync import concurrency
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.concurrency._leases import maintain_concurrency_lease  # concurrency()'s renewal (no public path)
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.runtime import deployment
+from prefect.runtime import deployment, flow_run
 
-from promo.errors import ConflictError, NotFound, PromoError, ToolError, TransientError
+from promo.errors import ConflictError, NotFound, ToolError, TransientError
+from promo.flows.slot_holders import CHECK_SECONDS, LEASE_SECONDS, StrandedSlotWatch, recorded_holder
 from promo.gitops.mirror import redact_url
 from promo.tasks.retry import BACKOFF_SECONDS, RETRIES
 
 SLOTS = 1
-# A run killed inside the lock cannot give its slot back: the server frees it when the lease runs out. 60 s is the
-# shortest lease the server accepts; the holder renews it while alive. A write takes well under a second, so waiting
-# two leases for a slot means something is stuck.
-LEASE_SECONDS = 60
+# A run killed inside the lock cannot give its slot back: the server frees it when the lease (LEASE_SECONDS, the
+# shortest it accepts, renewed by a live holder) runs out, and a waiter frees it sooner, or when the server lost the
+# lease (promo.flows.slot_holders). A write takes well under a second, so waiting two leases means something is stuck.
 WAIT_SECONDS = 2 * LEASE_SECONDS + 10
+# How to free a slot by hand, for the message a waiter gives up with.
+FREE_BY_HAND = "if no promo run still holds it, free it: `prefect gcl update {name} --active-slots 0`"
 RELEASE = "release"  # the release lock is held like an environment's; its limit is promo-<app>-release
 
 
@@ -62,40 +69,33 @@ def gitops_limit_name(url: str) -> str:
 def environment_lock(
     app: str, env: str, *, timeout_seconds: float | None = WAIT_SECONDS, create_missing: bool | None = None
 ) -> Iterator[None]:
-    """Hold the environment's one slot: ``with environment_lock(app, env): ...`` (``concurrency(..., strict=True)``).
+    """Hold the environment's one slot: ``with environment_lock(app, env): ...``.
 
     Only acquiring is translated, never what the body raises: a missing limit is ``NotFound`` (run ``promo setup``),
     no free slot within ``timeout_seconds`` is ``ConflictError`` (None waits as long as it takes), and a Prefect API
-    that keeps failing is ``TransientError`` once the acquire has been retried. The slot is given back when the block
-    exits, by an exception too, and so when a run suspends at a gate inside it.
+    that keeps failing is ``TransientError`` once the acquire has been retried. The lease is renewed while the block
+    runs, and a failed renewal ends the block, as ``concurrency(..., strict=True)`` does. The slot is given back when
+    the block exits, by an exception too, and so when a run suspends at a gate inside it.
     """
     name = limit_name(app, env)
     if create_missing if create_missing is not None else deployment.get_id() is None:
         # A local run (embedded API, no `promo setup`) makes its limit on first use; under a deployment a
         # missing limit stays an error, since it means this server was never set up.
         ensure_environment_limits(app, [env])
-    with ExitStack() as held:
-        for attempt in range(RETRIES + 1):
-            try:
-                held.enter_context(
-                    concurrency(
-                        name, occupy=1, strict=True, timeout_seconds=timeout_seconds, lease_duration=LEASE_SECONDS
-                    )
-                )
-                break
-            except ConcurrencySlotAcquisitionError as error:
-                failure = _acquisition_failure(name, error)
-            except TimeoutError:
-                raise ConflictError(
-                    f"another run held {env} of {app} (limit {name}) for more than {timeout_seconds} s",
-                    f"let it finish, then start again; a killed run's slot frees itself within {LEASE_SECONDS} s",
-                ) from None
-            # The environment lock is taken in the flow body, outside any task's retry policy, so it retries here.
-            # A slot the server granted before the reply was lost frees itself when its lease runs out.
-            if not isinstance(failure, TransientError) or attempt == RETRIES:
-                raise failure
-            time.sleep(BACKOFF_SECONDS * 2**attempt)
-        yield
+    lease = _take_slot(
+        name,
+        timeout_seconds,
+        lambda holder: ConflictError(
+            f"another run held {env} of {app} (limit {name}) for more than {timeout_seconds} s; {holder}",
+            f"let it finish, then start again; {FREE_BY_HAND.format(name=name)}",
+        ),
+    )
+    try:
+        with maintain_concurrency_lease(lease, LEASE_SECONDS, raise_on_lease_renewal_failure=True):
+            with recorded_holder(name, lease):
+                yield
+    finally:
+        _release(lease)
 
 
 @contextmanager
@@ -103,27 +103,51 @@ def gitops_lock(url: str, *, create_missing: bool | None = None) -> Iterator[Non
     """Hold the GitOps repository's one slot around a write's fetch-edit-push: ``GitOpsRepo(write_lock=...)`` takes
     ``lambda: gitops_lock(url)``.
 
-    Not ``concurrency()``: this lock only saves work, it guards nothing. Every push is a compare-and-swap, so two
-    writers inside at once (a lease that ran out) race as they would unlocked, and the loser re-applies its edit.
-    That lets the holder skip what ``concurrency()`` adds to every write (events, a lease-renewal thread, a client
-    per release), which the contention bench measured in the hold of every write. A busy slot is asked for again
-    after the server's Retry-After (docs/performance.md); a missing limit, no slot within ``WAIT_SECONDS`` and a
-    failing API are the errors ``environment_lock`` raises.
+    Unlike the environment lock, no lease renewal: this lock only saves work, it guards nothing. Every push is a
+    compare-and-swap, so two writers inside at once (a lease that ran out) race as they would unlocked, and the loser
+    re-applies its edit. That keeps a renewal thread out of the hold of every write, where the contention bench
+    measures it. A missing limit, no slot within ``WAIT_SECONDS`` and a failing API are the errors
+    ``environment_lock`` raises.
     """
     name = gitops_limit_name(url)
     if create_missing if create_missing is not None else deployment.get_id() is None:
         ensure_limits([name])  # see environment_lock
-    deadline = time.monotonic() + WAIT_SECONDS
+    lease = _take_slot(
+        name,
+        WAIT_SECONDS,
+        lambda holder: ConflictError(
+            f"other writers held the GitOps repository {redact_url(url)} (limit {name}) "
+            f"for more than {WAIT_SECONDS} s; {holder}",
+            f"let them finish, then start again; {FREE_BY_HAND.format(name=name)}",
+        ),
+    )
+    try:
+        with recorded_holder(name, lease):
+            yield
+    finally:
+        _release(lease)
+
+
+def _take_slot(name: str, timeout_seconds: float | None, busy: Callable[[str], ConflictError]) -> UUID:
+    """Ask for ``name``'s slot until it is granted; its lease. A busy slot is asked for again after the server's
+    Retry-After (docs/performance.md), at most ``CHECK_SECONDS`` later, and a slot whose holder is gone is given back
+    on the way (``StrandedSlotWatch``). No slot within ``timeout_seconds`` (None: no limit) is ``busy(who holds
+    it)``; a transient API failure is retried ``RETRIES`` times (the locks are taken in flow bodies, outside any
+    task's retry policy), and a slot the server granted before the reply was lost frees itself with its lease."""
+    deadline = math.inf if timeout_seconds is None else time.monotonic() + timeout_seconds
+    watch = StrandedSlotWatch(name)
     failures = 0
     with get_client(sync_client=True) as client:
         while True:
             try:
                 granted = client.increment_concurrency_slots_with_lease(
-                    names=[name], slots=SLOTS, mode="concurrency", lease_duration=LEASE_SECONDS
+                    names=[name], slots=SLOTS, mode="concurrency", lease_duration=LEASE_SECONDS, holder=_holder()
                 ).json()
                 break
             except (httpx.TransportError, httpx.HTTPStatusError) as error:
                 if _is_busy(error):
+                    if watch.after_refusal(client):
+                        continue  # a stranded slot was given back: ask again at once
                     wait = float(error.response.headers.get("Retry-After", BACKOFF_SECONDS))
                 elif not _is_transient(error):
                     raise ToolError(
@@ -135,52 +159,34 @@ def gitops_lock(url: str, *, create_missing: bool | None = None) -> Iterator[Non
                     wait, failures = BACKOFF_SECONDS * 2**failures, failures + 1
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ConflictError(
-                    f"other writers held the GitOps repository {redact_url(url)} (limit {name}) "
-                    f"for more than {WAIT_SECONDS} s",
-                    f"let them finish, then start again; a killed writer's slot frees itself within {LEASE_SECONDS} s",
-                )
-            time.sleep(min(wait, left))
-        if not granted.get("limits"):
-            raise NotFound(
-                f"the Prefect server has no concurrency limit {name}",
-                "run `promo setup` against this server (it creates the GitOps repository's limit too)",
-            )
-        try:
-            yield
-        finally:
-            try:
-                client.release_concurrency_slots_with_lease(granted["lease_id"])
-            except (httpx.TransportError, httpx.HTTPStatusError):
-                pass  # the lease frees the slot within LEASE_SECONDS; the write itself is done
+                raise busy(watch.describe())
+            time.sleep(min(wait, left, CHECK_SECONDS))
+    if not granted.get("limits"):
+        raise NotFound(
+            f"the Prefect server has no concurrency limit {name}",
+            "run `promo setup` against this server "
+            "(it creates promo's limits: one per environment, one per GitOps repository)",
+        )
+    return UUID(granted["lease_id"])
+
+
+def _holder() -> ConcurrencyLeaseHolder | None:
+    """The flow run taking the slot, for the server's own record of the lease (shown with it, lost with it)."""
+    run = flow_run.get_id()
+    return ConcurrencyLeaseHolder(type="flow_run", id=UUID(run)) if run else None
+
+
+def _release(lease: UUID) -> None:
+    try:
+        with get_client(sync_client=True) as client:
+            client.release_concurrency_slots_with_lease(lease)
+    except (httpx.TransportError, httpx.HTTPStatusError):
+        pass  # the lease frees the slot within LEASE_SECONDS (a waiter sooner); the body's work is done
 
 
 def _is_busy(error: BaseException) -> bool:
     """The server's 423: the slot is taken."""
     return isinstance(error, httpx.HTTPStatusError) and error.response.status_code == 423
-
-
-def _acquisition_failure(name: str, error: ConcurrencySlotAcquisitionError) -> PromoError:
-    """What a failed acquire means. Prefect raises one error for all of them: a missing limit (``strict=True``, no
-    cause), the API's HTTP error, or a transport error (the cause); only the limit itself tells a missing one."""
-    cause = error.__cause__
-    if _is_transient(cause):
-        return _api_failure(name, cause)
-    try:
-        with get_client(sync_client=True) as client:
-            client.read_global_concurrency_limit_by_name(name)
-    except ObjectNotFound:
-        return NotFound(
-            f"the Prefect server has no concurrency limit {name}",
-            "run `promo setup` against this server "
-            "(it creates promo's limits: one per environment, one per GitOps repository)",
-        )
-    except (httpx.TransportError, httpx.HTTPStatusError) as reading_error:
-        if _is_transient(reading_error):
-            return _api_failure(name, reading_error)
-    return ToolError(
-        f"the Prefect server refused a slot of {name}: {error}", "see the Prefect server's log for the cause"
-    )
 
 
 def _is_transient(error: BaseException | None) -> bool:

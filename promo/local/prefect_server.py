@@ -39,6 +39,11 @@ QUICK_HEALTH_SECONDS = 2.0
 # `approval` bench). One query a second per worker costs the server little. Prefetch does not help here: it only
 # reaches runs scheduled in the future.
 WORKER_SETTINGS = {"PREFECT_WORKER_QUERY_SECONDS": "1"}
+# Leases on files under the server's PREFECT_HOME instead of in its memory: a slot held across `promo server
+# stop/start` (or a server replaced after a failed health check) keeps its lease, so its holder's release gives it
+# back and a dead holder's lease still runs out. Waiters give back slots stranded on any server too
+# (promo.flows.slot_holders); this makes that the rare path on promo's own.
+SERVER_SETTINGS = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
 EPHEMERAL_START_FAILURE = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 Process = TypeVar("Process", bound=LocalServer)
@@ -152,6 +157,7 @@ def start_server(port: int = DEFAULT_PORT) -> Started[PrefectServer]:
             # The UI asks the API at the port of this setting (default 4200), not at --port: on another port it
             # would show another server's runs, or none.
             "PREFECT_SERVER_API_PORT": str(chosen),
+            **SERVER_SETTINGS,
         }
         args = ["server", "start", "--host", "127.0.0.1", "--port", str(chosen)]
         return Started(PrefectServer._launch(root, chosen, args, env), reused=False)
@@ -231,7 +237,10 @@ def ephemeral_start_failure(error: RuntimeError) -> ToolError | None:
 
 
 def _port_is_free(port: int) -> bool:
+    """Whether the server could listen on ``port``. Asked as the server binds (SO_REUSEADDR), so the connections a
+    stopped server leaves in TIME_WAIT do not send its successor to another port, away from its clients' URL."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

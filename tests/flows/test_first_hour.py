@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.orchestration._concurrency_limits.client import ConcurrencyLimitAsyncClient
+from prefect.client.orchestration._concurrency_limits.client import ConcurrencyLimitClient
 from ruamel.yaml import YAML
 
 from promo.flows import limits
@@ -54,16 +54,16 @@ def http_error(status: int) -> httpx.HTTPStatusError:
 
 def fail_acquires(monkeypatch, fault: Exception, times: int) -> list[int]:
     """Make the first ``times`` acquire calls raise ``fault``; the returned list counts every call."""
-    original = getattr(ConcurrencyLimitAsyncClient, ACQUIRE)
+    original = getattr(ConcurrencyLimitClient, ACQUIRE)
     calls: list[int] = []
 
-    async def acquire(self, *args, **kwargs):
+    def acquire(self, *args, **kwargs):
         calls.append(len(calls) + 1)
         if len(calls) <= times:
             raise fault
-        return await original(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ConcurrencyLimitAsyncClient, ACQUIRE, acquire)
+    monkeypatch.setattr(ConcurrencyLimitClient, ACQUIRE, acquire)
     return calls
 
 

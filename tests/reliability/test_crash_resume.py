@@ -310,6 +310,6 @@ def test_release_prod_killed_after_every_step_equals_an_uninterrupted_release(pu
     print(f"\ncrash/resume figures: {FIGURES}")
     assert actual == expected
     assert actual["rc charts of the next version"] == 1, "exactly one RC build for the next version"
-    # A killed run's slot is not given back: the server frees it when its lease (promo.flows.limits.LEASE_SECONDS, 60 s,
-    # the server's minimum) runs out, and a re-run waits for it. The runner frees stranded slots by hand to keep this
-    # test short; the figures record how many kills left one (docs/reliability.md).
+    # A killed run cannot give its slot back: the re-run does, once the killed holder's record has been still for
+    # promo.flows.slot_holders.STALE_SECONDS (30 s; tests/flows/test_stranded_slots.py). The runner frees stranded
+    # slots by hand only to keep this test short; the figures record how many kills left one (docs/reliability.md).
