@@ -40,7 +40,7 @@ from promo.flows.limits import RELEASE, ensure_environment_limits, ensure_limits
 from promo.flows.stored_config import block_name, store_config
 from promo.config import PromoConfig, load_config
 from promo.errors import InputError, PromoError
-from promo.gitops.mirror import Mirror
+from promo.clients import gitops_repo
 from promo.gitops.signing import ALLOWED_SIGNERS_PATH
 from promo.signing_key import SIGNING_KEY_BLOCK, ensure_signing_key, list_signer, record_signing_key
 from promo.registry.oci import PASSWORD_BLOCK
@@ -204,9 +204,8 @@ def ensure_signing(config: PromoConfig) -> list[Outcome]:
         return [Outcome("secret", SIGNING_KEY_BLOCK, "skipped", str(error))]
     kind, name = ("key file", str(key_file)) if key_file is not None else ("secret", SIGNING_KEY_BLOCK)
     outcomes = [Outcome(kind, name, "created" if made else "exists", key.public.fingerprint())]
-    mirror = Mirror.open(config.gitops.url, config.resolved_cache_dir(), branch=config.gitops.branch)
     try:
-        listed = list_signer(mirror, config.gitops.branch, key.public)
+        listed = list_signer(gitops_repo(config).mirror, config.gitops.branch, key.public)
     except PromoError as error:
         detail = f"{error.cause}; add this line to it by hand: {key.public.allowed_signers_line()}"
         return [*outcomes, Outcome("signer", ALLOWED_SIGNERS_PATH, "skipped", detail)]

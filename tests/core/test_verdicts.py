@@ -206,26 +206,36 @@ def test_every_apps_verdicts_in_one_read(gitops_remote: GitRemote, mirror: Mirro
     assert read_all_verdicts(mirror) == {"hello": {"test": {commit: mine}}, "web": {"prod": {commit: theirs}}}
 
 
-def test_an_auditor_checks_promos_record_with_ssh_keygen(gitops_remote: GitRemote, mirror: Mirror, tmp_path) -> None:
-    record_verdict(mirror, a_verdict(gitops_remote.head()), RECORD_SIGNER)
+# docs/records.md, "Checking a record by hand", word for word (after ``ref=...``).
+AUDIT = """
+git fetch origin 'refs/promo/*:refs/promo/*'
+git cat-file tag "$ref" | sed '1,/^$/d' > record.txt             # the message: drop the tag header
+grep -v '^Record-Signature: ' record.txt > payload                 # what was signed
+{ echo '-----BEGIN SSH SIGNATURE-----'
+  sed -n 's/^Record-Signature: //p' record.txt | fold -w 70
+  echo '-----END SSH SIGNATURE-----'; } > record.sig
+git show origin/main:.promo/record-signers > signers
+ssh-keygen -Y verify -f signers -I promo -n promo-record -s record.sig < payload
+grep -E '^(Record|Commit): ' payload                                # must name "$ref" and the commit it points at
+"""
+
+
+def test_an_auditor_checks_promos_record_with_ssh_keygen(gitops_remote: GitRemote, mirror: Mirror) -> None:
+    commit = gitops_remote.head()
+    record_verdict(mirror, a_verdict(commit), RECORD_SIGNER)
     [ref] = record_refs(gitops_remote)
-    # What docs/records.md tells an auditor to run, by hand, with nothing of promo's installed:
-    lines = message_of(gitops_remote, ref).splitlines(keepends=True)
-    payload, signature = "".join(lines[:-1]), lines[-1].removeprefix("Record-Signature: ").strip()
-    (tmp_path / "payload").write_text(payload)
-    chunks = [signature[start : start + 70] for start in range(0, len(signature), 70)]
-    armored = ["-----BEGIN SSH SIGNATURE-----", *chunks, "-----END SSH SIGNATURE-----"]
-    (tmp_path / "record.sig").write_text("\n".join(armored) + "\n")
-    (tmp_path / "signers").write_text(gitops_remote.read(ALLOWED_SIGNERS_PATH))
+    git(gitops_remote.writer, "fetch", "--quiet", "origin")
 
-    def ssh_keygen_verify(payload_text: str) -> subprocess.CompletedProcess:
-        command = ["ssh-keygen", "-Y", "verify", "-f", "signers", "-I", "promo", "-n", "promo-record"]
-        command += ["-s", "record.sig"]
-        return subprocess.run(command, cwd=tmp_path, input=payload_text, capture_output=True, text=True)
+    def audit(ref: str) -> subprocess.CompletedProcess:
+        script = f"set -e\nref={ref}\n{AUDIT}"
+        return subprocess.run(["bash", "-c", script], cwd=gitops_remote.writer, capture_output=True, text=True)
 
-    good = ssh_keygen_verify(payload)
-    assert good.returncode == 0, good.stderr
+    good = audit(ref)
     fingerprint = RECORD_SIGNER.public.fingerprint()
-    assert f'Good "promo-record" signature for promo with ED25519 key {fingerprint}' in good.stdout
-    assert f"Record: {ref}\n" in payload  # the signed text names the ref it belongs in
-    assert ssh_keygen_verify(payload.replace("Verdict: verified", "Verdict: failed")).returncode != 0
+    assert good.returncode == 0, good.stderr
+    assert f'Good "promo-record" signature for promo with ED25519 key {fingerprint}' in good.stdout + good.stderr
+    assert f"Record: {ref}\nCommit: {commit}\n" in good.stdout
+
+    altered = message_of(gitops_remote, ref).replace("Verdict: verified", "Verdict: failed")
+    refused = audit(push_by_hand(gitops_remote, f"hello/test/{commit}-0a0a0a0a0a0a", commit, altered))
+    assert refused.returncode != 0 and "Signature verification failed" in refused.stderr  # a field changed
