@@ -14,7 +14,7 @@ from promo.errors import VerificationFailed
 from promo.release.readiness import Readiness, deployed_by, readiness
 from promo.gitops.verdicts import Verdict
 from promo.tasks.history import read_environment_history
-from promo.tasks.verify import record_deployed, verify_environment
+from promo.tasks.verify import verify_environment
 
 
 def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: str | None) -> Verdict | None:
@@ -23,11 +23,11 @@ def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: s
     ``gitops_commit`` is None when the write found ``env`` at ``version`` already (a re-run after a crash during
     verification, say): then the commit that last put it there is verified, without writing again, and a verdict
     recorded for it already is reused. None when ``env`` is not verified (no ``verify`` in promo.yaml): then promo
-    records only that it deployed the commit (``record_deployed``), the signed time its soak starts from."""
+    records only that it deployed the commit (see ``verify_environment``), the signed time its soak starts from."""
     if config.environment(env).verify is None:
         commit = gitops_commit or _last_deployed(config, env, version, by_promo=True)
-        if commit is not None:
-            record_deployed(config, env, version, commit, flow_run=flow_run_label())
+        if commit is not None:  # records only that promo deployed it
+            verify_environment(config, env, version, commit, flow_run=flow_run_label())
         return None
     commit = gitops_commit or _last_deployed(config, env, version)
     if commit is None:

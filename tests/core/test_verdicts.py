@@ -21,7 +21,8 @@ from promo.gitops.verdicts import (
     read_verdicts,
     record_verdict,
 )
-from tests.fixtures.gitrepos import RECORD_SIGNER, GitRemote, git
+from promo.gitops.history import read_history
+from tests.fixtures.gitrepos import RECORD_SIGNER, ROOT, GitRemote, git
 
 
 def now() -> datetime:
@@ -163,6 +164,19 @@ def test_a_record_pushed_by_hand_is_shown_untrusted_and_never_believed(
     assert forged.summary().startswith("untrusted: hello")
     assert verdicts[first] == failed  # promo's own record is untouched
     assert f"Ignoring verdict record refs/promo/verdicts/{name}" in caplog.text and why in caplog.text
+
+
+def test_history_shows_a_record_pushed_by_hand_as_untrusted(gitops_remote: GitRemote, mirror: Mirror) -> None:
+    commit = gitops_remote.head()  # the commit that put every environment's first version in place
+    push_by_hand(gitops_remote, f"hello/test/{commit}", commit, a_verdict(commit).message())
+    mirror.fetch()
+    clusters = {"test": ["preprod"], "stage": ["preprod"]}
+    test, stage = (
+        next(change for change in read_history(mirror, "main", "hello", clusters, root=ROOT) if change.env == env)
+        for env in ("test", "stage")
+    )
+    assert (test.outcome, test.verdict.trusted, test.verdict.verified) == ("untrusted", False, False)
+    assert stage.verdict is None
 
 
 def test_a_forged_verdict_pushed_first_neither_blocks_nor_replaces_promos_own(

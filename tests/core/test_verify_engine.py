@@ -25,7 +25,7 @@ from promo.gitops.verdicts import KIND, Verdict, read_verdicts, record_verdict
 from promo.signing_key import SIGNING_KEY_VARIABLE
 from promo.verify.engine import verify_deployment
 from promo.verify.http import served_version
-from promo.tasks.verify import record_deployed, verify_environment
+from promo.tasks.verify import verify_environment
 from tests.fixtures.argocd import OLDER, WANTED, recorded
 from tests.fixtures.gitrepos import RECORD_SIGNER, GitRemote
 
@@ -364,23 +364,19 @@ def test_a_worker_without_the_signing_key_says_so_before_checking(
     assert gitops_remote.git("for-each-ref", "refs/promo/") == ""
 
 
-def test_an_environment_without_verify_has_no_verdict(
-    httpserver: HTTPServer, tmp_path: Path, gitops_remote: GitRemote
-) -> None:
-    config = config_for(httpserver, tmp_path, gitops_url=gitops_remote.url)
-    assert verify_environment.fn(config, "dev", WANTED, gitops_remote.head()) is None
-
-
-def test_a_write_without_verify_is_recorded_as_deployed_once(
+def test_a_write_into_an_environment_without_verify_is_recorded_as_deployed_once(
     tmp_path: Path, httpserver: HTTPServer, gitops_remote: GitRemote, signing_key: None
 ) -> None:
     config = config_for(httpserver, tmp_path, gitops_url=gitops_remote.url)
     commit = gitops_remote.head()
     before = datetime.now(timezone.utc).replace(microsecond=0)
-    recorded = record_deployed.fn(config, "dev", WANTED, commit, flow_run="publish-dev/quick-fox")
+    assert verify_environment.fn(config, "dev", WANTED, commit, flow_run="publish-dev/quick-fox") is None  # no verdict
+    reader = Mirror.open(gitops_remote.url, tmp_path / "reader")
+    reader.fetch()
+    recorded = read_verdicts(reader, "hello", "dev")[commit]
     assert (recorded.outcome, recorded.trusted, recorded.version, recorded.flow_run) == (
         "deployed", True, WANTED, "publish-dev/quick-fox"
     )
     assert recorded.checked_at >= before and httpserver.log == []  # nothing is checked
-    assert record_deployed.fn(config, "dev", WANTED, commit) == recorded  # a re-run keeps the first record
+    assert verify_environment.fn(config, "dev", WANTED, commit) is None  # a re-run keeps the first record
     assert len(gitops_remote.git("for-each-ref", "refs/promo/verdicts/").splitlines()) == 1
