@@ -180,7 +180,7 @@ def read_all_verdicts(mirror: Mirror, app: str | None = None) -> dict[str, dict[
         verdict = check_verdict(mirror, name, annotation, signers)
         if not verdict.trusted:
             _log.warning("Ignoring verdict record refs/promo/%s/%s: %s", KIND, name, verdict.untrusted_reason)
-        commits = found.setdefault(verdict.app, {}).setdefault(verdict.env, {})
+        commits = found.setdefault(verdict.app, {}).setdefault(verdict.env, {})  # its ref's, whatever it claims
         current = commits.get(verdict.gitops_commit)
         if current is None or _precedes(verdict, current):
             commits[verdict.gitops_commit] = verdict
@@ -204,19 +204,20 @@ def check_verdict(mirror: Mirror, name: str, annotation: Annotation, signers: fr
     try:
         content = signed_content(KIND, name, annotation.commit, annotation.message, signers)
     except BadSignature as bad:
-        return _untrusted(parse_verdict(name, annotation.message or ""), str(bad))
+        return _untrusted(parse_verdict(name, annotation.message or ""), name, str(bad))
     verdict = parse_verdict(name, content)
     if commit != annotation.commit:
-        return _untrusted(verdict, f"the record names commit {commit[:12]} but points at {annotation.commit[:12]}")
+        why = f"the record names commit {commit[:12]} but points at {annotation.commit[:12]}"
+        return _untrusted(verdict, name, why)
     if (verdict.app, verdict.env) != (app, env):
-        return _untrusted(verdict, f"its fields name {verdict.app} in {verdict.env}, its ref {app} in {env}")
+        return _untrusted(verdict, name, f"its fields name {verdict.app} in {verdict.env}, its ref {app} in {env}")
     try:
         committed = datetime.fromtimestamp(mirror.commit_time(commit), timezone.utc)
     except PromoError:
-        return _untrusted(verdict, f"its commit {commit[:12]} is not in the GitOps repository")
+        return _untrusted(verdict, name, f"its commit {commit[:12]} is not in the GitOps repository")
     if verdict.checked_at < committed - CLOCK_SKEW:
         when = _timestamp(verdict.checked_at)
-        return _untrusted(verdict, f"its time {when} predates its commit ({_timestamp(committed)})")
+        return _untrusted(verdict, name, f"its time {when} predates its commit ({_timestamp(committed)})")
     return verdict
 
 
@@ -254,10 +255,12 @@ def _trusted_for(mirror: Mirror, verdict: Verdict) -> Verdict | None:
     return found if found is not None and found.trusted else None
 
 
-def _untrusted(claimed: Verdict, why: str) -> Verdict:
+def _untrusted(claimed: Verdict, name: str, why: str) -> Verdict:
+    """``claimed``, marked untrusted, about the app and environment its ref ``name`` files it under."""
     claim = claimed.outcome
     reason = _one_line(f"{why} (it claims {claim}: {claimed.reason})" if claimed.reason else f"{why} ({claim})")
-    return replace(claimed, verified=False, trusted=False, untrusted_reason=reason)
+    app, env, _ = name.split("/", 2)
+    return replace(claimed, app=app, env=env, verified=False, trusted=False, untrusted_reason=reason)
 
 
 def _precedes(candidate: Verdict, current: Verdict) -> bool:

@@ -211,13 +211,19 @@ def test_a_key_the_gitops_branch_does_not_list_writes_nothing(gitops_remote: Git
     assert record_refs(gitops_remote) == []
 
 
-def test_every_apps_verdicts_in_one_read(gitops_remote: GitRemote, mirror: Mirror) -> None:
+def test_every_apps_verdicts_in_one_read_each_where_its_ref_is(gitops_remote: GitRemote, mirror: Mirror) -> None:
     commit = gitops_remote.head()
     mine = a_verdict(commit)
     theirs = Verdict("web", "prod", "2.0.0", commit, True, "synced and healthy", now())
     record_verdict(mirror, mine, RECORD_SIGNER)
     record_verdict(mirror, theirs, RECORD_SIGNER)
-    assert read_all_verdicts(mirror) == {"hello": {"test": {commit: mine}}, "web": {"prod": {commit: theirs}}}
+    # An unsigned record under another app's name that claims to be about web in prod stays where it was pushed.
+    push_by_hand(gitops_remote, f"other/qa/{commit}", commit, theirs.message())
+    mirror.fetch()
+    found = read_all_verdicts(mirror)
+    forged = found.pop("other")["qa"][commit]
+    assert found == {"hello": {"test": {commit: mine}}, "web": {"prod": {commit: theirs}}}
+    assert (forged.outcome, forged.app, forged.env, forged.version) == ("untrusted", "other", "qa", "2.0.0")
 
 
 # docs/records.md, "Checking a record by hand", word for word (after ``ref=...``).
