@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
-from promo.errors import ConfigError, PromoError
+from promo.errors import ConfigError, ConflictError, PromoError
 from promo.gitops.mirror import Annotation, Mirror
 from promo.gitops.signing import (
     ALLOWED_SIGNERS_PATH,
@@ -130,6 +130,7 @@ def record_verdict(mirror: Mirror, verdict: Verdict, key: SigningKey) -> Verdict
     if standing is not None:
         return standing
     prefix = record_name(verdict.app, verdict.env, verdict.gitops_commit)
+    _refuse_blockers(mirror, prefix)
     while True:  # a taken name can only be another writer's nonce: draw again
         name = f"{prefix}-{secrets.token_hex(_NONCE_BYTES)}"
         message = sign_record(key, KIND, name, verdict.gitops_commit, verdict.message())
@@ -248,6 +249,22 @@ def parse_verdict(name: str, message: str) -> Verdict:
         flow_run=fields.get("flow_run"),
         deployed_only=fields.get("outcome") == DEPLOYED,
     )
+
+
+def _refuse_blockers(mirror: Mirror, prefix: str) -> None:
+    """A ref where a directory of promo's record names must be (``<app>`` or ``<app>/<env>``: git holds a ref ``X`` or
+    refs under ``X/``, never both) blocks every record there; it is no record of promo's, so say how to remove it
+    rather than retry a push git will always refuse."""
+    app, env, _ = prefix.split("/", 2)
+    records = mirror.records(KIND)
+    for blocker in (app, f"{app}/{env}"):
+        if blocker in records:
+            ref = f"refs/promo/{KIND}/{blocker}"
+            raise ConflictError(
+                f"{ref} in {mirror.display_url} is no record of promo's, and git cannot hold promo's records of "
+                f"{app} in {env} beside it",
+                f"delete it (git push <remote> :{ref}); see docs/records.md",
+            )
 
 
 def _trusted_for(mirror: Mirror, verdict: Verdict) -> Verdict | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from promo.errors import ConfigError
+from promo.errors import ConfigError, ConflictError
 from promo.gitops.mirror import Mirror
 from promo.gitops.signing import ALLOWED_SIGNERS_PATH, SigningKey, sign_record
 from promo.gitops.verdicts import (
@@ -192,6 +192,18 @@ def test_a_forged_verdict_pushed_first_neither_blocks_nor_replaces_promos_own(
 
     assert read_verdicts(fresh_reader(gitops_remote, cache_dir), "hello", "test") == {commit: failed}
     assert len(record_refs(gitops_remote)) == 3  # the forgeries stay, for people to see
+
+
+@pytest.mark.parametrize("blocker", ["hello", "hello/test"])
+def test_a_ref_where_promos_record_names_must_go_is_named_with_the_fix(
+    gitops_remote: GitRemote, mirror: Mirror, blocker: str
+) -> None:
+    commit = gitops_remote.head()
+    push_by_hand(gitops_remote, blocker, commit, "in the way\n")
+    with pytest.raises(ConflictError, match=f"delete it \\(git push <remote> :refs/promo/verdicts/{blocker}\\)"):
+        record_verdict(mirror, a_verdict(commit), RECORD_SIGNER)
+    gitops_remote.git("update-ref", "-d", f"refs/promo/verdicts/{blocker}")  # the fix
+    assert record_verdict(mirror, a_verdict(commit), RECORD_SIGNER).trusted
 
 
 def test_a_record_never_predates_its_commit(gitops_remote: GitRemote, mirror: Mirror) -> None:
