@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cli import imported_prefect, run_once
-from common import CACHE_DIR, Report, hyperfine, progress, read_target_revisions, run, timed
+from common import CACHE_DIR, Report, git, hyperfine, progress, read_target_revisions, run, timed
 from common import main as cli
 from gitops_fixture import ROOT, app_name, cached, manifest_path
 
@@ -28,23 +28,27 @@ COMMAND = "promo status --all"
 
 
 def _remote_with_verdicts() -> Path:
-    """A copy of the 2,000-app fixture whose first VERIFIED_APPS apps have a 'verified' verdict on their dev version."""
-    from promo.gitops.verdicts import Verdict
+    """A copy of the 2,000-app fixture whose first VERIFIED_APPS apps have a 'verified' verdict on their dev version,
+    signed as promo signs them, by a key its branch lists in one more commit (so every signature is checked)."""
+    from promo.gitops.signing import ALLOWED_SIGNERS_PATH, SigningKey, sign_record
+    from promo.gitops.verdicts import KIND, Verdict
 
     remote = WORK / "remote.git"
     if (remote / "HEAD").exists() and run("git", "-C", remote, "for-each-ref", "refs/promo/verdicts/").strip():
         return remote
     run("rm", "-rf", remote)
     run("git", "clone", "-q", "--bare", cached(APPS, COMMITS, CACHE_DIR), remote)
-    head = run("git", "-C", remote, "rev-parse", "main").strip()
+    key = SigningKey.generate()
+    head = _commit_signers(remote, ALLOWED_SIGNERS_PATH, key.public.allowed_signers_line() + "\n")
     paths = [manifest_path(app_name(index), "dev", "preprod") for index in range(VERIFIED_APPS)]
     versions = read_target_revisions(remote, paths)
-    checked_at = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
+    checked_at = datetime.now(timezone.utc).replace(microsecond=0)
     names, files = [], []
     for index, path in enumerate(paths):
         app = app_name(index)
-        message = Verdict(app, "dev", versions[path], head, True, "synced and healthy", checked_at).message()
-        name = f"{app}/dev/{head}"
+        name = f"{app}/dev/{head}-{index:012x}"
+        verdict = Verdict(app, "dev", versions[path], head, True, "synced and healthy", checked_at)
+        message = sign_record(key, KIND, name, head, verdict.message())
         tag = WORK / "tags" / f"{app}.tag"  # a tag object as Mirror.create_record writes it
         tag.parent.mkdir(parents=True, exist_ok=True)
         tagger = "tagger bench <bench@localhost> 1700000000 +0000"
@@ -56,6 +60,18 @@ def _remote_with_verdicts() -> Path:
     updates = "".join(f"create refs/promo/verdicts/{name} {sha}\n" for name, sha in tags).encode()
     run("git", "-C", remote, "update-ref", "--stdin", input=updates)
     return remote
+
+
+def _commit_signers(remote: Path, path: str, text: str) -> str:
+    """One commit on ``remote``'s main adding the file ``path`` (``dir/name``, a new directory at the root); its SHA."""
+    directory, name = path.split("/")
+    blob = run("git", "-C", remote, "hash-object", "-w", "--stdin", input=text.encode()).strip()
+    subtree = run("git", "-C", remote, "mktree", input=f"100644 blob {blob}\t{name}\n".encode()).strip()
+    entries = run("git", "-C", remote, "ls-tree", "main") + f"040000 tree {subtree}\t{directory}\n"
+    tree = run("git", "-C", remote, "mktree", input=entries.encode()).strip()
+    commit = git(remote, "commit-tree", tree, "-p", "main", "-m", "allow the bench's record signing key").strip()
+    run("git", "-C", remote, "update-ref", "refs/heads/main", commit)
+    return commit
 
 
 def _config(remote: Path) -> Path:

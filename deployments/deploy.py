@@ -1,5 +1,5 @@
-"""Register promo on a Prefect server: work pool, the app's config, environment limits, secret placeholders, one
-deployment per flow.
+"""Register promo on a Prefect server: work pool, the app's config, environment limits, secret placeholders, the
+record signing key, one deployment per flow.
 
 Every step is idempotent and says what it did (``created``, ``updated``, ``exists``, ``skipped``), so ``promo setup``
 can be run again after an upgrade or a promo.yaml change. The validated promo.yaml is stored on the server as the block
@@ -39,7 +39,10 @@ from promo.flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_res
 from promo.flows.limits import RELEASE, ensure_environment_limits, ensure_limits, gitops_limit_name
 from promo.flows.stored_config import block_name, store_config
 from promo.config import PromoConfig, load_config
-from promo.errors import InputError
+from promo.errors import InputError, PromoError
+from promo.clients import gitops_repo
+from promo.gitops.signing import ALLOWED_SIGNERS_PATH
+from promo.signing_key import SIGNING_KEY_BLOCK, ensure_signing_key, list_signer, record_signing_key
 from promo.registry.oci import PASSWORD_BLOCK
 from promo.secrets import SECRET_PLACEHOLDER
 
@@ -114,6 +117,7 @@ def setup_all(
         ]
     ]
     outcomes += ensure_secret_placeholders()
+    outcomes += ensure_signing(config)
     outcomes += deploy_all(config, work_pool, source=source)
     outcomes += [  # last: a notify.block that does not exist stops setup only after everything else is in place
         Outcome("automation", name, status, detail)
@@ -187,6 +191,26 @@ def ensure_secret_placeholders(names: Iterable[str] = SECRET_BLOCKS) -> list[Out
                 continue
             outcomes.append(Outcome("secret", name, "created", f"placeholder {SECRET_PLACEHOLDER!r}: set the real value"))
     return outcomes
+
+
+def ensure_signing(config: PromoConfig) -> list[Outcome]:
+    """The key promo signs its records with (a Secret block, made once, never replaced) and its public half in the
+    GitOps repository's allowed-signers file, where readers of records find it. A branch that refuses promo's push
+    (protected) is a note with the line to add by hand: setup carries on, and verification will say what is missing."""
+    key_file = config.records.signing_key_file
+    try:
+        key, made = (record_signing_key(key_file), False) if key_file is not None else ensure_signing_key()
+    except PromoError as error:
+        return [Outcome("secret", SIGNING_KEY_BLOCK, "skipped", str(error))]
+    kind, name = ("key file", str(key_file)) if key_file is not None else ("secret", SIGNING_KEY_BLOCK)
+    outcomes = [Outcome(kind, name, "created" if made else "exists", key.public.fingerprint())]
+    try:
+        listed = list_signer(gitops_repo(config).mirror, config.gitops.branch, key.public)
+    except PromoError as error:
+        detail = f"{error.cause}; add this line to it by hand: {key.public.allowed_signers_line()}"
+        return [*outcomes, Outcome("signer", ALLOWED_SIGNERS_PATH, "skipped", detail)]
+    status: Status = "created" if listed else "exists"
+    return [*outcomes, Outcome("signer", ALLOWED_SIGNERS_PATH, status, key.public.fingerprint())]
 
 
 def deploy_all(

@@ -22,8 +22,12 @@ def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: s
 
     ``gitops_commit`` is None when the write found ``env`` at ``version`` already (a re-run after a crash during
     verification, say): then the commit that last put it there is verified, without writing again, and a verdict
-    recorded for it already is reused. None when ``env`` is not verified (no ``verify`` in promo.yaml)."""
+    recorded for it already is reused. None when ``env`` is not verified (no ``verify`` in promo.yaml): then promo
+    records only that it deployed the commit (see ``verify_environment``), the signed time its soak starts from."""
     if config.environment(env).verify is None:
+        commit = gitops_commit or _last_deployed(config, env, version, by_promo=True)
+        if commit is not None:  # records only that promo deployed it
+            verify_environment(config, env, version, commit, flow_run=flow_run_label())
         return None
     commit = gitops_commit or _last_deployed(config, env, version)
     if commit is None:
@@ -56,9 +60,12 @@ def on_failed_verification(config: PromoConfig, verdict: Verdict) -> NoReturn:
     )
 
 
-def _last_deployed(config: PromoConfig, env: str, version: str) -> str | None:
+def _last_deployed(config: PromoConfig, env: str, version: str, *, by_promo: bool = False) -> str | None:
+    """The commit that last put ``version`` into ``env`` (only when promo wrote it, with ``by_promo``)."""
     change = deployed_by(read_environment_history(config, env), env, version)
-    return change.commit if change is not None else None
+    if change is None or (by_promo and change.kind == "manual"):
+        return None
+    return change.commit
 
 
 def source_readiness(config: PromoConfig, source: str, version: str) -> Readiness:

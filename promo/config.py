@@ -169,6 +169,16 @@ class NotifySettings(_Model):
     block: str = Field(min_length=1, description="the name of a Prefect notification block, e.g. promo-approvals")
 
 
+class RecordSettings(_Model):
+    """How promo signs its records (verdicts): docs/records.md. The key is never in this file, only where it is."""
+
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="a file holding the private key (a local world: `promo sandbox` sets it); default: "
+        "$PROMO_RECORD_SIGNING_KEY, else the Prefect Secret block promo-record-signing-key that `promo setup` makes",
+    )
+
+
 def default_environments() -> list[EnvironmentSettings]:
     return [
         EnvironmentSettings(name="dev", clusters=["preprod"]),
@@ -190,6 +200,7 @@ class PromoConfig(_Model):
     gate: GateSettings = GateSettings()
     notify: NotifySettings | None = Field(default=None, description="where gate and failure notices go; none: nowhere")
     cache_dir: Path | None = Field(default=None, description="git caches; default $PROMO_CACHE_DIR or ~/.cache/promo")
+    records: RecordSettings = RecordSettings()
 
     @field_validator("app")
     @classmethod

@@ -9,6 +9,8 @@ stand-in for Argo CD and the clusters.
     DIR/degraded-versions       chart versions the stand-in brings up Degraded, one a line (`--degrade VERSION`)
     DIR/buildah/                buildah's storage (image.storage_root)
     DIR/cache/                  promo's git caches (cache_dir)
+    DIR/record-signing-key      the key the sandbox's runs sign verdicts with (records.signing_key_file, mode 0600);
+                                its public half is listed in the GitOps repository's .promo/record-signers
     DIR/apps/<app>/promo.yaml   the config of each app `add_apps` added (its remote is DIR/remotes/<app>.git)
 
 Every environment is verified against the stand-in (its Argo CD API and its version endpoint), with short times so
@@ -43,6 +45,7 @@ from promo.errors import InputError, ToolError
 from promo.registry.images import registry_host
 from promo.local.processes import LocalServer
 from promo.gitops.manifests import manifest_path, validate_name
+from promo.gitops.signing import ALLOWED_SIGNERS_PATH, PublicKey, SigningKey, parse_allowed_signers
 from promo.local.registry import RegistryServer
 from promo.local.standin import StandinServer, StandinSettings
 
@@ -58,6 +61,7 @@ ENVIRONMENTS = (
 # prod's Application is multi-source (chart + git values), so promo's multi-source handling is exercised.
 MULTI_SOURCE_ENVIRONMENTS = frozenset({"prod"})
 DEGRADED_VERSIONS = "degraded-versions"
+SIGNING_KEY_FILE = "record-signing-key"
 # Short stand-in times, so verification in the sandbox (and in tests) takes a second or two, not minutes.
 STANDIN_TIMING = {"poll_seconds": 0.5, "sync_delay": 0.3, "operation_seconds": 0.2, "progressing_seconds": 0.3}
 VERIFY_TIMING = {"timeout": 60, "healthy_for": 1, "poll_interval_seconds": 0.25}
@@ -79,6 +83,7 @@ class Sandbox:
     app_remote: Path
     gitops_remote: Path
     builder_storage: Path
+    record_signer: str = ""  # the fingerprint of the key the sandbox's runs sign their records with
 
 
 def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
@@ -108,9 +113,14 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
         lambda port: StandinServer.start(standin_root, standin_settings.model_copy(update={"port": port or 0})),
     )  # fmt: skip
     config = _config(directory, app, app_remote, gitops_remote, registry.host, standin.url)
+    directory.mkdir(parents=True, exist_ok=True)
+    signer = _record_signing_key(directory).public
     if not gitops_remote.exists():
-        _create_remote(gitops_remote, _gitops_files(config), "Argo CD Applications for the promo sandbox")
+        files = {**_gitops_files(config), **_signers_file(signer)}
+        _create_remote(gitops_remote, files, "Argo CD Applications for the promo sandbox")
         standin.refresh()  # it started before the remote existed
+    else:
+        _list_record_signer(gitops_remote, signer)
     if not app_remote.exists():
         _create_remote(app_remote, _app_files(config), f"{app}: sample app, chart and promo.yaml")
     degraded_versions = directory / DEGRADED_VERSIONS
@@ -132,6 +142,7 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
         app_remote=app_remote,
         gitops_remote=gitops_remote,
         builder_storage=_builder_storage(directory),
+        record_signer=signer.fingerprint(),
     )
 
 
@@ -178,6 +189,37 @@ def degrade_version(directory: Path, version: str) -> None:
         raise InputError(f"version {version!r} is not one word", "pass a chart version such as 0.1.0-rc.abc1234")
     with (directory / DEGRADED_VERSIONS).open("a", encoding="utf-8") as knob:
         knob.write(f"{version}\n")
+
+
+def _record_signing_key(directory: Path) -> SigningKey:
+    """The sandbox's record signing key: made once into ``SIGNING_KEY_FILE`` (mode 0600, as ssh-keygen keeps a key),
+    read back after. A file, not a Prefect Secret block: `promo sandbox` runs without Prefect, and the sandbox's
+    promo.yaml names the file (``records.signing_key_file``), so its runs sign with it, with or without `promo setup`."""
+    path = directory / SIGNING_KEY_FILE
+    if path.exists():
+        return SigningKey.from_openssh(path.read_text(encoding="utf-8"))
+    key = SigningKey.generate()
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as out:
+        out.write(key.to_openssh())
+    return key
+
+
+def _signers_file(public: PublicKey, existing: str | None = None) -> dict[str, str]:
+    """The GitOps repository's allowed-signers file listing ``public`` (kept as it is when it does already)."""
+    text = existing or "# Keys whose signatures promo believes on its records (refs/promo/*). See docs/records.md.\n"
+    if public in parse_allowed_signers(text):
+        return {ALLOWED_SIGNERS_PATH: text}
+    return {ALLOWED_SIGNERS_PATH: text.rstrip("\n") + "\n" + public.allowed_signers_line() + "\n"}
+
+
+def _list_record_signer(gitops_remote: Path, public: PublicKey) -> None:
+    """An existing sandbox's GitOps repository (made before records were signed, say) lists ``public`` too."""
+    try:
+        existing = _git("--git-dir", str(gitops_remote), "show", f"{BRANCH}:{ALLOWED_SIGNERS_PATH}")
+    except ToolError:  # no such file yet
+        existing = None
+    if existing is None or public not in parse_allowed_signers(existing):
+        _commit_to_remote(gitops_remote, _signers_file(public, existing), "promo sandbox: allow the record signing key")
 
 
 def _state_path(server_root: Path) -> Path:
@@ -242,6 +284,7 @@ def _config(
             "environments": [env.model_copy(update={"verify": verify}) for env in ENVIRONMENTS],
             "gate": {"poll_interval_seconds": 0.5},
             "cache_dir": directory / "cache",
+            "records": {"signing_key_file": directory / SIGNING_KEY_FILE},
         }
     )
 

@@ -2,11 +2,14 @@
 
 Apps are what the layout holds (``<root>/<env>/<cluster>/<app>.yaml``), whatever promo.yaml's ``app`` is. The whole
 read is one fetch, one ``ls-tree`` and one ``cat-file`` for every manifest, and one ``for-each-ref`` for every
-verdict, so 2,000 apps cost about what one does plus the parsing. The registry is not asked: this is what git knows.
+verdict (each signature checked in-process), so 2,000 apps cost about what one does plus the parsing. The registry
+is not asked: this is what git knows.
 
 A version counts as verified (or failed) when a verdict of its app and environment names that version; of several,
-the newest decides. A manifest promo cannot read (broken YAML, several documents, a merge key, no chart source)
-is reported in its cell, never stops the table (the command exits non-zero after printing it).
+the newest of promo's own decides. A record promo cannot prove it wrote (docs/records.md) shows as ``untrusted``,
+never as verified or failed, and only where promo has no verdict of its own. A manifest promo cannot read (broken
+YAML, several documents, a merge key, no chart source) is reported in its cell, never stops the table (the command
+exits non-zero after printing it).
 
 An environment's clusters are the directories under its own directory at that commit, whatever they hold: an app
 with a manifest in some of them but not in another is flagged in its cell (``missing in``), since Argo CD then runs
@@ -23,7 +26,7 @@ from promo.errors import ManifestError, PromoError
 from promo.gitops.manifests import read_target_revision
 from promo.gitops.mirror import Mirror
 from promo.gitops.repo import GitOpsRepo, agreed_version, describe_clusters
-from promo.gitops.verdicts import KIND as VERDICTS, Verdict, parse_verdict
+from promo.gitops.verdicts import Verdict, read_all_verdicts
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class Placement:
     that hold no manifest of the app at all."""
 
     clusters: Mapping[str, str]
-    verdict: str | None = None  # "verified", "failed", or None: no verdict names this version here
+    verdict: str | None = None  # "verified", "failed", "deployed", "untrusted", or None: no verdict names it here
     errors: Mapping[str, str] = field(default_factory=dict)
     missing_clusters: tuple[str, ...] = ()
 
@@ -54,7 +57,7 @@ class Placement:
         elif self.clusters_disagree:
             cell = f"{describe_clusters(self.clusters)} (clusters disagree)"
         else:
-            mark = {"verified": " ✓", "failed": " ✗"}.get(self.verdict or "", "")
+            mark = {"verified": " ✓", "failed": " ✗", "untrusted": " (untrusted verdict)"}.get(self.verdict or "", "")
             cell = f"{self.version or '<none>'}{mark}"
         return f"{cell} (missing in {', '.join(self.missing_clusters)})" if self.missing_clusters else cell
 
@@ -174,16 +177,16 @@ def estate_at(mirror: Mirror, commit: str, root: str, environment_order: list[st
 
 
 def _newest_verdicts(mirror: Mirror) -> dict[tuple[str, str, str], str]:
-    """(app, env, version) -> the outcome of the newest verdict naming it, from one read of every verdict record."""
+    """(app, env, version) -> the outcome of the newest verdict naming it, from one read of every verdict record.
+    promo's own verdicts come first: a record it cannot prove it wrote shows ("untrusted") only where there is none."""
     newest: dict[tuple[str, str, str], Verdict] = {}
-    for name, annotation in mirror.records(VERDICTS).items():
-        if annotation.message is None or name.count("/") != 2:
-            continue
-        app, env, _ = name.split("/")
-        verdict = parse_verdict(name, annotation.message)
-        key = (app, env, verdict.version)
-        if key not in newest or verdict.checked_at >= newest[key].checked_at:
-            newest[key] = verdict
+    for app, envs in read_all_verdicts(mirror).items():
+        for env, verdicts in envs.items():
+            for verdict in verdicts.values():
+                key = (app, env, verdict.version)
+                current = newest.get(key)
+                if current is None or (verdict.trusted, verdict.checked_at) >= (current.trusted, current.checked_at):
+                    newest[key] = verdict
     return {key: verdict.outcome for key, verdict in newest.items()}
 
 

@@ -27,7 +27,9 @@ class EnvironmentStatus:
     version: str | None
     image_tag: str | None
     chart_digest: str | None
-    verdict: str = "-"  # verified, failed, or "-" (not verified, or nothing runs)
+    # verified, failed, deployed (promo wrote it; nothing checks this environment), untrusted (a record promo cannot
+    # prove it wrote: never shown as verified or failed), or "-" (no record, or nothing runs)
+    verdict: str = "-"
     soaked: int | None = None  # seconds since it was verified (or deployed, where nobody verifies); None: not soaking
 
     @property

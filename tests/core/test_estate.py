@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,10 @@ import pytest
 from promo.cli import main as cli
 from promo.errors import ManifestError
 from promo.gitops.mirror import Mirror
-from promo.gitops.verdicts import Verdict, record_verdict
+from promo.gitops.signing import ALLOWED_SIGNERS_PATH
+from promo.gitops.verdicts import KIND as VERDICTS, Verdict, record_verdict
 from promo.reports.estate import Estate, Placement, estate_at
-from tests.fixtures.gitrepos import ROOT, GitRemote, application, make_remote
+from tests.fixtures.gitrepos import RECORD_SIGNER, ROOT, GitRemote, application, make_remote, signers_file
 from tests.fixtures.history_script import cli_in_fresh_process
 
 ENVIRONMENTS = ["dev", "test", "stage", "prod"]  # promo.yaml's order; stage has no manifest, qa is not configured
@@ -32,7 +33,7 @@ class World:
 
 
 def _verdict(app: str, env: str, version: str, commit: str, verified: bool, hour: int) -> Verdict:
-    checked_at = datetime(2026, 11, 30, hour, tzinfo=timezone.utc)
+    checked_at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=hour)  # never before its commit
     return Verdict(app, env, version, commit, verified, "synced and healthy" if verified else "Degraded", checked_at)
 
 
@@ -61,16 +62,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     files[f"{ROOT}/dev/preprod/values/web.yaml"] = "replicas: 2\n"  # deeper than the layout: not an app
     files[f"{ROOT}/qa/qa-2/README.md"] = "# a new qa cluster, nothing deployed yet\n"  # a cluster all the same
     files["README.md"] = "# GitOps\n"
-    remote = make_remote(base / "gitops", files)
+    remote = make_remote(base / "gitops", {**files, **signers_file()})
     first = remote.head()
     second = remote.commit({"README.md": "# GitOps, again\n"})
     third = remote.commit({"README.md": "# GitOps, once more\n"})
     mirror = Mirror.open(remote.url, base / "verdicts-cache")
-    record_verdict(mirror, _verdict("hello", "dev", "0.2.0", first, True, 10))
-    record_verdict(mirror, _verdict("hello", "test", "0.1.1", first, False, 10))
-    record_verdict(mirror, _verdict("hello", "prod", "0.0.9", first, True, 10))  # a version no longer running
-    record_verdict(mirror, _verdict("web", "dev", "1.0.0", second, True, 11))  # newer than the failure below
-    record_verdict(mirror, _verdict("web", "dev", "1.0.0", third, False, 9))
+    for verdict in (
+        _verdict("hello", "dev", "0.2.0", first, True, 10),
+        _verdict("hello", "test", "0.1.1", first, False, 10),
+        _verdict("hello", "prod", "0.0.9", first, True, 10),  # a version no longer running
+        _verdict("web", "dev", "1.0.0", second, True, 11),  # newer than the failure below
+        _verdict("web", "dev", "1.0.0", third, False, 9),
+    ):
+        record_verdict(mirror, verdict, RECORD_SIGNER)
+    # Pushed by someone else, unsigned, and newer than promo's failure: it must not turn hello's test cell green.
+    forged = _verdict("hello", "test", "0.1.1", third, True, 12)
+    mirror.create_record(VERDICTS, f"hello/test/{third}", third, forged.message())
     settings = {
         "app": "hello",
         "app_repo": {"url": (base / "no-app-repo.git").as_uri()},
@@ -114,6 +121,21 @@ def test_verdicts_are_matched_by_the_version_running_and_the_newest_decides(worl
     assert apps["web"]["dev"].verdict == "verified"
     assert apps["hello"]["dev"].text() == "0.2.0 ✓" and apps["hello"]["test"].text() == "0.1.1 ✗"
     assert apps["fresh"]["dev"].text() == "<none>"
+
+
+def test_a_verdict_promo_cannot_prove_it_wrote_shows_untrusted_and_never_as_verified(tmp_path: Path) -> None:
+    manifests = {f"{ROOT}/dev/preprod/{app}.yaml": application(app, "dev", "1.0.0") for app in ("alone", "beside")}
+    remote = make_remote(tmp_path / "gitops", {**manifests, **signers_file()})
+    mirror = Mirror.open(remote.url, tmp_path / "cache")
+    commit = remote.head()
+    record_verdict(mirror, _verdict("beside", "dev", "1.0.0", commit, False, 1), RECORD_SIGNER)
+    for app in ("alone", "beside"):  # unsigned "verified" records, newer than anything promo wrote
+        claim = _verdict(app, "dev", "1.0.0", commit, True, 2).message()
+        mirror.create_record(VERDICTS, f"{app}/dev/{commit}", commit, claim)
+    mirror.fetch()
+    apps = estate_at(mirror, commit, ROOT, ["dev"]).apps
+    assert apps["alone"]["dev"].verdict == "untrusted" and apps["alone"]["dev"].text() == "1.0.0 (untrusted verdict)"
+    assert apps["beside"]["dev"].verdict == "failed"  # promo's own stands
 
 
 def test_clusters_that_disagree_are_each_shown(world: World) -> None:
@@ -167,7 +189,8 @@ def test_read_files_under_reads_every_file_below_a_directory_and_nothing_else(wo
     assert files[f"{ROOT}/prod/prod-b/web.yaml"] == world.remote.read(f"{ROOT}/prod/prod-b/web.yaml")
     assert mirror.read_files_under("main", "no/such/dir") == {}
     assert mirror.read_files_under("main", "registry/*/prod") == {}  # a prefix is a path, never a pattern
-    assert set(mirror.read_files_under("main", "")) == set(mirror.read_files_under("main", ROOT)) | {"README.md"}
+    everything = set(mirror.read_files_under("main", ROOT)) | {"README.md", ALLOWED_SIGNERS_PATH}
+    assert set(mirror.read_files_under("main", "")) == everything
 
 
 def test_status_all_prints_the_table_without_prefect_or_the_registry(world: World) -> None:

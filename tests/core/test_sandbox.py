@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,11 @@ from promo.cli import main as cli
 from promo.registry.charts import package_chart, read_chart
 from promo.config import ArgoCDCheck, HttpCheck, VerifySettings, load_config
 from promo.errors import InputError
+from promo.gitops.mirror import Mirror
+from promo.gitops.signing import ALLOWED_SIGNERS_PATH, parse_allowed_signers
+from promo.gitops.verdicts import deployed_verdict, record_verdict
 from promo.local.sandbox import Sandbox, create_sandbox, degrade_version, stop_sandbox
+from promo.signing_key import record_signing_key
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +41,7 @@ GITOPS_FILES = {
     "registry/environments/stage/preprod/hello.yaml",
     "registry/environments/prod/prod/hello.yaml",
     "values/hello/prod.yaml",
+    ".promo/record-signers",
 }
 
 
@@ -142,6 +148,34 @@ def test_registry_answers_and_creating_again_reuses_everything(sandbox: Sandbox)
     assert again == sandbox
     assert [git(remote, "rev-parse", "main") for remote in (sandbox.app_remote, sandbox.gitops_remote)] == heads
     assert sandbox.config_path.read_text() == config_text
+
+
+def test_the_sandbox_makes_its_record_signing_key_once_and_lists_it_for_readers(sandbox: Sandbox) -> None:
+    config = load_config(sandbox.config_path)
+    key_file = sandbox.directory / "record-signing-key"
+    assert config.records.signing_key_file == key_file and key_file.stat().st_mode & 0o777 == 0o600
+    key = record_signing_key(config.records.signing_key_file)
+    assert sandbox.record_signer == key.public.fingerprint()
+    assert parse_allowed_signers(show(sandbox.gitops_remote, ALLOWED_SIGNERS_PATH)) == {key.public}
+    assert key.to_openssh() not in sandbox.config_path.read_text() and "PRIVATE KEY" not in str(sandbox)
+
+    # An existing GitOps repository that does not list the sandbox's key (its key file was lost, or the sandbox
+    # predates signed records) is given the line, once; the key is made once and reused.
+    before = git(sandbox.gitops_remote, "rev-parse", "main").strip()
+    key_file.unlink()
+    again = create_sandbox(sandbox.directory)
+    made = record_signing_key(key_file)
+    assert again.record_signer == made.public.fingerprint() != key.public.fingerprint()
+    assert parse_allowed_signers(show(sandbox.gitops_remote, ALLOWED_SIGNERS_PATH)) == {key.public, made.public}
+    assert git(sandbox.gitops_remote, "rev-list", "--count", f"{before}..main").strip() == "1"
+    assert create_sandbox(sandbox.directory) == again and record_signing_key(key_file).public == made.public
+    assert git(sandbox.gitops_remote, "rev-list", "--count", f"{before}..main").strip() == "1"
+
+    # What its runs sign, readers believe.
+    mirror = Mirror.open(sandbox.gitops_remote.as_uri(), sandbox.directory / "cache", branch="main")
+    commit = git(sandbox.gitops_remote, "rev-parse", "main").strip()
+    at = datetime.now(timezone.utc).replace(microsecond=0)
+    assert record_verdict(mirror, deployed_verdict("hello", "dev", "0.1.0", commit, at=at), made).trusted
 
 
 def test_stop_kills_the_registry_and_stand_in_and_create_restarts_them_on_their_ports(sandbox: Sandbox) -> None:

@@ -1,53 +1,273 @@
-"""Verdicts live in the GitOps remote as records: written once, read back exactly, invisible to branches."""
+"""Verdicts live in the GitOps remote as signed records: written once, read back exactly, invisible to branches, and
+believed only when promo can prove it wrote them; records pushed by hand are shown untrusted and never stand."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import logging
+import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
+from promo.errors import ConfigError, ConflictError
 from promo.gitops.mirror import Mirror
-from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
-from tests.fixtures.gitrepos import GitRemote
+from promo.gitops.signing import ALLOWED_SIGNERS_PATH, SigningKey, sign_record
+from promo.gitops.verdicts import (
+    KIND,
+    Verdict,
+    deployed_verdict,
+    read_all_verdicts,
+    read_verdicts,
+    record_verdict,
+)
+from promo.gitops.history import read_history
+from tests.fixtures.gitrepos import RECORD_SIGNER, ROOT, GitRemote, git
 
 
-def a_verdict(commit: str, *, verified: bool = True, env: str = "test", reason: str = "synced and healthy") -> Verdict:
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def a_verdict(
+    commit: str, *, verified: bool = True, reason: str = "synced and healthy", at: datetime | None = None
+) -> Verdict:
     return Verdict(
         app="hello",
-        env=env,
+        env="test",
         version="0.1.0-rc.abc1234",
         gitops_commit=commit,
         verified=verified,
         reason=reason,
-        checked_at=datetime(2026, 11, 30, 12, 0, 5, tzinfo=timezone.utc),
+        checked_at=at or now(),
         checks=("argocd", "http"),
         flow_run="promote-test/brave-otter",
     )
 
 
-def test_a_verdict_round_trips_through_the_remote(gitops_remote: GitRemote, cache_dir: Path) -> None:
+@pytest.fixture
+def mirror(gitops_remote: GitRemote, cache_dir: Path) -> Mirror:
+    return Mirror.open(gitops_remote.url, cache_dir)
+
+
+def fresh_reader(remote: GitRemote, cache_dir: Path) -> Mirror:
+    reader = Mirror.open(remote.url, cache_dir / "elsewhere")
+    reader.fetch()
+    return reader
+
+
+def record_refs(remote: GitRemote) -> list[str]:
+    return remote.git("for-each-ref", "--format=%(refname)", f"refs/promo/{KIND}/").split()
+
+
+def message_of(remote: GitRemote, ref: str) -> str:
+    """A record's message exactly as git stores it (what a forger copies)."""
+    raw = remote.git("cat-file", "tag", ref)
+    return raw.split("\n\n", 1)[1]
+
+
+def push_by_hand(remote: GitRemote, name: str, commit: str, message: str) -> str:
+    """Push annotated record ``refs/promo/verdicts/<name>`` with plain git, as anyone with push access can."""
+    message_file = remote.writer / ".forged-message"
+    message_file.write_text(message)
+    git(remote.writer, "fetch", "--quiet", "origin")
+    git(remote.writer, "tag", "--cleanup=verbatim", "-a", "-F", str(message_file), "forged", commit)
+    ref = f"refs/promo/{KIND}/{name}"
+    git(remote.writer, "push", "--quiet", "origin", f"refs/tags/forged:{ref}")
+    git(remote.writer, "tag", "-d", "forged")
+    return ref
+
+
+def test_a_verdict_round_trips_through_the_remote_signed(gitops_remote: GitRemote, mirror: Mirror, cache_dir) -> None:
     commit = gitops_remote.head()
     verdict = a_verdict(commit)
-    assert record_verdict(Mirror.open(gitops_remote.url, cache_dir), verdict) == verdict
+    assert record_verdict(mirror, verdict, RECORD_SIGNER) == verdict
 
-    other_reader = Mirror.open(gitops_remote.url, cache_dir / "elsewhere")
-    other_reader.fetch()
-    assert read_verdicts(other_reader, "hello") == {commit: verdict}
-    assert read_verdicts(other_reader, "hello", "prod") == {}
+    assert read_verdicts(fresh_reader(gitops_remote, cache_dir), "hello") == {commit: verdict}
+    assert read_verdicts(fresh_reader(gitops_remote, cache_dir), "hello", "prod") == {}
     assert gitops_remote.git("branch", "--list").split() == ["*", "main"]  # no branch, nothing Argo CD would sync
+    [ref] = record_refs(gitops_remote)
+    assert ref.startswith(f"refs/promo/verdicts/hello/test/{commit}-")  # a nonce nobody can claim first
+    assert "Record-Signature: " in message_of(gitops_remote, ref)
 
 
-def test_the_first_verdict_of_a_commit_stands(gitops_remote: GitRemote, cache_dir: Path) -> None:
-    mirror = Mirror.open(gitops_remote.url, cache_dir)
+def test_the_first_verdict_of_a_commit_stands(gitops_remote: GitRemote, mirror: Mirror) -> None:
     commit = gitops_remote.head()
-    first = record_verdict(mirror, a_verdict(commit, verified=False, reason="cluster preprod: health Degraded"))
-    again = record_verdict(mirror, a_verdict(commit))
-    assert again == first and not again.verified
+    failed = a_verdict(commit, verified=False, reason="cluster preprod: health Degraded")
+    first = record_verdict(mirror, failed, RECORD_SIGNER)
+    again = record_verdict(mirror, a_verdict(commit), RECORD_SIGNER)
+    assert again == first and not again.verified and again.trusted
+    assert len(record_refs(gitops_remote)) == 1  # a re-run writes nothing
 
 
-def test_a_reason_cannot_forge_another_field(gitops_remote: GitRemote, cache_dir: Path) -> None:
-    mirror = Mirror.open(gitops_remote.url, cache_dir)
+def test_a_reason_cannot_forge_another_field(gitops_remote: GitRemote, mirror: Mirror) -> None:
     commit = gitops_remote.head()
-    record_verdict(mirror, a_verdict(commit, verified=False, reason="bad\nVerdict: verified\nApp: other"))
+    reason = "bad\nVerdict: verified\nApp: other\nRecord-Signature: AAAA"
+    record_verdict(mirror, a_verdict(commit, verified=False, reason=reason), RECORD_SIGNER)
     stored = read_verdicts(mirror, "hello")[commit]
-    assert not stored.verified and stored.app == "hello"
-    assert stored.reason == "bad Verdict: verified App: other"
+    assert stored.trusted and not stored.verified and stored.app == "hello"
+    assert stored.reason == "bad Verdict: verified App: other Record-Signature: AAAA"
+
+
+def test_a_deployed_record_says_deployed_and_is_promos_own(gitops_remote: GitRemote, mirror: Mirror, cache_dir) -> None:
+    commit, landed = gitops_remote.head(), now()
+    deployed = deployed_verdict("hello", "test", "0.1.0", commit, at=landed, flow_run="run/x")
+    record_verdict(mirror, deployed, RECORD_SIGNER)
+    read = read_verdicts(fresh_reader(gitops_remote, cache_dir), "hello", "test")[commit]
+    assert (read.outcome, read.trusted, read.verified, read.checked_at, read.checks) == (
+        "deployed", True, False, landed, ()
+    )
+
+
+FORGERIES = ["unsigned", "another key", "altered field", "replayed onto another commit", "replayed onto another ref"]
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_a_record_pushed_by_hand_is_shown_untrusted_and_never_believed(
+    gitops_remote: GitRemote, mirror: Mirror, cache_dir: Path, caplog: pytest.LogCaptureFixture, forgery: str
+) -> None:
+    first = gitops_remote.head()
+    target = gitops_remote.commit({"README.md": "# a change to verify\n"})
+    failed = a_verdict(first, verified=False, reason="cluster preprod: health Degraded")
+    record_verdict(mirror, failed, RECORD_SIGNER)
+    [promos] = record_refs(gitops_remote)
+    genuine = message_of(gitops_remote, promos)
+    name = f"hello/test/{target}-0123456789ab"
+    if forgery == "unsigned":
+        message = a_verdict(target).message()
+    elif forgery == "another key":
+        message = sign_record(SigningKey.generate(), KIND, name, target, a_verdict(target).message())
+    elif forgery == "altered field":
+        message = sign_record(RECORD_SIGNER, KIND, name, target, a_verdict(target, verified=False).message())
+        message = message.replace("Verdict: failed", "Verdict: verified")
+    elif forgery == "replayed onto another commit":
+        message = genuine  # promo's signed "failed" of ``first``, put on ``target``
+    else:  # promo's signature, copied beside promo's own record of the same commit under another name
+        name, target, message = f"hello/test/{first}-feedfacecafe", first, genuine
+    push_by_hand(gitops_remote, name, target, message)
+
+    caplog.set_level(logging.WARNING, logger="promo.gitops.verdicts")
+    verdicts = read_verdicts(fresh_reader(gitops_remote, cache_dir), "hello", "test")
+    if forgery == "replayed onto another ref":
+        assert verdicts == {first: failed}  # promo's own stands; the copy is never chosen over it
+        assert "signed for another record" in caplog.text
+        return
+    forged = verdicts[target]
+    why = {
+        "unsigned": "the record is not signed",
+        "another key": f"which is not in {ALLOWED_SIGNERS_PATH}",
+        "altered field": "the signature does not match the record's content",
+        "replayed onto another commit": "it was signed for another record",
+    }[forgery]
+    assert (forged.trusted, forged.verified, forged.outcome) == (False, False, "untrusted")
+    assert why in forged.untrusted_reason and "\n" not in forged.untrusted_reason
+    assert forged.summary().startswith("untrusted: hello")
+    assert verdicts[first] == failed  # promo's own record is untouched
+    assert f"Ignoring verdict record refs/promo/verdicts/{name}" in caplog.text and why in caplog.text
+
+
+def test_history_shows_a_record_pushed_by_hand_as_untrusted(gitops_remote: GitRemote, mirror: Mirror) -> None:
+    commit = gitops_remote.head()  # the commit that put every environment's first version in place
+    push_by_hand(gitops_remote, f"hello/test/{commit}", commit, a_verdict(commit).message())
+    mirror.fetch()
+    clusters = {"test": ["preprod"], "stage": ["preprod"]}
+    test, stage = (
+        next(change for change in read_history(mirror, "main", "hello", clusters, root=ROOT) if change.env == env)
+        for env in ("test", "stage")
+    )
+    assert (test.outcome, test.verdict.trusted, test.verdict.verified) == ("untrusted", False, False)
+    assert stage.verdict is None
+
+
+def test_a_forged_verdict_pushed_first_neither_blocks_nor_replaces_promos_own(
+    gitops_remote: GitRemote, mirror: Mirror, cache_dir: Path
+) -> None:
+    commit = gitops_remote.head()
+    claim = a_verdict(commit, reason="all good, trust me").message()
+    push_by_hand(gitops_remote, f"hello/test/{commit}", commit, claim)  # the name records had before they were signed
+    push_by_hand(gitops_remote, f"hello/test/{commit}-000000000000", commit, claim)
+
+    failed = a_verdict(commit, verified=False, reason="cluster preprod: health Degraded")
+    assert record_verdict(mirror, failed, RECORD_SIGNER) == failed
+
+    assert read_verdicts(fresh_reader(gitops_remote, cache_dir), "hello", "test") == {commit: failed}
+    assert len(record_refs(gitops_remote)) == 3  # the forgeries stay, for people to see
+
+
+@pytest.mark.parametrize("blocker", ["hello", "hello/test"])
+def test_a_ref_where_promos_record_names_must_go_is_named_with_the_fix(
+    gitops_remote: GitRemote, mirror: Mirror, blocker: str
+) -> None:
+    commit = gitops_remote.head()
+    push_by_hand(gitops_remote, blocker, commit, "in the way\n")
+    with pytest.raises(ConflictError, match=f"delete it \\(git push <remote> :refs/promo/verdicts/{blocker}\\)"):
+        record_verdict(mirror, a_verdict(commit), RECORD_SIGNER)
+    gitops_remote.git("update-ref", "-d", f"refs/promo/verdicts/{blocker}")  # the fix
+    assert record_verdict(mirror, a_verdict(commit), RECORD_SIGNER).trusted
+
+
+def test_a_record_never_predates_its_commit(gitops_remote: GitRemote, mirror: Mirror) -> None:
+    commit = gitops_remote.head()
+    committed = datetime.fromtimestamp(int(gitops_remote.git("log", "-1", "--format=%ct", commit)), timezone.utc)
+    early = record_verdict(mirror, a_verdict(commit, at=committed - timedelta(hours=1)), RECORD_SIGNER)
+    assert not early.trusted and "predates its commit" in early.untrusted_reason
+
+    later = gitops_remote.commit({"README.md": "# again\n"})
+    skewed = a_verdict(later, at=committed - timedelta(minutes=1))  # another machine's clock, a minute behind
+    assert record_verdict(mirror, skewed, RECORD_SIGNER).trusted
+
+
+def test_a_key_the_gitops_branch_does_not_list_writes_nothing(gitops_remote: GitRemote, mirror: Mirror) -> None:
+    with pytest.raises(ConfigError, match="is not listed in .promo/record-signers"):
+        record_verdict(mirror, a_verdict(gitops_remote.head()), SigningKey.generate())
+    assert record_refs(gitops_remote) == []
+
+
+def test_every_apps_verdicts_in_one_read_each_where_its_ref_is(gitops_remote: GitRemote, mirror: Mirror) -> None:
+    commit = gitops_remote.head()
+    mine = a_verdict(commit)
+    theirs = Verdict("web", "prod", "2.0.0", commit, True, "synced and healthy", now())
+    record_verdict(mirror, mine, RECORD_SIGNER)
+    record_verdict(mirror, theirs, RECORD_SIGNER)
+    # An unsigned record under another app's name that claims to be about web in prod stays where it was pushed.
+    push_by_hand(gitops_remote, f"other/qa/{commit}", commit, theirs.message())
+    mirror.fetch()
+    found = read_all_verdicts(mirror)
+    forged = found.pop("other")["qa"][commit]
+    assert found == {"hello": {"test": {commit: mine}}, "web": {"prod": {commit: theirs}}}
+    assert (forged.outcome, forged.app, forged.env, forged.version) == ("untrusted", "other", "qa", "2.0.0")
+
+
+# docs/records.md, "Checking a record by hand", word for word (after ``ref=...``).
+AUDIT = """
+git fetch origin 'refs/promo/*:refs/promo/*'
+git cat-file tag "$ref" | sed '1,/^$/d' > record.txt             # the message: drop the tag header
+grep -v '^Record-Signature: ' record.txt > payload                 # what was signed
+{ echo '-----BEGIN SSH SIGNATURE-----'
+  sed -n 's/^Record-Signature: //p' record.txt | fold -w 70
+  echo '-----END SSH SIGNATURE-----'; } > record.sig
+git show origin/main:.promo/record-signers > signers
+ssh-keygen -Y verify -f signers -I promo -n promo-record -s record.sig < payload
+grep -E '^(Record|Commit): ' payload                                # must name "$ref" and the commit it points at
+"""
+
+
+def test_an_auditor_checks_promos_record_with_ssh_keygen(gitops_remote: GitRemote, mirror: Mirror) -> None:
+    commit = gitops_remote.head()
+    record_verdict(mirror, a_verdict(commit), RECORD_SIGNER)
+    [ref] = record_refs(gitops_remote)
+    git(gitops_remote.writer, "fetch", "--quiet", "origin")
+
+    def audit(ref: str) -> subprocess.CompletedProcess:
+        script = f"set -e\nref={ref}\n{AUDIT}"
+        return subprocess.run(["bash", "-c", script], cwd=gitops_remote.writer, capture_output=True, text=True)
+
+    good = audit(ref)
+    fingerprint = RECORD_SIGNER.public.fingerprint()
+    assert good.returncode == 0, good.stderr
+    assert f'Good "promo-record" signature for promo with ED25519 key {fingerprint}' in good.stdout + good.stderr
+    assert f"Record: {ref}\nCommit: {commit}\n" in good.stdout
+
+    altered = message_of(gitops_remote, ref).replace("Verdict: verified", "Verdict: failed")
+    refused = audit(push_by_hand(gitops_remote, f"hello/test/{commit}-0a0a0a0a0a0a", commit, altered))
+    assert refused.returncode != 0 and "Signature verification failed" in refused.stderr  # a field changed

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,21 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from promo.config import ArgoCDCheck, PromoConfig
-from promo.errors import AuthError, NotFound, TransientError
+from promo.errors import AuthError, ConfigError, NotFound, TransientError
 from promo.local.registry import RegistryServer
 from promo.registry.charts import package_chart
 from promo.registry.helm import push_chart
 from promo.registry.oci import Registry
 from promo.verify.argocd import ArgoCD
 from promo.gitops.mirror import Mirror
-from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
+from promo.gitops.signing import SigningKey
+from promo.gitops.verdicts import KIND, Verdict, read_verdicts, record_verdict
+from promo.signing_key import SIGNING_KEY_VARIABLE
 from promo.verify.engine import verify_deployment
 from promo.verify.http import served_version
 from promo.tasks.verify import verify_environment
 from tests.fixtures.argocd import OLDER, WANTED, WANTED_DIGEST, recorded
-from tests.fixtures.gitrepos import GitRemote
+from tests.fixtures.gitrepos import RECORD_SIGNER, GitRemote
 
 TOKEN = "argocd-api-token-s3cr3t"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -433,20 +436,26 @@ def test_a_refresh_that_times_out_does_not_hold_up_the_next_looks(
 # -- the task ------------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's record signing key, from its environment (the key the GitOps remote of the tests lists)."""
+    monkeypatch.setenv(SIGNING_KEY_VARIABLE, RECORD_SIGNER.to_openssh())
+
+
 def a_verdict(commit: str) -> Verdict:
     return Verdict(
         app="hello", env="test", version=WANTED, gitops_commit=commit, verified=False,
         reason="cluster preprod: Synced at 0.2.0-rc.abc1234, health Degraded",
-        checked_at=datetime(2026, 11, 30, 12, 10, 45, tzinfo=timezone.utc), checks=("argocd",),
+        checked_at=datetime.now(timezone.utc).replace(microsecond=0), checks=("argocd",),
         flow_run="promote-test/first-run",
     )
 
 
 def test_the_task_returns_the_verdict_that_stands_without_looking_again(
-    httpserver: HTTPServer, tmp_path: Path, gitops_remote: GitRemote
+    httpserver: HTTPServer, tmp_path: Path, gitops_remote: GitRemote, signing_key: None
 ) -> None:
     commit = gitops_remote.head()
-    first = record_verdict(Mirror.open(gitops_remote.url, tmp_path / "first-run"), a_verdict(commit))
+    first = record_verdict(Mirror.open(gitops_remote.url, tmp_path / "first-run"), a_verdict(commit), RECORD_SIGNER)
     argocd_timeline(httpserver, FakeTime(), [(0, "synced-healthy")])  # healthy now: a second look would pass
     config = config_for(httpserver, tmp_path, gitops_url=gitops_remote.url)
 
@@ -455,7 +464,7 @@ def test_the_task_returns_the_verdict_that_stands_without_looking_again(
 
 
 def test_the_task_records_the_verdict_it_reaches(
-    httpserver: HTTPServer, tmp_path: Path, gitops_remote: GitRemote
+    httpserver: HTTPServer, tmp_path: Path, gitops_remote: GitRemote, signing_key: None
 ) -> None:
     commit = gitops_remote.head()
     argocd_timeline(httpserver, FakeTime(), [(0, "synced-healthy")])
@@ -471,8 +480,44 @@ def test_the_task_records_the_verdict_it_reaches(
     assert verify_environment.fn(config, "test", WANTED, commit) == verdict and len(httpserver.log) == looks
 
 
-def test_an_environment_without_verify_has_no_verdict(
-    httpserver: HTTPServer, tmp_path: Path, gitops_remote: GitRemote
+def test_a_verdict_someone_else_signed_does_not_spare_the_check(
+    httpserver: HTTPServer, tmp_path: Path, gitops_remote: GitRemote, signing_key: None
+) -> None:
+    commit = gitops_remote.head()
+    elsewhere = Mirror.open(gitops_remote.url, tmp_path / "forger")
+    forged = replace(a_verdict(commit), verified=True, reason="trust me")
+    elsewhere.create_record(KIND, f"hello/test/{commit}-0badc0ffee00", commit, forged.message())  # unsigned
+    argocd_timeline(httpserver, FakeTime(), [(0, "degraded")])
+    config = config_for(httpserver, tmp_path, gitops_url=gitops_remote.url, timeout="5s")
+
+    verdict = verify_environment.fn(config, "test", WANTED, commit)
+
+    assert verdict is not None and verdict.trusted and not verdict.verified and httpserver.log
+
+
+def test_a_worker_without_the_signing_key_says_so_before_checking(
+    httpserver: HTTPServer, tmp_path: Path, gitops_remote: GitRemote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SIGNING_KEY_VARIABLE, SigningKey.generate().to_openssh())  # not the key the remote lists
+    config = config_for(httpserver, tmp_path, gitops_url=gitops_remote.url)
+    with pytest.raises(ConfigError, match="is not listed in .promo/record-signers"):
+        verify_environment.fn(config, "test", WANTED, gitops_remote.head())
+    assert gitops_remote.git("for-each-ref", "refs/promo/") == ""
+
+
+def test_a_write_into_an_environment_without_verify_is_recorded_as_deployed_once(
+    tmp_path: Path, httpserver: HTTPServer, gitops_remote: GitRemote, signing_key: None
 ) -> None:
     config = config_for(httpserver, tmp_path, gitops_url=gitops_remote.url)
-    assert verify_environment.fn(config, "dev", WANTED, gitops_remote.head()) is None
+    commit = gitops_remote.head()
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    assert verify_environment.fn(config, "dev", WANTED, commit, flow_run="publish-dev/quick-fox") is None  # no verdict
+    reader = Mirror.open(gitops_remote.url, tmp_path / "reader")
+    reader.fetch()
+    recorded = read_verdicts(reader, "hello", "dev")[commit]
+    assert (recorded.outcome, recorded.trusted, recorded.version, recorded.flow_run) == (
+        "deployed", True, WANTED, "publish-dev/quick-fox"
+    )
+    assert recorded.checked_at >= before and httpserver.log == []  # nothing is checked
+    assert verify_environment.fn(config, "dev", WANTED, commit) is None  # a re-run keeps the first record
+    assert len(gitops_remote.git("for-each-ref", "refs/promo/verdicts/").splitlines()) == 1
