@@ -22,11 +22,10 @@ from promo.errors import InputError, PromoError
 from promo.gitops.attribution import NOTHING, ManifestEdit, claim_of, doubt_of_promo_commit, message_trailers
 from promo.gitops.mirror import CommitRecord, Mirror
 from promo.gitops.manifests import manifest_path, read_target_revision
-from promo.gitops.verdicts import Verdict, read_verdicts_by_env
+from promo.gitops.verdicts import UNTRUSTED, Verdict, read_verdicts_by_env
 from promo.release.versions import is_release_candidate, release_of
 
 Kind = Literal["deploy", "promote", "release", "rollback", "manual"]
-UNTRUSTED = "untrusted"  # the outcome of a change whose verdict is not believed
 
 _TRAILERS = {
     "Approved-By": "approver",

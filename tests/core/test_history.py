@@ -14,7 +14,7 @@ from promo.gitops.mirror import Mirror
 from promo.gitops.repo import GitOpsRepo, Trailers
 from promo.gitops.history import UNTRUSTED, Change, Move, app_history, read_history, table_row
 from promo.gitops.verdicts import FAILED, VERIFIED, Verdict, record_verdict
-from tests.fixtures.gitrepos import INITIAL_VERSIONS, ROOT, GitRemote, application
+from tests.fixtures.gitrepos import INITIAL_VERSIONS, RECORD_SIGNER, ROOT, GitRemote, application
 from tests.fixtures.history_script import (
     CLUSTERS,
     INITIAL_TIME,
@@ -348,7 +348,7 @@ def test_a_verdict_about_another_version_than_its_commit_deployed_is_shown_untru
     assert written.commit is not None
     checked_at = datetime.now(timezone.utc).replace(microsecond=0)  # a record is no older than its commit
     claim = Verdict("hello", "test", "0.1.3-rc.fff0000", written.commit, True, "synced and healthy", checked_at)
-    record_verdict(Mirror.open(gitops_remote.url, cache_dir / "recorder"), claim)
+    record_verdict(Mirror.open(gitops_remote.url, cache_dir / "recorder"), claim, RECORD_SIGNER)
 
     change = history_of(gitops_remote, cache_dir)[0]
     reason = f"it says 0.1.3-rc.fff0000, but this commit deployed {PROMOTED} to test"

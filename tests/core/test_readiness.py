@@ -18,7 +18,7 @@ import pytest
 from promo.config import EnvironmentSettings
 from promo.gitops.history import Change, Move, read_history
 from promo.gitops.mirror import Mirror
-from promo.gitops.verdicts import DEPLOYED, Verdict
+from promo.gitops.verdicts import DEPLOYED, Verdict, deployed_verdict
 from promo.release.readiness import readiness, soaking_since
 from tests.fixtures.gitrepos import IDENTITY, INITIAL_VERSIONS, ROOT, GitRemote, application
 from tests.fixtures.history_script import manifest, promo_message
@@ -31,21 +31,11 @@ UNVERIFIED = EnvironmentSettings(name="test", clusters=["preprod"], soak="30m", 
 VERIFIED_ENV = EnvironmentSettings(name="test", clusters=["preprod"], soak="30m", verify=VERIFY)
 
 
-class DeployedRecord(Verdict):
-    """promo's record of writing a commit into an environment without ``verify:`` (outcome ``deployed``,
-    ``checked_at`` when the write landed). Stands for the record the signing work writes, which main's ``Verdict``
-    cannot report yet; readiness reads only the contract's names (``outcome``, ``trusted``)."""
-
-    @property
-    def outcome(self) -> str:
-        return DEPLOYED
-
-
 def record(minutes_ago: int, *, version: str = VERSION, trusted: bool = True, commit: str = "c0ffee") -> Verdict:
     why = "" if trusted else "no valid signature"
     checked_at = NOW - timedelta(minutes=minutes_ago)
-    return DeployedRecord(
-        "hello", "test", version, commit, False, "written", checked_at, trusted=trusted, untrusted_reason=why
+    return dataclasses.replace(
+        deployed_verdict("hello", "test", version, commit, at=checked_at), trusted=trusted, untrusted_reason=why
     )
 
 
@@ -156,6 +146,6 @@ def test_a_committer_date_in_the_past_does_not_make_a_version_soaked(gitops_remo
     assert found.missing == (
         f"{VERSION} has no record of promo deploying it to test (commit {dated[:12]}), so it has not started to soak",
     )
-    landed = DeployedRecord("hello", "test", VERSION, dated, False, "written", now - timedelta(minutes=5))
+    landed = deployed_verdict("hello", "test", VERSION, dated, at=now - timedelta(minutes=5))
     found = readiness([dataclasses.replace(change, verdict=landed)], UNVERIFIED, VERSION, now)
     assert found.missing == (f"{VERSION} has soaked 5 of 30 minutes in test (25 to go)",)

@@ -10,11 +10,11 @@ from pathlib import Path
 from promo.gitops.mirror import Mirror
 from promo.gitops.repo import GitOpsRepo, Trailers
 from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
-from tests.fixtures.gitrepos import GitRemote, git
+from tests.fixtures.gitrepos import RECORD_SIGNER, GitRemote, git
 
 
 def verdict(commit: str, reason: str = "synced and healthy") -> Verdict:
-    checked_at = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
+    checked_at = datetime.now(timezone.utc).replace(microsecond=0)  # a signed record is no older than its commit
     return Verdict("hello", "test", "0.1.1-rc.def5678", commit, True, reason, checked_at, ("argocd",))
 
 
@@ -45,7 +45,7 @@ def test_a_write_and_a_plain_read_fetch_no_records_while_records_sees_another_wr
 ) -> None:
     first = gitops_remote.head()
     other = Mirror.open(gitops_remote.url, tmp_path / "other-cache", branch="main")
-    record_verdict(other, verdict(first))  # another writer's verdict, in the remote
+    record_verdict(other, verdict(first), RECORD_SIGNER)  # another writer's verdict, in the remote
 
     gitops = GitOpsRepo(gitops_remote.url, "main", tmp_path / "cache")
     shown = gitops.cluster_versions("hello", "test", ["preprod"])  # a plain read
@@ -60,13 +60,15 @@ def test_a_write_and_a_plain_read_fetch_no_records_while_records_sees_another_wr
     assert cache_refs(gitops.mirror, "refs/remotes") == ["refs/remotes/origin/main"]
 
     assert reasons(gitops.mirror) == {first: "synced and healthy"}  # fetched where it is read
-    assert stored_records(gitops.mirror) == [f"refs/promo/verdicts/hello/test/{first}"]
+    [first_record] = stored_records(gitops.mirror)
+    assert first_record.startswith(f"refs/promo/verdicts/hello/test/{first}-")  # promo's records carry a nonce
     assert cache_refs(gitops.mirror) == [] and tag_objects(gitops.mirror) == []  # not into the branch cache
 
-    record_verdict(other, verdict(written.commit, "verified after the write"))
-    gitops_remote.git("update-ref", "-d", f"refs/promo/verdicts/hello/test/{first}")  # removed in the remote
+    record_verdict(other, verdict(written.commit, "verified after the write"), RECORD_SIGNER)
+    gitops_remote.git("update-ref", "-d", first_record)  # removed in the remote
     assert reasons(gitops.mirror) == {written.commit: "verified after the write"}
-    assert stored_records(gitops.mirror) == [f"refs/promo/verdicts/hello/test/{written.commit}"]  # pruned
+    [kept] = stored_records(gitops.mirror)  # pruned
+    assert kept.startswith(f"refs/promo/verdicts/hello/test/{written.commit}-")
     gitops.mirror.fetch()
     assert cache_refs(gitops.mirror) == [] and tag_objects(gitops.mirror) == []
 
@@ -93,13 +95,14 @@ def test_records_read_into_a_fresh_lean_cache_keep_it_shallow(gitops_remote: Git
     old = gitops_remote.head()
     for version in ("0.1.2", "0.1.3"):
         gitops_remote.commit({"README.md": f"# {version}\n"})
-    record_verdict(Mirror.open(gitops_remote.url, tmp_path / "other-cache"), verdict(old))
+    record_verdict(Mirror.open(gitops_remote.url, tmp_path / "other-cache"), verdict(old), RECORD_SIGNER)
     lean = Mirror.open(gitops_remote.url, tmp_path / "cache", branch="main")
     assert lean.records("pulls") == {}  # none of that kind in the remote: nothing to fetch is no error
 
-    assert set(lean.records("verdicts")) == {f"hello/test/{old}"}  # before any fetch of the branch, and after one
+    [name] = lean.records("verdicts")  # before any fetch of the branch, and after one
+    assert name.startswith(f"hello/test/{old}-")
     lean.fetch()
-    assert set(lean.records("verdicts")) == {f"hello/test/{old}"}
+    assert set(lean.records("verdicts")) == {name}
     store = lean.path / "promo-records.git"
     assert git(store, "rev-list", "--count", old).strip() == "1"  # the verdict's commit, not its history
     assert git(store, "rev-list", "--objects", "--missing=print", old).count("\n?") > 0  # nor its files
