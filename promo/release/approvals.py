@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from promo.errors import ApprovalRejected, InputError
 
 if TYPE_CHECKING:  # `promo approve` imports this module: it need not load git to answer a gate
-    from promo.release.moving_back import MoveBack
+    from promo.release.changes import MoveBack
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class ApprovalRequest:
     headline: str | None = None  # what the page says this is, when it is no plain promotion (a rollback and why)
     not_ready: tuple[str, ...] = ()  # what the version lacks in the source (promo.release.readiness): approving needs a reason
     failed_verification: bool = False  # it failed verification in the source: overriding that is an emergency
-    moves_back: MoveBack | None = None  # it replaces a newer build in the target (promo.release.moving_back)
+    moves_back: MoveBack | None = None  # it replaces a newer build in the target (promo.release.changes)
 
     @property
     def title(self) -> str:

@@ -9,46 +9,10 @@ above its own RCs), the app repository's history between two builds of one base.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from promo.gitops.mirror import Mirror
-from promo.release.changes import version_commit
+from promo.release.changes import MoveBack, version_commit
 from promo.release.versions import is_release_candidate, sha_of, version_rank
-
-
-@dataclass(frozen=True)
-class MoveBack:
-    """``incoming`` replaces ``running``, which is newer (or may be, when ``unknown`` says why it cannot be told)."""
-
-    incoming: str
-    running: str
-    behind: int | None = None  # commits of running's build that incoming's lacks (two builds of one base)
-    unknown: str = ""  # why the app repository cannot order the two builds; "" when incoming is known to be older
-
-    @property
-    def needs_reason(self) -> bool:
-        """Only a build known to be older needs an override reason. One whose order cannot be told (built from a
-        commit off the line of the other, or one the app repository no longer has) is said to be unordered in the
-        first line, so the approver checks it; demanding a reason for builds that are as likely newer would make
-        typing one a routine that no longer means anything."""
-        return not self.unknown
-
-    @property
-    def line(self) -> str:
-        """The gate page's first line; builds of one base are named by their commits, as the app repository's log
-        names them."""
-        if self.unknown:
-            return (
-                f"may replace a newer build: cannot tell whether {sha_of(self.incoming)} is older than "
-                f"{sha_of(self.running)} ({self.unknown})"
-            )
-        if self.behind is not None:
-            commits = "commit" if self.behind == 1 else "commits"
-            return (
-                f"replaces a newer build: {sha_of(self.incoming)} is {self.behind} {commits} behind "
-                f"{sha_of(self.running)}"
-            )
-        return f"replaces a newer version: {self.incoming} is below {self.running}"
 
 
 def moving_back(mirror: Mirror, running: Iterable[str], incoming: str) -> MoveBack | None:

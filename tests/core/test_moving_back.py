@@ -10,7 +10,8 @@ import pytest
 from promo.errors import InputError
 from promo.gitops.mirror import Mirror
 from promo.release.approvals import ApprovalRequest, Decision, check_override
-from promo.release.moving_back import MoveBack, moving_back
+from promo.release.changes import MoveBack
+from promo.release.moving_back import moving_back
 from promo.release.versions import rc_version, short_sha
 from tests.fixtures.gitrepos import git, make_remote
 
