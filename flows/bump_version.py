@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from promo.flows.stored_config import run_config
 from promo.gitops.app_repo import ChartVersionChange
-from promo.release.versions import BumpPart, check_bump_part
+from promo.versions import BumpPart, check_bump_part
 from promo.tasks.app_repo import bump_chart_version
 
 

@@ -35,7 +35,7 @@ from promo.local.sandbox import Sandbox, create_sandbox, degrade_version
 from promo.local.prefect_server import ProcessWorker, running_server, running_worker
 from promo.reports.status import environment_status
 from promo.cli.table import print_table
-from promo.release.versions import rc_version
+from promo.versions import rc_version
 from promo.tasks.verify import verify_environment
 
 Result = TypeVar("Result")

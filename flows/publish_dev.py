@@ -21,7 +21,7 @@ from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.registry.helm import PushedChart
 from promo.registry.images import BuiltImage
-from promo.release.versions import short_sha
+from promo.versions import short_sha
 from promo.tasks.chart import check_registry_access, package_rc_chart, push_rc_chart
 from promo.tasks.gitops import plan_environment_version, write_environment_version
 from promo.tasks.image import build_image

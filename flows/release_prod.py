@@ -31,7 +31,7 @@ from promo.gitops.repo import Trailers
 from promo.release.candidate import ReleaseCandidate
 from promo.release.gate_plan import GatePlan
 from promo.release.readiness import Readiness
-from promo.release.versions import bump, rc_version
+from promo.versions import bump, rc_version
 from promo.tasks.chart import find_chart, lookup_chart
 from promo.tasks.forge import check_release_tag, publish_release
 from promo.tasks.gitops import plan_environment_version, read_environment_version, write_environment_version

@@ -9,7 +9,7 @@ from prefect import task
 from promo.gitops.app_repo import ChartVersionChange, change_chart_version
 from promo.clients import app_mirror
 from promo.config import PromoConfig
-from promo.release.versions import BumpPart, bump
+from promo.versions import BumpPart, bump
 from promo.tasks.retry import TRANSIENT_RETRIES
 
 

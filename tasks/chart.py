@@ -11,7 +11,7 @@ from promo.clients import chart_repository, open_registry
 from promo.config import PromoConfig
 from promo.errors import NotFound
 from promo.registry.helm import PushedChart, chart_tag, existing_chart, push_chart
-from promo.release.versions import rc_version, short_sha
+from promo.versions import rc_version, short_sha
 from promo.tasks.retry import TRANSIENT_RETRIES
 
 

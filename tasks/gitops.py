@@ -11,7 +11,7 @@ from promo.clients import gitops_repo
 from promo.config import PromoConfig
 from promo.flows.limits import gitops_lock
 from promo.gitops.repo import Plan, SetVersionResult, Trailers
-from promo.release.versions import parse_version
+from promo.versions import parse_version
 from promo.tasks.retry import TRANSIENT_RETRIES
 
 

@@ -15,7 +15,7 @@ from promo.errors import ChartError, ConflictError
 from promo.registry.helm import PushedChart, chart_tag, existing_chart, pull_chart, push_chart
 from promo.registry.oci import Registry
 from promo.release.candidate import ReleaseCandidate, bump_subject, next_main_version
-from promo.release.versions import bump
+from promo.versions import bump
 from promo.tasks.app_repo import change_main_chart_version
 from promo.tasks.retry import TRANSIENT_RETRIES
 

@@ -12,7 +12,7 @@ from promo.clients import app_mirror
 from promo.config import PromoConfig
 from promo.errors import ChartError, InputError
 from promo.gitops.mirror import Mirror, check_branch_name
-from promo.release.versions import parse_base_version, short_sha
+from promo.versions import parse_base_version, short_sha
 from promo.tasks.retry import TRANSIENT_RETRIES
 
 BUILD_COMMIT_MESSAGE = "build: publish-dev on {branch} (manual run)"

@@ -171,7 +171,7 @@ def hotfix(
 ) -> None:
     """Branch hotfix-X-Y-(Z+1) from a release tag, set its chart version, and open a draft pull request."""
     from promo.flows.hotfix import hotfix as flow
-    from promo.release.versions import parse_release_tag
+    from promo.versions import parse_release_tag
 
     parse_release_tag(tag)
     typer.echo(flow(tag=tag, config_path=config).summary())
@@ -184,7 +184,7 @@ def bump_version(
 ) -> None:
     """Bump the chart version on main by one part."""
     from promo.flows.bump_version import bump_version as flow
-    from promo.release.versions import check_bump_part
+    from promo.versions import check_bump_part
 
     change = flow(part=check_bump_part(part), config_path=config)
     typer.echo(f"chart version {change.before} -> {change.after} (commit {change.commit})")

@@ -74,7 +74,7 @@ def notify_push(
     from promo.flows.events import branch_publishes, emit_push_event
     from promo.config import load_config
     from promo.gitops.mirror import check_branch_name
-    from promo.release.versions import short_sha
+    from promo.versions import short_sha
 
     check_branch_name(branch)
     short_sha(sha)

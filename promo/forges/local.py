@@ -15,7 +15,7 @@ from __future__ import annotations
 from promo.errors import InputError, NotFound
 from promo.forges.base import PullRequest, Release, check_commit, newest_first
 from promo.gitops.mirror import Annotation, Mirror, check_branch_name
-from promo.release.versions import parse_release_tag
+from promo.versions import parse_release_tag
 
 PULLS = "pulls"
 

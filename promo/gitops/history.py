@@ -23,7 +23,7 @@ from promo.gitops.attribution import NOTHING, ManifestEdit, claim_of, doubt_of_p
 from promo.gitops.mirror import CommitRecord, Mirror
 from promo.gitops.manifests import manifest_path, read_target_revision
 from promo.gitops.verdicts import UNTRUSTED, Verdict, read_verdicts_by_env
-from promo.release.versions import is_release_candidate, release_of
+from promo.versions import is_release_candidate, release_of
 
 Kind = Literal["deploy", "promote", "release", "rollback", "manual"]
 

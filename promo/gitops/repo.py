@@ -28,7 +28,7 @@ from promo.gitops.manifests import (
     set_target_revision,
     validate_name,
 )
-from promo.release.versions import is_downgrade, parse_version, version_rank
+from promo.versions import is_downgrade, parse_version, version_rank
 
 
 @dataclass(frozen=True)

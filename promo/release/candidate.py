@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from promo.errors import InputError
-from promo.release.versions import (
+from promo.versions import (
     bump,
     is_release_candidate,
     is_release_tag,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from promo.errors import NotFound
 from promo.gitops.mirror import LogEntry, Mirror
-from promo.release.versions import is_release_candidate, parse_version, sha_of
+from promo.versions import is_release_candidate, parse_version, sha_of
 
 MAX_COMMITS_SHOWN = 30
 

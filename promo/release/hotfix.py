@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from promo.errors import ConflictError, NotFound
-from promo.release.versions import bump, parse_release_tag, parse_version
+from promo.versions import bump, parse_release_tag, parse_version
 
 
 @dataclass(frozen=True)

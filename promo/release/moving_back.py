@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from promo.gitops.mirror import Mirror
 from promo.release.changes import MoveBack, version_commit
-from promo.release.versions import is_release_candidate, sha_of, version_rank
+from promo.versions import is_release_candidate, sha_of, version_rank
 
 
 def moving_back(mirror: Mirror, running: Iterable[str], incoming: str) -> MoveBack | None:

@@ -32,7 +32,7 @@ from promo.errors import NotFound
 from promo.gitops.mirror import Mirror
 from promo.gitops.history import Change, app_history, candidate_of
 from promo.gitops.verdicts import FAILED, VERIFIED
-from promo.release.versions import sha_of
+from promo.versions import sha_of
 
 NO_DATA = "n/a (no data)"
 _DAY = 86400.0

@@ -20,7 +20,7 @@ from promo.errors import InputError, NotFound
 from promo.forges.base import Forge, Release
 from promo.gitops.mirror import Mirror
 from promo.gitops.history import Change, app_history, candidate_of, is_candidate
-from promo.release.versions import parse_version, release_of, sha_of
+from promo.versions import parse_version, release_of, sha_of
 
 _SHA = re.compile(r"[0-9a-f]{7,40}")
 

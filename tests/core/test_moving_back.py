@@ -12,7 +12,7 @@ from promo.gitops.mirror import Mirror
 from promo.release.approvals import ApprovalRequest, Decision, check_override
 from promo.release.changes import MoveBack
 from promo.release.moving_back import moving_back
-from promo.release.versions import rc_version, short_sha
+from promo.versions import rc_version, short_sha
 from tests.fixtures.gitrepos import git, make_remote
 
 CHART_YAML = "apiVersion: v2\nname: hello\nversion: 0.1.0\n"

@@ -11,7 +11,7 @@ from promo.registry.charts import package_chart, retag_chart, retag_differences
 from promo.errors import ChartError, InputError
 from promo.gitops.mirror import Mirror
 from promo.release.candidate import ReleaseCandidate, next_main_version
-from promo.release.versions import bump
+from promo.versions import bump
 from tests.core.test_charts import write_chart
 from tests.fixtures.gitrepos import make_remote
 

@@ -4,7 +4,7 @@ import pytest
 import semver
 
 from promo.errors import InputError
-from promo.release.versions import (
+from promo.versions import (
     bump,
     is_downgrade,
     is_release_candidate,

@@ -18,7 +18,7 @@ from promo.flows.limits import ensure_environment_limits, environment_lock, limi
 from promo.cli import main as cli
 from promo.errors import NotFound, ToolError, TransientError
 from promo.local.sandbox import Sandbox
-from promo.release.versions import short_sha
+from promo.versions import short_sha
 
 ACQUIRE = "increment_concurrency_slots_with_lease"  # the one API call behind taking a slot
 

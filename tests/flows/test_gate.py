@@ -21,7 +21,7 @@ from promo.flows.release_prod import release_prod
 from promo.flows.rollback import rollback
 from promo.release.approvals import ApprovalRequest, Decision
 from promo.release.changes import MoveBack
-from promo.release.versions import sha_of
+from promo.versions import sha_of
 from promo.errors import InputError
 from promo.gitops.repo import Trailers
 from promo.local.sandbox import Sandbox

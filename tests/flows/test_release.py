@@ -28,7 +28,7 @@ from promo.errors import ConflictError, InputError, NotFound
 from promo.registry.helm import pull_chart
 from promo.registry.oci import Registry
 from promo.local.sandbox import Sandbox
-from promo.release.versions import short_sha
+from promo.versions import short_sha
 
 
 def git(repo: Path, *args: str) -> str:

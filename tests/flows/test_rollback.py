@@ -18,7 +18,7 @@ from promo.errors import ConfigError, ConflictError, NotFound, VerificationFaile
 from promo.gitops.history import app_history, table_row
 from promo.local.sandbox import Sandbox, degrade_version
 from promo.gitops.verdicts import Verdict
-from promo.release.versions import rc_version
+from promo.versions import rc_version
 from promo.tasks.verify import verify_environment
 from tests.flows.test_cli import error_line, run_promo, write_config
 from tests.flows.test_integrity import gitops_head, write_by_hand

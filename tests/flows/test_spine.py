@@ -24,7 +24,7 @@ from promo.config import load_config
 from promo.errors import ApprovalRejected, InputError, NotFound
 from promo.registry.oci import Registry
 from promo.local.sandbox import Sandbox
-from promo.release.versions import short_sha
+from promo.versions import short_sha
 
 
 def gate_description(flow_run_id) -> str:

@@ -21,7 +21,7 @@ from promo.gitops.history import Change, Move, app_history
 from promo.release.readiness import readiness
 from promo.local.sandbox import Sandbox, degrade_version
 from promo.gitops.verdicts import Verdict, read_verdicts
-from promo.release.versions import short_sha
+from promo.versions import short_sha
 from tests.flows.test_cli import error_line, run_promo, write_config
 from tests.flows.test_release import git, stage_a_build
 

@@ -41,7 +41,7 @@ from promo.gitops.repo import Trailers
 from promo.local.sandbox import Sandbox, add_apps
 from promo.registry.charts import package_chart
 from promo.registry.helm import push_chart
-from promo.release.versions import rc_version, short_sha
+from promo.versions import rc_version, short_sha
 from tests.integration.conftest import BIN, PrefectServer, Worker, launch_worker, stop, tail
 
 POOL = "promo"

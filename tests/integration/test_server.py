@@ -27,7 +27,7 @@ from promo.release.gates import decide, waiting_gates
 from promo.flows.limits import RELEASE, limit_name
 from promo.release.approvals import Decision
 from promo.local.sandbox import Sandbox
-from promo.release.versions import short_sha
+from promo.versions import short_sha
 from tests.integration.conftest import PROJECT, PrefectServer, tail, wait_until
 
 pytestmark = pytest.mark.integration

@@ -33,7 +33,7 @@ from promo.flows.gate import approving_as
 from promo.flows.promote import promote_stage, promote_test
 from promo.flows.release_prod import release_prod
 from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
-from promo.release.versions import short_sha
+from promo.versions import short_sha
 
 PROMO = str(Path(sys.executable).parent / "promo")
 POLL_SECONDS = 0.005

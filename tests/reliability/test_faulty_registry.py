@@ -26,7 +26,7 @@ from promo.registry.helm import chart_tag, pull_chart
 from promo.registry.oci import REQUEST_ATTEMPTS, Registry
 from promo.local.registry import RegistryServer
 from promo.release.candidate import ReleaseCandidate
-from promo.release.versions import rc_version, short_sha
+from promo.versions import rc_version, short_sha
 from promo.tasks.chart import check_registry_access, find_chart, push_rc_chart
 from promo.tasks.image import build_image
 from promo.tasks.release import prepare_release_chart, publish_release_chart
