@@ -30,7 +30,8 @@ from promo.release.approvals import Decision
 from promo.clients import app_mirror
 from promo.config import PromoConfig, load_config
 from promo.errors import ToolError, VerificationFailed
-from promo.gitops.history import TABLE_HEADERS, app_history, table_row
+from promo.gitops.history import TABLE_HEADERS, table_row
+from promo.reports.history import app_history
 from promo.local.sandbox import Sandbox, create_sandbox, degrade_version
 from promo.local.prefect_server import ProcessWorker, running_server, running_worker
 from promo.reports.status import environment_status

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from promo.registry import helm
 from promo.config import ArgoCDCheck, ForgeSettings, PromoConfig
-from promo.errors import ConfigError
-from promo.forges.base import Forge, forge_for, github_repository
+from promo.errors import ConfigError, InputError, NotFound
+from promo.forges.base import FORGE_KINDS, Forge, ForgeKind, github_repository
 from promo.gitops.mirror import Mirror, WriteLock
 from promo.gitops.repo import GitOpsRepo
 from promo.registry.oci import PASSWORD_BLOCK, PASSWORD_VARIABLE, USERNAME_VARIABLE, Credentials, Registry, credentials_for
@@ -61,6 +61,18 @@ def open_registry(config: PromoConfig, repository: str) -> Iterator[tuple[Regist
         yield registry, path
 
 
+def pushed_chart_digest(config: PromoConfig, version: str) -> str:
+    """The manifest digest of the app's chart ``version`` in its chart repository; NotFound when it is not there."""
+    with open_registry(config, chart_repository(config)) as (registry, repository):
+        pushed = helm.existing_chart(registry, repository, version)
+    if pushed is None:
+        raise NotFound(
+            f"chart {config.chart_name} {version} is not in {chart_repository(config)}",
+            "check chart.repository in promo.yaml; publish the chart again with `promo publish-dev`",
+        )
+    return pushed.digest
+
+
 def chart_repository(config: PromoConfig) -> str:
     """Where the app's chart lives: ``<chart.repository>/<chart name>``, as `helm push` names it."""
     host, namespace = split_repository(config.chart.repository)
@@ -88,6 +100,37 @@ def forge(config: PromoConfig, mirror: Mirror | None = None) -> Forge:
     return forge_for(
         settings.kind, mirror=mirror, repository=settings.repository, token_source=token_source, api_url=settings.api_url
     )
+
+
+def forge_for(
+    kind: ForgeKind,
+    *,
+    mirror: Mirror,
+    repository: str | None = None,
+    token_source: TokenProvider | None = None,
+    api_url: str | None = None,
+) -> Forge:
+    """The forge of the app repository ``mirror`` is a cache of.
+
+    GitHub needs ``owner/name``: ``repository``, else read from a github.com URL of the mirror. Its token comes from
+    ``token_source``, by default ``$GITHUB_TOKEN``. The forges are imported here, where they are chosen: GitHub's
+    brings its JWT and crypto libraries.
+    """
+    if kind == "local":
+        from promo.forges.local import LocalForge
+
+        return LocalForge(mirror)
+    if kind == "github":
+        from promo.forges.github import DEFAULT_API_URL, EnvToken, GitHubForge
+
+        owner_repo = repository or github_repository(mirror.url)
+        if owner_repo is None:
+            raise InputError(
+                f"cannot tell the GitHub repository of {mirror.display_url}",
+                "set the forge repository as owner/name in promo.yaml",
+            )
+        return GitHubForge(owner_repo, token_source or EnvToken(), api_url=api_url or DEFAULT_API_URL)
+    raise InputError(f"unknown forge {kind!r}", f"use one of: {', '.join(FORGE_KINDS)}")
 
 
 def github_token_source(settings: ForgeSettings, repository: str | None) -> TokenProvider:

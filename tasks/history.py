@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import task
 
 from promo.config import PromoConfig
-from promo.gitops.history import Change, app_history
+from promo.gitops.history import Change
+from promo.reports.history import app_history
 from promo.tasks.retry import TRANSIENT_RETRIES
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from prefect import task
 
-from promo.clients import gitops_repo
+from promo.clients import argocd_client, gitops_repo, pushed_chart_digest
 from promo.config import PromoConfig
 from promo.gitops.verdicts import Verdict, deployed_verdict, read_verdicts, record_verdict, require_listed
 from promo.signing_key import record_signing_key
@@ -38,4 +38,21 @@ def verify_environment(
     existing = read_verdicts(mirror, config.app, env).get(gitops_commit)
     if existing is not None and existing.trusted:
         return existing
-    return record_verdict(mirror, verify_deployment(config, env, version, gitops_commit, flow_run=flow_run), key)
+    return record_verdict(mirror, verify_with_clients(config, env, version, gitops_commit, flow_run=flow_run), key)
+
+
+def verify_with_clients(
+    config: PromoConfig, env: str, version: str, gitops_commit: str, *, flow_run: str | None = None
+) -> Verdict:
+    """``verify_deployment`` with the clients promo.yaml names for ``env``: its Argo CD, and the chart repository for
+    a native OCI source's digest."""
+    settings = config.environment(env).verify
+    argocd = argocd_client(settings.argocd) if settings is not None and settings.argocd is not None else None
+    try:
+        return verify_deployment(
+            config, env, version, gitops_commit, flow_run=flow_run, argocd=argocd,
+            pushed_digest=lambda: pushed_chart_digest(config, version),
+        )  # fmt: skip
+    finally:
+        if argocd is not None:
+            argocd.close()

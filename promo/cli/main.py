@@ -386,7 +386,8 @@ def history(
 ) -> None:
     """Every change of the app, newest first, read from the GitOps log: who approved it and whether it came up."""
     from promo.config import load_config
-    from promo.gitops.history import TABLE_HEADERS, app_history, table_row
+    from promo.gitops.history import TABLE_HEADERS, table_row
+    from promo.reports.history import app_history
     from promo.cli.table import print_table
 
     changes = app_history(load_config(config), env)

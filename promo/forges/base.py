@@ -13,15 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 import semver
 
 from promo.errors import ConflictError, InputError
-
-if TYPE_CHECKING:
-    from promo.forges.github import TokenProvider
-    from promo.gitops.mirror import Mirror
 
 ForgeKind = Literal["local", "github"]
 FORGE_KINDS: tuple[ForgeKind, ...] = ("local", "github")
@@ -70,36 +66,6 @@ class Forge(Protocol):
         ...
 
     def list_pull_requests(self) -> list[PullRequest]: ...
-
-
-def forge_for(
-    kind: ForgeKind,
-    *,
-    mirror: Mirror,
-    repository: str | None = None,
-    token_source: TokenProvider | None = None,
-    api_url: str | None = None,
-) -> Forge:
-    """The forge of the app repository ``mirror`` is a cache of.
-
-    GitHub needs ``owner/name``: ``repository``, else read from a github.com URL of the mirror. Its token comes from
-    ``token_source``, by default ``$GITHUB_TOKEN``. (Imports are local: the forges import this module's types.)
-    """
-    if kind == "local":
-        from promo.forges.local import LocalForge
-
-        return LocalForge(mirror)
-    if kind == "github":
-        from promo.forges.github import DEFAULT_API_URL, EnvToken, GitHubForge
-
-        owner_repo = repository or github_repository(mirror.url)
-        if owner_repo is None:
-            raise InputError(
-                f"cannot tell the GitHub repository of {mirror.display_url}",
-                "set the forge repository as owner/name in promo.yaml",
-            )
-        return GitHubForge(owner_repo, token_source or EnvToken(), api_url=api_url or DEFAULT_API_URL)
-    raise InputError(f"unknown forge {kind!r}", f"use one of: {', '.join(FORGE_KINDS)}")
 
 
 def github_repository(url: str) -> str | None:

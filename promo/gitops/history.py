@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from promo.clients import gitops_repo
 from promo.config import PromoConfig
 from promo.errors import InputError, PromoError
 from promo.gitops.attribution import NOTHING, ManifestEdit, claim_of, doubt_of_promo_commit, message_trailers
@@ -299,15 +298,6 @@ def _revision(text: str | None, path: str) -> str:
         return read_target_revision(text, source=path)
     except PromoError:
         return "<unreadable>"
-
-
-def app_history(config: PromoConfig, env: str | None = None) -> list[Change]:
-    """Every change of the configured app (in ``env`` only, when given), newest first, from a fresh fetch."""
-    name = config.environment(env).name if env is not None else None
-    gitops = gitops_repo(config)
-    gitops.mirror.fetch()
-    clusters = {settings.name: settings.clusters for settings in config.environments}
-    return read_history(gitops.mirror, gitops.branch, config.app, clusters, root=gitops.root, env=name)
 
 
 def candidate_of(history: Sequence[Change], change: Change, source: str) -> str | None:

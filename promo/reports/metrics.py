@@ -30,7 +30,8 @@ from promo.clients import app_mirror
 from promo.config import PromoConfig
 from promo.errors import NotFound
 from promo.gitops.mirror import Mirror
-from promo.gitops.history import Change, app_history, candidate_of
+from promo.gitops.history import Change, candidate_of
+from promo.reports.history import app_history
 from promo.gitops.verdicts import FAILED, VERIFIED
 from promo.versions import sha_of
 

@@ -19,7 +19,8 @@ from promo.config import PromoConfig
 from promo.errors import InputError, NotFound
 from promo.forges.base import Forge, Release
 from promo.gitops.mirror import Mirror
-from promo.gitops.history import Change, app_history, candidate_of, is_candidate
+from promo.gitops.history import Change, candidate_of, is_candidate
+from promo.reports.history import app_history
 from promo.versions import parse_version, release_of, sha_of
 
 _SHA = re.compile(r"[0-9a-f]{7,40}")

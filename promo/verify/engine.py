@@ -21,11 +21,9 @@ from typing import Any
 
 import httpx
 
-from promo.clients import argocd_client, chart_repository, open_registry
 from promo.config import PromoConfig, VerifySettings
 from promo.errors import InputError, NotFound, TransientError
 from promo.gitops.verdicts import Verdict
-from promo.registry.helm import existing_chart
 from promo.verify.argocd import ArgoCD, assess, chart_source
 from promo.verify.http import check_version, new_client, version_url
 from promo.verify.observation import Observation, State
@@ -54,26 +52,27 @@ def verify_deployment(
     argocd: ArgoCD | None = None,
     http: httpx.Client | None = None,
     chart_digest: str | None = None,
+    pushed_digest: Callable[[], str] | None = None,
 ) -> Verdict:
     """Whether ``version`` came up in ``env`` after ``gitops_commit``; a failed verification is a verdict, not an
     error. Misconfiguration (AuthError, ConfigError, NotFound: an Application that never appeared, a chart not in its
     repository) raises, and so does Argo CD unreachable to the end (TransientError): they say nothing about the
     deployment.
 
-    ``chart_digest`` is the manifest digest of the chart pushed as ``version``, which an Application with a native
-    OCI source reports instead of the version; when not given, it is read from the chart repository if needed."""
+    The caller hands the clients in (promo.tasks.verify builds them from promo.yaml): ``argocd`` where the
+    environment checks Argo CD, and the chart's digest for an Application with a native OCI source, which reports the
+    manifest digest of the chart pushed as ``version`` instead of the version: ``chart_digest``, or
+    ``pushed_digest`` to read it from the chart repository if it turns out to be needed."""
     settings = config.environment(env).verify
     if settings is None:
         raise InputError(f"{env} has no verify settings", f"add verify: to environment {env} in promo.yaml")
+    if settings.argocd is not None and argocd is None:
+        raise InputError(f"verifying {env} needs its Argo CD client", "hand one in (promo.tasks.verify builds it)")
     with ExitStack() as stack:
-        if settings.argocd is not None and argocd is None:
-            argocd = argocd_client(settings.argocd)
-            stack.callback(argocd.close)
         if settings.http is not None and http is None:
             http = stack.enter_context(new_client())
-        watch = _Watch(
-            config, env, version, settings, argocd if settings.argocd else None, http, clock, sleep, chart_digest
-        )
+        argocd = argocd if settings.argocd else None
+        watch = _Watch(config, env, version, settings, argocd, http, clock, sleep, chart_digest, pushed_digest)
         verified, reason = watch.run()
     checks = tuple(name for name, check in (("argocd", settings.argocd), ("http", settings.http)) if check)
     return Verdict(
@@ -103,11 +102,13 @@ class _Watch:
         clock: Callable[[], float],
         sleep: Callable[[float], None],
         chart_digest: str | None,
+        pushed_digest: Callable[[], str] | None,
     ) -> None:
         self.config = config
         self.version = version
         self.settings = settings
         self.chart_digest = chart_digest  # else read when first needed (see _digest_for)
+        self.pushed_digest = pushed_digest
         self.argocd = argocd
         self.http = http
         self.clock = clock
@@ -172,15 +173,12 @@ class _Watch:
         if not chart_source(application).native_oci:
             return None
         if self.chart_digest is None:
-            with open_registry(self.config, chart_repository(self.config)) as (registry, repository):
-                pushed = existing_chart(registry, repository, self.version)
-            if pushed is None:
-                raise NotFound(
-                    f"chart {self.config.chart_name} {self.version} is not in {chart_repository(self.config)}, so "
-                    "promo cannot tell the digest Argo CD's OCI source should report",
-                    "check chart.repository in promo.yaml; publish the chart again with `promo publish-dev`",
+            if self.pushed_digest is None:
+                raise InputError(
+                    f"verifying {self.what} needs the pushed chart's digest (its Argo CD source is native OCI)",
+                    "hand in chart_digest or pushed_digest (promo.tasks.verify does)",
                 )
-            self.chart_digest = pushed.digest
+            self.chart_digest = self.pushed_digest()
         return self.chart_digest
 
     def _held(self, cluster: _Cluster, now: float) -> bool:

@@ -15,7 +15,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from promo.errors import AuthError, ConflictError, InputError, NotFound, TransientError
-from promo.forges.base import PullRequest, Release, forge_for, github_repository
+from promo.clients import forge_for
+from promo.forges.base import PullRequest, Release, github_repository
 from promo.forges.github import (
     EnvToken,
     GitHubAppToken,

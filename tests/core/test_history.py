@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from promo.cli.main import app
 from promo.gitops.mirror import Mirror
 from promo.gitops.repo import GitOpsRepo, Trailers
-from promo.gitops.history import UNTRUSTED, Change, Move, app_history, read_history, table_row
+from promo.gitops.history import UNTRUSTED, Change, Move, read_history, table_row
+from promo.reports.history import app_history
 from promo.gitops.verdicts import FAILED, VERIFIED, Verdict, record_verdict
 from tests.fixtures.gitrepos import INITIAL_VERSIONS, RECORD_SIGNER, ROOT, GitRemote, application
 from tests.fixtures.history_script import (

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.forges.base import PullRequest, Release, forge_for
+from promo.clients import forge_for
+from promo.forges.base import PullRequest, Release
 from promo.forges.local import LocalForge
 from promo.gitops.mirror import Mirror
 from tests.fixtures.gitrepos import GitRemote, make_remote

@@ -26,6 +26,7 @@ from promo.registry.charts import package_chart
 from promo.registry.helm import PushedChart, push_chart
 from promo.registry.oci import Registry
 from promo.verify.argocd import ArgoCD
+from promo.tasks.verify import verify_with_clients
 from promo.verify.engine import verify_deployment
 from tests.fixtures.gitrepos import ROOT, GitRemote, application, make_remote
 
@@ -301,7 +302,7 @@ def test_a_sync_the_knob_fails_ends_failed_or_errored_with_its_message(
 def test_verification_ends_at_a_failed_sync_well_before_its_timeout(world: World) -> None:
     world.deploy("india", "test", "4.0.0-rc.bad0000")
     started = time.monotonic()
-    verdict = verify_deployment(verify_config(world.server.url, "india"), "test", "4.0.0-rc.bad0000", "c0ffee")
+    verdict = verify_with_clients(verify_config(world.server.url, "india"), "test", "4.0.0-rc.bad0000", "c0ffee")
     assert time.monotonic() - started < WAIT_SECONDS, "well before the 10-minute verify.timeout"
     assert not verdict.verified
     assert verdict.reason.startswith(
@@ -349,7 +350,7 @@ def test_a_native_oci_source_reports_the_digest_its_tag_resolves_to(
     assert up["status"]["operationState"]["syncResult"]["revision"] == pushed.digest
     assert world.version("test", "preprod", "juliet").text == "5.0.0", "the app serves its chart version"
     config = verify_config(world.server.url, "juliet", chart_repository=f"{registry_server.host}/standin-oci")
-    verdict = verify_deployment(config, "test", "5.0.0", "c0ffee")  # the digest is read from the chart repository
+    verdict = verify_with_clients(config, "test", "5.0.0", "c0ffee")  # the digest is read from the chart repository
     assert verdict.verified and f"Synced at 5.0.0 ({pushed.digest[:19]}...), Healthy" in verdict.reason
 
     world.deploy("juliet", "test", "5.0.1", native_oci_application("juliet", repo_url, "5.0.1"))  # never pushed

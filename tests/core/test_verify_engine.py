@@ -19,6 +19,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from promo.clients import argocd_client, pushed_chart_digest
 from promo.config import ArgoCDCheck, PromoConfig
 from promo.errors import AuthError, ConfigError, NotFound, TransientError
 from promo.local.registry import RegistryServer
@@ -123,10 +124,19 @@ def app_timeline(httpserver: HTTPServer, time: FakeTime, steps: Sequence[tuple[f
 
 
 def verify(config: PromoConfig, time: FakeTime, **given: Any) -> Verdict:
-    return verify_deployment(
-        config, "test", WANTED, COMMIT, flow_run="promote-test/brave-otter", clock=time.clock, sleep=time.sleep,
-        **given,
-    )  # fmt: skip
+    """The engine with the clients promo.yaml names, as promo.tasks.verify hands them in, unless a test gives its own."""
+    settings = config.environment("test").verify
+    made = argocd_client(settings.argocd) if settings.argocd is not None and "argocd" not in given else None
+    given.setdefault("argocd", made)
+    given.setdefault("pushed_digest", lambda: pushed_chart_digest(config, WANTED))
+    try:
+        return verify_deployment(
+            config, "test", WANTED, COMMIT, flow_run="promote-test/brave-otter", clock=time.clock, sleep=time.sleep,
+            **given,
+        )  # fmt: skip
+    finally:
+        if made is not None:
+            made.close()
 
 
 def argocd_requests(httpserver: HTTPServer, cluster: str = "preprod") -> list[Request]:

@@ -15,7 +15,8 @@ from promo.release.approvals import Decision
 from promo.clients import app_mirror
 from promo.config import load_config
 from promo.errors import ConfigError, ConflictError, NotFound, VerificationFailed
-from promo.gitops.history import app_history, table_row
+from promo.gitops.history import table_row
+from promo.reports.history import app_history
 from promo.local.sandbox import Sandbox, degrade_version
 from promo.gitops.verdicts import Verdict
 from promo.versions import rc_version

@@ -17,7 +17,8 @@ from promo.release.approvals import ApprovalRequest, Decision
 from promo.clients import gitops_repo
 from promo.config import EnvironmentSettings, load_config
 from promo.errors import InputError, VerificationFailed
-from promo.gitops.history import Change, Move, app_history
+from promo.gitops.history import Change, Move
+from promo.reports.history import app_history
 from promo.release.readiness import readiness
 from promo.local.sandbox import Sandbox, degrade_version
 from promo.gitops.verdicts import Verdict, read_verdicts
