@@ -328,13 +328,13 @@ def _move_hosts(config_path: Path, moves: Mapping[str | None, str]) -> None:
 
 def _app_files(config: PromoConfig) -> dict[str, str]:
     placeholders = {"__APP__": config.app, "__IMAGE_REPOSITORY__": config.image.repository}
-    files = _sample_tree(resources.files("promo") / "sample" / "app", placeholders)
+    files = _sample_tree(resources.files("promo") / "sample-world" / "app", placeholders)
     files["promo.yaml"] = _config_text(config)
     return files
 
 
 def _gitops_files(config: PromoConfig) -> dict[str, str]:
-    templates = resources.files("promo") / "sample" / "gitops"
+    templates = resources.files("promo") / "sample-world" / "gitops"
     files: dict[str, str] = {}
     for env in config.environments:
         multi_source = env.name in MULTI_SOURCE_ENVIRONMENTS

@@ -19,7 +19,7 @@ from promo.registry.images import Buildah, BuiltImage, DockerBuildx, existing_im
 from promo.registry.oci import OCI_MANIFEST, BasicCredentials
 from tests.core.test_oci import image_manifest
 
-SAMPLE_APP = Path(promo.__file__).parent / "sample" / "app"
+SAMPLE_APP = Path(promo.__file__).parent / "sample-world" / "app"
 DIGEST = "sha256:" + "ab" * 32
 
 needs_buildah = pytest.mark.skipif(shutil.which("buildah") is None, reason="buildah is not installed")

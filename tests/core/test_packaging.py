@@ -17,10 +17,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """promo's wheel, built from this checkout and installed without dependencies into a clean venv."""
     work = tmp_path_factory.mktemp("wheel")
     wheels = work / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
-        check=True, capture_output=True, cwd=work, timeout=600,
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(wheels), str(ROOT)],
+        check=True, capture_output=True, text=True, cwd=work, timeout=600,
     )
+    (work / "build.log").write_text(built.stdout + built.stderr)
     env_dir = work / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -43,7 +44,14 @@ def test_the_wheel_adds_no_top_level_package_but_promo(installed: Path):
 def test_flows_tasks_and_deployments_live_inside_promo(installed: Path):
     for module in ("flows/promote.py", "flows/gate.py", "tasks/gitops.py", "deployments/deploy.py", "cli/main.py"):
         assert (installed / "promo" / module).is_file(), module
-    assert (installed / "promo" / "sample" / "app").is_dir()
+    assert (installed / "promo" / "sample-world" / "app").is_dir()
+
+
+def test_the_build_warns_of_no_data_folder_taken_for_a_package(installed: Path):
+    """setuptools warns when a data folder under promo is a valid module name ("Package would be ignored"): the
+    sample world's folder is named so that it is not one."""
+    log = (installed.parents[3] / "build.log").read_text()
+    assert "Package would be ignored" not in log
 
 
 def test_every_package_folder_of_promo_is_shipped(installed: Path):

@@ -38,7 +38,7 @@ FAULT_RATE = 0.20
 OPERATIONS = 30  # 20 publishes of an RC chart and 10 promotions (find, pull by digest, re-tag, push, pull back)
 IMAGES = 3  # buildah build + push through the proxy: ~1-2 s each
 APP = "flaky"
-SAMPLE = Path(__file__).resolve().parents[2] / "promo" / "sample" / "app"
+SAMPLE = Path(__file__).resolve().parents[2] / "promo" / "sample-world" / "app"
 
 FIGURES: dict[str, object] = {}  # printed at the end, for docs/reliability.md
 

@@ -42,7 +42,7 @@ WRONG_REGISTRY_PASSWORD = "MARKER-REGISTRY-PASSWORD-9f0a"
 GITHUB_TOKEN = "ghp_MARKERGITHUBTOKEN7e21"
 ECR_PASSWORD = "MARKER-ECR-PASSWORD-3c8d"
 UNREACHABLE_TOKEN = "MARKER-UNREACHABLE-TOKEN-a6b7"
-SAMPLE = Path(__file__).resolve().parents[2] / "promo" / "sample" / "app"
+SAMPLE = Path(__file__).resolve().parents[2] / "promo" / "sample-world" / "app"
 
 
 def forms(*secrets: str) -> list[str]:
