@@ -8,10 +8,11 @@ ECR's token via boto3).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
@@ -291,11 +292,41 @@ def validate_config(data: object, source: str) -> PromoConfig:
     try:
         return PromoConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt key also makes the key it meant "missing": name the misspelling first, it is the cause.
+        first = next((error for error in errors if error["type"] == "extra_forbidden"), errors[0])
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         message = first["msg"].removeprefix("Value error, ")
-        extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {where}: {message}{extra}", "fix that setting (see promo.yaml in the README)") from None
+        fix = "fix that setting (see docs/config.md)"
+        if first["type"] == "extra_forbidden":
+            message = "unknown setting"
+            known = _setting_names(first["loc"][:-1])
+            close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+            fix = f"did you mean {close[0]!r}?" if close else f"the settings here are: {', '.join(sorted(known))}"
+        extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {where}: {message}{extra}", fix) from None
+
+
+def _setting_names(location: tuple[int | str, ...]) -> list[str]:
+    """The keys promo.yaml may hold at ``location`` (a path of keys and list indexes from the top)."""
+    model: type[BaseModel] = PromoConfig
+    for part in location:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        nested = [kind for kind in _types_in(field.annotation) if isinstance(kind, type) and issubclass(kind, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _types_in(annotation: Any) -> list[Any]:
+    """``list[EnvironmentSettings] | None`` -> its types, however deeply nested."""
+    arguments = get_args(annotation)
+    return [annotation] if not arguments else [kind for argument in arguments for kind in _types_in(argument)]
 
 
 def config_document(config: PromoConfig) -> dict[str, Any]:

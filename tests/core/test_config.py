@@ -68,7 +68,9 @@ def test_unknown_environment_names_the_valid_ones(tmp_path):
         (VALID.replace("{name: test,", "{name: 'prod;rm',"), "environment 'prod;rm' is not a DNS label"),
         (VALID.replace("{name: test,", "{name: dev,"), "environment names must be unique, repeated: dev"),
         (VALID.replace("app: hello\n", ""), "app: Field required"),
-        (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
+        (VALID + "colour: blue\n", "colour: unknown setting; the settings here are: "),
+        (VALID.replace("environments:", "enviroments:"), "enviroments: unknown setting; did you mean 'environments'?"),
+        (VALID.replace("{name: test,", "{nmae: test,"), "environments.1.nmae: unknown setting (and 1 more); did you mean 'name'?"),
         (VALID.replace("image: {repository: 127.0.0.1:5000/hello}", "image: {repository: x, builder: podman}"), "image.builder"),
     ],
 )
