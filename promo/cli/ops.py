@@ -1,4 +1,5 @@
-"""Commands for running promo on a Prefect server: setup, notify-push. They register themselves on the main app."""
+"""Commands for running promo on a Prefect server: setup, notify-push. They register themselves on the app of
+promo.cli.app."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from promo.cli.main import ConfigOption, app
+from promo.cli.app import ConfigOption, app
 from promo.errors import InputError, ToolError
 
 

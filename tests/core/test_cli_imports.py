@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from promo.cli.main import _register_extra_commands, app
+from promo.cli.main import app
 from promo.local.sandbox import stop_sandbox
 
 # Runs `promo ARGS...` as the console script does; at exit writes the loaded prefect modules to the file $1.
@@ -96,7 +96,6 @@ DATA = {"status", "releases", "pending", "history", "trace", "metrics"}
 
 
 def options_of_every_command() -> dict[str, set[str]]:
-    _register_extra_commands()
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
     return {name: {opt for param in command.params for opt in param.opts} for name, command in group.commands.items()}

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
+from promo.cli import app as cli_app
 from promo.cli import main as cli
 from promo.errors import NotFound
 from promo.forges.github import RateLimited
@@ -266,7 +267,7 @@ def record(message: str, exc: BaseException | None = None, level: int = logging.
     ],
 )
 def test_the_console_drops_only_the_records_of_promo_errors(log, shown):
-    assert cli._PromoErrorsOnlyOnce().filter(log) is shown
+    assert cli_app._PromoErrorsOnlyOnce().filter(log) is shown
 
 
 @pytest.mark.parametrize("asked", [False, True])
@@ -283,10 +284,10 @@ def test_a_commands_flow_run_emits_heartbeats_only_when_asked(asked, monkeypatch
         seen.append(get_current_settings().flows.heartbeat_frequency)
 
     if asked:
-        monkeypatch.setenv(cli.HEARTBEAT_ENV, "90")
+        monkeypatch.setenv(cli_app.HEARTBEAT_ENV, "90")
     # As a command starts: Prefect's settings loaded with heartbeats on (this suite turns them off for speed).
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 90}):
-        with cli._without_heartbeats_unless_asked():
+        with cli_app._without_heartbeats_unless_asked():
             probe()
         assert get_current_settings().flows.heartbeat_frequency == 90  # only the command's runs go without
 

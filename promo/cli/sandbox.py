@@ -1,0 +1,37 @@
+"""`promo sandbox`: a local world to try promo in, with no cloud account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from promo.cli.app import app
+
+
+@app.command("sandbox")
+def sandbox(
+    directory: Annotated[Path, typer.Argument(help="where to lay out the local world")],
+    stop: Annotated[bool, typer.Option("--stop", help="stop the sandbox's registry and stand-in")] = False,
+    degrade: Annotated[
+        Optional[str], typer.Option("--degrade", metavar="VERSION", help="make the stand-in report VERSION Degraded")
+    ] = None,
+) -> None:
+    """Lay out a local world: sample app, bare git remotes, GitOps repo, promo.yaml, a registry and a stand-in
+    for Argo CD and the clusters."""
+    from promo.local.sandbox import create_sandbox, degrade_version, stop_sandbox
+
+    if stop:
+        typer.echo("sandbox stopped" if stop_sandbox(directory) else "sandbox was not running")
+        return
+    if degrade is not None:
+        degrade_version(directory, degrade)
+        typer.echo(f"{degrade} now comes up Degraded in {directory.resolve()}")
+        return
+    made = create_sandbox(directory)
+    typer.echo(
+        f"sandbox ready in {made.directory}: registry {made.registry_host}, stand-in for Argo CD {made.standin_url}, "
+        f"config {made.config_path}"
+    )
+    typer.echo(f"next: export PROMO_CONFIG={made.config_path} && promo publish-dev")
