@@ -6,7 +6,8 @@
 
 Each bench runs in its own process (a temporary Prefect server, forked workers and sandboxes never outlive it);
 its log goes to bench/results/<name>.log, its figures to bench/results/<name>.json, and the combined table to
-bench/results/latest.md.
+bench/results/latest.md. Each run also leaves bench/results/<UTC start>.json (machine, code, every bench's figures),
+the run-by-run log that latest.md and the per-bench files overwrite.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from common import BENCH_DIR, machine, render
@@ -69,11 +71,13 @@ def main() -> int:
         parser.error(f"unknown bench {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
     RESULTS.mkdir(exist_ok=True)
 
+    started_at = datetime.now(timezone.utc)
     host = machine()
+    version = code_version()
     header = (
         f"machine: {host['nproc']} CPUs ({host['cpu']}), {host['memory']} memory, kernel {host['kernel']}; "
         f"Python {host['python']}, Prefect {host['prefect']}, {host['git']}, {host['skopeo']}, {host['hyperfine']}\n"
-        f"code: {code_version()}"
+        f"code: {version}"
     )
     print(header, flush=True)
     results, failed = [], []
@@ -108,9 +112,19 @@ def main() -> int:
     total = time.perf_counter() - started_all
     summary = f"{header}\n\ntotal: {total:.0f} s\n\n{table}\n"
     (RESULTS / "latest.md").write_text(summary)
+    run_log = RESULTS / f"{started_at:%Y-%m-%dT%H%M%SZ}.json"
+    record = {
+        "started": started_at.isoformat(timespec="seconds"),
+        "machine": host,
+        "code": version,
+        "total_seconds": round(total),
+        "failed": failed,
+        "results": results,
+    }
+    run_log.write_text(json.dumps(record, indent=2))
     print()
     print(table)
-    print(f"\ntotal {total:.0f} s; table written to {RESULTS / 'latest.md'}")
+    print(f"\ntotal {total:.0f} s; table written to {RESULTS / 'latest.md'}, this run's figures to {run_log}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1
