@@ -54,12 +54,17 @@ HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 
 def flow_command(name: str) -> Callable[[Command], Command]:
     """``@app.command`` for a command that runs a flow: Prefect's console logging is set up (PromoErrors as one line)
-    only when such a command runs, so every other command answers without importing Prefect (seconds)."""
+    only when such a command runs, so every other command answers without importing Prefect (seconds).
 
+    Its stdout is line-buffered: what it prints goes out between Prefect's log lines (stderr, unbuffered) in the
+    order it happened, also when both are piped to one file (`make demo | tee demo.log`)."""
 
     def register(command: Command) -> Command:
         @functools.wraps(command)
         def run(*args: Any, **kwargs: Any) -> None:
+            reconfigure = getattr(sys.stdout, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(line_buffering=True)
             _quiet_console_promo_errors()
             with _without_heartbeats_unless_asked():
                 command(*args, **kwargs)

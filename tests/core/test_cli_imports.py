@@ -162,3 +162,31 @@ def test_pending_without_any_prefect_server_is_one_line(tmp_path):
     done = promo_without_prefect(tmp_path, "pending", env=env)
     assert done.returncode == 8 and done.stderr.count("\n") == 1, done.stderr
     assert "no Prefect server to ask about gates" in done.stderr and "`promo server start`" in done.stderr
+
+
+_INTERLEAVED = """
+import sys
+from promo.cli.app import app, flow_command
+
+@app.command("other")  # two commands: the app stays a group, as promo's is
+def other() -> None:
+    pass
+
+@flow_command("interleave")
+def interleave() -> None:
+    for line in range(3):
+        print(f"out {line}")
+        sys.stderr.write(f"err {line}\\n")
+
+app(["interleave"])
+"""
+
+
+def test_a_flow_command_s_output_stays_in_order_with_its_log_lines_when_piped():
+    """stdout and stderr (Prefect's log lines) piped into one file come out in the order they were written."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # as a user's shell has it
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERLEAVED], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+        env=env,
+    )  # fmt: skip
+    assert done.stdout.splitlines() == ["out 0", "err 0", "out 1", "err 1", "out 2", "err 2"], done.stdout
