@@ -60,7 +60,9 @@ bench: setup
 	}
 	$(BIN)/python bench/run.py $(BENCH)
 
+# Stops the local server, its worker and the demo's sandbox, and removes the sandbox; the server's database stays.
 clean:
 	-$(BIN)/promo server stop
 	-$(BIN)/promo sandbox $(DEMO_DIR) --stop
 	rm -rf $(DEMO_DIR) .pytest_cache
+	@echo "left: the local Prefect server's database and logs in $${PROMO_HOME:-$$HOME/.promo}/server (remove that folder to start afresh)"
