@@ -288,7 +288,7 @@ def validate_config(data: object, source: str) -> PromoConfig:
     """The settings in ``data`` (promo.yaml's document, wherever it was kept), validated; ``source`` names it in the
     one-line ConfigError."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source} must be a mapping of settings, not {type(data).__name__}", "see promo.yaml in the README")
+        raise ConfigError(f"{source} must be a mapping of settings, not {type(data).__name__}", "see docs/config.md")
     try:
         return PromoConfig.model_validate(data)
     except ValidationError as exc:
