@@ -22,7 +22,7 @@ def approve(
     config: ConfigOption = None,
 ) -> None:
     """Approve (or --reject) a promotion waiting at its gate: by flow run id, or by environment (with promo.yaml)."""
-    from promo.release.gates import decide
+    from promo.release.gates import PrefectApi, decide
     from promo.release.approvals import Decision
     from promo.config import load_config
 
@@ -30,22 +30,29 @@ def approve(
     if env is not None:
         settings = load_config(config)
         env, app_name = settings.environment(env).name, settings.app
-    gate = _one_gate(run_id, env, app_name)
+    api = PrefectApi.from_environment()
+    gate = _one_gate(api, run_id, env, app_name)
     approver = as_name or current_user()
-    decide(gate, Decision(not reject, approver, comment, via="cli", override_reason=override_reason or ""))
+    decide(gate, Decision(not reject, approver, comment, via="cli", override_reason=override_reason or ""), api=api)
     verdict = "rejected" if reject else "approved"
-    typer.echo(f"{verdict} {gate.app} {gate.version} into {gate.env} (flow run {gate.flow_run_id})")
+    typer.echo(f"{verdict} {gate.app} {gate.version} into {gate.env} (flow run {gate.flow_run_id} on {api.url})")
 
 
-def _one_gate(run_id: str | None, env: str | None, app_name: str | None):
+def _one_gate(api, run_id: str | None, env: str | None, app_name: str | None):  # noqa: ANN001 (Prefect-free import)
     from promo.release.gates import waiting_gates
 
     if (run_id is None) == (env is None):
         raise InputError("name exactly one gate", "pass a flow run id or --env ENV (see `promo pending`)")
-    gates = waiting_gates(app=app_name, env=env) if env else [g for g in waiting_gates() if str(g.flow_run_id) == run_id]
+    if env:
+        gates = waiting_gates(app=app_name, env=env, api=api)
+    else:
+        gates = [gate for gate in waiting_gates(api=api) if str(gate.flow_run_id) == run_id]
     if not gates:
         what = f"into {env}" if env else f"with flow run id {run_id}"
-        raise InputError(f"no gate is waiting {what}", "run `promo pending` to see the waiting gates")
+        raise InputError(
+            f"no gate is waiting {what} on the Prefect server at {api.url}",
+            "run `promo pending` to see the waiting gates (PREFECT_API_URL names the server)",
+        )
     if len(gates) > 1:
         raise InputError(f"{len(gates)} gates are waiting into {env}", "name one by its flow run id (see `promo pending`)")
     return gates[0]
@@ -60,20 +67,23 @@ def pending(
     ] = None,
 ) -> None:
     """List the gates waiting for a decision."""
-    from promo.release.gates import waiting_gates
+    from promo.release.gates import PrefectApi, waiting_gates
     from promo.config import load_config
     from promo.cli.table import print_table
 
-    gates = waiting_gates(app=load_config(config).app if config else None)
+    api = PrefectApi.from_environment()
+    gates = waiting_gates(app=load_config(config).app if config else None, api=api)
     if as_json:
         echo_json(gates)
-    elif not gates:
-        typer.echo("no gates waiting")
-    else:
-        print_table(
-            ["flow run", "app", "env", "version", "waiting since", "url"],
-            [
-                [str(g.flow_run_id), g.app, g.env, g.version, f"{g.waiting_since:%Y-%m-%d %H:%M:%S}", g.url]
-                for g in gates
-            ],
-        )
+        return
+    if not gates:
+        typer.echo(f"no gates waiting on the Prefect server at {api.url}")
+        return
+    typer.echo(f"gates waiting on the Prefect server at {api.url}:")
+    print_table(
+        ["flow run", "flow", "app", "env", "version", "waiting since", "url"],
+        [
+            [str(g.flow_run_id), g.flow_name, g.app, g.env, g.version, f"{g.waiting_since:%Y-%m-%d %H:%M:%S}", g.url]
+            for g in gates
+        ],
+    )

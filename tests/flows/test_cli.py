@@ -92,11 +92,13 @@ def test_publish_then_promote_and_approve_from_the_cli(with_dev_version, monkeyp
     run.gate("test")
     code, out, _ = run_promo(monkeypatch, capsys, "pending")
     assert code == 0 and "test" in out and sandbox.app in out
+    assert out.startswith("gates waiting on the Prefect server at http") and "promote-test" in out  # which gate kind
     code, out, err = run_promo(monkeypatch, capsys, "pending", "--json", "-c", config)
     assert code == 0, err
     assert [(gate["app"], gate["env"]) for gate in json.loads(out)] == [(sandbox.app, "test")]
     code, out, err = run_promo(monkeypatch, capsys, "approve", "--env", "test", "--as", "carol", "--comment", "ok")
     assert code == 0, err
+    assert " on http" in out, out  # the server it decided on
     assert run.join()[0] == 0
     code, out, _ = run_promo(monkeypatch, capsys, "status")
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
