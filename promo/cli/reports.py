@@ -29,6 +29,7 @@ def releases(as_json: JsonOption = False, config: ConfigOption = None) -> None:
         typer.echo("no releases yet")
     else:
         print_table(["tag", "commit", "name", "url"], [[r.tag, r.commit[:12], r.name, r.url or "-"] for r in found])
+        typer.echo(f"notes: `promo trace {found[0].tag.removeprefix('v')}` (or --json for every release's)")
 
 
 AllOption = Annotated[
@@ -147,7 +148,8 @@ def trace(
     typer.echo(f"release     {found.version}  {found.release_digest or '-'}  tag {release.tag if release else '-'}")
     if release is not None:
         typer.echo(f"            {release.url or release.name}")
-        typer.echo(release.notes)
+        for line in release.notes.strip().splitlines():  # under the release, as the other lines are
+            typer.echo(f"            {line}".rstrip())
 
 
 @app.command("metrics")

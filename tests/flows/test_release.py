@@ -29,6 +29,7 @@ from promo.registry.helm import pull_chart
 from promo.registry.oci import Registry
 from promo.local.sandbox import Sandbox
 from promo.versions import short_sha
+from tests.flows.test_cli import run_promo
 
 
 def git(repo: Path, *args: str) -> str:
@@ -97,7 +98,7 @@ def end_state(sandbox: Sandbox) -> dict[str, object]:
     }
 
 
-def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(staged):
+def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(staged, monkeypatch, capsys):
     sandbox = staged.sandbox
     with approving_as("alice"):
         released = release_prod(config_path=staged.config)
@@ -109,6 +110,16 @@ def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(staged):
     assert target_revision(sandbox, "dev") == f"0.1.1-rc.{short_sha(bump_commit)}" == released.next_build
     notes = git(sandbox.app_remote, "tag", "-l", "--format=%(contents)", "v0.1.0")
     assert "0.1.0" in notes
+
+    code, out, err = run_promo(monkeypatch, capsys, "releases", "-c", staged.config)
+    assert code == 0, err
+    assert out.splitlines()[-1] == "notes: `promo trace 0.1.0` (or --json for every release's)"  # where notes are
+    code, out, err = run_promo(monkeypatch, capsys, "trace", "0.1.0", "-c", staged.config)
+    assert code == 0, err
+    shown = out[out.index("release     0.1.0") :].splitlines()[2:]  # after the release line and its name or link
+    assert shown and all(line.startswith("            ") for line in shown if line), out  # the notes, under the release
+    assert {line.strip() for line in shown if line} <= {line.strip() for line in notes.splitlines()}  # the tag's notes
+    assert "            ## 0.1.0" in shown
 
 
 def test_the_release_chart_equals_the_rc_but_for_the_version_line(staged):
