@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from promo.errors import ApprovalRejected, InputError
@@ -49,24 +50,18 @@ class ApprovalRequest:
     def description(self) -> str:
         """The markdown shown above the approval form in the Prefect UI, and on the run's page while it waits.
 
-        The UI gives it what the form leaves of the window (about 350 px of a 1000 px one): the summary and the
-        manifest change come first, so a one-file change is read without scrolling. Digests follow, on lines of
-        their own that wrap (see ``_wrappable``): a table cell cut them off."""
+        On a laptop (1366x768) the UI gives it about 120 px above the form: one summary line (what moves, from and
+        to, what runs there now, whether it is ready, whether it replaces a newer build) and the changed
+        ``targetRevision`` lines come first, so they are read without scrolling. Then the digests, on lines of their
+        own that wrap (see ``_wrappable``: a table cell cut them off), what is not ready, the whole diff, the table
+        and the commits."""
         who = ", ".join(self.approvers) if self.approvers else "anyone"
-        promotion = f"Promote **{self.app}** `{self.version}` from **{self.source}** to **{self.target}**"
-        lines = [
-            *self._moves_back_section(),
-            f"**{self.headline or promotion}**",
-            "",
-            *self._not_ready_section(),
-            "```diff",
-            self.diff.rstrip(),
-            "```",
-        ]
+        lines = [self._summary_line(), "", *self._changed_lines()]
         if self.chart_digest:
             lines += ["", f"chart digest `{_wrappable(self.chart_digest)}`"]
         if self.image:
             lines += ["", f"image `{_wrappable(self.image)}`"]
+        lines += ["", *self._moves_back_section(), *self._not_ready_section(), "```diff", self.diff.rstrip(), "```"]
         lines += [
             "",
             "| | |",
@@ -82,11 +77,33 @@ class ApprovalRequest:
             lines += ["", f"### Commits since `{self.running}`" if self.running else "### Commits", "", *self.commits]
         return "\n".join(lines)
 
+    def _summary_line(self) -> str:
+        """``**Promote hello `0.2.0-rc.x` dev → test**, test runs `0.1.0-rc.y`; ready`` (and what is not, or the
+        newer build it replaces, first)."""
+        what = self.headline or f"Promote {self.app} `{self.version}` {self.source} → {self.target}"
+        state = f"{self.target} runs `{self.running or 'nothing yet'}`"
+        ready = f"**not ready**: {self.not_ready[0]}" if self.not_ready else "ready"
+        back = f"**⚠️ {self.moves_back.line}**; " if self.moves_back else ""
+        return f"{back}**{what}**, {state}; {ready}"
+
+    def _changed_lines(self) -> list[str]:
+        """The diff's ``targetRevision`` change, one short line for all clusters (``preprod: "" → "0.2.0-rc.x"``):
+        a code block's padding alone would take what a laptop shows of the page. The whole diff follows below."""
+        changes: dict[str, list[str]] = {}
+        cluster = ""
+        for line in self.diff.splitlines():
+            if line.startswith("+++ "):
+                cluster = PurePosixPath(line[4:]).parent.name
+            elif line[:1] in "-+" and not line.startswith("---") and "targetRevision:" in line:
+                changes.setdefault(cluster, []).append(line[1:].split("targetRevision:", 1)[1].strip())
+        shown = [f"{name}: `{' → '.join(values)}`" for name, values in changes.items()]
+        return [f"targetRevision {'; '.join(shown)}"] if shown else []
+
     def _moves_back_section(self) -> list[str]:
         """The page's very first line: replacing a newer build is easy to miss in a version string."""
         if self.moves_back is None:
             return []
-        lines = [f"**⚠️ {self.moves_back.line}**", ""]
+        lines = [f"**⚠️ {self.moves_back.line}**", ""]  # in the summary line too, and said again in full here
         if self.moves_back.needs_reason and not self.not_ready:  # else the not-ready section says it
             lines += ["Approving needs an **override reason**; it is recorded in the GitOps commit.", ""]
         return lines

@@ -99,7 +99,7 @@ UNORDERED = MoveBack("0.1.0-rc.424890024a", "0.1.0-rc.d058852", unknown="neither
 def test_a_gate_that_moves_back_says_so_in_its_first_line_and_approving_needs_a_reason():
     gate = request(BACK)
     first = "replaces a newer build: 424890024a is 3 commits behind d058852"
-    assert gate.description().splitlines()[0] == f"**⚠️ {first}**"
+    assert gate.description().splitlines()[0].startswith(f"**⚠️ {first}**; ")
     assert gate.summary.startswith(f"{first}: hello 0.1.0-rc.424890024a: dev -> test")
     assert gate.needs_override
     with pytest.raises(InputError) as refused:
@@ -128,6 +128,6 @@ def test_an_unordered_gate_says_so_first_but_needs_no_reason_and_a_plain_one_is_
     check_override(unordered, Decision(approved=True, approver="carol"))
 
     plain = request(None)
-    assert plain.description().startswith("**Promote **hello**")
+    assert plain.description().startswith("**Promote hello `0.1.0-rc.424890024a` dev → test**")
     assert plain.summary == "hello 0.1.0-rc.424890024a: dev -> test (now running in test: 0.1.0-rc.d058852)"
     assert not plain.needs_override

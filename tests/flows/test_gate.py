@@ -126,6 +126,25 @@ def test_the_approver_field_is_a_choice_where_the_environment_lists_approvers():
     assert decision["enum"] == ["approve", "reject"] and "default" not in decision
 
 
+def test_the_gate_page_starts_with_one_summary_line_then_the_changed_lines():
+    """A laptop's resume dialog shows about 120 px of the page: what moves, from and to, what runs there, whether it
+    is ready, and the changed targetRevision lines come first."""
+    diff = "\n".join([
+        "--- a/registry/environments/test/preprod/hello.yaml",
+        "+++ b/registry/environments/test/preprod/hello.yaml",
+        "@@ -8,3 +8,3 @@",
+        "     chart: hello",
+        '-    targetRevision: "0.1.0-rc.def5678"',
+        '+    targetRevision: "0.2.0-rc.abc1234"',
+    ])  # fmt: skip
+    page = request(diff=diff, running="0.1.0-rc.def5678").description().splitlines()
+    assert page[0] == "**Promote hello `0.2.0-rc.abc1234` dev → test**, test runs `0.1.0-rc.def5678`; ready"
+    assert page[2] == 'targetRevision preprod: `"0.1.0-rc.def5678" → "0.2.0-rc.abc1234"`'
+    assert '+    targetRevision: "0.2.0-rc.abc1234"' in page  # the whole diff below
+    lacking = request(running="0.1.0-rc.def5678", not_ready=("0.2.0-rc.abc1234 has soaked 3 of 30 minutes in dev",))
+    assert lacking.description().splitlines()[0].endswith("; **not ready**: 0.2.0-rc.abc1234 has soaked 3 of 30 minutes in dev")
+
+
 def test_the_gate_shows_each_cluster_from_now_to_after():
     description = request().description()
     assert "| cluster | now | after |" in description
@@ -176,7 +195,7 @@ def test_after_a_rollback_in_dev_promoting_its_older_build_says_so_and_needs_a_r
 
     run = background(lambda: promote_test(config_path=config))
     gate = run.gate("test")
-    assert gate_description(gate.flow_run_id).splitlines()[0] == f"**⚠️ {first}**"
+    assert gate_description(gate.flow_run_id).splitlines()[0].startswith(f"**⚠️ {first}**; ")
     code, _, err = run_promo(monkeypatch, capsys, "approve", "--env", "test", "--as", "carol", "--config", config)
     assert code == 2 and "give --override-reason TEXT" in error_line(err)
     assert is_paused(gate.flow_run_id) and gitops_head(sandbox) == before  # still waiting, nothing written

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +53,10 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+LAPTOP = {"width": 1366, "height": 768}  # the most common laptop screen: the UI leaves ~120 px for the gate's page
+TALL = {"width": 1280, "height": 1200}
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
@@ -65,7 +70,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture()
 def page(browser: Browser) -> Iterator[Page]:
     # Tall enough for the form and the top of the page above it: the UI gives the page what the form leaves.
-    opened = browser.new_page(viewport={"width": 1280, "height": 1200})
+    opened = browser.new_page(viewport=TALL)
     opened.set_default_timeout(UI_SECONDS * 1000)
     expect.set_options(timeout=UI_SECONDS * 1000)
     try:
@@ -156,7 +161,22 @@ def open_resume_form(page: Page, ui_url: str, gate: WaitingGate) -> Locator:
     page.get_by_role("button", name="Resume").click()
     form = page.get_by_role("dialog")
     expect(form.get_by_text("Resume Flow Run")).to_be_visible()
+    settled(form)
     return form
+
+
+def settled(element: Locator) -> None:
+    """Wait until ``element`` stops moving: the dialog opens with an animation, and a box read during it is not
+    where the element ends up."""
+    deadline = time.monotonic() + UI_SECONDS
+    before = element.bounding_box()
+    while time.monotonic() < deadline:
+        element.page.wait_for_timeout(100)  # one look per 100 ms, until two agree
+        now = element.bounding_box()
+        if now == before:
+            return
+        before = now
+    raise AssertionError(f"the dialog kept moving for {UI_SECONDS} s")
 
 
 def fill_and_submit(form: Locator, *, decision: str, approver: str, comment: str, screenshot: Path | None = None) -> None:
@@ -182,9 +202,13 @@ def shown_without_scrolling(form: Locator, text: str) -> bool:
 
 def test_approving_in_the_ui_commits_with_the_approver_and_comment(promotion, page, ui_url, sandbox, tmp_path):
     gate = promotion.gate()
-    form = open_resume_form(page, ui_url, gate)
     version = gate.version
-    assert shown_without_scrolling(form, f'+    targetRevision: "{version}"'), "the manifest change is hidden"
+    page.set_viewport_size(LAPTOP)  # the summary line and the change itself fit in what a laptop shows of the page
+    form = open_resume_form(page, ui_url, gate)
+    assert shown_without_scrolling(form, f"Promote hello {version} dev → test"), "the summary line is hidden"
+    assert shown_without_scrolling(form, f'"" → "{version}"'), "the manifest change is hidden"
+    page.set_viewport_size(TALL)
+    settled(form)
     assert shown_without_scrolling(form, "chart digest"), "the chart digest is hidden"
     screenshot = tmp_path / "ui-approval.png"
     fill_and_submit(form, decision="approve", approver="carol", comment="smoke green in dev", screenshot=screenshot)
