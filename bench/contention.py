@@ -3,7 +3,7 @@
 Four ways to be concurrent, each started at once from a released event after every worker is up (threads) or forked
 and waiting (processes): 32 threads with a cache each, 32 threads sharing one cache, and the same with 32 processes.
 Then 32 processes with a cache each that serialise through the GitOps repository's Prefect lock
-(``promo.flows.limits.gitops_lock``, a global concurrency limit on a real ``prefect server start`` this bench starts
+(``promo.tasks.limits.gitops_lock``, a global concurrency limit on a real ``prefect server start`` this bench starts
 and stops by its PID): always locked, and optimistic first with the lock only after a rejected push. The floor is 32
 raw pushes one after another from one cached work tree (bench/floors/raw_push_seq.sh). After every round the remote
 is read back: all 32 manifests must hold the round's version and main must have exactly 32 new commits, else updates
@@ -43,7 +43,7 @@ def _timed_lock(url: str, mode: LockMode, holds: list[Hold]) -> Callable[[], obj
     "on conflict" the first attempt goes unlocked."""
     if mode is None:
         return None
-    from promo.flows.limits import gitops_lock
+    from promo.tasks.limits import gitops_lock
 
     calls = 0
 
@@ -198,7 +198,7 @@ def bench(runs: int) -> Report:
 
 
 def _bench(runs: int, work: Path) -> Report:
-    import promo.flows.limits  # noqa: F401 - imported before forking (Prefect's import alone takes seconds)
+    import promo.tasks.limits  # noqa: F401 - imported before forking (Prefect's import alone takes seconds)
     import promo.gitops.repo  # noqa: F401
 
     report = Report("2 contention", f"{N} concurrent set_version into one remote vs {N} sequential raw pushes")
@@ -305,7 +305,7 @@ def _bench(runs: int, work: Path) -> Report:
 def _uncontended_lock(report: Report, url: str, runs: int) -> None:
     """What the lock costs a writer with nobody else around: entering and leaving ``gitops_lock`` (after the
     writers, so no Prefect client thread existed in this process when they were forked)."""
-    from promo.flows.limits import gitops_lock
+    from promo.tasks.limits import gitops_lock
 
     for _ in range(4 * runs):
         started = time.perf_counter()
@@ -318,7 +318,7 @@ def _uncontended_lock(report: Report, url: str, runs: int) -> None:
 def _create_limit(url: str) -> None:
     """The repository's limit, as `promo setup` makes it, through the REST API: the Prefect client must not start
     its threads in this process before the writers are forked."""
-    from promo.flows.limits import SLOTS, gitops_limit_name
+    from promo.tasks.limits import SLOTS, gitops_limit_name
 
     response = httpx.post(
         f"{os.environ['PREFECT_API_URL']}/v2/concurrency_limits/",

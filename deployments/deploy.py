@@ -36,7 +36,7 @@ from prefect.workers.base import BaseWorker
 from promo.deployments.kubernetes import KUBERNETES, kubernetes_base_job_template
 from promo.deployments.notify import ensure_notifications
 from promo.flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
-from promo.flows.limits import RELEASE, ensure_environment_limits, ensure_limits, gitops_limit_name
+from promo.tasks.limits import RELEASE, ensure_environment_limits, ensure_limits, gitops_limit_name
 from promo.flows.stored_config import block_name, store_config
 from promo.config import PromoConfig, load_config
 from promo.errors import InputError, PromoError

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from promo.flows.artifacts import publish_environment_table
 from promo.flows.gate_plan import approve, opened_gate
-from promo.flows.limits import environment_lock
+from promo.tasks.limits import environment_lock
 from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.verification import source_readiness, verify_written
 from promo.flows.stored_config import run_config

@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from promo.flows.artifacts import publish_environment_table
-from promo.flows.limits import environment_lock
+from promo.tasks.limits import environment_lock
 from promo.flows.runinfo import flow_run_label
 from promo.flows.verification import verify_written
 from promo.flows.stored_config import run_config

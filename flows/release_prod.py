@@ -21,7 +21,7 @@ from prefect.runtime import deployment
 
 from promo.flows.artifacts import publish_environment_table
 from promo.flows.gate_plan import approve, opened_gate
-from promo.flows.limits import environment_lock, release_lock
+from promo.tasks.limits import environment_lock, release_lock
 from promo.flows.publish_dev import publish_dev
 from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.verification import source_readiness, verify_written

@@ -13,7 +13,7 @@ from prefect import flow
 
 from promo.flows.artifacts import publish_environment_table
 from promo.flows.gate_plan import approve, opened_gate
-from promo.flows.limits import environment_lock
+from promo.tasks.limits import environment_lock
 from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig

@@ -9,7 +9,7 @@ from prefect.runtime import flow_run
 
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
-from promo.flows.limits import gitops_lock
+from promo.tasks.limits import gitops_lock
 from promo.gitops.repo import Plan, SetVersionResult, Trailers
 from promo.versions import parse_version
 from promo.tasks.retry import TRANSIENT_RETRIES

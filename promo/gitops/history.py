@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from promo.config import PromoConfig
 from promo.errors import InputError, PromoError
 from promo.gitops.attribution import NOTHING, ManifestEdit, claim_of, doubt_of_promo_commit, message_trailers
 from promo.gitops.mirror import CommitRecord, Mirror

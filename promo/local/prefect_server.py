@@ -42,7 +42,7 @@ WORKER_SETTINGS = {"PREFECT_WORKER_QUERY_SECONDS": "1"}
 # Leases on files under the server's PREFECT_HOME instead of in its memory: a slot held across `promo server
 # stop/start` (or a server replaced after a failed health check) keeps its lease, so its holder's release gives it
 # back and a dead holder's lease still runs out. Waiters give back slots stranded on any server too
-# (promo.flows.slot_holders); this makes that the rare path on promo's own.
+# (promo.tasks.slot_holders); this makes that the rare path on promo's own.
 SERVER_SETTINGS = {"PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem"}
 EPHEMERAL_START_FAILURE = "Timed out while attempting to connect to ephemeral Prefect API server"
 

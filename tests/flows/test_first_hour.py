@@ -13,8 +13,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.orchestration._concurrency_limits.client import ConcurrencyLimitClient
 from ruamel.yaml import YAML
 
-from promo.flows import limits
-from promo.flows.limits import ensure_environment_limits, environment_lock, limit_name
+from promo.tasks import limits
+from promo.tasks.limits import ensure_environment_limits, environment_lock, limit_name
 from promo.cli import main as cli
 from promo.errors import NotFound, ToolError, TransientError
 from promo.local.sandbox import Sandbox

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 
 from promo.errors import NotFound
-from promo.flows.limits import ensure_limits, gitops_limit_name, gitops_lock
+from promo.tasks.limits import ensure_limits, gitops_limit_name, gitops_lock
 from tests.fixtures.gitrepos import ROOT, application, make_remote
 
 WRITERS = 4
@@ -54,7 +54,7 @@ def test_a_missing_repository_limit_is_an_error_under_a_deployment(tmp_path: Pat
 WRITER = """
 import json, sys
 from pathlib import Path
-from promo.flows.limits import gitops_lock
+from promo.tasks.limits import gitops_lock
 from promo.gitops.repo import GitOpsRepo, Trailers
 
 url, cache, app, version, shown = sys.argv[1:6]

@@ -16,7 +16,7 @@ from promo.flows.gate import approving_as
 from promo.release.gates import decide
 from promo.flows.bump_version import bump_version
 from promo.flows.hotfix import hotfix
-from promo.flows.limits import RELEASE, environment_lock, limit_name, release_lock
+from promo.tasks.limits import RELEASE, environment_lock, limit_name, release_lock
 from promo.flows.promote import promote_stage, promote_test
 from promo.flows.publish_dev import publish_dev
 from promo.flows.release_prod import release_prod

@@ -13,9 +13,9 @@ import pytest
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
-from promo.flows import slot_holders
-from promo.flows.limits import ensure_limits, gitops_limit_name, gitops_lock
-from promo.flows.slot_holders import BEAT_SECONDS, CHECK_SECONDS, LEASE_SECONDS, STALE_SECONDS, StrandedSlotWatch
+from promo.tasks import slot_holders
+from promo.tasks.limits import ensure_limits, gitops_limit_name, gitops_lock
+from promo.tasks.slot_holders import BEAT_SECONDS, CHECK_SECONDS, LEASE_SECONDS, STALE_SECONDS, StrandedSlotWatch
 from tests.fixtures.slot_holder import held_slots, hold, kill
 
 FREED_WITHIN = 90.0

@@ -24,7 +24,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from ruamel.yaml import YAML
 
 from promo.release.gates import decide, waiting_gates
-from promo.flows.limits import RELEASE, limit_name
+from promo.tasks.limits import RELEASE, limit_name
 from promo.release.approvals import Decision
 from promo.local.sandbox import Sandbox
 from promo.versions import short_sha
@@ -222,7 +222,7 @@ def test_a_worker_without_promo_yaml_runs_the_app_from_the_config_on_the_server(
 
 
 def test_the_environment_lock_holds_its_one_slot(prefect_server: PrefectServer):
-    from promo.flows.limits import ensure_environment_limits, environment_lock
+    from promo.tasks.limits import ensure_environment_limits, environment_lock
     from promo.errors import ConflictError, NotFound
 
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}):

@@ -21,8 +21,8 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from promo.errors import ConflictError
-from promo.flows import limits, slot_holders
-from promo.flows.limits import (
+from promo.tasks import limits, slot_holders
+from promo.tasks.limits import (
     ensure_environment_limits,
     ensure_limits,
     environment_lock,

@@ -114,7 +114,7 @@ def held_environment_slots(app: str) -> dict[str, int]:
 
 
 def drop_limits(names) -> None:
-    """Delete the limits: a local run re-creates a missing one, free (flows/limits.py, create_missing)."""
+    """Delete the limits: a local run re-creates a missing one, free (tasks/limits.py, create_missing)."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -311,5 +311,5 @@ def test_release_prod_killed_after_every_step_equals_an_uninterrupted_release(pu
     assert actual == expected
     assert actual["rc charts of the next version"] == 1, "exactly one RC build for the next version"
     # A killed run cannot give its slot back: the re-run does, once the killed holder's record has been still for
-    # promo.flows.slot_holders.STALE_SECONDS (30 s; tests/flows/test_stranded_slots.py). The runner frees stranded
+    # promo.tasks.slot_holders.STALE_SECONDS (30 s; tests/flows/test_stranded_slots.py). The runner frees stranded
     # slots by hand only to keep this test short; the figures record how many kills left one (docs/reliability.md).

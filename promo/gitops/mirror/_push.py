@@ -28,7 +28,7 @@ from promo.gitops.mirror._types import UpdateResult, WriteLock, check_branch_nam
 
 # How long rejected pushes are retried. 32 writers racing one remote from 32 caches, unlocked, drained in 10-41 s on
 # 2 busy cores (docs/performance.md); 120 s covers several times that, and stays below the Prefect lock's own wait
-# (flows/limits.py), so a write stuck behind the lock is reported by the lock, not by this budget.
+# (tasks/limits.py), so a write stuck behind the lock is reported by the lock, not by this budget.
 DEFAULT_RETRY_SECONDS = 120.0
 
 # Between attempts a random wait from 0 up to 50 ms x 2^attempt, at most 1 s (full jitter): writers that collided once

@@ -8,7 +8,7 @@ Publishing a release takes ``promo-<app>-release`` the same way (``release_lock`
 hosts then queue for the repository instead of racing at it.
 
 Every holder records itself, and a waiter gives back a slot whose holder is gone even when the server lost the
-slot's lease in a restart (promo.flows.slot_holders).
+slot's lease in a restart (promo.tasks.slot_holders).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import deployment, flow_run
 
 from promo.errors import ConflictError, NotFound, ToolError, TransientError
-from promo.flows.slot_holders import CHECK_SECONDS, LEASE_SECONDS, StrandedSlotWatch, recorded_holder
+from promo.tasks.slot_holders import CHECK_SECONDS, LEASE_SECONDS, StrandedSlotWatch, recorded_holder
 from promo.gitops.mirror import redact_url
 from promo.tasks.retry import BACKOFF_SECONDS, RETRIES
 
 SLOTS = 1
 # A run killed inside the lock cannot give its slot back: the server frees it when the lease (LEASE_SECONDS, the
 # shortest it accepts, renewed by a live holder) runs out, and a waiter frees it sooner, or when the server lost the
-# lease (promo.flows.slot_holders). A write takes well under a second, so waiting two leases means something is stuck.
+# lease (promo.tasks.slot_holders). A write takes well under a second, so waiting two leases means something is stuck.
 WAIT_SECONDS = 2 * LEASE_SECONDS + 10
 # How to free a slot by hand, for the message a waiter gives up with.
 FREE_BY_HAND = "if no promo run still holds it, free it: `prefect gcl update {name} --active-slots 0`"
