@@ -155,7 +155,7 @@ SHARED: dict[str, Case] = {
     ),
     "bump-version PATCH (case)": Case(("bump-version", "PATCH"), "unknown version part 'PATCH'", 2),
     "approve with no gate waiting": Case(
-        ("approve", "--env", "test", "--as", "carol"), "no gate is waiting into test; run `promo pending`", 2
+        ("approve", "--env", "test", "--as", "carol"), "no gate is waiting into test on the Prefect server at http", 2
     ),
     "approve naming no gate": Case(("approve",), "name exactly one gate; pass a flow run id or --env ENV", 2),
     "approve an unknown flow run id": Case(
