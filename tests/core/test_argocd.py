@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -19,6 +18,7 @@ from promo.forges.github import PrefectSecretToken
 from promo.verify.argocd import ArgoCD, assess, chart_revision, chart_source
 from promo.verify.observation import State
 from tests.fixtures.argocd import OLDER, OLDER_DIGEST, WANTED, WANTED_DIGEST, recorded
+from tests.fixtures.argocd import threaded_httpserver  # noqa: F401  (a fixture, shared)
 
 TOKEN = "argocd-api-token-s3cr3t"
 PATH = "/api/v1/applications/hello-test-preprod"
@@ -181,16 +181,6 @@ def test_the_application_is_read_with_the_bearer_token(httpserver: HTTPServer, a
 def test_refresh_normal_is_asked_for_when_wanted(httpserver: HTTPServer, argocd: ArgoCD) -> None:
     httpserver.expect_request(PATH, query_string={"refresh": "normal"}).respond_with_json(recorded("progressing"))
     assert argocd.application("hello-test-preprod", refresh=True)["status"]["health"]["status"] == "Progressing"
-
-
-@pytest.fixture
-def threaded_httpserver() -> Iterator[HTTPServer]:
-    """A fake Argo CD answering requests side by side, as Argo CD does: one may hang while another is answered."""
-    server = HTTPServer(threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
 
 
 def test_a_refresh_that_times_out_is_left_to_argo_cd_and_the_application_read_as_it_is(

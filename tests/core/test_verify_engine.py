@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +35,7 @@ from promo.verify.engine import verify_deployment
 from promo.verify.http import served_version
 from promo.tasks.verify import verify_environment
 from tests.fixtures.argocd import OLDER, WANTED, WANTED_DIGEST, recorded
+from tests.fixtures.argocd import threaded_httpserver  # noqa: F401  (a fixture, shared)
 from tests.fixtures.gitrepos import RECORD_SIGNER, GitRemote
 
 TOKEN = "argocd-api-token-s3cr3t"
@@ -399,16 +400,6 @@ def test_a_native_oci_source_without_a_digest_handed_in_reads_the_pushed_charts_
 
     assert verdict.verified and fake_time.now == 4, verdict.reason
     assert f"Synced at {WANTED} ({pushed.digest[:19]}...), Healthy" in verdict.reason
-
-
-@pytest.fixture
-def threaded_httpserver() -> Iterator[HTTPServer]:
-    """A fake Argo CD answering requests side by side, as Argo CD does: one may hang while another is answered."""
-    server = HTTPServer(threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
 
 
 def test_a_refresh_that_times_out_does_not_hold_up_the_next_looks(
