@@ -43,7 +43,7 @@ from promo.errors import InputError, PromoError
 from promo.clients import gitops_repo
 from promo.gitops.signing import ALLOWED_SIGNERS_PATH
 from promo.signing_key import SIGNING_KEY_BLOCK, ensure_signing_key, list_signer, record_signing_key
-from promo.registry.oci import PASSWORD_BLOCK
+from promo.registry.credentials import PASSWORD_BLOCK
 from promo.secrets import SECRET_PLACEHOLDER
 
 DEFAULT_WORK_POOL = "promo"

@@ -19,7 +19,8 @@ from promo.errors import ConfigError, InputError, NotFound
 from promo.forges.base import FORGE_KINDS, Forge, ForgeKind, github_repository
 from promo.gitops.mirror import Mirror, WriteLock
 from promo.gitops.repo import GitOpsRepo
-from promo.registry.oci import PASSWORD_BLOCK, PASSWORD_VARIABLE, USERNAME_VARIABLE, Credentials, Registry, credentials_for
+from promo.registry.credentials import PASSWORD_BLOCK, PASSWORD_VARIABLE, USERNAME_VARIABLE, Credentials, credentials_for
+from promo.registry.oci import Registry
 from promo.secrets import secret_block_value
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@
     ├── VerificationFailed     a deployed version did not come up synced and healthy (or was not verified in time)
     ├── ToolError              an external tool (buildah, docker, git) failed for a non-transient reason
     └── TransientError         network errors, 5xx, 429, rejected pushes: the only errors tasks retry
+        └── RegistryUnavailable    a registry fault, with the Retry-After it asked for
 
 Every error carries a cause and a fix, and renders as one line: ``<cause>; <fix>``. Messages never carry
 secrets: callers build them from names and values the user already sees, never from credentials.
@@ -75,3 +76,11 @@ class TransientError(PromoError):
     """A fault worth retrying: the same call may succeed a moment later."""
 
     exit_code = 9
+
+
+class RegistryUnavailable(TransientError):
+    """A registry fault worth retrying; ``retry_after`` holds the seconds the registry asked us to wait, if any."""
+
+    def __init__(self, cause: str, fix: str | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(cause, fix)
+        self.retry_after = retry_after

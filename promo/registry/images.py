@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from promo.errors import AuthError, InputError, PromoError, ToolError, TransientError
-from promo.registry.oci import CREDENTIALS_FIX, DIGEST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN, Credentials, Registry
+from promo.registry.credentials import CREDENTIALS_FIX, Credentials
+from promo.registry.oci import DIGEST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN, Registry
 
 BuilderKind = Literal["auto", "buildah", "docker"]
 

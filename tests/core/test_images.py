@@ -16,7 +16,8 @@ import promo
 from promo.registry import images
 from promo.errors import AuthError, InputError, ToolError, TransientError
 from promo.registry.images import Buildah, BuiltImage, DockerBuildx, existing_image, select_builder
-from promo.registry.oci import OCI_MANIFEST, BasicCredentials
+from promo.registry.credentials import BasicCredentials
+from promo.registry.oci import OCI_MANIFEST
 from tests.core.test_oci import image_manifest
 
 SAMPLE_APP = Path(promo.__file__).parent / "sample-world" / "app"

@@ -24,15 +24,9 @@ from werkzeug import Request, Response
 from promo.registry.charts import ChartPackage, package_chart, read_chart
 from promo.errors import AuthError, ConfigError, InputError, NotFound, PromoError, TransientError
 from promo.registry.helm import CONFIG_MEDIA_TYPE, chart_repository, pull_chart, push_chart
-from promo.registry.oci import (
-    OCI_MANIFEST,
-    BasicCredentials,
-    EcrCredentials,
-    Registry,
-    RegistryUnavailable,
-    credentials_for,
-    digest_of,
-)
+from promo.errors import RegistryUnavailable
+from promo.registry.credentials import BasicCredentials, EcrCredentials, credentials_for
+from promo.registry.oci import OCI_MANIFEST, Registry, digest_of
 from promo.local.registry import RegistryServer, _free_port
 from tests.core.test_charts import write_chart
 from tests.fixtures.registry import AuthRegistryServer

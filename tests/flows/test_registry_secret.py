@@ -14,7 +14,7 @@ from prefect.exceptions import ObjectNotFound
 
 from promo.config import ChartSettings, GitOpsSettings, ImageSettings, PromoConfig, RegistrySettings, RepoSettings
 from promo.errors import AuthError, ConfigError
-from promo.registry.oci import PASSWORD_BLOCK
+from promo.registry.credentials import PASSWORD_BLOCK
 from promo.secrets import SECRET_PLACEHOLDER
 from promo.tasks.chart import check_registry_access
 from tests.fixtures.registry import AuthRegistryServer

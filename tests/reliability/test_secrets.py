@@ -30,7 +30,8 @@ from promo.errors import AuthError, PromoError, TransientError
 from promo.gitops.mirror import Mirror, redact_url
 from promo.gitops.repo import GitOpsRepo
 from promo.registry.images import Buildah
-from promo.registry.oci import EcrCredentials, Registry
+from promo.registry.credentials import EcrCredentials
+from promo.registry.oci import Registry
 from promo.local.registry import _free_port
 from tests.flows.test_cli import error_line, run_promo, write_config
 from tests.reliability.git_http import GitHttpServer
