@@ -28,13 +28,13 @@ def verify_environment(
     """
     key = record_signing_key(config.records.signing_key_file)
     mirror = gitops_repo(config).mirror
-    mirror.fetch()
-    require_listed(mirror, key)  # before minutes of checks: a run whose verdict nobody would believe says so first
     if config.environment(env).verify is None:
         landed = datetime.now(timezone.utc)  # just after the write landed; a re-run keeps the first record
         deployed = deployed_verdict(config.app, env, version, gitops_commit, at=landed, flow_run=flow_run)
-        record_verdict(mirror, deployed, key)
+        record_verdict(mirror, deployed, key)  # fetches, and refuses a key the branch does not list, itself
         return None
+    mirror.fetch()
+    require_listed(mirror, key)  # before minutes of checks: a run whose verdict nobody would believe says so first
     existing = read_verdicts(mirror, config.app, env).get(gitops_commit)
     if existing is not None and existing.trusted:
         return existing
