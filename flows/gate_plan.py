@@ -8,8 +8,9 @@ the target is read once more: if it moved since the gate opened, the approval is
 line and nothing is written (``approve``). The write after that compares against the same state, on every push.
 
 The stored plan decides nothing: only the answer submitted to the gate passes it (flows/gate.py), and the plan is
-read back only for a gate the server records as opened in this run. A run started again after it ended (Prefect
-forgets its opened gates then) plans from the world and opens its gate anew.
+read back only for a gate the server records as opened in this run. A run retried after it ended (the UI's Retry:
+the server forgets a run's opened gates as it leaves a final state) plans from the world and opens its gate anew; a
+forced state change keeps them, and the run carries out the plan its one decision was given for, or fails as before.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.deployments import run_deployment
+from prefect.states import AwaitingRetry
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from promo.deployments.deploy import FLOWS, Outcome, setup_all
@@ -248,3 +249,20 @@ def test_a_resumed_gate_carries_out_what_it_showed_or_fails_in_one_line(publishe
     _, failed = notification_automations(config, uuid4(), [spec.name for spec in FLOWS], ui_url=None)
     notice = render(failed.actions[0].body, client.read_flow_run(second.id), "promote-test")  # what the server sends
     assert one_line in notice and "The approval was not applied: test moved after its gate opened" in notice
+
+    # Started again after it ended, the run never writes what nobody approved. The UI's Retry (an unforced
+    # AwaitingRetry) leaves a final state, so the server forgets the run's pause keys: it plans from what runs now and
+    # asks again. A forced state change keeps them: the run carries out the plan its one decision was given for, here
+    # refused again in the same line, and asks nothing.
+    client.set_flow_run_state(second.id, AwaitingRetry(), force=True)
+    run = wait_until(lambda: ended(client, second.id), RUN_SECONDS, "the run", alive=worker.process, log=worker.log)
+    assert run.state.is_failed() and run.state.message.endswith(f"ConflictError: {one_line}"), run.state
+    assert gitops_head(sandbox) == moved
+
+    retried = client.set_flow_run_state(second.id, AwaitingRetry(message="Retry from the UI"), force=False)
+    assert retried.status.value == "ACCEPT", retried
+    gate = suspended_gate(client, second.id, sandbox.app, worker)
+    assert gate.version == revision_in(sandbox, "dev") and gitops_head(sandbox) == moved  # asked anew, nothing written
+    decide(gate, Decision(approved=False, approver="carol", comment="not now"))
+    run = wait_until(lambda: ended(client, second.id), RUN_SECONDS, "the run", alive=worker.process, log=worker.log)
+    assert not run.state.is_completed() and gitops_head(sandbox) == moved, run.state
