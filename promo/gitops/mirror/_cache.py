@@ -27,17 +27,14 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from io import BytesIO
 from pathlib import Path
 
 from git import Repo
 from git.exc import BadName, BadObject, GitCommandError
-from gitdb.base import IStream
-from gitdb.db.loose import LooseObjectDB
 
 from promo.errors import NotFound
 from promo.gitops.mirror._errors import failure, no_branch, removed_stale_lock
-from promo.gitops.mirror._record_store import PARTIAL_FILTER, RecordStore
+from promo.gitops.mirror._record_store import PARTIAL_FILTER, RecordStore, store_object
 from promo.gitops.mirror._types import check_branch_name, redact_url
 
 NETWORK_TIMEOUT_SECONDS = 300.0
@@ -210,4 +207,4 @@ class Cache:
 
     def store(self, kind: bytes, data: bytes) -> bytes:
         """Write a loose object in-process (no ``git hash-object`` per object) and return its binary SHA."""
-        return LooseObjectDB(str(self.path / "objects")).store(IStream(kind, len(data), BytesIO(data))).binsha
+        return store_object(self.path, kind, data)
