@@ -262,36 +262,38 @@ def test_every_apps_verdicts_in_one_read_each_where_its_log_is(gitops_remote: Gi
     assert (forged.outcome, forged.app, forged.env, forged.version) == ("untrusted", "other", "qa", "2.0.0")
 
 
-# docs/records.md, "Checking a record by hand", word for word (after ``ref=...``).
+# docs/records.md, "Checking a record by hand", word for word (after ``log=...``).
 AUDIT = """
-git fetch origin 'refs/promo/*:refs/promo/*'
-git cat-file tag "$ref" | sed '1,/^$/d' > record.txt             # the message: drop the tag header
+git fetch origin "+$log:$log"
+git log --format='%H %s' "$log"                                   # its entries, newest first
+entry=${entry:-$(git rev-parse "$log")}                           # the newest, unless you chose another
+git cat-file commit "$entry" | sed '1,/^$/d' > record.txt         # the message: drop the commit header
 grep -v '^Record-Signature: ' record.txt > payload                 # what was signed
 { echo '-----BEGIN SSH SIGNATURE-----'
   sed -n 's/^Record-Signature: //p' record.txt | fold -w 70
   echo '-----END SSH SIGNATURE-----'; } > record.sig
 git show origin/main:.promo/record-signers > signers
 ssh-keygen -Y verify -f signers -I promo -n promo-record -s record.sig < payload
-grep -E '^(Record|Commit): ' payload                                # must name "$ref" and the commit it points at
+grep -E '^(Record|Commit): ' payload                                # must name "$log" and the GitOps commit
 """
 
 
 def test_an_auditor_checks_promos_record_with_ssh_keygen(gitops_remote: GitRemote, mirror: Mirror) -> None:
     commit = gitops_remote.head()
     record_verdict(mirror, a_verdict(commit), RECORD_SIGNER)
-    [ref] = record_refs(gitops_remote)
     git(gitops_remote.writer, "fetch", "--quiet", "origin")
 
-    def audit(ref: str) -> subprocess.CompletedProcess:
-        script = f"set -e\nref={ref}\n{AUDIT}"
+    def audit(entry: str = "") -> subprocess.CompletedProcess:
+        script = f"set -e\nlog={LOG}\nentry={entry}\n{AUDIT}"
         return subprocess.run(["bash", "-c", script], cwd=gitops_remote.writer, capture_output=True, text=True)
 
-    good = audit(ref)
+    good = audit()
     fingerprint = RECORD_SIGNER.public.fingerprint()
     assert good.returncode == 0, good.stderr
     assert f'Good "promo-record" signature for promo with ED25519 key {fingerprint}' in good.stdout + good.stderr
-    assert f"Record: {ref}\nCommit: {commit}\n" in good.stdout
+    assert f"Record: {LOG}\nCommit: {commit}\n" in good.stdout
 
-    altered = message_of(gitops_remote, ref).replace("Verdict: verified", "Verdict: failed")
-    refused = audit(push_by_hand(gitops_remote, f"hello/test/{commit}-0a0a0a0a0a0a", commit, altered))
+    [genuine] = gitops_remote.log_messages(LOG)
+    altered = gitops_remote.append_by_hand(LOG, genuine.replace("Verdict: verified", "Verdict: failed"))
+    refused = audit(altered)
     assert refused.returncode != 0 and "Signature verification failed" in refused.stderr  # a field changed
