@@ -77,7 +77,8 @@ def append_record(mirror: Mirror, record: Record, key: SigningKey) -> Record:
     ref = log_ref(record.kind, record.subject)
     message = sign_record(key, ref, record.commit, record.message())
     entry = mirror.append_log(record.kind, record.subject, message)
-    return check_entry(mirror, record.kind, record.subject, ref, message, signers, source=f"{ref} entry {entry[:12]}")
+    times = mirror.commit_times([record.commit])
+    return check_entry(record.kind, record.subject, ref, message, signers, times, source=f"{ref} entry {entry[:12]}")
 
 
 def read_records(mirror: Mirror, kind: str, subject: str | None = None, *, under: bool = False) -> list[Record]:
@@ -87,10 +88,13 @@ def read_records(mirror: Mirror, kind: str, subject: str | None = None, *, under
     signers = read_signers(mirror)
     records = []
     prefix = log_ref(kind, "x")[: -len("x")]
-    for ref, entries in mirror.read_logs(kind, subject, under=under).items():
+    logs = mirror.read_logs(kind, subject, under=under)
+    times = mirror.commit_times(signed_commit(entry.message) for entries in logs.values() for entry in entries)
+    for ref, entries in logs.items():
         for entry in entries:
             source = f"{ref} entry {entry.id[:12]}"
-            record = check_entry(mirror, kind, ref.removeprefix(prefix), ref, entry.message, signers, source=source)
+            about = ref.removeprefix(prefix)
+            record = check_entry(kind, about, ref, entry.message, signers, times, source=source)
             if not record.trusted:
                 _log.warning("Ignoring record %s: %s", source, record.untrusted_reason)
             records.append(record)
@@ -98,12 +102,12 @@ def read_records(mirror: Mirror, kind: str, subject: str | None = None, *, under
 
 
 def check_entry(
-    mirror: Mirror,
     kind: str,
     subject: str,
     ref: str,
     message: str,
     signers: frozenset[PublicKey],
+    commit_times: Mapping[str, int],
     *,
     commit: str | None = None,
     time_key: str = AT,
@@ -111,7 +115,8 @@ def check_entry(
 ) -> Record:
     """The record ``message`` (read at ``ref``) holds, trusted only when promo can prove it wrote it: signed by one of
     ``signers``, over a text naming ``ref`` and its commit (``commit`` when the ref itself names one, as records of
-    old did), with a time (``time_key``) no earlier than that commit, less ``CLOCK_SKEW``."""
+    old did), with a time (``time_key``) no earlier than that commit (``commit_times``, ``Mirror.commit_times``),
+    less ``CLOCK_SKEW``."""
     named = commit or signed_commit(message)
     claimed = parse_record(kind, subject, message, time_key=time_key, commit=named, source=source)
     try:
@@ -119,10 +124,9 @@ def check_entry(
     except BadSignature as bad:
         return untrusted(claimed, str(bad))
     record = parse_record(kind, subject, content, time_key=time_key, commit=named, source=source)
-    try:
-        committed = datetime.fromtimestamp(mirror.commit_time(named), timezone.utc)
-    except PromoError:
+    if named not in commit_times:
         return untrusted(record, f"its commit {named[:12]} is not in the GitOps repository")
+    committed = datetime.fromtimestamp(commit_times[named], timezone.utc)
     if record.at < committed - CLOCK_SKEW:
         return untrusted(record, f"its time {timestamp(record.at)} predates its commit ({timestamp(committed)})")
     return record

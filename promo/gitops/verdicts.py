@@ -16,6 +16,7 @@ verdict and keeps it; of two runs that raced, the first entry in the log stands.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -159,23 +160,24 @@ def _read_legacy(mirror: Mirror, prefix: str) -> list[Verdict]:
     """The records of old (``refs/promo/verdicts/<app>/<env>/<commit>[-<nonce>]``) whose name starts with ``prefix``,
     each checked as a log entry is (the ref names the commit, and the time was ``Checked-At``), earliest first."""
     signers = read_signers(mirror)
+    records = {name: annotation for name, annotation in mirror.records(KIND, prefix).items() if name.count("/") == 2}
+    times = mirror.commit_times(annotation.commit for annotation in records.values()) if records else {}
     verdicts = []
-    for name, annotation in sorted(mirror.records(KIND, prefix).items()):
-        if name.count("/") != 2:
-            continue
-        verdict = _legacy_verdict(mirror, name, annotation.commit, annotation.message or "", signers)
+    for name, annotation in sorted(records.items()):
+        verdict = _legacy_verdict(name, annotation.commit, annotation.message or "", signers, times)
         if not verdict.trusted:
             _log.warning("Ignoring verdict record refs/promo/%s/%s: %s", KIND, name, verdict.untrusted_reason)
         verdicts.append(verdict)
     return sorted(verdicts, key=lambda verdict: verdict.checked_at)
 
 
-def _legacy_verdict(mirror: Mirror, name: str, target: str, message: str, signers: frozenset[PublicKey]) -> Verdict:
+def _legacy_verdict(
+    name: str, target: str, message: str, signers: frozenset[PublicKey], times: Mapping[str, int]
+) -> Verdict:
     app, env, rest = name.split("/", 2)
     commit, ref = rest.split("-", 1)[0], f"refs/promo/{KIND}/{name}"
-    record = check_entry(
-        mirror, KIND, f"{app}/{env}", ref, message, signers, commit=target, time_key=_LEGACY_TIME, source=ref
-    )
+    subject = f"{app}/{env}"
+    record = check_entry(KIND, subject, ref, message, signers, times, commit=target, time_key=_LEGACY_TIME, source=ref)
     if record.trusted and commit != target:
         record = untrusted(record, f"the record names commit {commit[:12]} but points at {target[:12]}")
     return _verdict(replace(record, commit=commit))

@@ -109,6 +109,6 @@ def test_records_read_into_a_fresh_lean_cache_keep_it_shallow(gitops_remote: Git
     store = lean.path / "promo-records.git"
     assert git(store, "rev-list", "--count", old).strip() == "1"  # the record's commit, not its history
     assert git(store, "rev-list", "--objects", "--missing=print", old).count("\n?") > 0  # nor its files
-    assert git(store, "rev-list", "--count", LOG).strip() == "1"  # a log brings its entries, no GitOps commit
     assert (lean.path / "shallow").exists()  # and the branch cache was not deepened
     assert reasons(lean) == {old: "synced and healthy"}  # the log's verdict stands over the unsigned record of old
+    assert git(store, "rev-list", "--count", LOG).strip() == "1"  # a log brings its entries, no GitOps commit

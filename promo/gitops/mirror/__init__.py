@@ -23,7 +23,7 @@ The parts share ``_cache.Cache`` and never import this facade.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +128,11 @@ class Mirror:
     def commit_time(self, ref: str) -> int:
         """When ``ref``'s commit was committed, in seconds since the epoch (``git log -1 --format=%ct``)."""
         return self._cache.repo.commit(self._cache.resolve(ref)).committed_date
+
+    def commit_times(self, shas: Iterable[str]) -> dict[str, int]:
+        """Commit -> when it was committed, for those of ``shas`` the history of the branches (and tags) holds; the
+        others are left out. One read for any number of commits."""
+        return _reads.commit_times(self._cache, shas)
 
     def read_file(self, ref: str, path: str) -> str | None:
         """The text of ``path`` at ``ref`` (line endings untouched), or None when there is no such file."""
