@@ -112,3 +112,22 @@ def test_records_read_into_a_fresh_lean_cache_keep_it_shallow(gitops_remote: Git
     assert (lean.path / "shallow").exists()  # and the branch cache was not deepened
     assert reasons(lean) == {old: "synced and healthy"}  # the log's verdict stands over the unsigned record of old
     assert git(store, "rev-list", "--count", LOG).strip() == "1"  # a log brings its entries, no GitOps commit
+
+
+def test_a_lean_cache_and_its_record_store_can_be_garbage_collected(gitops_remote: GitRemote, tmp_path: Path) -> None:
+    """git's gc of a bare repository writes a bitmap, which a partial clone cannot: the repack failed, and its gc.log
+    stopped every later automatic gc while loose objects and packs piled up (a plain fetch then cost several times
+    more). Both repositories of a lean cache are partial and shallow, so both turn bitmaps off."""
+    gitops_remote.git("config", "uploadpack.allowFilter", "true")
+    for version in ("0.1.2", "0.1.3"):
+        gitops_remote.commit({"README.md": f"# {version}\n"})
+    gitops = GitOpsRepo(gitops_remote.url, "main", tmp_path / "cache")
+    shown = gitops.cluster_versions("hello", "test", ["preprod"])  # a lean cache: the branch's head alone
+    gitops.set_version(  # whose commits promo writes itself, beside the packs git fetched from the promisor remote
+        "hello", "test", ["preprod"], "0.3.0", expected=shown, subject="Promote 0.3.0", trailers=Trailers()
+    )
+    record_verdict(gitops.mirror, verdict(gitops_remote.head()), RECORD_SIGNER)
+    assert read_verdicts(gitops.mirror, "hello")
+    for repository in (gitops.mirror.path, gitops.mirror.path / "promo-records.git"):
+        git(repository, "gc", "--quiet")  # raises when the repack fails
+        assert not (repository / "gc.log").exists()

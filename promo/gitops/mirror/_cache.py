@@ -93,6 +93,13 @@ class Cache:
                         config.set_value('remote "origin"', "promisor", "true")
                         config.set_value('remote "origin"', "partialclonefilter", PARTIAL_FILTER)
                 repo.close()
+            if self.partial() and not self.repo.config_reader("repository").has_option("repack", "writebitmaps"):
+                # git's automatic gc of a bare repository writes a bitmap, which a partial clone cannot (objects are
+                # missing): the repack fails, its gc.log stops every later automatic gc, and loose objects and packs
+                # pile up until a fetch with nothing new costs several times what it should. Caches made before
+                # this line get it on their next open.
+                with self.repo.config_writer("repository") as config:
+                    config.set_value("repack", "writeBitmaps", "false")
 
     @property
     def repo(self) -> Repo:

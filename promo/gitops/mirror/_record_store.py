@@ -116,6 +116,7 @@ class RecordStore:
             ("extensions.partialClone", "origin"),
             ("remote.origin.promisor", "true"),
             ("remote.origin.partialclonefilter", PARTIAL_FILTER),
+            ("repack.writeBitmaps", "false"),  # a partial clone cannot have one: see ``Cache.create``
         ):
             self._cache_git(f"--git-dir={building}", "config", key, value)
         shutil.rmtree(self.path, ignore_errors=True)  # not a repository (no HEAD): nothing to keep
