@@ -218,12 +218,17 @@ def _legacy_message(verdict: Verdict) -> str:
     return verdict.message().replace("\nAt: ", "\nChecked-At: ")
 
 
-@pytest.mark.parametrize("blocker", ["refs/promo/log/verdicts/hello", f"{LOG}/x"])
+@pytest.mark.parametrize("blocker", ["refs/promo/log/verdicts/hello", f"{LOG}/x", LOG])
 def test_a_ref_where_promos_log_must_go_is_named_with_the_fix(
     gitops_remote: GitRemote, mirror: Mirror, blocker: str
 ) -> None:
     commit = gitops_remote.head()
-    gitops_remote.git("update-ref", blocker, commit)
+    if blocker == LOG:  # at the log's own name, a tag object: no chain of commits to append to
+        push_by_hand(gitops_remote, "in-the-way", commit, "in the way\n")
+        gitops_remote.git("update-ref", LOG, f"refs/promo/{KIND}/in-the-way")
+        gitops_remote.git("update-ref", "-d", f"refs/promo/{KIND}/in-the-way")
+    else:
+        gitops_remote.git("update-ref", blocker, commit)
     with pytest.raises(ConflictError, match=f"delete it \\(git push <remote> :{blocker}\\)"):
         record_verdict(mirror, a_verdict(commit), RECORD_SIGNER)
     gitops_remote.git("update-ref", "-d", blocker)  # the fix

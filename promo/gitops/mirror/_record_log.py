@@ -78,11 +78,11 @@ def append(cache: Cache, ref: str, message: str, author: Actor, budget: RetryBud
             action = f"appending to {ref} in"
             refspec = f"{entry}:{ref}"  # no "+": the remote takes a fast-forward only
             outcome = push_refspec(cache, refspec, action=action, watch=watch, ref_value=tip, git_dir=store.path)
-            if outcome == "pushed":
+            if outcome != "rejected":
                 store.git("update-ref", ref, entry)
                 return entry
-            if tip is None:
-                _refuse_blockers(cache, ref)
+            if tip is None:  # no log to append to, yet the push was refused: something is in its place
+                _refuse_blockers(cache, ref, store.git("for-each-ref", "--format=%(objecttype)", ref).strip())
     raise budget.exhausted(
         f"appending to {ref} in {cache.display_url}",
         attempt,
@@ -139,16 +139,19 @@ def _commit(cache: Cache, parent: str | None, message: str, author: Actor) -> st
     return store.put(b"commit", f"{header}\n{message.strip()}\n".encode()).hex()
 
 
-def _refuse_blockers(cache: Cache, ref: str) -> None:
-    """A ref where a directory of the log's name must be (git holds a ref ``X`` or refs under ``X/``, never both)
-    refuses every push of the log, whatever is retried: name it, and how to remove it."""
+def _refuse_blockers(cache: Cache, ref: str, kind_there: str) -> None:
+    """A ref where a directory of the log's name must be (git holds a ref ``X`` or refs under ``X/``, never both), or
+    something else than a commit at the log's own name, refuses every append, whatever is retried: name it, and how to
+    remove it. ``kind_there`` is the type of the object at ``ref`` ("" when there is none)."""
     parts = ref.split("/")
     candidates = ["/".join(parts[:end]) for end in range(3, len(parts))]
     listed = cache.git("ls-remote", "origin", *candidates, f"{ref}/*", action="listing the refs of")
-    for line in listed.splitlines():
-        blocker = line.split("\t", 1)[-1]
-        if blocker in candidates or blocker.startswith(f"{ref}/"):
-            raise ConflictError(
-                f"{blocker} in {cache.display_url} is no log of promo's, and git cannot hold the log {ref} beside it",
-                f"delete it (git push <remote> :{blocker}); see docs/records.md",
-            )
+    blockers = [line.split("\t", 1)[-1] for line in listed.splitlines()]
+    blockers = [name for name in blockers if name in candidates or name.startswith(f"{ref}/")]
+    if kind_there:
+        blockers.append(ref)
+    if blockers:
+        raise ConflictError(
+            f"{blockers[0]} in {cache.display_url} is no log of promo's, and git cannot hold the log {ref} beside it",
+            f"delete it (git push <remote> :{blockers[0]}); see docs/records.md",
+        )
