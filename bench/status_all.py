@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cli import imported_prefect, run_once
-from common import CACHE_DIR, Report, git, hyperfine, progress, read_target_revisions, run, timed
+from common import CACHE_DIR, Report, hyperfine, progress, read_target_revisions, run, timed
 from common import main as cli
 from gitops_fixture import ROOT, app_name, cached, manifest_path
+from record_logs import commit_signers, import_logs, verdict_entries
 
 APPS, COMMITS, VERIFIED_APPS = 2000, 20000, 500
 PROMO = Path(sys.executable).with_name("promo")
@@ -29,49 +30,27 @@ COMMAND = "promo status --all"
 
 def _remote_with_verdicts() -> Path:
     """A copy of the 2,000-app fixture whose first VERIFIED_APPS apps have a 'verified' verdict on their dev version,
-    signed as promo signs them, by a key its branch lists in one more commit (so every signature is checked)."""
-    from promo.gitops.signing import ALLOWED_SIGNERS_PATH, SigningKey, sign_record
-    from promo.gitops.verdicts import KIND, Verdict
+    signed as promo signs them, in their logs, by a key its branch lists in one more commit (so every signature is
+    checked)."""
+    from promo.gitops.signing import SigningKey
+    from promo.gitops.verdicts import Verdict
 
     remote = WORK / "remote.git"
-    if (remote / "HEAD").exists() and run("git", "-C", remote, "for-each-ref", "refs/promo/verdicts/").strip():
+    if (remote / "HEAD").exists() and run("git", "-C", remote, "for-each-ref", "refs/promo/log/verdicts/").strip():
         return remote
     run("rm", "-rf", remote)
     run("git", "clone", "-q", "--bare", cached(APPS, COMMITS, CACHE_DIR), remote)
     key = SigningKey.generate()
-    head = _commit_signers(remote, ALLOWED_SIGNERS_PATH, key.public.allowed_signers_line() + "\n")
+    head = commit_signers(remote, key.public.allowed_signers_line() + "\n")
     paths = [manifest_path(app_name(index), "dev", "preprod") for index in range(VERIFIED_APPS)]
     versions = read_target_revisions(remote, paths)
     checked_at = datetime.now(timezone.utc).replace(microsecond=0)
-    names, files = [], []
-    for index, path in enumerate(paths):
-        app = app_name(index)
-        name = f"{app}/dev/{head}-{index:012x}"
-        verdict = Verdict(app, "dev", versions[path], head, True, "synced and healthy", checked_at)
-        message = sign_record(key, KIND, name, head, verdict.message())
-        tag = WORK / "tags" / f"{app}.tag"  # a tag object as Mirror.create_record writes it
-        tag.parent.mkdir(parents=True, exist_ok=True)
-        tagger = "tagger bench <bench@localhost> 1700000000 +0000"
-        tag.write_text(f"object {head}\ntype commit\ntag {name}\n{tagger}\n\n{message}")
-        names.append(name)
-        files.append(str(tag))
-    shas = run("git", "-C", remote, "hash-object", "-t", "tag", "-w", "--stdin-paths", input="\n".join(files).encode())
-    tags = list(zip(names, shas.split()))
-    updates = "".join(f"create refs/promo/verdicts/{name} {sha}\n" for name, sha in tags).encode()
-    run("git", "-C", remote, "update-ref", "--stdin", input=updates)
+    verdicts = (
+        Verdict(app_name(index), "dev", versions[path], head, True, "synced and healthy", checked_at)
+        for index, path in enumerate(paths)
+    )
+    import_logs(remote, verdict_entries(key, verdicts))
     return remote
-
-
-def _commit_signers(remote: Path, path: str, text: str) -> str:
-    """One commit on ``remote``'s main adding the file ``path`` (``dir/name``, a new directory at the root); its SHA."""
-    directory, name = path.split("/")
-    blob = run("git", "-C", remote, "hash-object", "-w", "--stdin", input=text.encode()).strip()
-    subtree = run("git", "-C", remote, "mktree", input=f"100644 blob {blob}\t{name}\n".encode()).strip()
-    entries = run("git", "-C", remote, "ls-tree", "main") + f"040000 tree {subtree}\t{directory}\n"
-    tree = run("git", "-C", remote, "mktree", input=entries.encode()).strip()
-    commit = git(remote, "commit-tree", tree, "-p", "main", "-m", "allow the bench's record signing key").strip()
-    run("git", "-C", remote, "update-ref", "refs/heads/main", commit)
-    return commit
 
 
 def _config(remote: Path) -> Path:
@@ -122,7 +101,7 @@ def _steps(config_path: Path, runs: int) -> dict[str, list[float]]:
             commit, ROOT
         ),
         "step: read targetRevision of 8,000 manifests": parse,
-        "step: read every verdict (its fetch + one for-each-ref)": lambda: _newest_verdicts(mirror),
+        "step: read every verdict (its fetches + its logs read)": lambda: _newest_verdicts(mirror),
         "step: estate_at (read + parse + verdicts + table data)": lambda: estate_at(
             mirror, commit, ROOT, config.environment_names
         ),

@@ -1,14 +1,14 @@
-"""Bench 9, verdict refs: a warm GitOps write into a remote holding 20,000 verdict records vs the same remote without.
+"""Bench 9, verdict records at scale: a warm GitOps write into a remote with 20,000 verdicts vs the same without.
 
-Two copies of one GitOps repository (200 apps x 4 envs, 2,000 commits): one bare, one with 20,000 verdict records
-(``refs/promo/verdicts/<app>/test/<commit>``, annotated tag objects as ``Mirror.create_record`` writes them, spread over
-the history). The records are made cheaply, not pushed: the tag objects with one ``git hash-object --stdin-paths``,
-the refs with one ``git update-ref --stdin``, then ``git gc`` (packed, as a hosted remote keeps them); built once and
-kept in bench/.cache/verdict-refs/. Each round, interleaved: one ``set_version`` into each (a new ``GitOpsRepo`` per
-call on a warm cache, as the tasks do), one plain read of each (``environment_version``: fetch + read), and, in the
-remote with records, one ``records("verdicts")`` (where they are fetched now). The "before" reference is what every
-write's fetch paid until issue 16: the same no-op fetch with ``+refs/promo/*`` added, in a cache that holds the
-20,000 records as loose refs (which is how that fetch left them).
+Two copies of one GitOps repository (200 apps x 4 envs, 2,000 commits): one bare, one with 20,000 verdicts in record
+logs as promo writes them (``refs/promo/log/verdicts/<app>/<env>``, one log per app and environment: 50 apps x 4 envs,
+100 signed entries each, about commits spread over the history), and the allowed-signers file that makes them
+trusted. The logs are made cheaply, not pushed: signed in-process, imported with one ``git fast-import``, then
+``git gc`` (packed, as a hosted remote keeps them); built once and kept in bench/.cache/verdict-refs/. Each round,
+interleaved: one ``set_version`` into each (a new ``GitOpsRepo`` per call on a warm cache, as the tasks do), the raw
+floor (plain git in a full clone) into each, one plain read of each (``environment_version``: fetch + read), and, in
+the remote with verdicts, what ``promo status`` reads for one app: ``read_verdicts_by_env`` (its fetches of the app's
+4 logs and records of old, and every entry's signature checked).
 """
 
 from __future__ import annotations
@@ -21,65 +21,54 @@ from pathlib import Path
 
 from common import CACHE_DIR, Report, progress, raw_clone, raw_push, read_target_revisions, run, timed
 from common import main as cli
-from gitops_fixture import app_name, build, manifest_path
+from gitops_fixture import ENVIRONMENTS, app_name, build, manifest_path
+from record_logs import commit_signers, import_logs, verdict_entries
 
-APPS, COMMITS, RECORDS = 200, 2000, 20000
+APPS, COMMITS, RECORDS, LOGGED_APPS = 200, 2000, 20000, 50
 ENV, CLUSTER = "test", "preprod"
 WORK = CACHE_DIR / "verdict-refs"
-PLAIN, WITH = "no verdict refs", "20,000 verdict refs"
-OLD_FETCH = "git fetch of the branch, tags and refs/promo/* with nothing new, 20,000 loose refs (every write, before)"
-# What every fetch of a cache asked for before issue 16: the branch, the tags and all of promo's records.
-OLD_REFSPECS = ("+refs/heads/main:refs/remotes/origin/main", "+refs/tags/*:refs/tags/*", "+refs/promo/*:refs/promo/*")
+PLAIN, WITH = "no verdicts", "20,000 verdicts"
+STATUS_READ = f"status read of one app (read_verdicts_by_env: 4 logs, {RECORDS // LOGGED_APPS} verdicts), {WITH}"
 
 
 def _remotes() -> dict[str, Path]:
-    """The two remotes: the plain one and its copy with RECORDS verdict records, built once."""
-    plain, verdicts = WORK / "plain.git", WORK / "verdicts.git"
+    """The two remotes: the plain one and its copy with RECORDS verdicts in record logs, built once."""
+    plain, verdicts = WORK / "plain.git", WORK / "logs.git"
     if not (plain / "HEAD").exists():
         build(plain, apps=APPS, commits=COMMITS)
-    if not (verdicts / "packed-refs").exists() or len(_records(verdicts)) != RECORDS:
+    if not (verdicts / "packed-refs").exists() or _entries(verdicts) != RECORDS:
         shutil.rmtree(verdicts, ignore_errors=True)
         run("git", "clone", "-q", "--bare", plain, verdicts)
         _add_verdicts(verdicts)
     return {PLAIN: plain, WITH: verdicts}
 
 
-def _records(remote: Path) -> list[str]:
-    return run("git", "-C", remote, "for-each-ref", "--format=%(refname)", "refs/promo/verdicts/").split()
+def _logs(repository: Path) -> list[str]:
+    return run("git", "-C", repository, "for-each-ref", "--format=%(refname)", "refs/promo/").split()
+
+
+def _entries(remote: Path) -> int:
+    logs = _logs(remote)
+    return int(run("git", "-C", remote, "rev-list", "--count", *logs).strip()) if logs else 0
 
 
 def _add_verdicts(remote: Path) -> None:
+    from promo.gitops.signing import SigningKey
     from promo.gitops.verdicts import Verdict
 
-    commits = run("git", "-C", remote, "rev-list", "main").split()
+    commits = run("git", "-C", remote, "rev-list", "--reverse", "main").split()
+    key = SigningKey.generate()
+    commit_signers(remote, key.public.allowed_signers_line() + "\n")
     checked_at = datetime(2026, 12, 1, 9, tzinfo=timezone.utc)
-    tags = WORK / "tags"
-    tags.mkdir(parents=True, exist_ok=True)
-    names, files = [], []
-    for index in range(RECORDS):  # one verdict per (app, commit): apps 0.., each over every commit of the history
-        app, commit = app_name(index // len(commits)), commits[index % len(commits)]
-        name = f"{app}/{ENV}/{commit}"
-        message = Verdict(app, ENV, "1.0.0", commit, True, "synced and healthy", checked_at, ("argocd",)).message()
-        tag = tags / f"{index}.tag"  # a tag object as Mirror.create_record writes it
-        tagger = "tagger bench <bench@localhost> 1764579600 +0000"
-        tag.write_text(f"object {commit}\ntype commit\ntag {name}\n{tagger}\n\n{message}")
-        names.append(name)
-        files.append(str(tag))
-    shas = run("git", "-C", remote, "hash-object", "-t", "tag", "-w", "--stdin-paths", input="\n".join(files).encode())
-    updates = "".join(f"create refs/promo/verdicts/{name} {sha}\n" for name, sha in zip(names, shas.split()))
-    run("git", "-C", remote, "update-ref", "--stdin", input=updates.encode())
+    per_log = RECORDS // (LOGGED_APPS * len(ENVIRONMENTS))
+    verdicts = (  # log by log, each about every 20th commit of the history, oldest first
+        Verdict(app_name(app), env, "1.0.0", commits[(entry * len(commits)) // per_log], True, "synced", checked_at)
+        for app in range(LOGGED_APPS)
+        for env, _ in ENVIRONMENTS
+        for entry in range(per_log)
+    )
+    import_logs(remote, verdict_entries(key, verdicts))
     run("git", "-C", remote, "gc", "-q")  # one pack, packed refs: as a hosted remote keeps them
-    shutil.rmtree(tags)
-
-
-def _old_fetch_cache(remote: Path) -> Path:
-    """A bare cache that fetched refs/promo/* the way every fetch did before: 20,000 loose refs."""
-    cache = WORK / "old-fetch-cache.git"
-    if not (cache / "refs" / "promo" / "verdicts").is_dir():
-        shutil.rmtree(cache, ignore_errors=True)
-        run("git", "init", "-q", "--bare", cache)
-        run("git", "-C", cache, "fetch", "-q", remote.as_uri(), *OLD_REFSPECS)
-    return cache
 
 
 def _cpu() -> float:
@@ -91,8 +80,9 @@ def _cpu() -> float:
 def bench(runs: int) -> Report:
     from promo.gitops.mirror import Mirror
     from promo.gitops.repo import GitOpsRepo, Trailers
+    from promo.gitops.verdicts import read_verdicts_by_env
 
-    report = Report("9 verdict refs", "a warm GitOps write with 20,000 verdict refs in the remote vs none")
+    report = Report("9 verdict refs", "a warm GitOps write with 20,000 verdicts (in record logs) in the remote vs none")
     WORK.mkdir(parents=True, exist_ok=True)
     progress("verdict-refs: remotes (about a minute the first time)")
     started = time.perf_counter()
@@ -129,12 +119,12 @@ def bench(runs: int) -> Report:
     for label in remotes:  # warm up: the first write into an empty cache is a cold one
         write(label, f"{stamp}.0.0", warm=False)
         raw_push(clones[label], path, f"{stamp}.0.1")
+        # Both caches hold the whole history, as a long-lived one does once anything read history (a status read of
+        # verdicts about old commits does): the writes compare like with like.
+        Mirror.open(remotes[label].as_uri(), caches[label], branch="main").log(None, "main")
     records_mirror = Mirror.open(remotes[WITH].as_uri(), caches[WITH], branch="main")
-    first_read, first_records = timed(lambda: records_mirror.records("verdicts"))  # fetches all 20,000
-    found = len(first_records)  # type: ignore[arg-type]
-    old_cache = _old_fetch_cache(remotes[WITH])
-    old_fetch = ("git", "-C", str(old_cache), "fetch", "--prune", "--no-tags", "--no-write-fetch-head", "--quiet")
-    old_fetch += (remotes[WITH].as_uri(), *OLD_REFSPECS)
+    records_mirror.fetch()
+    first_read, first_found = timed(lambda: read_verdicts_by_env(records_mirror, app))  # its 4 logs, all new
 
     progress(f"verdict-refs: {runs} rounds, interleaved")
     for round_ in range(runs):
@@ -147,23 +137,28 @@ def bench(runs: int) -> Report:
             ))
         for label in remotes:
             report.add(f"plain read (environment_version), {label}", read(label))
-        records_read = timed(lambda: records_mirror.records("verdicts"))[0]
-        report.add(f"records('verdicts'), {WITH} (its fetch + read)", records_read)
-        report.add(OLD_FETCH, timed(lambda: run(*old_fetch))[0])
+        seconds, found = timed(lambda: read_verdicts_by_env(records_mirror, app))
+        report.add(STATUS_READ, seconds)
 
     landed = {label: read_target_revisions(remote, [path])[path] for label, remote in remotes.items()}
     version = f"{stamp}.1.{2 * runs - 1}"
     report.check("every write landed", all(value == version for value in landed.values()), f"{path}: {landed}")
-    report.note(f"the first records() read into the warm write cache (all {RECORDS} new) took {first_read:.2f} s")
+    report.note(f"the first status read of {app} (its 4 logs new to the cache) took {first_read:.2f} s")
+    verdicts = [verdict for envs in found.values() for verdict in envs.values()]  # type: ignore[union-attr]
+    per_app = RECORDS // LOGGED_APPS
+    detail = f"{len(verdicts)} verdicts, {sum(verdict.trusted for verdict in verdicts)} trusted"
+    report.check(f"the status read sees all {per_app} of {app}, trusted", len(verdicts) == per_app == sum(
+        verdict.trusted for verdict in verdicts
+    ), detail)
     cache = next(caches[WITH].glob("*.git"))
     store = cache / "promo-records.git"
-    report.check("records() sees all 20,000", found == RECORDS, f"{found} records")
     loose = sum(1 for entry in (store / "refs").rglob("*") if entry.is_file())
-    kept = f"{len(_records(store))} refs in the record store, {loose} loose"
-    report.check("the record store keeps them packed", loose == 0, kept)
-    in_cache = _records(cache)
-    detail = f"{len(in_cache)} records in the cache the writes and reads used"
-    report.check("writes and plain reads fetch no records", not in_cache, detail)
+    kept = f"{len(_logs(store))} logs in the record store, {loose} loose refs"
+    report.check("the record store holds the app's 4 logs, packed", loose == 0 and len(_logs(store)) == 4, kept)
+    detail = f"{len(_logs(cache))} refs/promo/* in the cache the writes and reads used"
+    report.check("writes and plain reads fetch no records", not _logs(cache), detail)
+    remote_refs = len(run("git", "-C", remotes[WITH], "for-each-ref").splitlines())
+    report.note(f"the remote with verdicts holds {remote_refs} refs in all ({len(_logs(remotes[WITH]))} logs)")
     report.ratio(f"warm set_version: {WITH} / {PLAIN}", f"warm set_version, {WITH}", f"warm set_version, {PLAIN}", 1.2)
     report.ratio(
         f"warm set_version, CPU time: {WITH} / {PLAIN}",
@@ -181,8 +176,8 @@ def bench(runs: int) -> Report:
         f"plain read (environment_version), {PLAIN}",
     )
     report.note(
-        f"{APPS} apps x 4 envs, {COMMITS} commits; {RECORDS} verdicts ({RECORDS // COMMITS} apps x every commit); "
-        "records() is read through the same mirror as the writes, between them (its record store)"
+        f"{APPS} apps x 4 envs, {COMMITS} commits; {RECORDS} verdicts in {LOGGED_APPS} apps x 4 envs logs; the status "
+        "read goes through the same mirror as the writes, between them (its record store)"
     )
     return report
 

@@ -40,7 +40,6 @@ _MAGIC = b"SSHSIG"
 _VERSION = 1
 _HASH = "sha512"
 _KEY_TYPE = "ssh-ed25519"
-_RECORDS = "refs/promo"
 _RECORD, _COMMIT, _SIGNATURE = "Record", "Commit", "Record-Signature"
 _ARMOR_BEGIN, _ARMOR_END = "-----BEGIN SSH SIGNATURE-----", "-----END SSH SIGNATURE-----"
 _SIGNER_LINE = re.compile(rf"(?:^|\s){_KEY_TYPE}\s+(?P<key>[A-Za-z0-9+/]+=*)")
@@ -173,19 +172,28 @@ def parse_allowed_signers(text: str | None) -> frozenset[PublicKey]:
     return frozenset(keys)
 
 
-def sign_record(key: SigningKey, kind: str, name: str, commit: str, message: str) -> str:
-    """``message`` as record ``refs/promo/<kind>/<name>`` on ``commit`` holds it: with trailers naming that ref and
-    commit, then a ``Record-Signature`` trailer signing everything above it. A signature thus cannot be moved to
-    another record, kind or commit, and ``ssh-keygen -Y verify`` checks it over the message minus its last line."""
-    payload = f"{message.strip()}\n{_RECORD}: {_RECORDS}/{kind}/{name}\n{_COMMIT}: {commit}\n"
+def sign_record(key: SigningKey, ref: str, commit: str, message: str) -> str:
+    """``message`` as the record at ``ref`` (a record log, or a record ref of old) about GitOps ``commit`` holds it:
+    with trailers naming that ref and commit, then a ``Record-Signature`` trailer signing everything above it. A
+    signature thus cannot be moved to another log, kind, subject or commit, and ``ssh-keygen -Y verify`` checks it over
+    the message minus its last line."""
+    payload = f"{message.strip()}\n{_RECORD}: {ref}\n{_COMMIT}: {commit}\n"
     return payload + f"{_SIGNATURE}: {base64.b64encode(key.sign(payload.encode())).decode()}\n"
 
 
-def signed_content(
-    kind: str, name: str, commit: str, message: str | None, signers: frozenset[PublicKey]
-) -> str:
-    """The text ``sign_record`` was given, when ``message`` (the record ``refs/promo/<kind>/<name>``, pointing at
-    ``commit``) is signed by one of ``signers`` for this very ref and commit; else BadSignature saying why."""
+def signed_commit(message: str | None) -> str:
+    """The commit a record's text says it is about (its ``Commit:`` line above the signature), whether or not the
+    record is signed; "" when it names none."""
+    for line in reversed((message or "").strip().split("\n")):
+        label, _, value = line.partition(": ")
+        if label == _COMMIT:
+            return value.strip()
+    return ""
+
+
+def signed_content(ref: str, commit: str, message: str | None, signers: frozenset[PublicKey]) -> str:
+    """The text ``sign_record`` was given, when ``message`` (the record at ``ref``, about ``commit``) is signed by one
+    of ``signers`` for this very ref and commit; else BadSignature saying why."""
     *lines, last = (message or "").strip().split("\n")
     label, _, signature = last.partition(": ")
     if label != _SIGNATURE or len(lines) < 2:
@@ -199,7 +207,7 @@ def signed_content(
         raise BadSignature("the signature is not base64") from None
     verify(blob, payload.encode(), signers)
     *content, record, named_commit = lines
-    if record != f"{_RECORD}: {_RECORDS}/{kind}/{name}":
+    if record != f"{_RECORD}: {ref}":
         raise BadSignature(f"it was signed for another record ({record.partition(': ')[2][:120]})")
     if named_commit != f"{_COMMIT}: {commit}":
         raise BadSignature(f"it was signed for another commit ({named_commit.partition(': ')[2][:40]})")

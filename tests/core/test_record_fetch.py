@@ -1,6 +1,6 @@
 """Verdict records are fetched only where they are read: a GitOps write and a plain read fetch the branch (and tags)
-alone and the cache they use never holds a record, while ``Mirror.records`` still sees what another writer recorded
-(kept apart in the record store, packed)."""
+alone and the cache they use never holds a record or a record log, while the verdict readers still see what another
+writer recorded (kept apart in the record store, packed)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from promo.gitops.mirror import Mirror
 from promo.gitops.repo import GitOpsRepo, Trailers
 from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
 from tests.fixtures.gitrepos import RECORD_SIGNER, GitRemote, git
+
+
+LOG = "refs/promo/log/verdicts/hello/test"
 
 
 def verdict(commit: str, reason: str = "synced and healthy") -> Verdict:
@@ -60,15 +63,13 @@ def test_a_write_and_a_plain_read_fetch_no_records_while_records_sees_another_wr
     assert cache_refs(gitops.mirror, "refs/remotes") == ["refs/remotes/origin/main"]
 
     assert reasons(gitops.mirror) == {first: "synced and healthy"}  # fetched where it is read
-    [first_record] = stored_records(gitops.mirror)
-    assert first_record.startswith(f"refs/promo/verdicts/hello/test/{first}-")  # promo's records carry a nonce
+    assert stored_records(gitops.mirror) == [LOG]  # one log, whatever it holds
     assert cache_refs(gitops.mirror) == [] and tag_objects(gitops.mirror) == []  # not into the branch cache
 
     record_verdict(other, verdict(written.commit, "verified after the write"), RECORD_SIGNER)
-    gitops_remote.git("update-ref", "-d", first_record)  # removed in the remote
-    assert reasons(gitops.mirror) == {written.commit: "verified after the write"}
-    [kept] = stored_records(gitops.mirror)  # pruned
-    assert kept.startswith(f"refs/promo/verdicts/hello/test/{written.commit}-")
+    assert reasons(gitops.mirror) == {first: "synced and healthy", written.commit: "verified after the write"}
+    gitops_remote.git("update-ref", "-d", LOG)  # removed in the remote
+    assert reasons(gitops.mirror) == {} and stored_records(gitops.mirror) == []  # pruned
     gitops.mirror.fetch()
     assert cache_refs(gitops.mirror) == [] and tag_objects(gitops.mirror) == []
 
@@ -95,15 +96,38 @@ def test_records_read_into_a_fresh_lean_cache_keep_it_shallow(gitops_remote: Git
     old = gitops_remote.head()
     for version in ("0.1.2", "0.1.3"):
         gitops_remote.commit({"README.md": f"# {version}\n"})
-    record_verdict(Mirror.open(gitops_remote.url, tmp_path / "other-cache"), verdict(old), RECORD_SIGNER)
+    other = Mirror.open(gitops_remote.url, tmp_path / "other-cache")
+    other.create_record("verdicts", f"hello/test/{old}-0123456789ab", old, "a record of old")
+    record_verdict(other, verdict(old), RECORD_SIGNER)
     lean = Mirror.open(gitops_remote.url, tmp_path / "cache", branch="main")
     assert lean.records("pulls") == {}  # none of that kind in the remote: nothing to fetch is no error
 
     [name] = lean.records("verdicts")  # before any fetch of the branch, and after one
-    assert name.startswith(f"hello/test/{old}-")
+    assert name == f"hello/test/{old}-0123456789ab"
     lean.fetch()
     assert set(lean.records("verdicts")) == {name}
     store = lean.path / "promo-records.git"
-    assert git(store, "rev-list", "--count", old).strip() == "1"  # the verdict's commit, not its history
+    assert git(store, "rev-list", "--count", old).strip() == "1"  # the record's commit, not its history
     assert git(store, "rev-list", "--objects", "--missing=print", old).count("\n?") > 0  # nor its files
     assert (lean.path / "shallow").exists()  # and the branch cache was not deepened
+    assert reasons(lean) == {old: "synced and healthy"}  # the log's verdict stands over the unsigned record of old
+    assert git(store, "rev-list", "--count", LOG).strip() == "1"  # a log brings its entries, no GitOps commit
+
+
+def test_a_lean_cache_and_its_record_store_can_be_garbage_collected(gitops_remote: GitRemote, tmp_path: Path) -> None:
+    """git's gc of a bare repository writes a bitmap, which a partial clone cannot: the repack failed, and its gc.log
+    stopped every later automatic gc while loose objects and packs piled up (a plain fetch then cost several times
+    more). Both repositories of a lean cache are partial and shallow, so both turn bitmaps off."""
+    gitops_remote.git("config", "uploadpack.allowFilter", "true")
+    for version in ("0.1.2", "0.1.3"):
+        gitops_remote.commit({"README.md": f"# {version}\n"})
+    gitops = GitOpsRepo(gitops_remote.url, "main", tmp_path / "cache")
+    shown = gitops.cluster_versions("hello", "test", ["preprod"])  # a lean cache: the branch's head alone
+    gitops.set_version(  # whose commits promo writes itself, beside the packs git fetched from the promisor remote
+        "hello", "test", ["preprod"], "0.3.0", expected=shown, subject="Promote 0.3.0", trailers=Trailers()
+    )
+    record_verdict(gitops.mirror, verdict(gitops_remote.head()), RECORD_SIGNER)
+    assert read_verdicts(gitops.mirror, "hello")
+    for repository in (gitops.mirror.path, gitops.mirror.path / "promo-records.git"):
+        git(repository, "gc", "--quiet")  # raises when the repack fails
+        assert not (repository / "gc.log").exists()

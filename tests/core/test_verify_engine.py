@@ -521,4 +521,4 @@ def test_a_write_into_an_environment_without_verify_is_recorded_as_deployed_once
     )
     assert recorded.checked_at >= before and httpserver.log == []  # nothing is checked
     assert verify_environment.fn(config, "dev", WANTED, commit) is None  # a re-run keeps the first record
-    assert len(gitops_remote.git("for-each-ref", "refs/promo/verdicts/").splitlines()) == 1
+    assert len(gitops_remote.log_messages("refs/promo/log/verdicts/hello/dev")) == 1

@@ -92,5 +92,7 @@ def test_a_write_into_an_environment_without_verify_is_recorded_as_deployed(sand
     recorded = verdicts_in(sandbox, "dev")[gitops_head(sandbox)]
     assert (recorded.outcome, recorded.trusted, recorded.version) == ("deployed", True, published.chart_version)
     assert recorded.checked_at >= before and recorded.flow_run
-    refs = git(sandbox.gitops_remote, "for-each-ref", "--format=%(refname)", "refs/promo/verdicts/").split()
-    assert len(refs) == 1 and refs[0].startswith(f"refs/promo/verdicts/hello/dev/{gitops_head(sandbox)}-")
+    refs = git(sandbox.gitops_remote, "for-each-ref", "--format=%(refname)", "refs/promo/").split()
+    assert refs == ["refs/promo/log/verdicts/hello/dev"]  # the log of hello in dev, no ref of its own
+    [entry] = git(sandbox.gitops_remote, "log", "--format=%B%x00", refs[0]).split("\x00")[:-1]
+    assert f"Commit: {gitops_head(sandbox)}\nRecord-Signature: " in entry

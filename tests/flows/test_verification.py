@@ -83,17 +83,14 @@ def test_every_write_is_verified_and_status_shows_the_verdicts(sandbox, monkeypa
     assert [rows[env][-2] for env in ("dev", "test", "stage", "prod")] == ["verified"] * 4
     assert all(rows[env][-1].endswith(("s", "m")) for env in rows)  # soaked since its verdict: seconds or minutes
 
-    # Someone who can push replaces prod's verdict by hand: promo's record deleted, an unsigned copy in its place.
-    remote = sandbox.gitops_remote
-    [promos] = git(remote, "for-each-ref", "--format=%(refname)", "refs/promo/verdicts/hello/prod/").split()
-    prod_commit = git(remote, "rev-parse", f"{promos}^{{commit}}").strip()
-    unsigned = "".join(git(remote, "cat-file", "tag", promos).split("\n\n", 1)[1].splitlines(keepends=True)[:-1])
-    (sandbox.directory / "forged").write_text(unsigned)
+    # Someone who can push rewrites prod's log by force: promo's entry dropped, an unsigned copy in its place.
+    remote, log = sandbox.gitops_remote, "refs/promo/log/verdicts/hello/prod"
+    [promos] = git(remote, "log", "--format=%B%x00", log).split("\x00")[:-1]
+    (sandbox.directory / "forged").write_text("".join(promos.strip("\n").splitlines(keepends=True)[:-1]))
     identity = ("-c", "user.name=someone", "-c", "user.email=someone@example.com")
-    git(remote, *identity, "tag", "-a", "-F", str(sandbox.directory / "forged"), "forged", prod_commit)
-    git(remote, "update-ref", "-d", promos)
-    git(remote, "update-ref", f"refs/promo/verdicts/hello/prod/{prod_commit}", "refs/tags/forged")
-    git(remote, "tag", "-d", "forged")
+    empty_tree = git(remote, "hash-object", "-w", "-t", "tree", "/dev/null").strip()
+    forged = git(remote, *identity, "commit-tree", empty_tree, "-F", str(sandbox.directory / "forged")).strip()
+    git(remote, "update-ref", log, forged)
     code, out, err = run_promo(monkeypatch, capsys, "status", "--config", staged.config)
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert code == 0 and rows["prod"][-2] == "untrusted" and rows["stage"][-2] == "verified", out

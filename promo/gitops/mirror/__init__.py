@@ -13,6 +13,7 @@ same edit re-applied on the new head.
 - ``_trees``: commits written as loose objects, splicing only the trees along changed paths
 - ``_push``: pushes, and re-applying a rejected one within a ``RetryBudget``
 - ``_refs``: tags, branches and promo's records, created and never moved (``_record_store``, ``_remote_lock``)
+- ``_record_log``: record logs, one ref per (kind, subject), appended to by fast-forward pushes
 - ``_export``: a commit's tree written out for a build
 - ``_errors``: git's failures as the one error a caller acts on
 - ``_types``: the values the mirror hands out, and the checks on the names it takes
@@ -22,15 +23,16 @@ The parts share ``_cache.Cache`` and never import this facade.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from git import Actor
 
-from promo.gitops.mirror import _export, _reads, _refs, _trees
+from promo.gitops.mirror import _export, _reads, _record_log, _refs, _trees
 from promo.gitops.mirror._cache import Cache, cache_path
 from promo.gitops.mirror._push import RetryBudget, push_branch, update
+from promo.gitops.mirror._record_log import RecordEntry, log_ref
 from promo.gitops.mirror._record_store import Annotation
 from promo.gitops.mirror._types import (
     DEFAULT_AUTHOR,
@@ -51,6 +53,7 @@ __all__ = [
     "Edit",
     "LogEntry",
     "Mirror",
+    "RecordEntry",
     "RetryBudget",
     "Snapshot",
     "TreeEntry",
@@ -58,6 +61,7 @@ __all__ = [
     "WriteLock",
     "check_branch_name",
     "check_tag_name",
+    "log_ref",
     "redact_url",
 ]
 
@@ -125,6 +129,11 @@ class Mirror:
         """When ``ref``'s commit was committed, in seconds since the epoch (``git log -1 --format=%ct``)."""
         return self._cache.repo.commit(self._cache.resolve(ref)).committed_date
 
+    def commit_times(self, shas: Iterable[str]) -> dict[str, int]:
+        """Commit -> when it was committed, for those of ``shas`` the history of the branches (and tags) holds; the
+        others are left out. One read for any number of commits."""
+        return _reads.commit_times(self._cache, shas)
+
     def read_file(self, ref: str, path: str) -> str | None:
         """The text of ``path`` at ``ref`` (line endings untouched), or None when there is no such file."""
         return self.read_files(ref, [path])[path]
@@ -164,10 +173,29 @@ class Mirror:
         """The remote's branches as last fetched: name -> head commit."""
         return _refs.branches(self._cache)
 
-    def records(self, kind: str) -> dict[str, Annotation]:
-        """promo's records of one ``kind`` (``refs/promo/<kind>/<name>``) as the remote has them now (fetched here: no
-        other read fetches them): name -> what it holds."""
-        return _refs.records(self._cache, kind)
+    def records(self, kind: str, prefix: str = "") -> dict[str, Annotation]:
+        """promo's records of one ``kind`` (``refs/promo/<kind>/<name>``, those whose name starts with ``prefix``) as
+        the remote has them now (fetched here: no other read fetches them): name -> what it holds."""
+        return _refs.records(self._cache, kind, prefix)
+
+    def read_logs(self, kind: str, subject: str | None = None, *, under: bool = False) -> dict[str, list[RecordEntry]]:
+        """The record logs of ``kind`` (``refs/promo/log/<kind>/<subject>``: every subject's, ``subject``'s alone, or
+        with ``under`` those under ``subject/``) as the remote has them now, fetched here alone: log ref -> its
+        entries, oldest first, whoever wrote them."""
+        return _record_log.read_logs(self._cache, kind, subject, under=under)
+
+    def append_log(
+        self,
+        kind: str,
+        subject: str,
+        message: str,
+        *,
+        author: Actor = DEFAULT_AUTHOR,
+        budget: RetryBudget = RetryBudget(),
+    ) -> str:
+        """Append an entry holding ``message`` to the log of ``kind`` about ``subject``: a fast-forward push, made
+        again on the log's new tip when another writer appended first. Returns the entry's id."""
+        return _record_log.append(self._cache, log_ref(kind, subject), message, author, budget)
 
     # -- writing ---------------------------------------------------------------------------------------------------
 

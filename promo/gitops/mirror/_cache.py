@@ -27,17 +27,14 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from io import BytesIO
 from pathlib import Path
 
 from git import Repo
 from git.exc import BadName, BadObject, GitCommandError
-from gitdb.base import IStream
-from gitdb.db.loose import LooseObjectDB
 
 from promo.errors import NotFound
 from promo.gitops.mirror._errors import failure, no_branch, removed_stale_lock
-from promo.gitops.mirror._record_store import PARTIAL_FILTER, RecordStore
+from promo.gitops.mirror._record_store import PARTIAL_FILTER, RecordStore, store_object
 from promo.gitops.mirror._types import check_branch_name, redact_url
 
 NETWORK_TIMEOUT_SECONDS = 300.0
@@ -96,6 +93,13 @@ class Cache:
                         config.set_value('remote "origin"', "promisor", "true")
                         config.set_value('remote "origin"', "partialclonefilter", PARTIAL_FILTER)
                 repo.close()
+            if self.partial() and not self.repo.config_reader("repository").has_option("repack", "writebitmaps"):
+                # git's automatic gc of a bare repository writes a bitmap, which a partial clone cannot (objects are
+                # missing): the repack fails, its gc.log stops every later automatic gc, and loose objects and packs
+                # pile up until a fetch with nothing new costs several times what it should. Caches made before
+                # this line get it on their next open.
+                with self.repo.config_writer("repository") as config:
+                    config.set_value("repack", "writeBitmaps", "false")
 
     @property
     def repo(self) -> Repo:
@@ -210,4 +214,4 @@ class Cache:
 
     def store(self, kind: bytes, data: bytes) -> bytes:
         """Write a loose object in-process (no ``git hash-object`` per object) and return its binary SHA."""
-        return LooseObjectDB(str(self.path / "objects")).store(IStream(kind, len(data), BytesIO(data))).binsha
+        return store_object(self.path, kind, data)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from git.exc import GitCommandError
@@ -114,12 +115,16 @@ def push_refspec(
     action: str,
     watch: LockWatch | None = None,
     ref_value: str | None = None,
+    git_dir: Path | None = None,
 ) -> PushOutcome:
     """Push one refspec: "rejected" when the remote refused it because its ref moved (or, for a lease, exists),
     "up to date" when the remote's ref already was the pushed object. ``watch`` (with ``ref_value``, what the
-    ref held when the attempt began) raises instead once the rejections are a lock the remote keeps."""
+    ref held when the attempt began) raises instead once the rejections are a lock the remote keeps. ``git_dir``
+    pushes from another repository of the cache (the record store) instead of the cache."""
+    where = (f"--git-dir={git_dir}",) if git_dir else ()
     try:
-        output = cache.run("push", "--porcelain", *options, cache.url, refspec, timeout=NETWORK_TIMEOUT_SECONDS)
+        push = ("push", "--porcelain", *options, cache.url, refspec)
+        output = cache.run(*where, *push, timeout=NETWORK_TIMEOUT_SECONDS)
     except GitCommandError as exc:
         rejection = f"{exc.stdout}\n{exc.stderr}"
         if _REJECTED.search(rejection):

@@ -8,7 +8,7 @@ reads and writes use never holds a record, neither its ref nor its tag object: r
 read (``Mirror.records``, one kind at a time) or checked (``Mirror.create_record``, the one ref), into
 ``promo-records.git`` inside the cache, blob-less and (the first time) shallow: a record is read for its message;
 the commit it names comes along, its files and older history do not. They are kept packed (20,000 loose ref files
-would slow every read).
+would slow every read). Record logs (``_record_log``), which replaced one ref per record, live here too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
+
+from gitdb.base import IStream
+from gitdb.db.loose import LooseObjectDB
 
 from promo.errors import ToolError
 
@@ -55,6 +59,11 @@ def read_annotations(git: Git, namespace: str, name: str | None = None) -> dict[
     return {key: value for key, value in annotations.items() if name is None or key == name}
 
 
+def store_object(repository: Path, kind: bytes, data: bytes) -> bytes:
+    """Write a loose object into ``repository`` in-process (no ``git hash-object`` per object); its binary SHA."""
+    return LooseObjectDB(str(repository / "objects")).store(IStream(kind, len(data), BytesIO(data))).binsha
+
+
 class RecordStore:
     """The records repository of one cache. ``git`` runs git in the cache; callers hold the cache's lock."""
 
@@ -62,20 +71,22 @@ class RecordStore:
         self.path = cache / "promo-records.git"
         self._cache_git = git
 
-    def read(self, kind: str) -> dict[str, Annotation]:
-        """The records of ``kind`` as the remote has them now: fetched, then read."""
-        self.fetch(f"{RECORDS}/{kind}/*")
-        return read_annotations(self._git, f"{RECORDS}/{kind}")
+    def read(self, kind: str, prefix: str = "") -> dict[str, Annotation]:
+        """The records of ``kind`` (those whose name starts with ``prefix``) as the remote has them now: fetched, then
+        read."""
+        self.fetch(f"{RECORDS}/{kind}/{prefix}*")
+        found = read_annotations(self.git, f"{RECORDS}/{kind}")
+        return {name: annotation for name, annotation in found.items() if name.startswith(prefix)}
 
     def existing(self, ref: str) -> str | None:
         """The commit record ``ref`` names in the remote now, or None when it has no such record."""
         self.fetch(f"{ref}*")  # a pattern, unlike a plain name, matches nothing without failing; ``ref*`` is narrow
-        found = read_annotations(self._git, ref.rsplit("/", 1)[0], ref.rsplit("/", 1)[1])
+        found = read_annotations(self.git, ref.rsplit("/", 1)[0], ref.rsplit("/", 1)[1])
         return next(iter(found.values())).commit if found else None
 
-    def fetch(self, pattern: str) -> None:
+    def fetch(self, pattern: str, *, shallow: bool = True) -> None:
         """Fetch (and prune) the records matching ``pattern`` (a ref with one ``*``), then pack the refs if the fetch
-        left loose files."""
+        left loose files. Not ``shallow``: a record log, whose every entry is read, comes whole."""
         if not (self.path / "HEAD").exists():
             self._create()
         fetch = ("fetch", *FETCH_OPTIONS, f"--filter={PARTIAL_FILTER}", "origin", f"+{pattern}:{pattern}")
@@ -83,16 +94,16 @@ class RecordStore:
         # are not: ``--depth`` renegotiates every matching ref (3 s for 20,000 where a plain fetch takes 0.1 s), and
         # the commits of new records stop at those the store has.
         prefix = pattern.removesuffix("*")  # for-each-ref matches a prefix up to a "/" (its ``*`` stops at one)
-        if self._git("for-each-ref", "--count=1", "--format=%(refname)", prefix).strip():
-            self._git(*fetch)
+        if not shallow or self.git("for-each-ref", "--count=1", "--format=%(refname)", prefix).strip():
+            self.git(*fetch)
         else:
             try:
-                self._git(*fetch, "--depth=1")
+                self.git(*fetch, "--depth=1")
             except ToolError:  # ``fetch --depth`` fails, saying nothing, when no remote ref matches: a plain fetch
-                self._git(*fetch)  # then brings nothing, and prunes what the remote deleted
+                self.git(*fetch)  # then brings nothing, and prunes what the remote deleted
         loose = self.path / RECORDS
         if loose.is_dir() and any(loose.iterdir()):  # ``git pack-refs`` removes loose refs and their directories
-            self._git("pack-refs", "--all")
+            self.git("pack-refs", "--all")
 
     def _create(self) -> None:
         """A bare, blob-less partial repository (what ``git clone --bare --filter=blob:none`` writes), made aside and
@@ -105,10 +116,17 @@ class RecordStore:
             ("extensions.partialClone", "origin"),
             ("remote.origin.promisor", "true"),
             ("remote.origin.partialclonefilter", PARTIAL_FILTER),
+            ("repack.writeBitmaps", "false"),  # a partial clone cannot have one: see ``Cache.create``
         ):
             self._cache_git(f"--git-dir={building}", "config", key, value)
         shutil.rmtree(self.path, ignore_errors=True)  # not a repository (no HEAD): nothing to keep
         building.rename(self.path)
 
-    def _git(self, *args: str) -> str:
+    def put(self, kind: bytes, data: bytes) -> bytes:
+        """Write a loose object into the store in-process and return its binary SHA."""
+        if not (self.path / "HEAD").exists():
+            self._create()
+        return store_object(self.path, kind, data)
+
+    def git(self, *args: str) -> str:
         return self._cache_git(f"--git-dir={self.path}", *args)

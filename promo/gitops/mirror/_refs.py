@@ -41,10 +41,10 @@ def branches(cache: Cache) -> dict[str, str]:
     return {ref.removeprefix(f"{TRACKING}/"): sha for ref, sha in pairs}
 
 
-def records(cache: Cache, kind: str) -> dict[str, Annotation]:
+def records(cache: Cache, kind: str, prefix: str = "") -> dict[str, Annotation]:
     checked_kind(kind)
     with cache.locked():
-        return cache.records.read(kind)
+        return cache.records.read(kind, prefix)
 
 
 def create_tag(cache: Cache, name: str, sha: str, message: str, tagger: Actor) -> bool:
