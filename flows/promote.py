@@ -16,6 +16,7 @@ from promo.tasks.limits import environment_lock
 from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.verification import source_readiness, verify_written
 from promo.flows.stored_config import run_config
+from promo.flows.supersede import supersede_waiting_gates
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.gate_plan import GatePlan
@@ -85,6 +86,7 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
                 override_reason=decision.override_reason,
             ),
         )
+    supersede_waiting_gates(config, target, version)
     verdict = verify_written(config, target, version, written.commit)
     verification = verdict.summary() if verdict else None
     promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver, verification)

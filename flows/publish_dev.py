@@ -17,6 +17,7 @@ from promo.tasks.limits import environment_lock
 from promo.flows.runinfo import flow_run_label
 from promo.flows.verification import verify_written
 from promo.flows.stored_config import run_config
+from promo.flows.supersede import supersede_waiting_gates
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.registry.helm import PushedChart
@@ -84,6 +85,7 @@ def publish_dev(
                 chart_version=chart.version, chart_digest=pushed.digest, image=image.pinned, flow_run=flow_run_label()
             ),
         )
+    supersede_waiting_gates(config, env, chart.version)
     verdict = verify_written(config, env, chart.version, deployed.commit)
     published = Published(
         app=config.app,

@@ -26,6 +26,7 @@ from promo.flows.publish_dev import publish_dev
 from promo.flows.runinfo import flow_run_label, run_logger
 from promo.flows.verification import source_readiness, verify_written
 from promo.flows.stored_config import run_config
+from promo.flows.supersede import supersede_waiting_gates
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.candidate import ReleaseCandidate
@@ -96,6 +97,7 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
                 override_reason=override_reason,
             ),
         )
+    supersede_waiting_gates(config, prod, candidate.version)
     bumped = bump_main(config, candidate.version)
     next_build = start_next_build(config, config_path, app, candidate.version, commit)
     verdict = verify_written(config, prod, candidate.version, written.commit)
