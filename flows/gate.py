@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from typing import Literal
 
 import anyio
+import httpx
 import pydantic
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
@@ -171,8 +172,9 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
             # The run's state is final on the server already: told so, Prefect's engine raises the error below without
             # proposing Failed over it, and the run stays Cancelled with the reason.
             run.state = ended.state
+            why = ended.state.message or "no reason given"
             raise ApprovalRejected(
-                f"the gate of {request.title} was {ended.state.name.lower()}: {ended.state.message or 'no reason given'}",
+                f"the gate of {request.title} was {ended.state.name.lower()}: {why}",
                 "nothing was written; start the promotion again if it should still move",
             ) from None
         decision = Decision(
@@ -215,33 +217,41 @@ def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: 
 
 async def _pause(form: type[Approval], timeout: int, poll_interval: float, key: str) -> Approval:
     """Prefect's local pause, which polls only for a resume, watched for the run's end: a gate superseded by a newer
-    version (flows/supersede.py) is cancelled on the server, and this process then ends in one line, not days later."""
+    version (flows/supersede.py) is cancelled on the server, and this process then ends in one line, not days later.
+    What the pause raises is raised as it is (a task group would wrap it in an exception group)."""
     run_id = FlowRunContext.get().flow_run.id
-    answers: list[Approval] = []
-    ended: list[State] = []
+    outcome: list[Approval | Exception] = []
     async with anyio.create_task_group() as waiting:
 
         async def answer() -> None:
-            answers.append(
-                await apause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll_interval, key=key)  # type: ignore[arg-type]
-            )
+            try:
+                outcome.append(
+                    await apause_flow_run(
+                        wait_for_input=form, timeout=timeout, poll_interval=poll_interval, key=key  # type: ignore[arg-type]
+                    )
+                )
+            except Exception as error:  # noqa: BLE001 (raised below, outside the task group)
+                outcome.append(error)
             waiting.cancel_scope.cancel()
 
         async def watch() -> None:
             async with get_client() as client:
                 while True:
                     await anyio.sleep(poll_interval)
-                    state = (await client.read_flow_run(run_id)).state
+                    try:
+                        state = (await client.read_flow_run(run_id)).state
+                    except httpx.HTTPError:  # the pause polls the same server and says so if it stays away
+                        continue
                     if state is not None and state.is_final():
-                        ended.append(state)
+                        outcome.append(_GateEnded(state))
                         waiting.cancel_scope.cancel()
                         return
 
         waiting.start_soon(answer)
         waiting.start_soon(watch)
-    if ended:
-        raise _GateEnded(ended[0])
-    return answers[0]
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
 
 
 class _GateEnded(Exception):

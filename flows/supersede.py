@@ -32,7 +32,8 @@ def supersede_waiting_gates(config: PromoConfig, env: str, version: str) -> list
     this_run = context.flow_run.id if context is not None and context.flow_run is not None else None
     reason = f"superseded by {version} in {env}"
     try:
-        waiting = [gate for gate in waiting_gates(app=config.app, env=env, api=prefect_api()) if gate.flow_run_id != this_run]
+        waiting = waiting_gates(app=config.app, env=env, api=prefect_api())
+        waiting = [gate for gate in waiting if gate.flow_run_id != this_run]
         ended = [gate for gate in superseded_gates(waiting, version) if _cancel(gate, reason)]
     except (PromoError, httpx.HTTPError) as error:
         # The write is done and stays: older gates left open cannot write over it either (refuse_if_moved).
@@ -55,9 +56,8 @@ def _cancel(gate: WaitingGate, reason: str) -> bool:
             return False
         client.set_flow_run_state(gate.flow_run_id, Cancelled(message=reason), force=True)
         line = f"{gate.app} {gate.version} into {gate.env}: gate cancelled, {reason}; nothing was written"
-        client.create_logs(
-            [LogCreate(name="promo.gate", level=30, message=line, timestamp=datetime.now(UTC), flow_run_id=gate.flow_run_id)]
-        )
+        now = datetime.now(UTC)
+        client.create_logs([LogCreate(name="promo.gate", level=30, message=line, timestamp=now, flow_run_id=gate.flow_run_id)])
         client.create_artifact(
             ArtifactCreate(
                 key=f"gate-{gate.app}-{gate.env}",

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from promo.errors import ConflictError
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+EXAMPLE = "Mon-Thu 09:00-16:00 Europe/Berlin"
 _WINDOW = re.compile(r"(?P<days>\S+)\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})\s+(?P<zone>\S+)")
 _MINUTE = timedelta(minutes=1)
 _WAKE_AT_LEAST_EVERY = 60.0  # seconds: a waiting gate looks at the clock again at least this often
@@ -35,7 +36,8 @@ class Window:
 
     def is_open(self, now: datetime) -> bool:
         local = now.astimezone(self.zone)
-        return local.weekday() in self.days and self.start <= local.time() and (self.end is None or local.time() < self.end)
+        at = local.time()
+        return local.weekday() in self.days and self.start <= at and (self.end is None or at < self.end)
 
     def next_opening(self, now: datetime) -> datetime:
         """The first opening after ``now`` (an aware datetime in the window's zone)."""
@@ -53,16 +55,16 @@ def parse_window(text: str) -> Window:
     """``Mon-Thu 09:00-16:00 Europe/Berlin`` as a Window; a ValueError saying what is wrong otherwise."""
     match = _WINDOW.fullmatch(str(text).strip())
     if match is None:
-        raise ValueError(f"{text!r} is no window: write DAYS HH:MM-HH:MM ZONE, e.g. 'Mon-Thu 09:00-16:00 Europe/Berlin'")
+        raise ValueError(f"{text!r} is no window: write DAYS HH:MM-HH:MM ZONE, e.g. '{EXAMPLE}'")
     start, end = _time(match["start"], text), _time(match["end"], text)
     if end is not None and (start is None or end <= start):
-        raise ValueError(f"{text!r} ends before it starts: a window lies within one day (use 00:00-24:00 for all of it)")
+        raise ValueError(f"{text!r} ends before it starts: a window lies within one day (00:00-24:00 is all of it)")
     if start is None:
         raise ValueError(f"{text!r} starts at 24:00: start at 00:00 of the next day instead")
     try:
         zone = ZoneInfo(match["zone"])
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{text!r} names no known time zone {match['zone']!r}: use e.g. Europe/Berlin or UTC") from None
+        raise ValueError(f"{text!r} names no known time zone {match['zone']!r}: use e.g. Europe/Berlin, UTC") from None
     return Window(str(text).strip(), _days(match["days"], text), start, end, zone)
 
 
@@ -147,7 +149,8 @@ def _days(text: str, window: str) -> frozenset[int]:
         try:
             start, stop = _day(first), _day(last or first)
         except ValueError:
-            raise ValueError(f"{window!r} has no days {text!r}: use {', '.join(DAYS)}, ranges Mon-Thu, lists Mon,Wed") from None
+            known = ", ".join(DAYS)
+            raise ValueError(f"{window!r} has no days {text!r}: use {known}, ranges Mon-Thu, lists Mon,Wed") from None
         days.update((start + step) % 7 for step in range((stop - start) % 7 + 1))
     return frozenset(days)
 

@@ -86,7 +86,9 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
 
 def _window_closed(hours: list[str]) -> str | None:
     opening = windows.next_opening(windows.parse_windows(hours), windows.utc_now())
-    return None if opening is None else f"outside its change windows, the next opens {windows.describe_opening(opening)}"
+    if opening is None:
+        return None
+    return f"outside its change windows, the next opens {windows.describe_opening(opening)}"
 
 
 def _charts(config: PromoConfig, versions: list[str]) -> dict[str, tuple[str | None, str | None]]:

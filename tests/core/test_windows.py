@@ -10,7 +10,14 @@ import pytest
 
 from promo.config import validate_config
 from promo.errors import ConfigError, ConflictError
-from promo.release.windows import check_window, describe_opening, next_opening, parse_window, parse_windows, wait_for_window
+from promo.release.windows import (
+    check_window,
+    describe_opening,
+    next_opening,
+    parse_window,
+    parse_windows,
+    wait_for_window,
+)
 
 BERLIN_WEEKDAYS = "Mon-Thu 09:00-16:00 Europe/Berlin"
 

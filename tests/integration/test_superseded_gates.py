@@ -30,12 +30,16 @@ def test_a_suspended_gate_is_cancelled_when_a_newer_version_lands(published, san
     assert gate.version == older
 
     sha = app_mirror(load_config(sandbox.config_path)).commit_empty("main", "a newer build")
-    build = run_deployment(f"publish-dev/{sandbox.app}", parameters={"sha": sha}, timeout=RUN_SECONDS, poll_interval=0.5)
+    build = run_deployment(
+        f"publish-dev/{sandbox.app}", parameters={"sha": sha}, timeout=RUN_SECONDS, poll_interval=0.5
+    )
     assert build.state.is_completed(), tail(worker.log)
     newer = revision_in(sandbox, "dev")
     promotion = run_deployment(f"promote-test/{sandbox.app}", timeout=0)
     decide(suspended_gate(client, promotion.id, sandbox.app, worker), Decision(approved=True, approver="carol"))
-    run = wait_until(lambda: ended(client, promotion.id), RUN_SECONDS, "the promotion", alive=worker.process, log=worker.log)
+    run = wait_until(
+        lambda: ended(client, promotion.id), RUN_SECONDS, "the promotion", alive=worker.process, log=worker.log
+    )
     assert run.state.is_completed(), f"{run.state}\n{tail(worker.log)}"
     assert revision_in(sandbox, "test") == newer != older
 
@@ -43,7 +47,8 @@ def test_a_suspended_gate_is_cancelled_when_a_newer_version_lands(published, san
     state = client.read_flow_run(waiting.id).state
     assert (state.type.value, state.message) == ("CANCELLED", reason)
     assert waiting.id not in {pending.flow_run_id for pending in waiting_gates(app=sandbox.app, env="test")}
-    artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[waiting.id])))
+    its_own = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[waiting.id]))
+    artifacts = client.read_artifacts(artifact_filter=its_own)
     assert any(reason in str(artifact.data) for artifact in artifacts if artifact.key == f"gate-{sandbox.app}-test")
     logs = [log.message for log in client.read_logs(LogFilter(flow_run_id={"any_": [waiting.id]}))]
     assert any(reason in line for line in logs), logs
