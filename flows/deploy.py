@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from promo.flows.artifacts import publish_environment_table
 from promo.flows.runinfo import flow_run_label
 from promo.flows.verification import OnFailure, verify_written
+from promo.flows.supersede import supersede_waiting_gates
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.gitops.verdicts import Verdict
@@ -72,3 +73,4 @@ def landed(config: PromoConfig, env: str, version: str, commit: str | None) -> N
     what follows from a version landing in an environment, before its verdict: it happened whether or not the
     version then comes up. Each thing done here is idempotent, as a re-run calls it again."""
     publish_environment_table(config)
+    supersede_waiting_gates(config, env, version)

@@ -15,14 +15,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Literal
 
+import anyio
+import httpx
 import pydantic
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.client.schemas.objects import State
+from prefect.flow_runs import apause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 from prefect.settings import PREFECT_API_URL
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from promo.release.approvals import ApprovalRequest, Decision, check_approver, check_override, enforce
 from promo.config import GateSettings, PromoConfig
@@ -62,7 +66,9 @@ class Approval(RunInput):
     approver: str = pydantic.Field(pattern=r"\S", description="Your name")
     comment: str = pydantic.Field(default="", description="Why; recorded in the GitOps commit")
     override_reason: str = pydantic.Field(
-        default="", description="Only for a version that is not ready or replaces a newer build: why it moves"
+        default="",
+        description="Only for a version that is not ready, replaces a newer build, or may not wait for its change "
+        "window: why it moves",
     )
 
 
@@ -129,6 +135,7 @@ def ask_approval(
         not_ready=readiness.missing,
         failed_verification=readiness.failed,
         moves_back=change.moves_back,
+        windows=() if going_back else tuple(config.environment(target).windows),  # a rollback never waits for one
     )
     return wait_for_approval(request, config.gate)
 
@@ -161,6 +168,15 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
             answer = _wait(form, run.deployment_id is not None, remaining, settings, key=key)
         except FlowPauseTimeout:
             raise _timed_out(request, settings) from None
+        except _GateEnded as ended:
+            # The run's state is final on the server already: told so, Prefect's engine raises the error below without
+            # proposing Failed over it, and the run stays Cancelled with the reason.
+            run.state = ended.state
+            why = ended.state.message or "no reason given"
+            raise ApprovalRejected(
+                f"the gate of {request.title} was {ended.state.name.lower()}: {why}",
+                "nothing was written; start the promotion again if it should still move",
+            ) from None
         decision = Decision(
             approved=answer.decision == "approve",
             approver=answer.approver,
@@ -179,8 +195,9 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
 
 
 def _with_override_only_if_needed(request: ApprovalRequest, decision: Decision) -> Decision:
-    """An override reason is recorded only when something was overridden."""
-    return decision if request.needs_override else dataclasses.replace(decision, override_reason="")
+    """An override reason is recorded only when something was, or may be, overridden (a closed change window)."""
+    overridable = request.needs_override or request.windows
+    return decision if overridable else dataclasses.replace(decision, override_reason="")
 
 
 def gate_key(target: str, attempt: int) -> str:
@@ -195,9 +212,54 @@ def gate_key(target: str, attempt: int) -> str:
 def _wait(form: type[Approval], under_deployment: bool, timeout: int, settings: GateSettings, key: str) -> Approval:
     if under_deployment:
         return suspend_flow_run(wait_for_input=form, timeout=timeout, key=key)
-    return pause_flow_run(
-        wait_for_input=form, timeout=timeout, poll_interval=settings.poll_interval_seconds, key=key  # type: ignore[arg-type]
-    )
+    return run_coro_as_sync(_pause(form, timeout, settings.poll_interval_seconds, key))
+
+
+async def _pause(form: type[Approval], timeout: int, poll_interval: float, key: str) -> Approval:
+    """Prefect's local pause, which polls only for a resume, watched for the run's end: a gate superseded by a newer
+    version (flows/supersede.py) is cancelled on the server, and this process then ends in one line, not days later.
+    What the pause raises is raised as it is (a task group would wrap it in an exception group)."""
+    run_id = FlowRunContext.get().flow_run.id
+    outcome: list[Approval | Exception] = []
+    async with anyio.create_task_group() as waiting:
+
+        async def answer() -> None:
+            try:
+                outcome.append(
+                    await apause_flow_run(
+                        wait_for_input=form, timeout=timeout, poll_interval=poll_interval, key=key  # type: ignore[arg-type]
+                    )
+                )
+            except Exception as error:  # noqa: BLE001 (raised below, outside the task group)
+                outcome.append(error)
+            waiting.cancel_scope.cancel()
+
+        async def watch() -> None:
+            async with get_client() as client:
+                while True:
+                    await anyio.sleep(poll_interval)
+                    try:
+                        state = (await client.read_flow_run(run_id)).state
+                    except httpx.HTTPError:  # the pause polls the same server and says so if it stays away
+                        continue
+                    if state is not None and state.is_final():
+                        outcome.append(_GateEnded(state))
+                        waiting.cancel_scope.cancel()
+                        return
+
+        waiting.start_soon(answer)
+        waiting.start_soon(watch)
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+class _GateEnded(Exception):
+    """The run ended on the server while its gate waited (it was cancelled): ``wait_for_approval`` says so."""
+
+    def __init__(self, state: State) -> None:
+        super().__init__(state.message)
+        self.state = state
 
 
 def _tag_run(flow_run_id, tags: list[str]) -> None:

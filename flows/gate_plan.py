@@ -31,6 +31,7 @@ from promo.flows.gate import ask_approval, gate_key
 from promo.flows.runinfo import run_logger
 from promo.release.approvals import Decision
 from promo.release.gate_plan import GatePlan, moved_since_gate
+from promo.release import windows
 from promo.release.gates import NOT_APPLIED_TAG
 from promo.tasks.gitops import plan_environment_version
 
@@ -80,8 +81,31 @@ def approve(config: PromoConfig, planned: GatePlan) -> Decision:
         readiness=planned.readiness,
         going_back=planned.going_back,
     )
+    wait_for_window(config, planned, decision)
     refuse_if_moved(config, planned, decision)
     return decision
+
+
+def wait_for_window(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:
+    """An approval given outside the target's change windows writes at the next opening (the run waits, logging
+    what for), or at once when the approver gave an override reason; a rollback never waits (``going_back``). The
+    target is read again after the wait (``refuse_if_moved``): what the gate showed may have moved meanwhile."""
+    hours = config.environment(planned.target).windows
+    if planned.going_back or not hours:
+        return
+    logger = run_logger()
+    if decision.override_reason and windows.next_opening(windows.parse_windows(hours), windows.utc_now()):
+        logger.warning("Outside the change windows of %s, written now: override by %s: %s",
+                       planned.target, decision.approver, decision.override_reason)  # fmt: skip
+        return
+    windows.wait_for_window(
+        hours,
+        now=lambda: windows.utc_now(),
+        announce=lambda opening: logger.info(
+            "Approved by %s outside the change windows of %s: waiting for the window opening at %s",
+            decision.approver, planned.target, windows.describe_opening(opening),
+        ),  # fmt: skip
+    )
 
 
 def refuse_if_moved(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:

@@ -20,6 +20,7 @@ from ruamel.yaml.error import YAMLError
 
 from promo.errors import ConfigError, InputError
 from promo.gitops.manifests import validate_name
+from promo.release.windows import parse_windows
 
 CONFIG_ENV_VAR = "PROMO_CONFIG"
 DEFAULT_CONFIG_NAME = "promo.yaml"
@@ -131,6 +132,10 @@ class EnvironmentSettings(_Model):
     verify: VerifySettings | None = Field(default=None, description="how a write into it is verified; none: not checked")
     soak: Duration = Field(default=0, description="how long a version runs here, verified, before it may move on")
     on_failure: Literal["none", "rollback"] = Field(default="none", description="after a failed verification")
+    windows: list[str] = Field(
+        default_factory=list,
+        description="when writes into it may happen, e.g. 'Mon-Thu 09:00-16:00 Europe/Berlin'; empty: any time",
+    )
 
     @field_validator("name")
     @classmethod
@@ -141,6 +146,12 @@ class EnvironmentSettings(_Model):
     @classmethod
     def _clusters_are_labels(cls, value: list[str]) -> list[str]:
         return [_dns_label("cluster", cluster) for cluster in value]
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_parse(cls, value: list[str]) -> list[str]:
+        parse_windows(value)  # its ValueError names the window and what is wrong with it
+        return value
 
 
 class ForgeSettings(_Model):

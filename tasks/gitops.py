@@ -12,6 +12,7 @@ from promo.config import PromoConfig
 from promo.tasks.limits import gitops_lock
 from promo.gitops.repo import Plan, SetVersionResult, Trailers
 from promo.versions import parse_version
+from promo.release import windows
 from promo.tasks.retry import TRANSIENT_RETRIES
 
 
@@ -26,7 +27,11 @@ def read_environment_version(config: PromoConfig, env: str) -> str:
 @task(name="plan-environment-version", **TRANSIENT_RETRIES)
 def plan_environment_version(config: PromoConfig, env: str, version: str, *, allow_downgrade: bool = False) -> Plan:
     """What writing ``version`` into ``env`` changes; a version below what ``env`` runs is refused already here,
-    unless ``allow_downgrade`` (a rollback, and nothing else)."""
+    unless ``allow_downgrade`` (a rollback, and nothing else). So is a write outside ``env``'s change windows, naming
+    the next opening: every publish, promotion and release plans here. Not a rollback: like a freeze, a window does
+    not hold back the emergency exit (nor the re-read after a gate, which waits for its window, flows/gate_plan.py)."""
+    if not allow_downgrade:
+        windows.check_window(config.app, env, config.environment(env).windows, windows.utc_now())
     return gitops_repo(config).plan(
         config.app,
         env,

@@ -69,6 +69,9 @@ def status(as_json: JsonOption = False, config: ConfigOption = None, every_app: 
             for r in rows
         ],
     )
+    for row in rows:
+        if row.window_closed:
+            typer.echo(f"{row.environment}: {row.window_closed}")
 
 
 def _print_estate(config: PromoConfig, as_json: bool) -> None:

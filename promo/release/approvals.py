@@ -31,6 +31,8 @@ class ApprovalRequest:
     not_ready: tuple[str, ...] = ()  # what the version lacks in the source (promo.release.readiness): approving needs a reason
     failed_verification: bool = False  # it failed verification in the source: overriding that is an emergency
     moves_back: MoveBack | None = None  # it replaces a newer build in the target (promo.release.changes)
+    # The target's change windows: an approval outside them waits for one, unless it gives an override reason.
+    windows: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -61,7 +63,8 @@ class ApprovalRequest:
             lines += ["", f"chart digest `{_wrappable(self.chart_digest)}`"]
         if self.image:
             lines += ["", f"image `{_wrappable(self.image)}`"]
-        lines += ["", *self._moves_back_section(), *self._not_ready_section(), "```diff", self.diff.rstrip(), "```"]
+        lines += ["", *self._moves_back_section(), *self._not_ready_section(), *self._windows_section()]
+        lines += ["```diff", self.diff.rstrip(), "```"]
         lines += [
             "",
             "| | |",
@@ -122,6 +125,15 @@ class ApprovalRequest:
         lines += [f"- {line}" for line in self.not_ready]
         lines += ["", "Approving needs an **override reason**; it is recorded in the GitOps commit.", ""]
         return lines
+
+    def _windows_section(self) -> list[str]:
+        if not self.windows:
+            return []
+        return [
+            f"Writes into {self.target} happen only in its change windows ({'; '.join(self.windows)}): an approval "
+            "outside them waits for the next opening, unless it gives an **override reason** (recorded).",
+            "",
+        ]
 
     def _clusters_table(self) -> list[str]:
         """Each cluster of the target, from what it runs now to what it runs after an approval."""

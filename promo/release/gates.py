@@ -28,6 +28,7 @@ import httpx
 
 from promo.errors import ApprovalRejected, InputError, NotFound, PromoError, ToolError, TransientError
 from promo.release.approvals import Decision
+from promo.versions import version_rank
 
 GATE_TAG = "promo-gate"  # every run waiting at a promo gate carries it (see flows/gate.py's gate_tags)
 GATE_KEY_PREFIX = "approve-"  # a gate's pause key: approve-<target env>-<attempt> (see flows/gate.py's gate_key)
@@ -145,6 +146,25 @@ def waiting_gates(
         flows = api.call(client, "POST", "/flows/filter", {"flows": {"id": {"any_": flow_ids}}}) if runs else []
     flow_names = {flow["id"]: flow["name"] for flow in flows}
     return [_as_gate(api, run, flow_names.get(run["flow_id"], "?")) for run in runs]
+
+
+def superseded_gates(gates: list[WaitingGate], landed: str) -> list[WaitingGate]:
+    """The gates ``landed`` supersedes, its version having landed in their environment: those that would move a
+    version other than it and not newer (promo/versions.py's order; RCs of one base rank equal). A gate for a newer
+    version stays, as does one whose version tag cannot be read (it is no gate promo opened)."""
+    return [
+        gate
+        for gate in gates
+        if gate.version != landed and _is_version(gate.version) and version_rank(gate.version) <= version_rank(landed)
+    ]
+
+
+def _is_version(text: str) -> bool:
+    try:
+        version_rank(text)
+    except InputError:
+        return False
+    return True
 
 
 def decide(gate: WaitingGate, decision: Decision, *, api: PrefectApi | None = None) -> None:

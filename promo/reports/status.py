@@ -13,6 +13,7 @@ from promo.errors import NotFound
 from promo.gitops.repo import agreed_version, describe_clusters
 from promo.registry.helm import chart_config, chart_tag
 from promo.gitops.history import read_history
+from promo.release import windows
 from promo.release.readiness import deployed_by, format_age, soaked_seconds, soaking_since
 
 
@@ -31,6 +32,7 @@ class EnvironmentStatus:
     # prove it wrote: never shown as verified or failed), or "-" (no record, or nothing runs)
     verdict: str = "-"
     soaked: int | None = None  # seconds since it was verified (or deployed, where nobody verifies); None: not soaking
+    window_closed: str | None = None  # outside its change windows: when the next opens; None: open, or none set
 
     @property
     def clusters_disagree(self) -> bool:
@@ -76,9 +78,17 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
                 digest,
                 verdict=change.outcome if change is not None else "-",
                 soaked=soaked_seconds(since, now) if since is not None else None,
+                window_closed=_window_closed(env.windows),
             )
         )
     return rows
+
+
+def _window_closed(hours: list[str]) -> str | None:
+    opening = windows.next_opening(windows.parse_windows(hours), windows.utc_now())
+    if opening is None:
+        return None
+    return f"outside its change windows, the next opens {windows.describe_opening(opening)}"
 
 
 def _charts(config: PromoConfig, versions: list[str]) -> dict[str, tuple[str | None, str | None]]:
