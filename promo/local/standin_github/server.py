@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promo.local.processes import LocalServer, free_port
+from promo.local.processes import ModuleServer
 from promo.local.standin_github import shapes
 from promo.local.standin_github.repos import GitFailed
 from promo.local.standin_github.world import ApiError, Protection, World, validation_failed
@@ -385,25 +385,14 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 @dataclass(frozen=True)
-class GitHubStandinServer(LocalServer):
+class GitHubStandinServer(ModuleServer):
     """The stand-in as a detached ``python -m promo.local.standin_github`` process, with its files under ``root``."""
 
     program = "promo GitHub stand-in"
+    module = "promo.local.standin_github"
     config_name = "config.json"
     log_name = "standin-github.log"
     ready_path = "/healthz"
-
-    @classmethod
-    def start(cls, root: Path, settings: GitHubStandinSettings) -> GitHubStandinServer:
-        root = root.resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        settings = settings.model_copy(update={"port": settings.port or free_port()})
-        config_path = root / cls.config_name
-        config_path.write_text(settings.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        return cls._spawn(root, settings.port, [sys.executable, "-m", "promo.local.standin_github", str(config_path)])
-
-    def _runs_program(self, argv: list[bytes]) -> bool:
-        return argv[1:3] == [b"-m", b"promo.local.standin_github"]
 
 
 def main(argv: list[str]) -> None:
