@@ -368,7 +368,8 @@ def _error(response: httpx.Response, action: str, now: float) -> PromoError:
     status, headers = response.status_code, response.headers
     message, codes = _reasons(response)
     cause = f"{action} failed: GitHub answered {status}: {message}"
-    if status == 429 or (status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)):
+    limited = headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers
+    if status == 429 or (status == 403 and (limited or "secondary rate limit" in message.lower())):
         wait = _retry_after(headers, now)
         until = datetime.fromtimestamp(now + wait, timezone.utc)
         return RateLimited(
@@ -411,11 +412,12 @@ def _reasons(response: httpx.Response) -> tuple[str, set[str]]:
 
 
 def _retry_after(headers: httpx.Headers, now: float) -> float:
-    """Seconds to wait: ``Retry-After``, else until ``x-ratelimit-reset``, else GitHub's advised minute. At least a
-    second: the reset is given in whole seconds, and an answer of 0 must not make a request spin."""
+    """Seconds to wait: ``Retry-After``, else until ``x-ratelimit-reset`` when no requests are left, else GitHub's
+    advised minute (a secondary limit, with requests left). At least a second: the reset is given in whole seconds,
+    and an answer of 0 must not make a request spin."""
     if headers.get("retry-after", "").isdigit():
         return max(1.0, float(headers["retry-after"]))
-    if headers.get("x-ratelimit-reset", "").isdigit():
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset", "").isdigit():
         return max(1.0, float(headers["x-ratelimit-reset"]) - now)
     return DEFAULT_RATE_LIMIT_WAIT_SECONDS
 

@@ -75,7 +75,11 @@ def test_merge_refusals_are_one_line_each(status: int, message: str, error: type
 
 @pytest.mark.parametrize(
     ("headers", "wait"),
-    [({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "{reset}"}, 120), ({"retry-after": "30"}, 30)],
+    [
+        ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "{reset}"}, 120),
+        ({"retry-after": "30"}, 30),
+        ({"x-ratelimit-remaining": "4000", "x-ratelimit-reset": "{reset}"}, 60),  # secondary, no retry-after: a minute
+    ],
 )
 def test_a_rate_limit_is_retryable_with_the_wait_named(headers: dict, wait: int) -> None:
     import time
@@ -83,7 +87,9 @@ def test_a_rate_limit_is_retryable_with_the_wait_named(headers: dict, wait: int)
     reset = str(int(time.time()) + 120)
 
     def answer(request: httpx.Request) -> httpx.Response:
-        body = {"message": "API rate limit exceeded", "documentation_url": "https://docs.github.com/rest"}
+        primary = headers.get("x-ratelimit-remaining") == "0"
+        message = "API rate limit exceeded" if primary else "You have exceeded a secondary rate limit"
+        body = {"message": message, "documentation_url": "https://docs.github.com/rest"}
         return httpx.Response(403, json=body, headers={k: v.format(reset=reset) for k, v in headers.items()})
 
     client, _ = fake_github(answer)
@@ -104,6 +110,7 @@ def test_a_clean_pull_request_is_merged_when_github_refuses_auto_merge() -> None
         return httpx.Response(200, json={"sha": OTHER, "merged": True, "message": "Pull Request successfully merged"})
 
     client, transport = fake_github(answer)
+    assert TOKEN not in repr(client.forge) + repr(GivenToken(TOKEN))
     assert client.enable_auto_merge(client.get(7), "squash") == Merged(OTHER)
     assert [(method, op) for method, op, _ in transport.checked][-1] == ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge")
 

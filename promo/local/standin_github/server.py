@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -334,8 +334,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {}
         if page * size < len(items):
             url = urlsplit(self.path)
-            rest = "&".join(f"{k}={v}" for k, v in q.items() if k != "page")
-            headers["Link"] = f'<{self.world.base}{url.path}?{rest}&page={page + 1}>; rel="next"'
+            query = urlencode({**q, "page": page + 1})
+            headers["Link"] = f'<{self.world.base}{url.path}?{query}>; rel="next"'
         return 200, items[(page - 1) * size : page * size], headers
 
     def _login(self) -> str | None:

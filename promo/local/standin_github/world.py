@@ -241,6 +241,8 @@ class World:
         repo, head = self.repos[name], self.head_sha(name, record)
         if record["state"] != "open":
             raise ApiError(405, "Pull Request is not mergeable")
+        if record["draft"]:
+            raise ApiError(405, "Pull Request is still a draft")
         if body.get("sha") and body["sha"] != head:
             raise ApiError(409, "Head branch was modified. Review and try the merge again.")
         method = body.get("merge_method") or "merge"
