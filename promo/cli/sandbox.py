@@ -40,6 +40,7 @@ def sandbox(
     )
     if made.github_url is not None:
         tokens = made.directory / TOKENS_FILE
-        typer.echo(f"stand-in for GitHub {made.github_url}: a token per user (demo, alice, bob, carol, mallory) in {tokens}")
+        users = "demo, alice, bob, carol, mallory"
+        typer.echo(f"stand-in for GitHub {made.github_url}: a token per user ({users}) in {tokens}")
         typer.echo(f"promo acts as the user whose token is in $GITHUB_TOKEN (the flows take demo's, from {tokens})")
     typer.echo(f"next: export PROMO_CONFIG={made.config_path} && promo publish-dev")

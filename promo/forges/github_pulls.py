@@ -162,7 +162,9 @@ class GitHubPullRequests:
         if existing is None:
             request = {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": False}
             try:
-                existing = _pull(self._call("POST", "/pulls", action=f"opening a pull request from {head}", json=request))
+                existing = _pull(
+                    self._call("POST", "/pulls", action=f"opening a pull request from {head}", json=request)
+                )
             except _AlreadyExists:  # another run opened it between our lookup and our create
                 existing = self.find_open(head, base)
                 if existing is None:
@@ -202,7 +204,9 @@ class GitHubPullRequests:
         action = f"reading the checks of {ref}"
         combined = self._call("GET", f"/commits/{quote(ref)}/status", action=action)
         found = {status["context"]: _status(status) for status in combined["statuses"]}
-        runs = self.forge.pages(f"/commits/{quote(ref)}/check-runs", {"filter": "latest"}, action=action, key="check_runs")
+        runs = self.forge.pages(
+            f"/commits/{quote(ref)}/check-runs", {"filter": "latest"}, action=action, key="check_runs"
+        )
         found.update((run["name"], _check_run(run)) for run in runs)
         return Checks(str(combined["sha"]), tuple(found[name] for name in sorted(found)))
 
@@ -229,7 +233,9 @@ class GitHubPullRequests:
         if response.status_code == 405 and "base branch was modified" in reason.lower():
             raise BaseMoved(f"{where}: the base branch moved during the merge ({reason})", "merge again")
         if response.status_code == 405:
-            raise NotMergeable(f"GitHub will not merge {where}: {reason}", "meet the rule GitHub names, then merge again")
+            raise NotMergeable(
+                f"GitHub will not merge {where}: {reason}", "meet the rule GitHub names, then merge again"
+            )
         return Merged(str(response.json()["sha"]))
 
     def enable_auto_merge(
@@ -243,13 +249,17 @@ class GitHubPullRequests:
         }  # fmt: skip
         url = _graphql_url(self.forge.api_url)
         action = f"enabling auto-merge of pull request #{pull.number}"
-        answer = self.forge.request("POST", url, action=action, json={"query": _ENABLE_AUTO_MERGE, "variables": variables})
+        answer = self.forge.request(
+            "POST", url, action=action, json={"query": _ENABLE_AUTO_MERGE, "variables": variables}
+        )
         errors = [str(error.get("message", error)) for error in answer.json().get("errors") or []]
         if not errors:
             return None
         if any(_ALREADY_CLEAN.search(error) for error in errors):
             return self.merge(pull.number, pull.head_sha, method, title=title, message=message)
-        raise ToolError(f"{action} failed: GitHub answered {'; '.join(errors)}", "allow auto-merge in the repository's settings")
+        raise ToolError(
+            f"{action} failed: GitHub answered {'; '.join(errors)}", "allow auto-merge in the repository's settings"
+        )
 
     def update_branch(self, number: int, head_sha: str) -> None:
         """Merge the base branch's head into the pull request's branch (GitHub's "Update branch"); the head moves,
@@ -262,10 +272,14 @@ class GitHubPullRequests:
         """Close without merging, after ``comment`` (why: superseded, stale, a cancelled run)."""
         if comment:
             self.comment(number, comment)
-        return _pull(self._call("PATCH", f"/pulls/{number}", action=f"closing pull request #{number}", json={"state": "closed"}))
+        return _pull(
+            self._call("PATCH", f"/pulls/{number}", action=f"closing pull request #{number}", json={"state": "closed"})
+        )
 
     def comment(self, number: int, body: str) -> None:
-        self._call("POST", f"/issues/{number}/comments", action=f"commenting on pull request #{number}", json={"body": body})
+        self._call(
+            "POST", f"/issues/{number}/comments", action=f"commenting on pull request #{number}", json={"body": body}
+        )
 
     def add_labels(self, number: int, labels: Iterable[str]) -> None:
         body = {"labels": list(labels)}
@@ -307,7 +321,11 @@ def _pull(data: Mapping[str, Any]) -> PullRequestState:
 def _review(data: Mapping[str, Any]) -> Review:
     user = data.get("user") or {}
     return Review(
-        int(data["id"]), user.get("login"), data["state"], data.get("commit_id"), data.get("body") or "",
+        int(data["id"]),
+        user.get("login"),
+        data["state"],
+        data.get("commit_id"),
+        data.get("body") or "",
         data.get("submitted_at"),
     )
 

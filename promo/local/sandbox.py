@@ -6,7 +6,8 @@ stand-in for Argo CD and the clusters.
     DIR/remotes/gitops.git      bare GitOps repository on main: one Argo CD Application per environment and cluster
     DIR/registry/               a docker-registry process; state.json records its PID and port
     DIR/standin/                the stand-in for Argo CD and the clusters (promo.local.standin); state.json as above
-    DIR/standin-github/, DIR/github-tokens.json   with --pull-requests: the stand-in for GitHub (promo.local.sandbox_github)
+    DIR/standin-github/         with --pull-requests: the stand-in for GitHub (promo.local.sandbox_github), and
+    DIR/github-tokens.json      a token for each sandbox user
     DIR/degraded-versions       chart versions the stand-in brings up Degraded, one a line (`--degrade VERSION`)
     DIR/buildah/                buildah's storage (image.storage_root)
     DIR/cache/                  promo's git caches (cache_dir)

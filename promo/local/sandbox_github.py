@@ -61,6 +61,8 @@ def github_tokens(directory: Path) -> Path:
 
 def with_github(config: PromoConfig, api_url: str) -> PromoConfig:
     """``config`` with its forge on the stand-in (tokens from $GITHUB_TOKEN) and its GitOps repository named there."""
-    forge = config.forge.model_copy(update={"kind": "github", "repository": f"{OWNER}/{config.app}", "api_url": api_url})
+    forge = config.forge.model_copy(
+        update={"kind": "github", "repository": f"{OWNER}/{config.app}", "api_url": api_url}
+    )
     gitops = config.gitops.model_copy(update={"repository": f"{OWNER}/gitops"})
     return config.model_copy(update={"forge": forge, "gitops": gitops})

@@ -56,8 +56,18 @@ def test_the_checker_refuses_what_github_would_not_send_or_take() -> None:
 @pytest.mark.parametrize(
     ("status", "message", "error", "text"),
     [
-        (409, "Head branch was modified. Review and try the merge again.", HeadMoved, "no longer at the reviewed commit"),
-        (405, "Base branch was modified. Review and try the merge again.", BaseMoved, r"the base branch moved during the merge \(Base branch was modified.*\); merge again$"),
+        (
+            409,
+            "Head branch was modified. Review and try the merge again.",
+            HeadMoved,
+            "no longer at the reviewed commit",
+        ),
+        (
+            405,
+            "Base branch was modified. Review and try the merge again.",
+            BaseMoved,
+            r"the base branch moved during the merge \(Base branch was modified.*\); merge again$",
+        ),
         (405, 'Required status check "lint" is failing.', NotMergeable, 'Required status check "lint" is failing'),
     ],
 )
@@ -112,7 +122,10 @@ def test_a_clean_pull_request_is_merged_when_github_refuses_auto_merge() -> None
     client, transport = fake_github(answer)
     assert TOKEN not in repr(client.forge) + repr(GivenToken(TOKEN))
     assert client.enable_auto_merge(client.get(7), "squash") == Merged(OTHER)
-    assert [(method, op) for method, op, _ in transport.checked][-1] == ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge")
+    assert [(method, op) for method, op, _ in transport.checked][-1] == (
+        "PUT",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
+    )
 
 
 def test_a_concurrent_create_is_answered_by_the_open_pull_request() -> None:
@@ -120,7 +133,11 @@ def test_a_concurrent_create_is_answered_by_the_open_pull_request() -> None:
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
-            error = {"resource": "PullRequest", "code": "custom", "message": "A pull request already exists for acme:promo/x."}
+            error = {
+                "resource": "PullRequest",
+                "code": "custom",
+                "message": "A pull request already exists for acme:promo/x.",
+            }
             return httpx.Response(422, json={"message": "Validation Failed", "errors": [error],
                                              "documentation_url": "https://docs.github.com/rest"})  # fmt: skip
         if request.url.path.endswith("/pulls"):

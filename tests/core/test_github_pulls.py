@@ -93,7 +93,9 @@ def test_a_head_pushed_after_the_review_is_refused_and_the_approval_dismissed(gi
     pass_check(github, pull.head_sha)
     github.as_user("alice").review(pull.number, "APPROVE")
     moved = github.push_branch(BRANCH, {STAGE: application("hello", "stage", "9.9.9")}, "someone else's commit")
-    with pytest.raises(HeadMoved, match=f"no longer at the reviewed commit {pull.head_sha[:12]}.*Head branch was modified"):
+    with pytest.raises(
+        HeadMoved, match=f"no longer at the reviewed commit {pull.head_sha[:12]}.*Head branch was modified"
+    ):
         github.as_user("promo").merge(pull.number, pull.head_sha, "merge")
     assert github.as_user("promo").get(pull.number).head_sha == moved
     assert [r.state for r in github.as_user("promo").reviews(pull.number)] == ["DISMISSED"]
@@ -123,7 +125,9 @@ def test_a_failed_required_check_is_named(github: GitHubWorld) -> None:
     github.api("promo", "POST", f"/statuses/{pull.head_sha}", {"state": "success", "context": "docs"})
     checks = github.as_user("promo").checks(pull.head_sha)
     assert checks.state([REQUIRED_CHECK]) == "failure"
-    assert [(c.name, c.kind, c.detail) for c in checks.failed([REQUIRED_CHECK])] == [(REQUIRED_CHECK, "check-run", "failure")]
+    assert [(c.name, c.kind, c.detail) for c in checks.failed([REQUIRED_CHECK])] == [
+        (REQUIRED_CHECK, "check-run", "failure")
+    ]
     assert checks.state(["docs"]) == "success" and checks.state(["deploy-preview"]) == "pending"
     with pytest.raises(NotMergeable, match=f'Required status check "{REQUIRED_CHECK}" is failing'):
         github.as_user("promo").merge(pull.number, pull.head_sha, "merge")
@@ -174,21 +178,31 @@ def test_direct_pushes_to_guarded_paths_of_the_branch_are_refused(github: GitHub
     (writer / STAGE).write_text("pushed around the review\n")
     git(writer, "commit", "--quiet", "-am", "stage without review")
     refused = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=writer, capture_output=True, text=True)
-    assert refused.returncode != 0 and f"GH006: Protected branch update failed for refs/heads/main: {STAGE}" in refused.stderr
+    assert (
+        refused.returncode != 0
+        and f"GH006: Protected branch update failed for refs/heads/main: {STAGE}" in refused.stderr
+    )
 
 
 def test_every_operation_promo_uses_was_checked_against_the_description(github: GitHubWorld) -> None:
     test_an_approvers_review_merges_with_the_reviewed_sha_and_promos_message(github)
     github.as_user("promo").checks("main")
     github.as_user("promo").close(open_promotion(github, "promo/hello/stage/0.3.0", "0.3.0-rc.1").number, "stale")
-    github.as_user("promo").update_branch(open_promotion(github, "promo/hello/stage/0.4.0", "0.4.0-rc.1").number,
-                                          github.remote.git("rev-parse", "promo/hello/stage/0.4.0").strip())  # fmt: skip
+    behind = open_promotion(github, "promo/hello/stage/0.4.0", "0.4.0-rc.1")
+    github.as_user("promo").update_branch(behind.number, behind.head_sha)
     seen = templates(iter(github.transport.checked))
     pulls = "/repos/{owner}/{repo}/pulls"
     assert {
-        f"GET {pulls}", f"POST {pulls}", f"GET {pulls}/{{pull_number}}", f"PATCH {pulls}/{{pull_number}}",
-        f"POST {pulls}/{{pull_number}}/reviews", f"PUT {pulls}/{{pull_number}}/merge",
-        f"PUT {pulls}/{{pull_number}}/update-branch", "POST /repos/{owner}/{repo}/issues/{issue_number}/labels",
-        "POST /repos/{owner}/{repo}/issues/{issue_number}/comments", "GET /repos/{owner}/{repo}/commits/{ref}/status",
-        "GET /repos/{owner}/{repo}/commits/{ref}/check-runs", "POST /repos/{owner}/{repo}/statuses/{sha}",
+        f"GET {pulls}",
+        f"POST {pulls}",
+        f"GET {pulls}/{{pull_number}}",
+        f"PATCH {pulls}/{{pull_number}}",
+        f"POST {pulls}/{{pull_number}}/reviews",
+        f"PUT {pulls}/{{pull_number}}/merge",
+        f"PUT {pulls}/{{pull_number}}/update-branch",
+        "POST /repos/{owner}/{repo}/issues/{issue_number}/labels",
+        "POST /repos/{owner}/{repo}/issues/{issue_number}/comments",
+        "GET /repos/{owner}/{repo}/commits/{ref}/status",
+        "GET /repos/{owner}/{repo}/commits/{ref}/check-runs",
+        "POST /repos/{owner}/{repo}/statuses/{sha}",
     } <= seen

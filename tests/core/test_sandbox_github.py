@@ -36,7 +36,9 @@ def test_the_sandbox_serves_github_to_each_user_and_protects_stage_and_prod(gith
     assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
     config = load_config(github_sandbox.config_path)
     assert (config.forge.kind, config.forge.api_url, config.gitops.repository) == (
-        "github", github_sandbox.github_url, "sandbox/gitops"
+        "github",
+        github_sandbox.github_url,
+        "sandbox/gitops",
     )
     assert gitops_pull_requests(config, GivenToken(tokens["alice"])).whoami() == "alice"
     assert httpx.get(f"{github_sandbox.github_url}/user", headers={"Authorization": "Bearer nope"}).status_code == 401

@@ -45,7 +45,10 @@ class BareRepo:
     def tags(self) -> list[tuple[str, str]]:
         """(name, commit) of every tag, newest ref name first."""
         out = self._git("for-each-ref", "--sort=-refname", "--format=%(refname:strip=2) %(objectname)", "refs/tags")
-        return [(name, self.commit_of(f"refs/tags/{name}") or sha) for name, sha in (l.split() for l in out.splitlines())]
+        return [
+            (name, self.commit_of(f"refs/tags/{name}") or sha)
+            for name, sha in (line.split() for line in out.splitlines())
+        ]
 
     def create_ref(self, ref: str, sha: str) -> None:
         """Create ``ref`` at ``sha``; GitFailed when it exists (the zero old value makes it create-only)."""
@@ -101,7 +104,9 @@ exit $status
         target.write_text(hook, encoding="utf-8")
         target.chmod(0o755)
 
-    def _run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["git", "-C", str(self.path), *args], capture_output=True, text=True, input=input,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},

@@ -217,10 +217,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise validation_failed("name and head_sha are required", "CheckRun")
         done = body.get("conclusion") is not None
         stamp = shapes.now()
-        record = {"id": self.world.new_id(), "name": body["name"], "head_sha": body["head_sha"],
-                  "status": "completed" if done else body.get("status", "queued"), "conclusion": body.get("conclusion"),
-                  "started_at": stamp, "completed_at": stamp if done else None, "details_url": body.get("details_url"),
-                  "title": (body.get("output") or {}).get("title"), "summary": (body.get("output") or {}).get("summary")}
+        record = {
+            "id": self.world.new_id(),
+            "name": body["name"],
+            "head_sha": body["head_sha"],
+            "status": "completed" if done else body.get("status", "queued"),
+            "conclusion": body.get("conclusion"),
+            "started_at": stamp,
+            "completed_at": stamp if done else None,
+            "details_url": body.get("details_url"),
+            "title": (body.get("output") or {}).get("title"),
+            "summary": (body.get("output") or {}).get("summary"),
+        }
         self.world.records(p["repo"])["check_runs"].append(record)
         return 201, shapes.check_run(self.world.repository(p["repo"]), record), {}
 
@@ -282,7 +290,9 @@ class _Handler(BaseHTTPRequestHandler):
         body, name = body or {}, self._repo_name(p)
         tag_name = str(body.get("tag_name", ""))
         if any(record["tag_name"] == tag_name for record in self.world.records(name)["releases"]):
-            raise ApiError(422, "Validation Failed", {"resource": "Release", "code": "already_exists", "field": "tag_name"})
+            raise ApiError(
+                422, "Validation Failed", {"resource": "Release", "code": "already_exists", "field": "tag_name"}
+            )
         repo = self.world.repos[name]
         if repo.sha(f"refs/tags/{tag_name}") is None:  # GitHub tags the target; an existing tag is released as it is
             target = repo.commit_of(str(body.get("target_commitish") or "HEAD"))
@@ -310,8 +320,20 @@ class _Handler(BaseHTTPRequestHandler):
                         return 200, {"data": {"enablePullRequestAutoMerge": None},
                                      "errors": [{"type": "UNPROCESSABLE", "message": error.message}]}, {}  # fmt: skip
                     self.world.settle(name, record)
-                    return 200, {"data": {"enablePullRequestAutoMerge": {"pullRequest": {"number": record["number"]}}}}, {}
-        return 200, {"errors": [{"type": "NOT_FOUND", "message": f"Could not resolve to a node with the global id of '{node}'"}]}, {}
+                    return (
+                        200,
+                        {"data": {"enablePullRequestAutoMerge": {"pullRequest": {"number": record["number"]}}}},
+                        {},
+                    )
+        return (
+            200,
+            {
+                "errors": [
+                    {"type": "NOT_FOUND", "message": f"Could not resolve to a node with the global id of '{node}'"}
+                ]
+            },
+            {},
+        )
 
     # -- helpers ---------------------------------------------------------------------------------------------------
 
@@ -373,7 +395,9 @@ def serve(settings: GitHubStandinSettings) -> None:
     tokens = json.loads(settings.tokens_file.read_text(encoding="utf-8"))
     base = f"http://127.0.0.1:{settings.port}"
     world = World(base, settings.owner, settings.repositories, settings.protection, list(tokens), settings.state_file)
-    handler = type("Handler", (_Handler,), {"world": world, "tokens": {token: login for login, token in tokens.items()}})
+    handler = type(
+        "Handler", (_Handler,), {"world": world, "tokens": {token: login for login, token in tokens.items()}}
+    )
     server = ThreadingHTTPServer(("127.0.0.1", settings.port), handler)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     log.info("serving %s on %s", ", ".join(settings.repositories), base)

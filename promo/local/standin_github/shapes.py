@@ -116,11 +116,18 @@ def status(repo: dict[str, Any], record: dict[str, Any], creator: dict[str, Any]
 
 def combined_status(repo: dict[str, Any], sha: str, statuses: list[dict[str, Any]]) -> dict[str, Any]:
     states = {item["state"] for item in statuses}
-    state = "failure" if states & {"failure", "error"} else "pending" if not statuses or "pending" in states else "success"
+    state = (
+        "failure" if states & {"failure", "error"} else "pending" if not statuses or "pending" in states else "success"
+    )
     minimal = {key: value for key, value in repo.items() if key not in {"license", "forks", "watchers"}}
     return {
-        "state": state, "statuses": statuses, "sha": sha, "total_count": len(statuses), "repository": minimal,
-        "commit_url": f"{repo['url']}/commits/{sha}", "url": f"{repo['url']}/commits/{sha}/status",
+        "state": state,
+        "statuses": statuses,
+        "sha": sha,
+        "total_count": len(statuses),
+        "repository": minimal,
+        "commit_url": f"{repo['url']}/commits/{sha}",
+        "url": f"{repo['url']}/commits/{sha}/status",
     }
 
 
@@ -138,15 +145,21 @@ def check_run(repo: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
 
 def ref(repo: dict[str, Any], name: str, sha: str, kind: str = "commit") -> dict[str, Any]:
     return {
-        "ref": name, "node_id": f"REF_{sha[:12]}", "url": f"{repo['url']}/git/{name}",
+        "ref": name,
+        "node_id": f"REF_{sha[:12]}",
+        "url": f"{repo['url']}/git/{name}",
         "object": {"type": kind, "sha": sha, "url": f"{repo['url']}/git/{kind}s/{sha}"},
     }
 
 
 def git_tag(repo: dict[str, Any], sha: str, tag: str, message: str, target: str, kind: str) -> dict[str, Any]:
     return {
-        "node_id": f"TAG_{sha[:12]}", "tag": tag, "sha": sha, "url": f"{repo['url']}/git/tags/{sha}",
-        "message": message, "tagger": {"date": now(), "email": "sandbox@promo.local", "name": "promo sandbox"},
+        "node_id": f"TAG_{sha[:12]}",
+        "tag": tag,
+        "sha": sha,
+        "url": f"{repo['url']}/git/tags/{sha}",
+        "message": message,
+        "tagger": {"date": now(), "email": "sandbox@promo.local", "name": "promo sandbox"},
         "object": {"type": kind, "sha": target, "url": f"{repo['url']}/git/{kind}s/{target}"},
         "verification": None,
     }
@@ -154,8 +167,11 @@ def git_tag(repo: dict[str, Any], sha: str, tag: str, message: str, target: str,
 
 def tag(repo: dict[str, Any], name: str, sha: str) -> dict[str, Any]:
     return {
-        "name": name, "commit": {"sha": sha, "url": f"{repo['url']}/commits/{sha}"}, "node_id": f"T_{sha[:12]}",
-        "zipball_url": f"{repo['url']}/zipball/{name}", "tarball_url": f"{repo['url']}/tarball/{name}",
+        "name": name,
+        "commit": {"sha": sha, "url": f"{repo['url']}/commits/{sha}"},
+        "node_id": f"T_{sha[:12]}",
+        "zipball_url": f"{repo['url']}/zipball/{name}",
+        "tarball_url": f"{repo['url']}/tarball/{name}",
     }
 
 
@@ -174,17 +190,30 @@ def release(repo: dict[str, Any], record: dict[str, Any], author: dict[str, Any]
 def label(repo: dict[str, Any], name: str) -> dict[str, Any]:
     label_id = sum(name.encode()) + len(name) * 1000  # stable per name; labels are made on first use
     return {
-        "id": label_id, "node_id": f"LA_{label_id}", "url": f"{repo['url']}/labels/{name}", "name": name,
-        "description": None, "color": "ededed", "default": False, "archived_at": None, "archived_by": None,
+        "id": label_id,
+        "node_id": f"LA_{label_id}",
+        "url": f"{repo['url']}/labels/{name}",
+        "name": name,
+        "description": None,
+        "color": "ededed",
+        "default": False,
+        "archived_at": None,
+        "archived_by": None,
     }
 
 
 def comment(repo: dict[str, Any], number: int, record: dict[str, Any], author: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": record["id"], "node_id": f"IC_{record['id']}", "url": f"{repo['url']}/issues/comments/{record['id']}",
-        "html_url": f"{repo['html_url']}/pull/{number}#issuecomment-{record['id']}", "body": record["body"],
-        "user": author, "created_at": record["created_at"], "updated_at": record["created_at"],
-        "issue_url": f"{repo['url']}/issues/{number}", "author_association": "COLLABORATOR",
+        "id": record["id"],
+        "node_id": f"IC_{record['id']}",
+        "url": f"{repo['url']}/issues/comments/{record['id']}",
+        "html_url": f"{repo['html_url']}/pull/{number}#issuecomment-{record['id']}",
+        "body": record["body"],
+        "user": author,
+        "created_at": record["created_at"],
+        "updated_at": record["created_at"],
+        "issue_url": f"{repo['url']}/issues/{number}",
+        "author_association": "COLLABORATOR",
     }
 
 

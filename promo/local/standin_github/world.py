@@ -155,7 +155,7 @@ class World:
     def add_review(self, name: str, record: dict[str, Any], login: str, body: dict[str, Any]) -> dict[str, Any]:
         event, words = body.get("event"), body.get("body") or ""
         if event not in ("APPROVE", "REQUEST_CHANGES", "COMMENT"):
-            raise validation_failed("the stand-in takes submitted reviews only: event APPROVE, REQUEST_CHANGES or COMMENT",
+            raise validation_failed("the stand-in takes submitted reviews only: APPROVE, REQUEST_CHANGES or COMMENT",
                                     "PullRequestReview")  # fmt: skip
         if record["state"] != "open":
             raise ApiError(422, "Unprocessable Entity", "Can not review a closed pull request")
@@ -215,7 +215,8 @@ class World:
         approvals = sum(state == "APPROVED" for state in latest.values())
         if approvals < rule.required_approvals:
             count = rule.required_approvals
-            return f"At least {count} approving review{'s are' if count > 1 else ' is'} required by reviewers with write access."
+            reviews = "reviews are" if count > 1 else "review is"
+            return f"At least {count} approving {reviews} required by reviewers with write access."
         states = self.check_states(name, self.head_sha(name, record))
         for check in rule.required_checks:
             if states.get(check) != "success":
