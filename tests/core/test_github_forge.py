@@ -329,15 +329,23 @@ def test_github_app_token_signs_a_jwt_and_caches_the_installation_token(httpserv
 
         return handler
 
-    httpserver.expect_request(f"{REPO}/installation").respond_with_handler(verified({"id": 42}))
+    installation = {
+        "id": 42, "account": ACME, "repository_selection": "selected", "app_id": 123, "target_id": 1,
+        "access_tokens_url": httpserver.url_for("/app/installations/42/access_tokens"), "target_type": "Organization",
+        "repositories_url": httpserver.url_for("/installation/repositories"), "permissions": {"contents": "write"},
+        "html_url": "https://github.com/organizations/acme/settings/installations/42", "events": [],
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "single_file_name": None,
+        "app_slug": "promo", "suspended_by": None, "suspended_at": None,
+    }  # fmt: skip
+    httpserver.expect_request(f"{REPO}/installation").respond_with_handler(verified(installation))
     httpserver.expect_request("/app/installations/42/access_tokens", method="POST").respond_with_handler(
         verified({"token": "ghs_installation", "expires_at": "2999-01-01T00:00:00Z"})
     )
     httpserver.expect_request(
         f"{REPO}/pulls", headers={"Authorization": "Bearer ghs_installation"}
     ).respond_with_json([pull_json(1, "a")])
-    app = GitHubAppToken(123, pem, repository="acme/hello", api_url=httpserver.url_for(""))
-    forge = GitHubForge("acme/hello", app, api_url=httpserver.url_for(""))
+    app = GitHubAppToken(123, pem, repository="acme/hello", api_url=httpserver.url_for(""), client=checked_client())
+    forge = GitHubForge("acme/hello", app, api_url=httpserver.url_for(""), client=checked_client())
 
     assert [pull.number for pull in forge.list_pull_requests()] == [1]
     assert [pull.number for pull in forge.list_pull_requests()] == [1]  # the installation token is reused
