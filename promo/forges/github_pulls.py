@@ -147,6 +147,17 @@ class GitHubPullRequests:
                     "a promotion's branch is never moved: close its pull request and delete the branch, then re-run",
                 ) from None
 
+    def delete_branch(self, branch: str) -> None:
+        """Delete a promotion's branch once its pull request is merged or closed; one already gone is fine."""
+        check_branch_name(branch)
+        action = f"deleting branch {branch}"
+        url = f"{self._repo_url}/git/refs/heads/{quote(branch)}"
+        response = self.forge.request("DELETE", url, action=action, allow=frozenset({422}))
+        if response.status_code == 422 and "does not exist" not in _message(response.json()):
+            raise ConflictError(
+                f"{action} in {self.forge.owner_repo} failed: {_message(response.json())}", "delete it by hand"
+            )
+
     def branch_sha(self, branch: str) -> str | None:
         try:
             data = self._call("GET", f"/git/ref/heads/{quote(branch)}", action=f"reading branch {branch}")

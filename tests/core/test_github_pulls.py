@@ -55,6 +55,11 @@ def test_an_approvers_review_merges_with_the_reviewed_sha_and_promos_message(git
     assert "0.2.0-rc.abc1234" in github.remote.read(STAGE)
     after = github.as_user("promo").get(pull.number)
     assert (after.state, after.merged, after.merge_commit_sha) == ("closed", True, merged.sha)
+    github.as_user("promo").delete_branch(BRANCH)
+    github.as_user("promo").delete_branch(BRANCH)  # a re-run: already gone
+    assert github.as_user("promo").branch_sha(BRANCH) is None
+    with pytest.raises(ConflictError, match="Cannot delete this protected branch"):
+        github.as_user("promo").delete_branch("main")
 
 
 def test_a_review_by_someone_without_write_access_does_not_count(github: GitHubWorld) -> None:

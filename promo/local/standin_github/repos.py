@@ -58,6 +58,9 @@ class BareRepo:
         """Compare-and-swap: GitFailed when ``ref`` is no longer at ``old``."""
         self._git("update-ref", ref, new, old)
 
+    def delete_ref(self, ref: str, old: str) -> None:
+        self._git("update-ref", "-d", ref, old)
+
     def test_merge(self, ours: str, theirs: str) -> str | None:
         """The tree merging ``theirs`` into ``ours`` would give, or None on conflicts."""
         result = self._run("merge-tree", "--write-tree", ours, theirs)

@@ -66,6 +66,7 @@ _ROUTES: list[Route] = [
         ("GET", r"/repos/{o}/{r}/commits/(?P<ref>.+)/check-runs", "list_check_runs"),
         ("POST", r"/repos/{o}/{r}/git/refs", "create_ref"),
         ("GET", r"/repos/{o}/{r}/git/ref/(?P<ref>.+)", "get_ref"),
+        ("DELETE", r"/repos/{o}/{r}/git/refs/(?P<ref>.+)", "delete_ref"),
         ("GET", r"/repos/{o}/{r}/git/tags/(?P<sha>[0-9a-f]{40})", "get_tag"),
         ("GET", r"/repos/{o}/{r}/tags", "list_tags"),
         ("GET", r"/repos/{o}/{r}/releases", "list_releases"),
@@ -91,6 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:  # noqa: N802
         self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
@@ -262,6 +266,17 @@ class _Handler(BaseHTTPRequestHandler):
         kind = self.world.repos[p["repo"]].object_type(sha)
         return 200, shapes.ref(self.world.repository(p["repo"]), ref, sha, kind), {}
 
+    def delete_ref(self, login: str, p: dict, q: dict, body: Any) -> tuple[int, Any, dict]:
+        ref, name = f"refs/{p['ref']}", self._repo_name(p)
+        sha = self.world.repos[name].sha(ref)
+        if sha is None:
+            raise ApiError(422, "Reference does not exist")
+        rule = self.world.protection.get(name)
+        if rule is not None and ref == f"refs/heads/{rule.branch}":
+            raise ApiError(422, "Cannot delete this protected branch")
+        self.world.repos[name].delete_ref(ref, sha)
+        return 204, None, {}
+
     def get_tag(self, login: str, p: dict, q: dict, body: Any) -> tuple[int, Any, dict]:
         repo = self.world.repos[self._repo_name(p)]
         if repo.sha(p["sha"]) is None or repo.object_type(p["sha"]) != "tag":
@@ -378,7 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "Problems parsing JSON") from None
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+        data = json.dumps(body).encode() if status != 204 else b""
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
