@@ -23,7 +23,7 @@ def now() -> str:
 
 
 def user(base: str, login: str, user_id: int) -> dict[str, Any]:
-    html = base.replace("//", "//web.", 1)
+    html = base  # the stand-in serves no pages: its "web" links are on its own host, as GitHub Enterprise's are
     return {
         "login": login, "id": user_id, "node_id": f"U_{user_id}", "avatar_url": f"{html}/{login}.png",
         "gravatar_id": None, "url": f"{base}/users/{login}", "html_url": f"{html}/{login}",
@@ -44,7 +44,7 @@ def private_user(base: str, login: str, user_id: int) -> dict[str, Any]:
 
 def repository(base: str, full_name: str, repo_id: int, owner: dict[str, Any], branch: str) -> dict[str, Any]:
     url = f"{base}/repos/{full_name}"
-    html = f"{base.replace('//', '//web.', 1)}/{full_name}"
+    html = f"{base}/{full_name}"
     return {
         "id": repo_id, "node_id": f"R_{repo_id}", "name": full_name.split("/")[1], "full_name": full_name,
         "license": None, "forks": 0, "owner": owner, "private": True, "html_url": html, "description": None,
