@@ -192,6 +192,14 @@ class GitHubPullRequests:
             return self.get(int(data["number"]))  # a listing lacks mergeable and merged
         return None
 
+    def list_open(self, base: str, head_prefix: str = "") -> list[PullRequestState]:
+        """Open pull requests into ``base`` whose branch starts with ``head_prefix`` (``promo/<app>/<env>/``: the
+        promotions into one environment, so a newer one can close those it supersedes), oldest first."""
+        check_branch_name(base)
+        pages = self.forge.pages("/pulls", {"state": "open", "base": base}, action=f"listing pull requests into {base}")
+        numbers = sorted(int(data["number"]) for data in pages if str(data["head"]["ref"]).startswith(head_prefix))
+        return [self.get(number) for number in numbers]
+
     def get(self, number: int) -> PullRequestState:
         return _pull(self._call("GET", f"/pulls/{number}", action=f"reading pull request #{number}"))
 

@@ -141,7 +141,12 @@ def test_a_failed_required_check_is_named(github: GitHubWorld) -> None:
 def test_a_superseded_pull_request_is_closed_with_a_comment(github: GitHubWorld) -> None:
     old = open_promotion(github)
     new = open_promotion(github, "promo/hello/stage/0.3.0", "0.3.0-rc.1234567")
+    github.push_branch("promo/hello/prod/0.1.0", {f"{ROOT}/prod/prod/hello.yaml": "x\n"}, "prod")
+    github.as_user("promo").open("promo/hello/prod/0.1.0", "main", title="prod", body="")  # another environment's
+    stage = github.as_user("promo").list_open("main", "promo/hello/stage/")
+    assert [pull.number for pull in stage] == [old.number, new.number]
     closed = github.as_user("promo").close(old.number, f"Superseded by {new.html_url}")
+    assert [pull.number for pull in github.as_user("promo").list_open("main", "promo/hello/stage/")] == [new.number]
     assert (closed.state, closed.merged) == ("closed", False)
     assert github.as_user("promo").find_open(BRANCH, "main") is None
     assert github.as_user("promo").find_open("promo/hello/stage/0.3.0", "main") == new
