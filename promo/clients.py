@@ -25,6 +25,7 @@ from promo.secrets import secret_block_value
 
 if TYPE_CHECKING:
     from promo.forges.github import TokenProvider
+    from promo.forges.github_pulls import GitHubPullRequests
     from promo.registry.images import ImageBuilder
     from promo.verify.argocd import ArgoCD
 
@@ -132,6 +133,22 @@ def forge_for(
             )
         return GitHubForge(owner_repo, token_source or EnvToken(), api_url=api_url or DEFAULT_API_URL)
     raise InputError(f"unknown forge {kind!r}", f"use one of: {', '.join(FORGE_KINDS)}")
+
+
+def gitops_pull_requests(config: PromoConfig, token_source: TokenProvider | None = None) -> GitHubPullRequests:
+    """Pull requests of the GitOps repository on GitHub (for ``write: pull-request``), with the forge's token
+    settings unless ``token_source`` is given (a reviewer's own token)."""
+    from promo.forges.github import DEFAULT_API_URL, GitHubForge
+    from promo.forges.github_pulls import GitHubPullRequests
+
+    repository = config.gitops.repository or github_repository(config.gitops.url)
+    if repository is None:
+        raise ConfigError(
+            f"cannot tell the GitHub repository of the GitOps remote {config.gitops.url}",
+            "set gitops.repository as owner/name in promo.yaml",
+        )
+    token_source = token_source or github_token_source(config.forge, repository)
+    return GitHubPullRequests(GitHubForge(repository, token_source, api_url=config.forge.api_url or DEFAULT_API_URL))
 
 
 def github_token_source(settings: ForgeSettings, repository: str | None) -> TokenProvider:

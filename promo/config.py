@@ -51,6 +51,9 @@ class RepoSettings(_Model):
 
 class GitOpsSettings(RepoSettings):
     root: str = "registry/environments"
+    repository: str | None = Field(
+        default=None, description="owner/name on GitHub, for write: pull-request; default: read from url"
+    )
 
 
 class ImageSettings(_Model):
@@ -136,6 +139,25 @@ class EnvironmentSettings(_Model):
         default_factory=list,
         description="when writes into it may happen, e.g. 'Mon-Thu 09:00-16:00 Europe/Berlin'; empty: any time",
     )
+    write: Literal["push", "pull-request"] = Field(
+        default="push", description="push the GitOps commit, or open a pull request with it (docs/github.md)"
+    )
+    approval: Literal["prefect", "pull-request"] | None = Field(
+        default=None, description="the gate: the Prefect form, or a GitHub review; default: pull-request with "
+        "write: pull-request, else prefect"
+    )
+    merge_method: Literal["merge", "squash"] = Field(default="merge", description="write: pull-request only")
+
+    @model_validator(mode="after")
+    def _review_gate_needs_a_pull_request(self) -> EnvironmentSettings:
+        if self.approval == "pull-request" and self.write != "pull-request":
+            raise ValueError("approval: pull-request needs write: pull-request (a review needs a pull request)")
+        return self
+
+    @property
+    def gate_kind(self) -> Literal["prefect", "pull-request"]:
+        """Who decides the gate into this environment: the Prefect form, or a GitHub review."""
+        return self.approval or ("pull-request" if self.write == "pull-request" else "prefect")
 
     @field_validator("name")
     @classmethod
@@ -225,6 +247,13 @@ class PromoConfig(_Model):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"environment names must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+    @model_validator(mode="after")
+    def _pull_requests_need_github(self) -> PromoConfig:
+        writes = [env.name for env in self.environments if env.write == "pull-request"]
+        if writes and self.forge.kind != "github":
+            raise ValueError(f"write: pull-request ({', '.join(writes)}) needs forge.kind: github")
         return self
 
     # Environments are an ordered pipeline: each one is promoted from the one before it.

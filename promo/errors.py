@@ -8,11 +8,14 @@
     ├── NotFound               something that must exist does not (chart in registry, environment version, tag)
     ├── AuthError              a registry or forge refused our credentials (never retried)
     ├── ConflictError          the world holds something that contradicts the request (a tag with other content)
+    │   ├── NotMergeable           a pull request GitHub will not merge: conflicts, reviews or checks missing
+    │   └── HeadMoved              a pull request's head is no longer the commit that was reviewed
     ├── ApprovalRejected       a gate was rejected or timed out
     ├── VerificationFailed     a deployed version did not come up synced and healthy (or was not verified in time)
     ├── ToolError              an external tool (buildah, docker, git) failed for a non-transient reason
     └── TransientError         network errors, 5xx, 429, rejected pushes: the only errors tasks retry
-        └── RegistryUnavailable    a registry fault, with the Retry-After it asked for
+        ├── RegistryUnavailable    a registry fault, with the Retry-After it asked for
+        └── BaseMoved              a pull request's base branch moved during the merge: merge again
 
 Every error carries a cause and a fix, and renders as one line: ``<cause>; <fix>``. Messages never carry
 secrets: callers build them from names and values the user already sees, never from credentials.
@@ -60,6 +63,14 @@ class ConflictError(PromoError):
     exit_code = 6
 
 
+class NotMergeable(ConflictError):
+    """GitHub refused to merge a pull request (405): its reason is in the message (a rule, a check, conflicts)."""
+
+
+class HeadMoved(ConflictError):
+    """A merge named the head commit that was reviewed, and the pull request's head is another one now (409)."""
+
+
 class ApprovalRejected(PromoError):
     exit_code = 7
 
@@ -84,3 +95,7 @@ class RegistryUnavailable(TransientError):
     def __init__(self, cause: str, fix: str | None = None, *, retry_after: float | None = None) -> None:
         super().__init__(cause, fix)
         self.retry_after = retry_after
+
+
+class BaseMoved(TransientError):
+    """The base branch moved while GitHub merged a pull request (405 "Base branch was modified"): merge again."""

@@ -17,10 +17,14 @@ def sandbox(
     degrade: Annotated[
         Optional[str], typer.Option("--degrade", metavar="VERSION", help="make the stand-in report VERSION Degraded")
     ] = None,
+    pull_requests: Annotated[
+        bool, typer.Option("--pull-requests", help="also start a stand-in for GitHub, with a token per sandbox user")
+    ] = False,
 ) -> None:
     """Lay out a local world: sample app, bare git remotes, GitOps repo, promo.yaml, a registry and a stand-in
     for Argo CD and the clusters."""
     from promo.local.sandbox import create_sandbox, degrade_version, stop_sandbox
+    from promo.local.sandbox_github import TOKENS_FILE
 
     if stop:
         typer.echo("sandbox stopped" if stop_sandbox(directory) else "sandbox was not running")
@@ -29,9 +33,14 @@ def sandbox(
         degrade_version(directory, degrade)
         typer.echo(f"{degrade} now comes up Degraded in {directory.resolve()}")
         return
-    made = create_sandbox(directory)
+    made = create_sandbox(directory, pull_requests=pull_requests)
     typer.echo(
         f"sandbox ready in {made.directory}: registry {made.registry_host}, stand-in for Argo CD {made.standin_url}, "
         f"config {made.config_path}"
     )
+    if made.github_url is not None:
+        tokens = made.directory / TOKENS_FILE
+        users = "demo, alice, bob, carol, mallory"
+        typer.echo(f"stand-in for GitHub {made.github_url}: a token per user ({users}) in {tokens}")
+        typer.echo("promo acts as the user whose token is in $GITHUB_TOKEN: export one of theirs to act as them")
     typer.echo(f"next: export PROMO_CONFIG={made.config_path} && promo publish-dev")

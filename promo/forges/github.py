@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -89,6 +89,18 @@ class EnvToken:
         if not value:
             raise AuthError(f"${self.var} is not set", f"export {self.needed}")
         return value
+
+
+@dataclass(frozen=True)
+class GivenToken:
+    """A token handed over directly (``promo approve --github-token``); its repr never shows it."""
+
+    value: str = field(repr=False)
+
+    def token(self) -> str:
+        if not self.value.strip():
+            raise AuthError("the GitHub token given is empty", "pass a token, or export GITHUB_TOKEN")
+        return self.value.strip()
 
 
 @dataclass(frozen=True)
@@ -219,10 +231,10 @@ class GitHubForge:
 
     def list_releases(self) -> list[Release]:
         """Published releases; each one's commit comes from its tag (one listing of all tags, not a call each)."""
-        commits = {item["name"]: item["commit"]["sha"] for item in self._pages("/tags", action="listing tags")}
+        commits = {item["name"]: item["commit"]["sha"] for item in self.pages("/tags", action="listing tags")}
         return newest_first(
             _release(data, commits.get(data["tag_name"], data["target_commitish"]))
-            for data in self._pages("/releases", action="listing releases")
+            for data in self.pages("/releases", action="listing releases")
             if not data.get("draft")
         )
 
@@ -243,7 +255,7 @@ class GitHubForge:
         return _pull_request(data)
 
     def list_pull_requests(self) -> list[PullRequest]:
-        pages = self._pages("/pulls", {"state": "open"}, action="listing pull requests")
+        pages = self.pages("/pulls", {"state": "open"}, action="listing pull requests")
         return [_pull_request(data) for data in pages]
 
     def dispatch_workflow(self, workflow: str | int, ref: str, inputs: Mapping[str, str] | None = None) -> None:
@@ -251,7 +263,7 @@ class GitHubForge:
         check_branch_name(ref)
         path = f"/actions/workflows/{quote(str(workflow), safe='')}/dispatches"
         body = {"ref": ref, "inputs": {key: str(value) for key, value in (inputs or {}).items()}}
-        self._request("POST", f"{self._repo_url}{path}", action=f"dispatching workflow {workflow} on {ref}", json=body)
+        self.request("POST", f"{self._repo_url}{path}", action=f"dispatching workflow {workflow} on {ref}", json=body)
 
     def close(self) -> None:
         self._client.close()
@@ -272,28 +284,38 @@ class GitHubForge:
     def _open_pull_request(self, head: str) -> PullRequest | None:
         owner = self.owner_repo.split("/")[0]
         params = {"head": f"{owner}:{head}", "state": "open"}
-        for data in self._pages("/pulls", params, action=f"looking up pull requests from {head}"):
+        for data in self.pages("/pulls", params, action=f"looking up pull requests from {head}"):
             return _pull_request(data)
         return None
 
-    def _pages(self, path: str, params: Mapping[str, str] | None = None, *, action: str) -> Iterator[Any]:
-        """Every item of a listing, following the ``Link: rel="next"`` pages GitHub returns."""
+    def pages(
+        self, path: str, params: Mapping[str, str] | None = None, *, action: str, key: str | None = None
+    ) -> Iterator[Any]:
+        """Every item of a listing (or of its ``key`` array, as check runs come), following the ``Link: rel="next"``
+        pages GitHub returns."""
         url: str | None = f"{self._repo_url}{path}"
         query: dict[str, Any] | None = {**(params or {}), "per_page": _PAGE_SIZE}
         while url is not None:
-            response = self._request("GET", url, action=action, params=query)
-            yield from response.json()
+            response = self.request("GET", url, action=action, params=query)
+            yield from response.json() if key is None else response.json()[key]
             url, query = response.links.get("next", {}).get("url"), None  # the next link carries the query
             if url is not None and not url.startswith(f"{self.api_url}/"):
                 raise ToolError(f"{action}: GitHub's next page is outside {self.api_url}", "report it; not followed")
 
     def _json(self, method: str, path: str, *, action: str, **kwargs: Any) -> Any:
         """The JSON answer to ``method`` on ``path`` of this repository's API."""
-        return self._request(method, f"{self._repo_url}{path}", action=action, **kwargs).json()
+        return self.request(method, f"{self._repo_url}{path}", action=action, **kwargs).json()
 
-    def _request(self, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, url: str, *, action: str, allow: frozenset[int] = frozenset(), **kwargs: Any
+    ) -> httpx.Response:
+        """``method`` on ``url`` (absolute: this API's) with the token; error answers raise, except ``allow``'s,
+        which are returned for the caller to read (a merge's 405 and 409 mean things a caller decides on)."""
         action = f"{action} in {self.owner_repo}"
-        return _send(self._client, method, url, action=action, auth=self._auth, rate_limit=self._rate_limit, **kwargs)
+        return _send(
+            self._client, method, url, action=action, allow=allow, auth=self._auth, rate_limit=self._rate_limit,
+            **kwargs,
+        )
 
 
 class _BearerAuth(httpx.Auth):
@@ -318,6 +340,7 @@ def _send(
     *,
     action: str,
     rate_limit: RateLimitWait = RateLimitWait(),
+    allow: frozenset[int] = frozenset(),
     **kwargs: Any,
 ) -> httpx.Response:
     """One request; a rate limit is waited out and the request repeated (GitHub did not act on it) while the waits
@@ -331,7 +354,7 @@ def _send(
             raise TransientError(
                 f"{action} failed: {type(exc).__name__} {exc}", "retry; check the network and the GitHub API URL"
             ) from None
-        if response.status_code < 400:
+        if response.status_code < 400 or response.status_code in allow:
             return response
         error = _error(response, action, rate_limit.clock())
         if not isinstance(error, RateLimited) or waited + error.retry_after > rate_limit.budget:
@@ -345,7 +368,8 @@ def _error(response: httpx.Response, action: str, now: float) -> PromoError:
     status, headers = response.status_code, response.headers
     message, codes = _reasons(response)
     cause = f"{action} failed: GitHub answered {status}: {message}"
-    if status == 429 or (status == 403 and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)):
+    limited = headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers
+    if status == 429 or (status == 403 and (limited or "secondary rate limit" in message.lower())):
         wait = _retry_after(headers, now)
         until = datetime.fromtimestamp(now + wait, timezone.utc)
         return RateLimited(
@@ -388,11 +412,12 @@ def _reasons(response: httpx.Response) -> tuple[str, set[str]]:
 
 
 def _retry_after(headers: httpx.Headers, now: float) -> float:
-    """Seconds to wait: ``Retry-After``, else until ``x-ratelimit-reset``, else GitHub's advised minute. At least a
-    second: the reset is given in whole seconds, and an answer of 0 must not make a request spin."""
+    """Seconds to wait: ``Retry-After``, else until ``x-ratelimit-reset`` when no requests are left, else GitHub's
+    advised minute (a secondary limit, with requests left). At least a second: the reset is given in whole seconds,
+    and an answer of 0 must not make a request spin."""
     if headers.get("retry-after", "").isdigit():
         return max(1.0, float(headers["retry-after"]))
-    if headers.get("x-ratelimit-reset", "").isdigit():
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset", "").isdigit():
         return max(1.0, float(headers["x-ratelimit-reset"]) - now)
     return DEFAULT_RATE_LIMIT_WAIT_SECONDS
 

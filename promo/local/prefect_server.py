@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ import httpx
 
 from promo.errors import ToolError
 from promo.local.home import server_root
-from promo.local.processes import LocalServer, free_port
+from promo.local.processes import LocalServer, free_port, port_is_free
 
 DEFAULT_PORT = 4200  # Prefect's usual port, so the UI is where people look for it
 DEFAULT_POOL = "promo"  # the work pool `promo setup` registers deployments on
@@ -150,7 +149,7 @@ def start_server(port: int = DEFAULT_PORT) -> Started[PrefectServer]:
             if running.healthy():
                 return Started(running, reused=True)
             running.stop()  # it runs but no longer answers: a fresh one is the only way forward
-        chosen = port if _port_is_free(port) else free_port()
+        chosen = port if port_is_free(port) else free_port()
         env = {
             "PREFECT_HOME": str(root / "prefect-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -234,18 +233,6 @@ def ephemeral_start_failure(error: RuntimeError) -> ToolError | None:
         "Prefect's temporary API server did not start in time (the machine is busy)",
         "run `promo server start` once: every promo command then uses that server instead",
     )
-
-
-def _port_is_free(port: int) -> bool:
-    """Whether the server could listen on ``port``. Asked as the server binds (SO_REUSEADDR), so the connections a
-    stopped server leaves in TIME_WAIT do not send its successor to another port, away from its clients' URL."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @contextmanager

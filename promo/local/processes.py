@@ -13,14 +13,19 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Self
+from collections.abc import Callable
+from typing import ClassVar, Self, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from promo.errors import ToolError
+
+Server = TypeVar("Server", bound="LocalServer")
 
 # Generous: two cores shared by several test runs can take seconds to start a Python process.
 START_TIMEOUT = 30.0
@@ -107,6 +112,7 @@ class LocalServer:
         """Whether a command line (which holds our config path) is this kind of server's."""
         raise NotImplementedError
 
+
     @classmethod
     def _spawn(cls, root: Path, port: int, argv: list[str]) -> Self:
         """Run ``argv`` detached with its output in the log, and return once ``ready_path`` answers."""
@@ -167,7 +173,59 @@ class LocalServer:
             pass
 
 
+@dataclass(frozen=True)
+class ModuleServer(LocalServer):
+    """A server that is a ``python -m <module> CONFIG.json`` of promo's own (the stand-ins), its settings a pydantic
+    model with a ``port``, written as JSON next to its log."""
+
+    module: ClassVar[str]
+
+    @classmethod
+    def start(cls, root: Path, settings: BaseModel) -> Self:
+        """Start it with ``settings`` (``port`` 0: a free one) and return once it answers."""
+        root = root.resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        settings = settings.model_copy(update={"port": getattr(settings, "port") or free_port()})
+        config_path = root / cls.config_name
+        config_path.write_text(settings.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return cls._spawn(root, getattr(settings, "port"), [sys.executable, "-m", cls.module, str(config_path)])
+
+    def _runs_program(self, argv: list[bytes]) -> bool:
+        return argv[1:3] == [b"-m", self.module.encode()]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def state_path(server_root: Path) -> Path:
+    return server_root / "state.json"
+
+
+def running_server(
+    kind: type[Server], root: Path, previous_host: str | None, start: Callable[[int | None], Server]
+) -> Server:
+    """The recorded server if it runs, else a new one: on promo.yaml's port when that is still free."""
+    state = state_path(root)
+    if state.exists():
+        recorded = kind.from_state(state)
+        if recorded.is_running():
+            return recorded
+    port = int(previous_host.rpartition(":")[2]) if previous_host is not None else None
+    server = start(port if port is not None and port_is_free(port) else None)
+    server.write_state(state)
+    return server
+
+
+def port_is_free(port: int) -> bool:
+    """Free to listen on as the servers do (SO_REUSEADDR): a stopped server's closed connections may linger in
+    TIME_WAIT on the port, which keeps a plain bind out but not a server."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -6,6 +6,8 @@ stand-in for Argo CD and the clusters.
     DIR/remotes/gitops.git      bare GitOps repository on main: one Argo CD Application per environment and cluster
     DIR/registry/               a docker-registry process; state.json records its PID and port
     DIR/standin/                the stand-in for Argo CD and the clusters (promo.local.standin); state.json as above
+    DIR/standin-github/         with --pull-requests: the stand-in for GitHub (promo.local.sandbox_github), and
+    DIR/github-tokens.json      a token for each sandbox user
     DIR/degraded-versions       chart versions the stand-in brings up Degraded, one a line (`--degrade VERSION`)
     DIR/buildah/                buildah's storage (image.storage_root)
     DIR/cache/                  promo's git caches (cache_dir)
@@ -26,15 +28,13 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
@@ -43,7 +43,9 @@ from ruamel.yaml.comments import CommentedSeq
 from promo.config import ArgoCDCheck, EnvironmentSettings, HttpCheck, PromoConfig, VerifySettings, load_config
 from promo.errors import InputError, ToolError
 from promo.registry.images import registry_host
-from promo.local.processes import LocalServer
+from promo.local.processes import LocalServer, running_server, state_path
+from promo.local.sandbox_github import start_github, with_github
+from promo.local.standin_github import GitHubStandinServer
 from promo.gitops.manifests import manifest_path, validate_name
 from promo.gitops.signing import ALLOWED_SIGNERS_PATH, PublicKey, SigningKey, parse_allowed_signers
 from promo.local.registry import RegistryServer
@@ -66,8 +68,6 @@ SIGNING_KEY_FILE = "record-signing-key"
 STANDIN_TIMING = {"poll_seconds": 0.5, "sync_delay": 0.3, "operation_seconds": 0.2, "progressing_seconds": 0.3}
 VERIFY_TIMING = {"timeout": 60, "healthy_for": 1, "poll_interval_seconds": 0.25}
 
-Server = TypeVar("Server", bound=LocalServer)
-
 _GIT_IDENTITY = ("-c", "user.name=promo sandbox", "-c", "user.email=sandbox@promo.local", "-c", "commit.gpgsign=false")
 
 
@@ -84,10 +84,12 @@ class Sandbox:
     gitops_remote: Path
     builder_storage: Path
     record_signer: str = ""  # the fingerprint of the key the sandbox's runs sign their records with
+    github_url: str | None = None  # the GitHub stand-in's, with --pull-requests (promo.local.sandbox_github)
 
 
-def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
-    """Lay out (or reuse) the sandbox in ``directory`` and make sure its registry runs."""
+def create_sandbox(directory: Path, *, app: str = "hello", pull_requests: bool = False) -> Sandbox:
+    """Lay out (or reuse) the sandbox in ``directory`` and make sure its registry runs; with ``pull_requests``, a
+    stand-in for GitHub too (promo.local.sandbox_github)."""
     validate_name("app", app)
     directory = directory.resolve()
     config_path = directory / "promo.yaml"
@@ -102,13 +104,13 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
     app_remote = directory / "remotes" / f"{app}.git"
     gitops_remote = directory / "remotes" / GITOPS_REMOTE
     registry_root, standin_root = directory / "registry", directory / "standin"
-    registry = _running(
+    registry = running_server(
         RegistryServer, registry_root, previous_host, lambda port: RegistryServer.start(registry_root, port=port)
     )
     standin_settings = StandinSettings(
         port=0, gitops=gitops_remote, branch=BRANCH, degraded_versions=directory / DEGRADED_VERSIONS, **STANDIN_TIMING
     )
-    standin = _running(
+    standin = running_server(
         StandinServer, standin_root, previous_standin,
         lambda port: StandinServer.start(standin_root, standin_settings.model_copy(update={"port": port or 0})),
     )  # fmt: skip
@@ -123,6 +125,14 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
         _list_record_signer(gitops_remote, signer)
     if not app_remote.exists():
         _create_remote(app_remote, _app_files(config), f"{app}: sample app, chart and promo.yaml")
+    github = None
+    if pull_requests or (previous is not None and previous.forge.api_url is not None):
+        if previous is not None and previous.forge.api_url is None:
+            raise InputError(
+                f"the sandbox in {directory} was made without --pull-requests", "make one in another directory"
+            )
+        github = start_github(directory, previous or config, app_remote, gitops_remote)
+        config = with_github(config, github.url)
     degraded_versions = directory / DEGRADED_VERSIONS
     if not degraded_versions.exists():
         degraded_versions.write_text("# chart versions the stand-in brings up Degraded, one a line\n", encoding="utf-8")
@@ -130,7 +140,8 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
         config_path.write_text(_config_text(config), encoding="utf-8")
     else:
         for path in (config_path, *sorted(directory.glob("apps/*/promo.yaml"))):  # added apps' too (add_apps)
-            _move_hosts(path, {previous_host: registry.host, previous_standin: standin.host})
+            moves = {previous_host: registry.host, previous_standin: standin.host, **_github_move(previous, github)}
+            _move_hosts(path, moves)
     return Sandbox(
         directory=directory,
         config_path=config_path,
@@ -143,7 +154,14 @@ def create_sandbox(directory: Path, *, app: str = "hello") -> Sandbox:
         gitops_remote=gitops_remote,
         builder_storage=_builder_storage(directory),
         record_signer=signer.fingerprint(),
+        github_url=github.url if github is not None else None,
     )
+
+
+def _github_move(previous: PromoConfig, github: LocalServer | None) -> dict[str | None, str]:
+    if github is None or previous.forge.api_url is None:
+        return {}
+    return {urlsplit(previous.forge.api_url).netloc: github.host}
 
 
 def add_apps(sandbox: Sandbox, apps: Sequence[str]) -> dict[str, Path]:
@@ -175,9 +193,10 @@ def add_apps(sandbox: Sandbox, apps: Sequence[str]) -> dict[str, Path]:
 def stop_sandbox(directory: Path) -> bool:
     """Stop the sandbox's registry and stand-in by their recorded PIDs; False when neither was running."""
     directory = directory.resolve()
-    registry_stopped = RegistryServer.stop_recorded(_state_path(directory / "registry"))
-    standin_stopped = StandinServer.stop_recorded(_state_path(directory / "standin"))
-    return registry_stopped or standin_stopped
+    registry_stopped = RegistryServer.stop_recorded(state_path(directory / "registry"))
+    standin_stopped = StandinServer.stop_recorded(state_path(directory / "standin"))
+    github_stopped = GitHubStandinServer.stop_recorded(state_path(directory / "standin-github"))
+    return registry_stopped or standin_stopped or github_stopped
 
 
 def degrade_version(directory: Path, version: str) -> None:
@@ -222,27 +241,8 @@ def _list_record_signer(gitops_remote: Path, public: PublicKey) -> None:
         _commit_to_remote(gitops_remote, _signers_file(public, existing), "promo sandbox: allow the record signing key")
 
 
-def _state_path(server_root: Path) -> Path:
-    return server_root / "state.json"
-
-
 def _builder_storage(directory: Path) -> Path:
     return directory / "buildah"
-
-
-def _running(
-    kind: type[Server], root: Path, previous_host: str | None, start: Callable[[int | None], Server]
-) -> Server:
-    """The recorded server if it runs, else a new one: on promo.yaml's port when that is still free."""
-    state = _state_path(root)
-    if state.exists():
-        recorded = kind.from_state(state)
-        if recorded.is_running():
-            return recorded
-    port = int(previous_host.rpartition(":")[2]) if previous_host is not None else None
-    server = start(port if port is not None and _port_is_free(port) else None)
-    server.write_state(state)
-    return server
 
 
 def _standin_host(config: PromoConfig) -> str | None:
@@ -251,18 +251,6 @@ def _standin_host(config: PromoConfig) -> str | None:
         if env.verify is not None and env.verify.argocd is not None:
             return urlsplit(env.verify.argocd.url).netloc
     return None
-
-
-def _port_is_free(port: int) -> bool:
-    """Free to listen on as the servers do (SO_REUSEADDR): a stopped server's closed connections may linger in
-    TIME_WAIT on the port, which keeps a plain bind out but not a server."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _config(

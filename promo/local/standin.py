@@ -46,7 +46,7 @@ from ruamel.yaml.error import YAMLError
 
 from promo.errors import PromoError, ToolError
 from promo.gitops.manifests import read_target_revision
-from promo.local.processes import START_TIMEOUT, LocalServer, free_port
+from promo.local.processes import START_TIMEOUT, ModuleServer
 from promo.local.standin_apps import Application, Knobs, Manifest, StandinSettings
 from promo.registry.helm import chart_tag
 from promo.registry.oci import Registry
@@ -329,26 +329,14 @@ def _poll(world: World) -> None:
 
 
 @dataclass(frozen=True)
-class StandinServer(LocalServer):
+class StandinServer(ModuleServer):
     """The stand-in running as a detached ``python -m promo.local.standin`` process, with its files under ``root``."""
 
     program = "promo stand-in"
+    module = __name__
     config_name = "config.json"
     log_name = "standin.log"
     ready_path = "/healthz"
-
-    @classmethod
-    def start(cls, root: Path, settings: StandinSettings) -> StandinServer:
-        """Start it with ``settings`` (``port`` 0: a free one) and return once it answers."""
-        root = root.resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        settings = settings.model_copy(update={"port": settings.port or free_port()})
-        config_path = root / cls.config_name
-        config_path.write_text(settings.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        return cls._spawn(root, settings.port, [sys.executable, "-m", __name__, str(config_path)])
-
-    def _runs_program(self, argv: list[bytes]) -> bool:
-        return argv[1:3] == [b"-m", __name__.encode()]
 
     def refresh(self) -> None:
         """Read git now rather than at the next poll (as ``?refresh=normal`` does, whatever the name asked for):

@@ -125,3 +125,30 @@ def test_a_bad_stored_document_is_one_clear_line(data, expected):
     with pytest.raises(ConfigError) as caught:
         validate_config(data, "the stored config")
     assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+
+
+def test_pull_request_writes_default_to_a_review_gate(tmp_path):
+    text = VALID.replace("approvers: [alice]}", "approvers: [alice], write: pull-request, merge_method: squash}")
+    config = load_config(write(tmp_path, text + "forge: {kind: github, repository: acme/gitops}\n"))
+    stage, prod = config.environment("stage"), config.environment("prod")
+    assert (stage.write, stage.gate_kind, stage.merge_method) == ("pull-request", "pull-request", "squash")
+    assert (prod.write, prod.gate_kind, prod.merge_method) == ("push", "prefect", "merge")
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ("approval: pull-request", "approval: pull-request needs write: pull-request"),
+        ("write: pull-request", r"write: pull-request \(stage\) needs forge.kind: github"),
+        ("merge_method: rebase", "environments.2.merge_method: Input should be 'merge' or 'squash'"),
+    ],
+)
+def test_pull_request_settings_are_checked(tmp_path, settings, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, VALID.replace("approvers: [alice]}", f"approvers: [alice], {settings}}}")))
+
+
+def test_approval_by_prefect_form_keeps_the_pull_request_for_branch_protection(tmp_path):
+    text = VALID.replace("approvers: [alice]}", "approvers: [alice], write: pull-request, approval: prefect}")
+    config = load_config(write(tmp_path, text + "forge: {kind: github, repository: acme/gitops}\n"))
+    assert config.environment("stage").gate_kind == "prefect"

@@ -1,4 +1,6 @@
-"""The GitHub forge against a fake GitHub API (pytest-httpserver): the requests it sends, and how it reads answers."""
+"""The GitHub forge against a fake GitHub API (pytest-httpserver): the requests it sends, and how it reads answers.
+The fake's answers are whole GitHub objects (the stand-in's shapes), and every request and answer passes the check
+against GitHub's published description on the way (tests/fixtures/github_contract.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pickle
 import socket
 from collections.abc import Iterator
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -26,12 +29,22 @@ from promo.forges.github import (
     RateLimitWait,
 )
 from promo.gitops.mirror import Mirror
+from promo.local.standin_github import shapes
+from tests.fixtures.github_contract import CheckingTransport
 
 TOKEN = "ghp_s3cr3tT0ken"
 REPO = "/repos/acme/hello"
 SHA = "a" * 40
 OTHER_SHA = "b" * 40
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ACME = shapes.user("https://api.github.com", "acme", 1)
+REPO_JSON = {**shapes.repository("https://api.github.com", "acme/hello", 2, ACME, "main"),
+             "html_url": "https://github.com/acme/hello"}  # fmt: skip
+
+
+def checked_client() -> httpx.Client:
+    """A client whose requests and answers are checked against GitHub's description."""
+    return httpx.Client(transport=CheckingTransport(httpx.HTTPTransport()), timeout=30)
 
 
 class StaticToken:
@@ -48,27 +61,30 @@ def every_request_expected(httpserver: HTTPServer) -> Iterator[None]:
 
 @pytest.fixture
 def forge(httpserver: HTTPServer) -> Iterator[GitHubForge]:
-    forge = GitHubForge("acme/hello", StaticToken(), api_url=httpserver.url_for(""))
+    forge = GitHubForge("acme/hello", StaticToken(), api_url=httpserver.url_for(""), client=checked_client())
     yield forge
     forge.close()
 
 
 def release_json(tag: str, commit: str = "main", body: str = "notes") -> dict:
-    return {
-        "tag_name": tag, "target_commitish": commit, "name": tag, "body": body, "draft": False,
-        "html_url": f"https://github.com/acme/hello/releases/tag/{tag}",
-    }
+    record = {"id": 5, "tag_name": tag, "target_commitish": commit, "name": tag, "body": body, "draft": False,
+              "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
+    return shapes.release(REPO_JSON, record, ACME)
 
 
-def pull_json(number: int, head: str, draft: bool = True) -> dict:
-    return {
-        "number": number, "head": {"ref": head}, "base": {"ref": "main"}, "title": f"Hotfix {head}", "draft": draft,
-        "html_url": f"https://github.com/acme/hello/pull/{number}",
-    }
+def pull_json(number: int, head: str, draft: bool = True, *, simple: bool = True) -> dict:
+    """A listing's item (``simple``), or the whole pull request a create answers with."""
+    record = {
+        "number": number, "id": 100 + number, "title": f"Hotfix {head}", "body": None, "head": head, "base": "main",
+        "user": "acme", "state": "open", "draft": draft, "labels": [], "auto_merge": None,
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "closed_at": None,
+        "merged_at": None, "merged_by": None, "merge_commit_sha": None,
+    }  # fmt: skip
+    return shapes.pull("https://api.github.com", REPO_JSON, record, {"acme": ACME}, SHA, SHA, simple=simple)
 
 
 def validation_failed(*errors: dict) -> dict:
-    return {"message": "Validation Failed", "errors": list(errors)}
+    return shapes.error("Validation Failed", *errors)
 
 
 def not_found() -> dict:
@@ -104,10 +120,10 @@ def test_already_exists_is_looked_up_and_judged_by_its_commit(
     )
     httpserver.expect_request(f"{REPO}/releases/tags/v1.2.0").respond_with_json(release_json("v1.2.0"))
     httpserver.expect_request(f"{REPO}/git/ref/tags/v1.2.0").respond_with_json(
-        {"ref": "refs/tags/v1.2.0", "object": {"type": "tag", "sha": "c" * 40}}
+        shapes.ref(REPO_JSON, "refs/tags/v1.2.0", "c" * 40, "tag")
     )
     httpserver.expect_request(f"{REPO}/git/tags/{'c' * 40}").respond_with_json(
-        {"tag": "v1.2.0", "object": {"type": "commit", "sha": tagged}}
+        shapes.git_tag(REPO_JSON, "c" * 40, "v1.2.0", "release v1.2.0", tagged, "commit")
     )
 
     if same:
@@ -122,7 +138,7 @@ def test_an_existing_tag_at_another_commit_is_refused_before_any_post(
 ) -> None:
     httpserver.expect_request(f"{REPO}/releases/tags/v1.2.0").respond_with_json(not_found(), 404)
     httpserver.expect_request(f"{REPO}/git/ref/tags/v1.2.0").respond_with_json(
-        {"object": {"type": "commit", "sha": OTHER_SHA}}
+        shapes.ref(REPO_JSON, "refs/tags/v1.2.0", OTHER_SHA)
     )
     with pytest.raises(ConflictError, match=f"tag v1.2.0 already exists in acme/hello at commit {OTHER_SHA}"):
         forge.create_release("v1.2.0", SHA, name="v1.2.0", notes="x")
@@ -139,7 +155,7 @@ def test_releases_are_listed_over_pages_newest_first(httpserver: HTTPServer, for
         [release_json("v0.1.0"), {**release_json("v2.0.0"), "draft": True}]
     )
     httpserver.expect_request(f"{REPO}/tags").respond_with_json(
-        [{"name": "v1.9.0", "commit": {"sha": "0" * 40}}, {"name": "v1.10.0", "commit": {"sha": "1" * 40}}]
+        [shapes.tag(REPO_JSON, "v1.9.0", "0" * 40), shapes.tag(REPO_JSON, "v1.10.0", "1" * 40)]
     )
 
     releases = forge.list_releases()
@@ -175,7 +191,8 @@ class Waits:
 
     def forge(self, httpserver: HTTPServer) -> GitHubForge:
         waits = RateLimitWait(sleep=self.slept.append, clock=lambda: self.NOW)
-        return GitHubForge("acme/hello", StaticToken(), api_url=httpserver.url_for(""), rate_limit=waits)
+        api_url = httpserver.url_for("")
+        return GitHubForge("acme/hello", StaticToken(), api_url=api_url, rate_limit=waits, client=checked_client())
 
 
 def test_rate_limits_are_waited_out_as_github_asks(httpserver: HTTPServer) -> None:
@@ -256,7 +273,7 @@ def test_pull_request_is_opened_as_draft_once(httpserver: HTTPServer, forge: Git
         method="POST",
         headers=AUTH,
         json={"title": "Hotfix hotfix-1-2-4", "head": "hotfix-1-2-4", "base": "main", "body": "b", "draft": True},
-    ).respond_with_json(pull_json(12, "hotfix-1-2-4"), 201)
+    ).respond_with_json(pull_json(12, "hotfix-1-2-4", simple=False), 201)
     httpserver.expect_request(f"{REPO}/pulls", method="GET", query_string=lookup).respond_with_json(
         [pull_json(12, "hotfix-1-2-4")]
     )
@@ -312,15 +329,23 @@ def test_github_app_token_signs_a_jwt_and_caches_the_installation_token(httpserv
 
         return handler
 
-    httpserver.expect_request(f"{REPO}/installation").respond_with_handler(verified({"id": 42}))
+    installation = {
+        "id": 42, "account": ACME, "repository_selection": "selected", "app_id": 123, "target_id": 1,
+        "access_tokens_url": httpserver.url_for("/app/installations/42/access_tokens"), "target_type": "Organization",
+        "repositories_url": httpserver.url_for("/installation/repositories"), "permissions": {"contents": "write"},
+        "html_url": "https://github.com/organizations/acme/settings/installations/42", "events": [],
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "single_file_name": None,
+        "app_slug": "promo", "suspended_by": None, "suspended_at": None,
+    }  # fmt: skip
+    httpserver.expect_request(f"{REPO}/installation").respond_with_handler(verified(installation))
     httpserver.expect_request("/app/installations/42/access_tokens", method="POST").respond_with_handler(
         verified({"token": "ghs_installation", "expires_at": "2999-01-01T00:00:00Z"})
     )
     httpserver.expect_request(
         f"{REPO}/pulls", headers={"Authorization": "Bearer ghs_installation"}
     ).respond_with_json([pull_json(1, "a")])
-    app = GitHubAppToken(123, pem, repository="acme/hello", api_url=httpserver.url_for(""))
-    forge = GitHubForge("acme/hello", app, api_url=httpserver.url_for(""))
+    app = GitHubAppToken(123, pem, repository="acme/hello", api_url=httpserver.url_for(""), client=checked_client())
+    forge = GitHubForge("acme/hello", app, api_url=httpserver.url_for(""), client=checked_client())
 
     assert [pull.number for pull in forge.list_pull_requests()] == [1]
     assert [pull.number for pull in forge.list_pull_requests()] == [1]  # the installation token is reused
