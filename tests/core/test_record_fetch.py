@@ -131,3 +131,13 @@ def test_a_lean_cache_and_its_record_store_can_be_garbage_collected(gitops_remot
     for repository in (gitops.mirror.path, gitops.mirror.path / "promo-records.git"):
         git(repository, "gc", "--quiet")  # raises when the repack fails
         assert not (repository / "gc.log").exists()
+
+
+def test_records_are_read_through_a_cache_dir_given_as_a_relative_path(
+    gitops_remote: GitRemote, tmp_path: Path, monkeypatch
+) -> None:
+    record_verdict(Mirror.open(gitops_remote.url, tmp_path / "writer"), verdict(gitops_remote.head()), RECORD_SIGNER)
+    monkeypatch.chdir(tmp_path)
+    mirror = Mirror.open(gitops_remote.url, Path("relative-cache"), branch="main")  # as a promo.yaml may say it
+    mirror.fetch()
+    assert reasons(mirror) == {gitops_remote.head(): "synced and healthy"}

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from promo.errors import ConfigError
-from promo.gitops.signing import BadSignature, SigningKey, armor, parse_allowed_signers, verify
+from promo.gitops.signing import (
+    BadSignature,
+    SigningKey,
+    armor,
+    parse_allowed_signers,
+    sign_record,
+    signed_commit,
+    signed_content,
+    verify,
+)
 
 PAYLOAD = b"Verdict: verified\nRecord: refs/promo/verdicts/hello/test/abc-123\n"
 
@@ -84,3 +93,18 @@ def test_the_private_key_never_shows() -> None:
     assert body[:20] not in str(refused.value) and "A" * 40 not in str(refused.value)
     assert refused.value.__cause__ is None and refused.value.__context__ is None
     assert SigningKey.from_openssh(secret).public == key.public
+
+
+def test_a_signed_record_holds_only_in_its_own_log_and_about_its_own_commit() -> None:
+    key = SigningKey.generate()
+    log, commit = "refs/promo/log/verdicts/hello/test", "9f" * 20
+    message = sign_record(key, log, commit, "verified: hello 1.0.0 in test\n\nVerdict: verified\n")
+    signers = frozenset({key.public})
+    assert signed_commit(message) == commit  # readable before any check, to look its commit up
+    assert signed_content(log, commit, message, signers) == "verified: hello 1.0.0 in test\n\nVerdict: verified\n"
+    with pytest.raises(BadSignature, match="signed for another record"):
+        signed_content("refs/promo/log/verdicts/hello/prod", commit, message, signers)
+    with pytest.raises(BadSignature, match="signed for another commit"):
+        signed_content(log, "ab" * 20, message, signers)
+    with pytest.raises(BadSignature, match="does not match"):
+        signed_content(log, commit, message.replace("Verdict: verified", "Verdict: failed"), signers)

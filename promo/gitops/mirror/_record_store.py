@@ -68,7 +68,7 @@ class RecordStore:
     """The records repository of one cache. ``git`` runs git in the cache; callers hold the cache's lock."""
 
     def __init__(self, cache: Path, git: Git) -> None:
-        self.path = cache / "promo-records.git"
+        self.path = cache.absolute() / "promo-records.git"  # git runs in the cache: a relative path would miss
         self._cache_git = git
 
     def read(self, kind: str, prefix: str = "") -> dict[str, Annotation]:
