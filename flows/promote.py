@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from prefect import Flow, flow
 from prefect.artifacts import create_markdown_artifact
 
-from promo.flows.artifacts import publish_environment_table
+from promo.flows.deploy import deploy
 from promo.flows.gate_plan import approve, opened_gate
-from promo.tasks.limits import environment_lock
-from promo.flows.runinfo import flow_run_label, run_logger
+from promo.flows.rollback import on_failed_verification
+from promo.flows.runinfo import run_logger
 from promo.flows.verification import source_readiness, verify_written
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
@@ -21,11 +21,7 @@ from promo.gitops.repo import Trailers
 from promo.release.gate_plan import GatePlan
 from promo.release.readiness import Readiness
 from promo.tasks.chart import find_chart
-from promo.tasks.gitops import (
-    plan_environment_version,
-    read_environment_version,
-    write_environment_version,
-)
+from promo.tasks.gitops import plan_environment_version, read_environment_version
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
     planned = opened_gate(target) or plan_promotion(config, source, target)
     version, digest = planned.version, planned.chart_digest
     if planned.plan.already_current:
-        verdict = verify_written(config, target, version, None)
+        verdict = verify_written(config, target, version, None, on_failed_verification)
         verification = verdict.summary() if verdict else None
         promotion = Promotion(
             config.app, version, source, target, digest, gitops_commit=None, approved_by=None, verification=verification
@@ -68,28 +64,25 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
         run_logger().info(promotion.summary())
         return promotion
     decision = approve(config, planned)
-    with environment_lock(config.app, target):
-        written = write_environment_version(
-            config,
-            target,
-            version,
-            expected=planned.plan.current,
-            subject=f"promote({config.app}): {source} -> {target} {version}",
-            trailers=Trailers(
-                promoted_from=source,
-                chart_version=version,
-                chart_digest=digest,
-                flow_run=flow_run_label(),
-                approved_by=decision.approver,
-                approval_comment=decision.comment,
-                override_reason=decision.override_reason,
-            ),
-        )
-    verdict = verify_written(config, target, version, written.commit)
-    verification = verdict.summary() if verdict else None
-    promotion = Promotion(config.app, version, source, target, digest, written.commit, decision.approver, verification)
+    deployed = deploy(
+        config,
+        target,
+        version,
+        expected=planned.plan.current,
+        subject=f"promote({config.app}): {source} -> {target} {version}",
+        trailers=Trailers(
+            promoted_from=source,
+            chart_digest=digest,
+            approved_by=decision.approver,
+            approval_comment=decision.comment,
+            override_reason=decision.override_reason,
+        ),
+        on_failure=on_failed_verification,
+    )
+    promotion = Promotion(
+        config.app, version, source, target, digest, deployed.commit, decision.approver, deployed.verification
+    )
     record_promotion(config, promotion, planned.plan.diff)
-    publish_environment_table(config)
     return promotion
 
 

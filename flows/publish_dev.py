@@ -12,10 +12,8 @@ from tempfile import TemporaryDirectory
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from promo.flows.artifacts import publish_environment_table
-from promo.tasks.limits import environment_lock
-from promo.flows.runinfo import flow_run_label
-from promo.flows.verification import verify_written
+from promo.flows.deploy import deploy
+from promo.flows.rollback import on_failed_verification
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
@@ -23,7 +21,7 @@ from promo.registry.helm import PushedChart
 from promo.registry.images import BuiltImage
 from promo.versions import short_sha
 from promo.tasks.chart import check_registry_access, package_rc_chart, push_rc_chart
-from promo.tasks.gitops import plan_environment_version, write_environment_version
+from promo.tasks.gitops import plan_environment_version
 from promo.tasks.image import build_image
 from promo.tasks.source import (
     BuildRequest,
@@ -73,18 +71,15 @@ def publish_dev(
         image = build_image(config, source, tag=short_sha(commit), created=read_commit_time(config, commit))
         chart = package_rc_chart(config, source, base, commit)
     pushed = push_rc_chart(config, chart)
-    with environment_lock(config.app, env):
-        deployed = write_environment_version(
-            config,
-            env,
-            chart.version,
-            expected=planned.current,
-            subject=f"deploy({config.app}): {env} -> {chart.version}",
-            trailers=Trailers(
-                chart_version=chart.version, chart_digest=pushed.digest, image=image.pinned, flow_run=flow_run_label()
-            ),
-        )
-    verdict = verify_written(config, env, chart.version, deployed.commit)
+    deployed = deploy(
+        config,
+        env,
+        chart.version,
+        expected=planned.current,
+        subject=f"deploy({config.app}): {env} -> {chart.version}",
+        trailers=Trailers(chart_digest=pushed.digest, image=image.pinned),
+        on_failure=on_failed_verification,
+    )
     published = Published(
         app=config.app,
         commit=commit,
@@ -95,10 +90,9 @@ def publish_dev(
         image=image.reference,
         image_digest=image.digest,
         gitops_commit=deployed.commit,
-        verification=verdict.summary() if verdict else None,
+        verification=deployed.verification,
     )
     publish_summary(config, published, image, pushed)
-    publish_environment_table(config)
     return published
 
 

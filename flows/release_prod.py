@@ -19,11 +19,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
-from promo.flows.artifacts import publish_environment_table
+from promo.flows.deploy import deploy
 from promo.flows.gate_plan import approve, opened_gate
-from promo.tasks.limits import environment_lock, release_lock
+from promo.tasks.limits import release_lock
 from promo.flows.publish_dev import publish_dev
-from promo.flows.runinfo import flow_run_label, run_logger
+from promo.flows.rollback import on_failed_verification
+from promo.flows.runinfo import run_logger
 from promo.flows.verification import source_readiness, verify_written
 from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
@@ -34,7 +35,7 @@ from promo.release.readiness import Readiness
 from promo.versions import bump, rc_version
 from promo.tasks.chart import find_chart, lookup_chart
 from promo.tasks.forge import check_release_tag, publish_release
-from promo.tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
+from promo.tasks.gitops import plan_environment_version, read_environment_version
 from promo.tasks.release import (
     bump_main,
     find_next_build_commit,
@@ -79,26 +80,24 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
     with release_lock(config.app):  # checked again after the gate: another run may have released X.Y.Z meanwhile
         pushed = publish_release_chart(config, release_chart)
     release = publish_release(config, candidate, commit)
-    with environment_lock(config.app, prod):
-        written = write_environment_version(
-            config,
-            prod,
-            candidate.version,
-            expected=planned.plan.current,
-            subject=f"release({config.app}): {prod} -> {candidate.version}",
-            trailers=Trailers(
-                promoted_from=stage,
-                chart_version=candidate.version,
-                chart_digest=pushed.digest,
-                flow_run=flow_run_label(),
-                approved_by=approver,
-                approval_comment=comment,
-                override_reason=override_reason,
-            ),
-        )
+    deployed = deploy(
+        config,
+        prod,
+        candidate.version,
+        expected=planned.plan.current,
+        subject=f"release({config.app}): {prod} -> {candidate.version}",
+        trailers=Trailers(
+            promoted_from=stage,
+            chart_digest=pushed.digest,
+            approved_by=approver,
+            approval_comment=comment,
+            override_reason=override_reason,
+        ),
+        on_failure=None,  # prod is verified last, below: see the module's docstring
+    )
     bumped = bump_main(config, candidate.version)
     next_build = start_next_build(config, config_path, app, candidate.version, commit)
-    verdict = verify_written(config, prod, candidate.version, written.commit)
+    verdict = verify_written(config, prod, candidate.version, deployed.commit, on_failed_verification)
     released = Released(
         app=config.app,
         version=candidate.version,
@@ -113,7 +112,6 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
         verification=verdict.summary() if verdict else None,
     )
     record_release(config, released)
-    publish_environment_table(config)
     return released
 
 

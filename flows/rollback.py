@@ -8,14 +8,15 @@ promo.yaml made the decision. Either way it is bounded: an automatic rollback ha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 from prefect import flow
 
-from promo.flows.artifacts import publish_environment_table
+from promo.flows.deploy import deploy
 from promo.flows.gate_plan import approve, opened_gate
-from promo.tasks.limits import environment_lock
-from promo.flows.runinfo import flow_run_label, run_logger
+from promo.flows.runinfo import run_logger
 from promo.flows.stored_config import run_config
+from promo.flows.verification import OnFailure
 from promo.config import PromoConfig
 from promo.errors import ConflictError, NotFound, VerificationFailed
 from promo.gitops.repo import Trailers, agreed_version
@@ -23,9 +24,8 @@ from promo.release.gate_plan import GatePlan
 from promo.release.rollback import RollbackPlan, check_verified, rollback_target
 from promo.gitops.verdicts import Verdict
 from promo.tasks.chart import find_chart
-from promo.tasks.gitops import plan_environment_version, read_environment_version, write_environment_version
+from promo.tasks.gitops import plan_environment_version, read_environment_version
 from promo.tasks.history import read_environment_history
-from promo.tasks.verify import verify_environment
 
 AUTOMATIC_APPROVER = "promo (on_failure: rollback)"
 
@@ -135,44 +135,56 @@ def write_rollback(
     ``failed`` is the verdict that started an automatic rollback: a rollback that fails too ends it there."""
     env, version = planned.target, planned.version
     rolled_back = agreed_version(planned.plan.current) or ""  # one version: rollback_gate_plan saw to it
-    with environment_lock(config.app, env):
-        written = write_environment_version(
-            config,
-            env,
-            version,
-            expected=planned.plan.current,
-            subject=f"rollback({config.app}): {env} -> {version}",
-            trailers=Trailers(
-                chart_version=version,
-                chart_digest=planned.chart_digest,
-                flow_run=flow_run_label(),
-                approved_by=approved_by,
-                approval_comment=comment,
-                rollback_of=rolled_back,
-            ),
-            allow_downgrade=True,
-        )
-    verdict = None
-    if written.commit is not None:
-        publish_environment_table(config)
-        verdict = verify_environment(config, env, version, written.commit, flow_run=flow_run_label())
-        if verdict is not None and not verdict.verified:
-            raise rollback_failed(config, env, version, verdict, failed)
-    done = Rollback(config.app, env, version, rolled_back, written.commit, approved_by, verdict)
+    deployed = deploy(
+        config,
+        env,
+        version,
+        expected=planned.plan.current,
+        subject=f"rollback({config.app}): {env} -> {version}",
+        trailers=Trailers(
+            chart_digest=planned.chart_digest,
+            approved_by=approved_by,
+            approval_comment=comment,
+            rollback_of=rolled_back,
+        ),
+        on_failure=rollback_failed(failed),
+        allow_downgrade=True,
+    )
+    done = Rollback(config.app, env, version, rolled_back, deployed.commit, approved_by, deployed.verdict)
     run_logger().info(done.summary())
     return done
 
 
-def rollback_failed(
-    config: PromoConfig, env: str, version: str, verdict: Verdict, failed: Verdict | None
-) -> VerificationFailed:
-    if failed is None:
-        return VerificationFailed(
-            f"the rollback of {config.app} in {env} to {version} failed verification: {verdict.reason}",
-            f"see `promo history {env}` for the versions verified there and roll back with --to VERSION",
+def rollback_failed(failed: Verdict | None) -> OnFailure:
+    """How a rollback that fails verification fails its run: never with another rollback, since promo rolls back once
+    (``failed``: the verdict that started an automatic rollback; None for a rollback asked for)."""
+
+    def fail(config: PromoConfig, verdict: Verdict) -> NoReturn:
+        env, version = verdict.env, verdict.version
+        if failed is None:
+            raise VerificationFailed(
+                f"the rollback of {config.app} in {env} to {version} failed verification: {verdict.reason}",
+                f"see `promo history {env}` for the versions verified there and roll back with --to VERSION",
+            )
+        raise VerificationFailed(
+            f"{config.app} {failed.version} failed verification in {env} ({failed.reason}) and the automatic "
+            f"rollback to {version} failed too ({verdict.reason})",
+            f"promo rolls back only once: fix {env} by hand or with `promo rollback {env} --to VERSION`",
         )
-    return VerificationFailed(
-        f"{config.app} {failed.version} failed verification in {env} ({failed.reason}) and the automatic "
-        f"rollback to {version} failed too ({verdict.reason})",
-        f"promo rolls back only once: fix {env} by hand or with `promo rollback {env} --to VERSION`",
+
+    return fail
+
+
+def on_failed_verification(config: PromoConfig, verdict: Verdict) -> NoReturn:
+    """How every other write's failed verdict fails its run. An environment with ``on_failure: rollback`` is first
+    rolled back (once, never a rollback of a rollback: see ``roll_back_after_failure``); the run fails either way,
+    since the version it deployed did not come up."""
+    restored = roll_back_after_failure(config, verdict.env, verdict)
+    fix = (
+        f"{verdict.env} was rolled back to {restored} (on_failure: rollback); see `promo history {verdict.env}`"
+        if restored is not None
+        else f"see `promo history {verdict.env}`; roll back with `promo rollback {verdict.env}`"
+    )
+    raise VerificationFailed(
+        f"{verdict.app} {verdict.version} failed verification in {verdict.env}: {verdict.reason}", fix
     )

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import NoReturn
 
 from prefect.artifacts import create_markdown_artifact
 
-from promo.flows.rollback import roll_back_after_failure
 from promo.flows.runinfo import flow_run_label, run_logger
 from promo.config import PromoConfig
-from promo.errors import VerificationFailed
 from promo.release.readiness import Readiness, deployed_by, readiness
 from promo.gitops.verdicts import Verdict
 from promo.tasks.history import read_environment_history
 from promo.tasks.verify import verify_environment
 
+OnFailure = Callable[[PromoConfig, Verdict], NoReturn]  # fails the run on a failed verdict, after what it does first
 
-def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: str | None) -> Verdict | None:
-    """Check that what a write deployed into ``env`` came up; a failed verdict fails the run.
+
+def verify_written(
+    config: PromoConfig,
+    env: str,
+    version: str,
+    gitops_commit: str | None,
+    on_failure: OnFailure,
+) -> Verdict | None:
+    """Check that what a write deployed into ``env`` came up; a failed verdict fails the run, by ``on_failure``.
 
     ``gitops_commit`` is None when the write found ``env`` at ``version`` already (a re-run after a crash during
     verification, say): then the commit that last put it there is verified, without writing again, and a verdict
@@ -41,23 +48,8 @@ def verify_written(config: PromoConfig, env: str, version: str, gitops_commit: s
         description=verdict.summary(),
     )
     if not verdict.verified:
-        on_failed_verification(config, verdict)
+        on_failure(config, verdict)
     return verdict
-
-
-def on_failed_verification(config: PromoConfig, verdict: Verdict) -> NoReturn:
-    """The one place a failed verdict fails a run. An environment with ``on_failure: rollback`` is first rolled back
-    (once, never a rollback of a rollback: see ``roll_back_after_failure``); the run fails either way, since the
-    version it deployed did not come up."""
-    restored = roll_back_after_failure(config, verdict.env, verdict)
-    fix = (
-        f"{verdict.env} was rolled back to {restored} (on_failure: rollback); see `promo history {verdict.env}`"
-        if restored is not None
-        else f"see `promo history {verdict.env}`; roll back with `promo rollback {verdict.env}`"
-    )
-    raise VerificationFailed(
-        f"{verdict.app} {verdict.version} failed verification in {verdict.env}: {verdict.reason}", fix
-    )
 
 
 def _last_deployed(config: PromoConfig, env: str, version: str, *, by_promo: bool = False) -> str | None:

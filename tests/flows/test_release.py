@@ -196,7 +196,7 @@ def test_of_two_releases_of_one_version_the_one_approved_second_fails_and_the_re
     assert git(sandbox.app_remote, "rev-parse", "v0.1.0^{commit}").strip() == restaged.rc_commit
 
 
-STEPS = ["prepare_release_chart", "publish_release_chart", "publish_release", "write_environment_version", "bump_main", "find_next_build_commit", "publish_dev"]
+STEPS = ["prepare_release_chart", "publish_release_chart", "publish_release", "deploy", "bump_main", "find_next_build_commit", "publish_dev"]
 
 
 @pytest.fixture(scope="module")

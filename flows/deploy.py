@@ -1,0 +1,74 @@
+"""The one deploy step of every flow that moves a version: lock, compare-and-swap write, land, verify.
+
+publish-dev, the promotions, release-prod and rollback differ in what they plan and ask before it, never in how a
+version goes into an environment. What a failed verdict does next is the caller's (``on_failure``): the automatic
+rollback, or, for a rollback itself, a message and no second rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from promo.flows.artifacts import publish_environment_table
+from promo.flows.runinfo import flow_run_label
+from promo.flows.verification import OnFailure, verify_written
+from promo.config import PromoConfig
+from promo.gitops.repo import Trailers
+from promo.gitops.verdicts import Verdict
+from promo.tasks.gitops import write_environment_version
+from promo.tasks.limits import environment_lock
+
+
+@dataclass(frozen=True)
+class Deployed:
+    env: str
+    version: str
+    commit: str | None  # None when ``env`` ran ``version`` already: nothing was written
+    verdict: Verdict | None  # None when not verified: ``env`` has no ``verify:``, or the caller verifies later
+
+    @property
+    def verification(self) -> str | None:
+        """The verdict's one line, as the flows' results and artifacts show it."""
+        return self.verdict.summary() if self.verdict else None
+
+
+def deploy(
+    config: PromoConfig,
+    env: str,
+    version: str,
+    *,
+    expected: Mapping[str, str],
+    subject: str,
+    trailers: Trailers,
+    on_failure: OnFailure | None,
+    allow_downgrade: bool = False,
+) -> Deployed:
+    """Write ``version`` into ``env`` over ``expected`` (what the gate showed) and verify what the write deployed.
+
+    The environment's lock is held for the write alone: verification takes minutes and changes no manifest. The
+    commit's ``Chart-Version`` and ``Flow-Run`` trailers are the step's own. A write that finds ``env`` at ``version``
+    already (a re-run) writes nothing and verifies the commit that put it there (``verify_written``). A failed verdict
+    goes to ``on_failure``; None leaves verifying to the caller, who calls ``verify_written`` with the commit
+    (release-prod, which verifies prod last: see its module)."""
+    with environment_lock(config.app, env):
+        written = write_environment_version(
+            config,
+            env,
+            version,
+            expected=expected,
+            subject=subject,
+            trailers=replace(trailers, chart_version=version, flow_run=flow_run_label()),
+            allow_downgrade=allow_downgrade,
+        )
+    landed(config, env, version, written.commit)
+    if on_failure is None:
+        return Deployed(env, version, written.commit, None)
+    return Deployed(env, version, written.commit, verify_written(config, env, version, written.commit, on_failure))
+
+
+def landed(config: PromoConfig, env: str, version: str, commit: str | None) -> None:
+    """``env`` runs ``version`` now, by ``commit`` (None: it did already, a re-run finds it so). The one place for
+    what follows from a version landing in an environment, before its verdict: it happened whether or not the
+    version then comes up. Each thing done here is idempotent, as a re-run calls it again."""
+    publish_environment_table(config)
