@@ -17,7 +17,8 @@ from typing import Any
 
 from promo.registry.charts import ChartPackage, read_chart
 from promo.errors import ChartError, ConflictError, InputError, NotFound
-from promo.registry.oci import DIGEST_PATTERN, OCI_MANIFEST, Registry, digest_of
+from promo.registry.names import DIGEST_PATTERN, digest_of
+from promo.registry.oci import OCI_MANIFEST, Registry
 
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.helm.config.v1+json"
 CHART_LAYER_MEDIA_TYPE = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"

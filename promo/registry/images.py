@@ -25,7 +25,8 @@ from typing import Literal, Protocol
 
 from promo.errors import AuthError, InputError, PromoError, ToolError, TransientError
 from promo.registry.credentials import CREDENTIALS_FIX, Credentials
-from promo.registry.oci import DIGEST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN, Registry
+from promo.registry.names import DIGEST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN
+from promo.registry.oci import Registry
 
 BuilderKind = Literal["auto", "buildah", "docker"]
 

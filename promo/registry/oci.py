@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import ipaddress
 import json
 import re
@@ -30,20 +29,22 @@ from typing import Any
 
 import httpx
 
-from promo.errors import AuthError, InputError, NotFound, PromoError, RegistryUnavailable
+from promo.errors import AuthError, NotFound, PromoError, RegistryUnavailable
 from promo.registry.credentials import CREDENTIALS_FIX, Anonymous, Credentials, EcrCredentials
+from promo.registry.names import (
+    DIGEST_PATTERN,
+    check_digest,
+    check_reference,
+    check_repository,
+    digest_of,
+    reference_text,
+)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
-
-# The grammar of the OCI distribution spec; it is also why ECR insists on lowercase names.
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-REPOSITORY_PATTERN = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-TAG_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
-DIGEST_PATTERN = re.compile(r"(sha256):([a-f0-9]{64})|(sha512):([a-f0-9]{128})")
 
 
 REQUEST_ATTEMPTS = 3
@@ -64,10 +65,6 @@ class Manifest:
         if not isinstance(parsed, dict):
             raise PromoError(f"manifest {self.digest} is not a JSON object", "push a valid OCI manifest")
         return parsed
-
-
-def digest_of(data: bytes, algorithm: str = "sha256") -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
 class Registry:
@@ -140,7 +137,7 @@ class Registry:
 
     def pull_blob(self, repository: str, digest: str) -> bytes:
         """The blob's bytes, verified against ``digest``; a corrupted or truncated transfer is fetched again."""
-        algorithm = _check_digest(digest)
+        algorithm = check_digest(digest)
         for attempt in range(1, REQUEST_ATTEMPTS + 1):
             response = self._send("GET", _path(repository, f"blobs/{digest}"), repository, "pull", what=f"blob {digest}")
             actual = digest_of(response.content, algorithm)
@@ -156,8 +153,8 @@ class Registry:
 
     def push_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
         """Store a manifest under a tag (or its digest); returns its digest."""
-        _check_reference(reference)
-        what = f"manifest {_ref(repository, reference)}"
+        check_reference(reference)
+        what = f"manifest {reference_text(repository, reference)}"
         headers = {"Content-Type": media_type}
         path = _path(repository, f"manifests/{reference}")
         self._send("PUT", path, repository, "pull,push", what=what, content=data, headers=headers)
@@ -165,13 +162,13 @@ class Registry:
 
     def pull_manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest for a tag or digest, verified against the digest asked for and the one the registry sent."""
-        _check_reference(reference)
-        what = f"manifest {_ref(repository, reference)}"
+        check_reference(reference)
+        what = f"manifest {reference_text(repository, reference)}"
         path = _path(repository, f"manifests/{reference}")
         response = self._send("GET", path, repository, "pull", what=what, headers={"Accept": MANIFEST_ACCEPT})
         by_digest = reference if DIGEST_PATTERN.fullmatch(reference) else None
         for expected in (by_digest, response.headers.get("Docker-Content-Digest")):
-            if expected and digest_of(response.content, _check_digest(expected)) != expected:
+            if expected and digest_of(response.content, check_digest(expected)) != expected:
                 raise RegistryUnavailable(
                     f"{what} from {self.host} does not match its digest {expected}",
                     "retry; if it persists the registry's storage is damaged",
@@ -181,8 +178,8 @@ class Registry:
 
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The digest a tag points at, or None if there is no such manifest."""
-        _check_reference(reference)
-        what = f"manifest {_ref(repository, reference)}"
+        check_reference(reference)
+        what = f"manifest {reference_text(repository, reference)}"
         path = _path(repository, f"manifests/{reference}")
         try:
             response = self._send("HEAD", path, repository, "pull", what=what, headers={"Accept": MANIFEST_ACCEPT})
@@ -233,7 +230,7 @@ class Registry:
             url, params = response.url.join(next_url), None
 
     def _blob_exists(self, repository: str, digest: str, actions: str) -> bool:
-        _check_digest(digest)
+        check_digest(digest)
         try:
             self._send("HEAD", _path(repository, f"blobs/{digest}"), repository, actions, what=f"blob {digest}")
         except NotFound:
@@ -384,32 +381,7 @@ def _basic_header(username: str, password: str) -> str:
 
 
 def _path(repository: str, rest: str) -> str:
-    if not REPOSITORY_PATTERN.fullmatch(repository):
-        raise InputError(
-            f"{repository!r} is not a valid repository name",
-            "use lowercase letters, digits, '.', '_', '-' and '/' only (OCI and ECR require lowercase)",
-        )
-    return f"/v2/{repository}/{rest}"
-
-
-def _ref(repository: str, reference: str) -> str:
-    return f"{repository}@{reference}" if ":" in reference else f"{repository}:{reference}"
-
-
-def _check_digest(digest: str) -> str:
-    """The digest's algorithm, after checking that the digest is well formed."""
-    match = DIGEST_PATTERN.fullmatch(digest)
-    if match is None:
-        raise InputError(f"{digest!r} is not a digest", "use sha256:<64 hex digits>")
-    return match[1] or match[3]
-
-
-def _check_reference(reference: str) -> None:
-    if not (TAG_PATTERN.fullmatch(reference) or DIGEST_PATTERN.fullmatch(reference)):
-        raise InputError(
-            f"{reference!r} is neither a tag nor a digest",
-            "use a tag of letters, digits, '.', '_' and '-' (at most 128), or sha256:<64 hex digits>",
-        )
+    return f"/v2/{check_repository(repository)}/{rest}"
 
 
 @functools.cache

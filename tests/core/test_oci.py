@@ -26,7 +26,8 @@ from promo.errors import AuthError, ConfigError, InputError, NotFound, PromoErro
 from promo.registry.helm import CONFIG_MEDIA_TYPE, chart_repository, pull_chart, push_chart
 from promo.errors import RegistryUnavailable
 from promo.registry.credentials import BasicCredentials, EcrCredentials, credentials_for
-from promo.registry.oci import OCI_MANIFEST, Registry, digest_of
+from promo.registry.names import digest_of
+from promo.registry.oci import OCI_MANIFEST, Registry
 from promo.local.registry import RegistryServer, _free_port
 from tests.core.test_charts import write_chart
 from tests.fixtures.registry import AuthRegistryServer
