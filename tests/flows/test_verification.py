@@ -3,9 +3,11 @@ Argo CD and the clusters) and a real Prefect server; plus the pure readiness rul
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from prefect.artifacts import Artifact
 
 import promo.flows.verification as verification_module
 from promo.flows.gate import approval_form, approving_as
@@ -111,6 +113,8 @@ def test_a_degraded_build_fails_publish_dev_in_one_line_and_cannot_move_on_witho
     assert "\n" not in str(failed.value)
     (verdict,) = verdicts_in(sandbox, "dev").values()
     assert (verdict.verified, verdict.gitops_commit, verdict.version) == (False, gitops_head(sandbox), version)
+    table = {row["environment"]: row for row in json.loads(Artifact.get(f"environments-{sandbox.app}").data)}
+    assert table["dev"]["version"] == version, "the version landed in dev: the table shows it, whatever its verdict"
 
     written = gitops_head(sandbox)
     with approving_as("carol"), pytest.raises(InputError) as refused:  # --yes without --override-reason
