@@ -10,6 +10,7 @@ import pytest
 
 from promo.config import validate_config
 from promo.errors import ConfigError, ConflictError
+from promo.release.approvals import ApprovalRequest
 from promo.release.windows import (
     check_window,
     describe_opening,
@@ -114,3 +115,10 @@ def test_a_window_that_is_not_one_is_a_one_line_config_error(window: str, says: 
         validate_config(data, "promo.yaml")
     assert str(invalid.value).startswith(f"promo.yaml: environments.1.windows: {window!r} ")
     assert says in str(invalid.value) and "\n" not in str(invalid.value)
+
+
+def test_the_gate_page_of_an_environment_with_windows_says_an_approval_outside_them_waits():
+    release = dict(app="hello", version="0.2.0", source="stage", target="prod", diff="")
+    shown = ApprovalRequest(**release, windows=(BERLIN_WEEKDAYS,)).description()
+    assert f"only in its change windows ({BERLIN_WEEKDAYS}): an approval outside them waits" in shown
+    assert "change windows" not in ApprovalRequest(**release).description()  # a rollback's page: none apply
