@@ -31,7 +31,7 @@ from promo.flows.gate import ask_approval, gate_key
 from promo.flows.runinfo import run_logger
 from promo.release.approvals import Decision
 from promo.release.gate_plan import GatePlan, moved_since_gate
-from promo.release import windows
+from promo import windows
 from promo.release.gates import NOT_APPLIED_TAG
 from promo.tasks.gitops import plan_environment_version
 

@@ -20,7 +20,7 @@ from ruamel.yaml.error import YAMLError
 
 from promo.errors import ConfigError, InputError
 from promo.gitops.manifests import validate_name
-from promo.release.windows import parse_windows
+from promo.windows import parse_windows
 
 CONFIG_ENV_VAR = "PROMO_CONFIG"
 DEFAULT_CONFIG_NAME = "promo.yaml"

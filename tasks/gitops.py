@@ -12,7 +12,7 @@ from promo.config import PromoConfig
 from promo.tasks.limits import gitops_lock
 from promo.gitops.repo import Plan, SetVersionResult, Trailers
 from promo.versions import parse_version
-from promo.release import windows
+from promo import windows
 from promo.tasks.retry import TRANSIENT_RETRIES
 
 

@@ -13,7 +13,7 @@ from promo.errors import NotFound
 from promo.gitops.repo import agreed_version, describe_clusters
 from promo.registry.helm import chart_config, chart_tag
 from promo.gitops.history import read_history
-from promo.release import windows
+from promo import windows
 from promo.release.readiness import deployed_by, format_age, soaked_seconds, soaking_since
 
 

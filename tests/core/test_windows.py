@@ -11,7 +11,7 @@ import pytest
 from promo.config import validate_config
 from promo.errors import ConfigError, ConflictError
 from promo.release.approvals import ApprovalRequest
-from promo.release.windows import (
+from promo.windows import (
     check_window,
     describe_opening,
     next_opening,
