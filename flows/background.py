@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 
 from promo.errors import NotFound, ToolError
 from promo.flows.gate import prefect_api
-from promo.release.gates import WaitingGate, waiting_gates
+from promo.release.gates import PrefectApi, WaitingGate, waiting_gates
 
 Result = TypeVar("Result")
 
@@ -38,24 +38,12 @@ class GatedRun(Generic[Result]):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             gates = [gate for gate in waiting_gates(env=env, api=self.api) if gate.flow_run_id not in self._earlier]
-            if gates and self._form_saved(gates[0]):
+            if gates and form_saved(self.api, gates[0]):
                 return gates[0]
             if not self.thread.is_alive():
                 raise ToolError(f"the flow ended before its gate into {env} opened: {self.error!r}", "read its logs")
             time.sleep(0.05)
         raise ToolError(f"no gate into {env} opened within {timeout} s", "run `promo pending` and read the run's logs")
-
-    def _form_saved(self, gate: WaitingGate) -> bool:
-        """Prefect pauses a run first and saves the form it waits for just after: an answer in between is refused
-        ("Run input schema not found"), so the gate is handed out once its form is there."""
-        with self.api.client() as client:
-            run = self.api.call(client, "GET", f"/flow_runs/{gate.flow_run_id}")
-            keys = ((run.get("state") or {}).get("state_details") or {}).get("run_input_keyset") or {}
-            try:
-                self.api.call(client, "GET", f"/flow_runs/{gate.flow_run_id}/input/{keys.get('schema')}")
-            except NotFound:
-                return False
-        return True
 
     def join(self, timeout: float = 120) -> Result:
         self.thread.join(timeout)
@@ -64,3 +52,16 @@ class GatedRun(Generic[Result]):
         if self.error is not None:
             raise self.error
         return self.result  # type: ignore[return-value]
+
+
+def form_saved(api: PrefectApi, gate: WaitingGate) -> bool:
+    """Prefect pauses a run first and saves the form it waits for just after: an answer in between is refused ("Run
+    input schema not found"), so a gate is handed out once its form is there."""
+    with api.client() as client:
+        run = api.call(client, "GET", f"/flow_runs/{gate.flow_run_id}")
+        keys = ((run.get("state") or {}).get("state_details") or {}).get("run_input_keyset") or {}
+        try:
+            api.call(client, "GET", f"/flow_runs/{gate.flow_run_id}/input/{keys.get('schema')}")
+        except NotFound:
+            return False
+    return True

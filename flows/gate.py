@@ -32,6 +32,7 @@ from promo.release.approvals import ApprovalRequest, Decision, check_approver, c
 from promo.config import GateSettings, PromoConfig
 from promo.errors import ApprovalRejected, InputError
 from promo.gitops.repo import Plan
+from promo.release import windows
 from promo.release.gates import GATE_KEY_PREFIX, GATE_TAG, PrefectApi
 from promo.release.readiness import Readiness
 from promo.tasks.describe import describe_change
@@ -195,9 +196,10 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
 
 
 def _with_override_only_if_needed(request: ApprovalRequest, decision: Decision) -> Decision:
-    """An override reason is recorded only when something was, or may be, overridden (a closed change window)."""
-    overridable = request.needs_override or request.windows
-    return decision if overridable else dataclasses.replace(decision, override_reason="")
+    """An override reason is recorded only when something was overridden: what the version lacks, or a change window
+    closed at the time of the decision (flows/gate_plan.py then writes at once instead of waiting for it)."""
+    closed = bool(request.windows) and windows.next_opening(windows.parse_windows(request.windows), windows.utc_now())
+    return decision if request.needs_override or closed else dataclasses.replace(decision, override_reason="")
 
 
 def gate_key(target: str, attempt: int) -> str:

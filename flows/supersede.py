@@ -48,23 +48,25 @@ def supersede_waiting_gates(config: PromoConfig, env: str, version: str) -> list
 
 
 def _cancel(gate: WaitingGate, reason: str) -> bool:
-    """Cancel ``gate``'s run if it still waits (forced: Prefect has no transition from a pause to Cancelled of its
-    own), then leave the reason in its log and on its gate artifact; False when it no longer waited."""
+    """Cancel ``gate``'s run if it still waits, then leave the reason in its log and on its gate artifact; False when
+    it no longer waited. Cancelled at once, forced: Cancelling asks a worker or runner to end the run's process, and
+    none holds a local pause (its own process watches for Cancelled, flows/gate.py) or a suspended run (no process)."""
+    run_id = gate.flow_run_id
     with get_client(sync_client=True) as client:
-        state = client.read_flow_run(gate.flow_run_id).state
+        state = client.read_flow_run(run_id).state
         if state is None or not state.is_paused():
             return False
-        client.set_flow_run_state(gate.flow_run_id, Cancelled(message=reason), force=True)
+        client.set_flow_run_state(run_id, Cancelled(message=reason), force=True)
         line = f"{gate.app} {gate.version} into {gate.env}: gate cancelled, {reason}; nothing was written"
-        now = datetime.now(UTC)
-        client.create_logs([LogCreate(name="promo.gate", level=30, message=line, timestamp=now, flow_run_id=gate.flow_run_id)])
+        log = LogCreate(name="promo.gate", level=30, message=line, timestamp=datetime.now(UTC), flow_run_id=run_id)
+        client.create_logs([log])
         client.create_artifact(
             ArtifactCreate(
                 key=f"gate-{gate.app}-{gate.env}",
                 type="markdown",
                 data=f"**{gate.app} {gate.version}** into {gate.env}: **cancelled**, {reason}. Nothing was written.",
                 description=f"Gate cancelled: {reason}",
-                flow_run_id=gate.flow_run_id,
+                flow_run_id=run_id,
             )
         )
     return True
