@@ -32,7 +32,7 @@ from promo.release.approvals import ApprovalRequest, Decision, check_approver, c
 from promo.config import GateSettings, PromoConfig
 from promo.errors import ApprovalRejected, InputError
 from promo.gitops.repo import Plan
-from promo.release import windows
+from promo import windows
 from promo.release.gates import GATE_KEY_PREFIX, GATE_TAG, PrefectApi
 from promo.release.readiness import Readiness
 from promo.tasks.describe import describe_change
