@@ -57,28 +57,32 @@ def deploy(
     goes to ``on_failure``; None leaves verifying to the caller, who calls ``verify_written`` with the commit
     (release-prod, which verifies prod last: see its module)."""
     trailers = replace(trailers, chart_version=version, flow_run=flow_run_label())
-    approved_by = None
+    approved_by = landed_by = None
     if config.environment(env).write == "pull-request":
         # No environment lock while a review may take days: the merge names the reviewed head (compare-and-swap).
         page = gate.review_page if gate is not None and gate.review_page else subject
         through = write_through_pull_request(config, env, version, expected=expected, subject=subject,
                                              trailers=trailers, page=page, allow_downgrade=allow_downgrade)  # fmt: skip
         commit, approved_by = through.commit, through.review.trailer if through.review else None
+        landed_by = through.pull_request.html_url if through.pull_request else None
     else:
         with environment_lock(config.app, env):
             commit = write_environment_version(
                 config, env, version, expected=expected, subject=subject, trailers=trailers,
                 allow_downgrade=allow_downgrade,
             ).commit  # fmt: skip
-    landed(config, env, version, commit)
+    landed(config, env, version, commit, landed_by)
     if on_failure is None:
         return Deployed(env, version, commit, None, approved_by)
     return Deployed(env, version, commit, verify_written(config, env, version, commit, on_failure), approved_by)
 
 
-def landed(config: PromoConfig, env: str, version: str, commit: str | None) -> None:
+def landed(
+    config: PromoConfig, env: str, version: str, commit: str | None, landed_by: str | None = None
+) -> None:
     """``env`` runs ``version`` now, by ``commit`` (None: it did already, a re-run finds it so). The one place for
     what follows from a version landing in an environment, before its verdict: it happened whether or not the
-    version then comes up. Each thing done here is idempotent, as a re-run calls it again."""
+    version then comes up. Each thing done here is idempotent, as a re-run calls it again. ``landed_by`` is the pull
+    request that landed it (its page), which the pull requests it supersedes link to."""
     publish_environment_table(config)
-    supersede_waiting_gates(config, env, version)
+    supersede_waiting_gates(config, env, version, landed_by)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promo.errors import ApprovalRejected
-from promo.forges.github_pulls import PullRequestState, Review
+from promo.forges.github_pulls import GitHubPullRequests, PullRequestState, Review
 
 BRANCH_PREFIX = "promo"
 
@@ -89,3 +89,36 @@ def closed_unmerged(pull: PullRequestState, title: str) -> ApprovalRejected:
         f"{title}: pull request #{pull.number} ({pull.html_url}) was closed without merging",
         "nothing was written; start the promotion again if it should still move",
     )
+
+
+@dataclass(frozen=True)
+class PullRequestGate:
+    """A promotion waiting for a review of its pull request, as `promo pending` lists it."""
+
+    app: str
+    env: str
+    version: str
+    pull_request: dict[str, object]  # {number, url (the API's), html_url}
+
+
+def waiting_pull_requests(pulls: GitHubPullRequests, app: str, envs: Sequence[str], base: str) -> list[PullRequestGate]:
+    """The open promotion pull requests of ``app`` into each of ``envs``, oldest first."""
+    gates = []
+    for env in envs:
+        for pull in pulls.list_open(base, environment_prefix(app, env)):
+            version = branch_version(pull.head, app, env) or "?"
+            link = {"number": pull.number, "url": pull.url, "html_url": pull.html_url}
+            gates.append(PullRequestGate(app, env, version, link))
+    return gates
+
+
+def review_gate(
+    pulls: GitHubPullRequests, gate: PullRequestGate, *, approve: bool, comment: str = ""
+) -> tuple[str, Review]:
+    """Submit the review that decides ``gate``, as the user whose token ``pulls`` holds: (their login, the review).
+    A rejection needs ``comment``, the words the run fails with."""
+    login = pulls.whoami()
+    number = int(gate.pull_request["number"])  # type: ignore[call-overload]
+    head = pulls.get(number).head_sha
+    event = "APPROVE" if approve else "REQUEST_CHANGES"
+    return login, pulls.review(number, event, body=comment, commit=head)

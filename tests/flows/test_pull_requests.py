@@ -4,6 +4,7 @@ flow runs it. The run waits by polling the pull request every 10 ms here."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -11,9 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from prefect import flow
 
-from promo.config import PromoConfig, validate_config
+from promo.config import PromoConfig, config_document, validate_config
 from promo.errors import ApprovalRejected, ConflictError
 from promo.flows.deploy import Deployed, deploy
 from promo.forges.github_pulls import PullRequestState
@@ -23,6 +25,7 @@ from promo.release.approvals import Decision
 from tests.fixtures.github_standin import REQUIRED_CHECK, TOKENS, GitHubWorld, github  # noqa: F401 (the fixture)
 from tests.fixtures.gitrepos import INITIAL_VERSIONS, ROOT, application
 from tests.fixtures.registry import registry_server  # noqa: F401 (the fixture)
+from tests.flows.test_cli import run_promo
 
 pytestmark = pytest.mark.integration
 
@@ -69,14 +72,14 @@ def make_config(
 class Running:
     """The deploy step into stage, run in a flow on a thread while the test plays the reviewers."""
 
-    def __init__(self, config: PromoConfig, gate: Decision | None = None) -> None:
+    def __init__(self, config: PromoConfig, gate: Decision | None = None, version: str = VERSION) -> None:
         self.result: Deployed | None = None
         self.error: BaseException | None = None
         page = gate or Decision(False, "", via="pull-request", review_page="**hello 0.2.0** test -> stage")
 
         @flow(name="promote-stage")
         def step() -> Deployed:
-            return deploy(config, "stage", VERSION, expected={"preprod": SHOWN}, subject=SUBJECT,
+            return deploy(config, "stage", version, expected={"preprod": SHOWN}, subject=SUBJECT,
                           trailers=Trailers(promoted_from="test"), on_failure=None, gate=page)  # fmt: skip
 
         def run() -> None:
@@ -85,13 +88,14 @@ class Running:
             except BaseException as error:  # handed over by join()
                 self.error = error
 
+        self.branch = f"promo/hello/stage/{version}"
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
 
     def pull_request(self, github: GitHubWorld, timeout: float = 120) -> PullRequestState:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = github.as_user("promo").find_open(BRANCH, "main")
+            found = github.as_user("promo").find_open(self.branch, "main")
             if found is not None:
                 return found
             assert self.thread.is_alive(), f"the run ended before it opened its pull request: {self.error!r}"
@@ -239,3 +243,51 @@ def test_a_re_run_reuses_the_open_pull_request(
             results.append(str(error))
     assert github.remote.read(STAGE) == application("hello", "stage", VERSION)
     assert len(github.api("promo", "GET", "/pulls?state=all").json()) == 1
+
+
+def test_promo_pending_lists_the_pull_request_and_promo_approve_reviews_as_the_tokens_user(
+    github: GitHubWorld,
+    config: Callable[..., PromoConfig],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = config()
+    promo_yaml = tmp_path / "promo.yaml"
+    promo_yaml.write_text(yaml.safe_dump(config_document(settings)))
+    running = Running(settings)
+    pull = running.pull_request(github)
+    pass_check(github, pull.head_sha)
+
+    code, out, _ = run_promo(monkeypatch, capsys, "pending", "--json", "--config", str(promo_yaml))
+    assert code == 0
+    listed = [gate for gate in json.loads(out) if "pull_request" in gate]
+    assert listed == [{"app": "hello", "env": "stage", "version": VERSION, "pull_request": {
+        "number": pull.number, "url": pull.url, "html_url": pull.html_url}}]  # fmt: skip
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(TOKENS["alice"] + "\n"))
+    args = ("approve", "--env", "stage", "--config", str(promo_yaml), "--github-token", "--comment", "ship it")
+    code, out, err = run_promo(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert out.startswith(f"approved hello {VERSION} into stage as alice (GitHub review ")
+    assert TOKENS["alice"] not in out + err
+    deployed = running.join()
+    assert deployed.approved_by and deployed.approved_by.startswith("alice (GitHub review ")
+    assert "Approval-Comment: ship it" in github.remote.git("log", "-1", "--format=%B", "main")
+
+
+def test_a_landed_version_closes_the_pull_request_of_an_older_one_and_its_run_ends(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    settings = config()
+    older = Running(settings, version="0.1.1-rc.def5678")
+    superseded = older.pull_request(github)
+    newer = Running(settings)
+    pull = newer.pull_request(github)
+    pass_check(github, pull.head_sha)
+    github.as_user("alice").review(pull.number, "APPROVE")
+    newer.join()
+    with pytest.raises(ApprovalRejected, match=f"pull request #{superseded.number} .* was closed without merging"):
+        older.join()
+    assert github.as_user("promo").get(superseded.number).state == "closed"
+    assert github.remote.read(STAGE) == application("hello", "stage", VERSION)
