@@ -29,6 +29,9 @@ from promo.release.pull_gate import ReviewDecision, closed_unmerged, decide, pro
 from promo.tasks.gitops import propose_environment_version
 
 
+ALREADY_THERE = ""  # ``_Waiting._merge``'s answer when the environment runs the version already, not by this merge
+
+
 @dataclass(frozen=True)
 class PullRequestWrite:
     commit: str | None  # None: the environment ran the version already
@@ -99,7 +102,8 @@ class _Waiting:
         self.title = f"{config.app} {version} into {env}"
         self.said: set[str] = set()  # what the log said already, so a long wait logs each thing once
 
-    def until_merged(self, pull: PullRequestState) -> tuple[str, ReviewDecision | None]:
+    def until_merged(self, pull: PullRequestState) -> tuple[str | None, ReviewDecision | None]:
+        """The commit that landed (None: the environment ran the version already, by another write)."""
         deadline = time.monotonic() + self.config.gate.timeout_seconds
         review_gate = self.settings.gate_kind == "pull-request"
         while True:
@@ -117,6 +121,8 @@ class _Waiting:
                               self.title, ", ".join(self.settings.approvers) or "anyone", pull.html_url)  # fmt: skip
             if review is not None or not review_gate:
                 landed = self._merge(pull, review)
+                if landed == ALREADY_THERE:
+                    return None, review
                 if landed is not None:
                     return landed, review
             if time.monotonic() > deadline:
@@ -139,6 +145,12 @@ class _Waiting:
         except ConflictError as moved:
             _close_unmerged(self.pulls, pull.number, f"Closed as stale: {moved.args[0]}.")
             raise
+        if set(now.values()) == {self.version}:  # landed meanwhile: by this pull request (another run merged it)?
+            latest = self.pulls.get(pull.number)
+            if latest.merged and latest.merge_commit_sha:
+                return latest.merge_commit_sha
+            _close_unmerged(self.pulls, pull.number, f"Closed: {self.env} runs {self.version} already.")
+            return ALREADY_THERE
         head = repo.mirror.fetch_branch(pull.head)
         if head != pull.head_sha:
             return None  # pushed to since it was read: read it again
