@@ -15,10 +15,12 @@ import pytest
 import yaml
 from prefect import flow
 
+from promo.clients import gitops_repo
 from promo.config import PromoConfig, config_document, validate_config
 from promo.errors import ApprovalRejected, ConflictError
 from promo.flows.deploy import Deployed, deploy
 from promo.forges.github_pulls import PullRequestState
+from promo.gitops.history import read_history
 from promo.gitops.repo import Trailers
 from promo.local.registry import RegistryServer
 from promo.release.approvals import Decision
@@ -126,7 +128,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
 def test_an_approvers_review_merges_the_exact_commit_with_promos_subject_and_trailers(
     github: GitHubWorld, config: Callable[..., PromoConfig]
 ) -> None:
-    running = Running(config(merge_method="squash"))
+    settings = config(merge_method="squash")
+    running = Running(settings)
     pull = running.pull_request(github)
     assert (pull.title, pull.labels) == (SUBJECT, ("app:hello", "env:stage"))
     assert "**hello 0.2.0** test -> stage" in github.api("promo", "GET", f"/pulls/{pull.number}").json()["body"]
@@ -143,6 +146,7 @@ def test_an_approvers_review_merges_the_exact_commit_with_promos_subject_and_tra
     for trailer in ("Promoted-From: test", f"Chart-Version: {VERSION}", approved, "Approval-Comment: looks right"):
         assert trailer in message
     assert github.as_user("promo").branch_sha(BRANCH) is None  # the branch is deleted after the merge
+    assert_history_reads_it_as_promos(settings, deployed)
 
 
 def test_a_non_approvers_review_leaves_it_waiting_and_a_request_for_changes_fails_the_run(
@@ -175,7 +179,8 @@ def test_a_closed_pull_request_fails_the_run_with_nothing_written(
 def test_a_base_moved_in_another_environments_files_is_updated_and_merged(
     github: GitHubWorld, config: Callable[..., PromoConfig]
 ) -> None:
-    running = Running(config())
+    settings = config()
+    running = Running(settings)
     pull = running.pull_request(github)
     dev = f"{ROOT}/dev/preprod/hello.yaml"
     github.remote.commit({dev: application("hello", "dev", "0.3.0-rc.1234567")}, "dev moved on")
@@ -193,6 +198,17 @@ def test_a_base_moved_in_another_environments_files_is_updated_and_merged(
     parents = github.remote.git("rev-list", "--parents", "-1", "main").split()[1:]
     assert len(parents) == 2
     assert f"Approved-By: {deployed.approved_by}" in github.remote.git("log", "-1", "--format=%B", "main")
+    assert_history_reads_it_as_promos(settings, deployed)
+
+
+def assert_history_reads_it_as_promos(settings: PromoConfig, deployed: Deployed) -> None:
+    repo = gitops_repo(settings)
+    repo.snapshot()  # fetched
+    clusters = {env.name: env.clusters for env in settings.environments}
+    newest = read_history(repo.mirror, "main", "hello", clusters, root=ROOT, env="stage")[0]
+    assert (newest.commit, newest.kind, newest.manual_reason) == (deployed.commit, "promote", None)
+    assert (newest.approver, newest.promoted_from) == (deployed.approved_by, "test")
+    assert [(move.before, move.after) for move in newest.moves] == [(SHOWN, VERSION)]
 
 
 def test_the_target_moved_closes_the_pull_request_as_stale_and_fails(
