@@ -74,7 +74,9 @@ def make_config(
 class Running:
     """The deploy step into stage, run in a flow on a thread while the test plays the reviewers."""
 
-    def __init__(self, config: PromoConfig, gate: Decision | None = None, version: str = VERSION) -> None:
+    def __init__(
+        self, config: PromoConfig, gate: Decision | None = None, version: str = VERSION, approved_by: str | None = None
+    ) -> None:
         self.result: Deployed | None = None
         self.error: BaseException | None = None
         page = gate or Decision(False, "", via="pull-request", review_page="**hello 0.2.0** test -> stage")
@@ -82,7 +84,7 @@ class Running:
         @flow(name="promote-stage")
         def step() -> Deployed:
             return deploy(config, "stage", version, expected={"preprod": SHOWN}, subject=SUBJECT,
-                          trailers=Trailers(promoted_from="test"), on_failure=None, gate=page)  # fmt: skip
+                          trailers=Trailers(promoted_from="test", approved_by=approved_by), on_failure=None, gate=page)  # fmt: skip
 
         def run() -> None:
             try:
@@ -307,3 +309,19 @@ def test_a_landed_version_closes_the_pull_request_of_an_older_one_and_its_run_en
         older.join()
     assert github.as_user("promo").get(superseded.number).state == "closed"
     assert github.remote.read(STAGE) == application("hello", "stage", VERSION)
+
+
+def test_with_the_prefect_form_as_the_gate_the_pull_request_only_satisfies_branch_protection(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    settings = config(approval="prefect", approvers=["carol"])
+    running = Running(settings, gate=Decision(True, "carol", via="gate"), approved_by="carol")
+    pull = running.pull_request(github)
+    pass_check(github, pull.head_sha)
+    time.sleep(0.3)  # GitHub's protection wants a review: promo waits for it, merging nothing
+    assert running.thread.is_alive() and github.remote.read(STAGE) == application("hello", "stage", SHOWN)
+    github.as_user("bob").review(pull.number, "APPROVE")  # a writer: what the branch protection asks for
+    deployed = running.join()
+    assert deployed.approved_by is None  # the gate was the form: its approver is in the trailers already
+    message = github.remote.git("log", "-1", "--format=%B", "main")
+    assert "Approved-By: carol\n" in message and "GitHub review" not in message
