@@ -80,10 +80,10 @@ def approve(config: PromoConfig, planned: GatePlan) -> Decision:
         readiness=planned.readiness,
         going_back=planned.going_back,
     )
+    _keep(planned)
     if config.environment(planned.target).gate_kind == "pull-request":
         # The gate is a GitHub review of the pull request the write opens (flows/pull_request.py), on this page.
         return Decision(False, "", via="pull-request", review_page=request.description())
-    _keep(planned)
     decision = wait_for_approval(request, config.gate)
     wait_for_window(config, planned, decision)
     refuse_if_moved(config, planned, decision)

@@ -9,8 +9,9 @@ branch first, the target moving closes the pull request as stale. The landed com
 trailers, with ``Approved-By: <login> (GitHub review <id>)``. A run that fails or is cancelled closes its pull
 request; nothing lands on the GitOps branch but through the merge.
 
-The run waits by polling the pull request (``gate.poll_interval_seconds``, up to ``gate.timeout_seconds``), locally
-and under a deployment alike: a suspended run resumed by a watcher is not built yet (docs/github.md).
+Locally the run waits by polling the pull request (``gate.poll_interval_seconds``, up to ``gate.timeout_seconds``).
+Under a deployment it suspends, holding no process, and `watch-pull-requests` (flows/watch_pull_requests.py)
+resumes it once the pull request is decided; it then starts again from the top and carries on here.
 """
 
 from __future__ import annotations
@@ -19,13 +20,27 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.exceptions import Pause
+from prefect.flow_runs import suspend_flow_run
+
 from promo.clients import gitops_pull_requests, gitops_repo
 from promo.config import PromoConfig
 from promo.errors import ApprovalRejected, BaseMoved, ConflictError, HeadMoved, NotMergeable, StaleBranch
+from promo.flows.gate import gate_key
 from promo.flows.runinfo import run_logger
+from promo.release.gates import GATE_KEY_PREFIX
 from promo.forges.github_pulls import GitHubPullRequests, PullRequestState
 from promo.gitops.repo import Proposal, Trailers, check_unmoved
-from promo.release.pull_gate import ReviewDecision, closed_unmerged, decide, promotion_branch, pull_request_labels
+from promo.release.pull_gate import (
+    PULL_REQUEST_GATE_TAG,
+    ReviewDecision,
+    closed_unmerged,
+    decide,
+    promotion_branch,
+    pull_request_labels,
+)
 from promo.tasks.gitops import propose_environment_version
 
 
@@ -75,6 +90,8 @@ def write_through_pull_request(
     waiting = _Waiting(config, pulls, env, version, expected, proposal, trailers, sleep)
     try:
         commit, review = waiting.until_merged(pull)
+    except Pause:  # suspended until the pull request is decided: it stays open
+        raise
     except BaseException as error:  # a failed or cancelled run closes its pull request
         _close_unmerged(pulls, pull.number, f"Closed by promo: the run ended without merging it ({error}).")
         raise
@@ -131,6 +148,8 @@ class _Waiting:
                     f"{self.config.gate.timeout_seconds} s",
                     "start the promotion again, or raise gate.timeout_seconds in promo.yaml",
                 )
+            if review_gate and review is None and _under_deployment():
+                _suspend(self.config.app, self.env, pull, int(deadline - time.monotonic()))
             self.sleep(self.config.gate.poll_interval_seconds)
 
     def _merge(self, pull: PullRequestState, review: ReviewDecision | None) -> str | None:
@@ -198,6 +217,27 @@ class _Waiting:
         if key not in self.said:
             self.said.add(key)
             run_logger().info(line, *args)
+
+
+def _under_deployment() -> bool:
+    context = FlowRunContext.get()
+    return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
+
+
+def _suspend(app: str, env: str, pull: PullRequestState, timeout: int) -> None:
+    """Suspend the run until `watch-pull-requests` resumes it; it then starts again from the top. Each suspension
+    takes the next gate key of ``env``: the server refuses a key it saw, and the first one marks the gate opened, so
+    the resumed run reads back the plan its gate showed (flows/gate_plan.py)."""
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(context.flow_run.id)
+        used = [key for key in run.empirical_policy.pause_keys or () if key.startswith(f"{GATE_KEY_PREFIX}{env}-")]
+        tags = {*(run.tags or []), PULL_REQUEST_GATE_TAG, f"app:{app}", f"env:{env}", f"pr:{pull.number}"}
+        client.update_flow_run(run.id, tags=sorted(tags))
+    run_logger().info("Suspended until pull request #%s is decided (%s): watch-pull-requests resumes it",
+                      pull.number, pull.html_url)  # fmt: skip
+    suspend_flow_run(timeout=max(timeout, 1), key=gate_key(env, len(used) + 1))
 
 
 def _close_unmerged(pulls: GitHubPullRequests, number: int, comment: str) -> None:

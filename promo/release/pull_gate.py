@@ -17,6 +17,8 @@ from promo.errors import ApprovalRejected
 from promo.forges.github_pulls import GitHubPullRequests, PullRequestState, Review
 
 BRANCH_PREFIX = "promo"
+# A run suspended until its pull request is decided carries it, with app:, env: and pr:<number> (the watcher's keys).
+PULL_REQUEST_GATE_TAG = "promo-pr-gate"
 
 
 def promotion_branch(app: str, env: str, version: str) -> str:

@@ -14,14 +14,18 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.states import Suspended
 
 from promo.clients import gitops_repo
 from promo.config import PromoConfig, config_document, validate_config
 from promo.errors import ApprovalRejected, ConflictError
 from promo.flows.deploy import Deployed, deploy
+from promo.flows.watch_pull_requests import resume_decided_runs
 from promo.forges.github_pulls import PullRequestState
 from promo.gitops.history import read_history
 from promo.gitops.repo import Trailers
+from promo.release.pull_gate import PULL_REQUEST_GATE_TAG
 from promo.local.registry import RegistryServer
 from promo.release.approvals import Decision
 from tests.fixtures.github_standin import REQUIRED_CHECK, TOKENS, GitHubWorld, github  # noqa: F401 (the fixture)
@@ -325,3 +329,33 @@ def test_with_the_prefect_form_as_the_gate_the_pull_request_only_satisfies_branc
     assert deployed.approved_by is None  # the gate was the form: its approver is in the trailers already
     message = github.remote.git("log", "-1", "--format=%B", "main")
     assert "Approved-By: carol\n" in message and "GitHub review" not in message
+
+
+def test_the_watcher_resumes_a_suspended_run_once_its_pull_request_is_decided(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    settings = config()
+    github.push_branch(BRANCH, {STAGE: application("hello", "stage", VERSION)}, SUBJECT)
+    pull = github.as_user("promo").open(BRANCH, "main", title=SUBJECT, body="the gate page")
+
+    @flow(name="promote-stage")
+    def suspended() -> None:
+        pass
+
+    tags = [PULL_REQUEST_GATE_TAG, "app:hello", "env:stage", f"pr:{pull.number}"]
+    with get_client(sync_client=True) as client:
+        # Prefect resumes (reschedules) only a deployment's suspended run
+        deployment = client.create_deployment(flow_id=client.create_flow(suspended), name="watcher-test")
+        run = client.create_flow_run_from_deployment(deployment, tags=tags)
+        client.set_flow_run_state(run.id, Suspended(timeout_seconds=600, pause_key="approve-stage-1"), force=True)
+
+        def state() -> str | None:
+            current = client.read_flow_run(run.id).state
+            return current.name if current else None
+
+        assert resume_decided_runs(settings) == [] and state() == "Suspended"  # no review yet
+        github.as_user("carol").review(pull.number, "APPROVE")  # not one of stage's approvers
+        assert resume_decided_runs(settings) == [] and state() == "Suspended"
+        github.as_user("alice").review(pull.number, "APPROVE")
+        assert resume_decided_runs(settings) == [run.id]
+        assert state() == "Resuming"
