@@ -87,8 +87,9 @@ class Running:
 
         @flow(name="promote-stage")
         def step() -> Deployed:
-            return deploy(config, "stage", version, expected={"preprod": SHOWN}, subject=SUBJECT,
-                          trailers=Trailers(promoted_from="test", approved_by=approved_by), on_failure=None, gate=page)  # fmt: skip
+            trailers = Trailers(promoted_from="test", approved_by=approved_by)
+            return deploy(config, "stage", version, expected={"preprod": SHOWN}, subject=SUBJECT, trailers=trailers,
+                          on_failure=None, gate=page)  # fmt: skip
 
         def run() -> None:
             try:
