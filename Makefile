@@ -7,7 +7,7 @@ SYSTEM_TOOLS := buildah docker-registry skopeo git postgresql chromium
 DEMO_DIR ?= .promo-demo
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup system-tools venv demo test bench clean
+.PHONY: setup system-tools venv demo demo-pull-requests test bench clean
 
 setup: system-tools venv
 
@@ -44,6 +44,11 @@ demo: setup
 	$(BIN)/promo server start --with-worker
 	$(BIN)/promo demo --dir $(DEMO_DIR)
 
+# The same with stage and prod written through pull requests on the sandbox's GitHub stand-in, each approved by
+# alice's review (docs/github.md); it runs on a temporary Prefect server of its own.
+demo-pull-requests: setup
+	$(BIN)/promo demo --pull-requests --dir $(DEMO_DIR)-pull-requests
+
 test: setup
 	$(BIN)/python -m pytest -q
 
@@ -64,5 +69,6 @@ bench: setup
 clean:
 	-$(BIN)/promo server stop
 	-$(BIN)/promo sandbox $(DEMO_DIR) --stop
-	rm -rf $(DEMO_DIR) .pytest_cache
+	-$(BIN)/promo sandbox $(DEMO_DIR)-pull-requests --stop
+	rm -rf $(DEMO_DIR) $(DEMO_DIR)-pull-requests .pytest_cache
 	@echo "left: the local Prefect server's database and logs in $${PROMO_HOME:-$$HOME/.promo}/server (remove that folder to start afresh)"

@@ -30,7 +30,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.schedules import Cron
+from prefect.schedules import Cron, Interval
 from prefect.workers.base import BaseWorker
 
 from promo.deployments.kubernetes import KUBERNETES, kubernetes_base_job_template
@@ -66,6 +66,7 @@ class FlowSpec:
     function: str
     on_push: bool = False  # started by git.push events on the publishing branches
     nightly: bool = False  # a nightly schedule, declared inactive; switch it on in the UI or with `prefect deployment schedule`
+    every_minute: bool = False  # a schedule every minute, active (the pull-request watcher)
 
     @property
     def module_entrypoint(self) -> str:
@@ -85,6 +86,7 @@ FLOWS: tuple[FlowSpec, ...] = (
     FlowSpec("hotfix", "promo.flows.hotfix", "hotfix"),
     FlowSpec("bump-version", "promo.flows.bump_version", "bump_version"),
     FlowSpec("rollback", "promo.flows.rollback", "rollback"),
+    FlowSpec("watch-pull-requests", "promo.flows.watch_pull_requests", "watch_pull_requests", every_minute=True),
 )
 
 
@@ -253,7 +255,7 @@ def build_deployment(
         name=config.app,
         parameters=parameters,
         triggers=[push_trigger(config)] if spec.on_push else None,
-        schedules=[nightly_schedule(nightly_active)] if spec.nightly else None,
+        schedules=[nightly_schedule(nightly_active)] if spec.nightly else [Interval(60)] if spec.every_minute else None,
         tags=["promo", f"app:{config.app}"],
         description=(flow.description or "").strip() or None,
         entrypoint_type=EntrypointType.MODULE_PATH if source is None else EntrypointType.FILE_PATH,
@@ -307,4 +309,6 @@ def _describe(spec: FlowSpec) -> str:
         parts.append(f"on {PUSH_EVENT}")
     if spec.nightly:
         parts.append(f"nightly {NIGHTLY_CRON} UTC, inactive unless switched on")
+    if spec.every_minute:
+        parts.append("every minute")
     return ", ".join(parts)

@@ -6,6 +6,7 @@ verdict of the version it deployed. With the local Prefect server and its worker
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -27,7 +28,10 @@ from promo.flows.release_prod import release_prod
 from promo.flows.rollback import rollback
 from promo.gitops.app_repo import read_chart_yaml
 from promo.release.approvals import Decision
-from promo.clients import app_mirror
+from promo.clients import app_mirror, gitops_pull_requests
+from promo.forges.github import GivenToken
+from promo.local.sandbox_github import TOKENS_FILE
+from promo.release.pull_gate import review_gate, waiting_pull_requests
 from promo.config import PromoConfig, load_config
 from promo.errors import ToolError, VerificationFailed
 from promo.gitops.history import TABLE_HEADERS, table_row
@@ -41,24 +45,30 @@ from promo.tasks.verify import verify_environment
 
 Result = TypeVar("Result")
 DEMO_APPROVER = "demo"
+REVIEWER = "alice"  # approves the pull requests of a sandbox made with --pull-requests
 GATE_APPEARS_WITHIN_SECONDS = 120
 # Under a deployment the worker polls, starts a process (importing Prefect) and runs the flow up to its gate:
 # seconds on an idle machine, minutes on a loaded one.
 DEPLOYED_GATE_WITHIN_SECONDS = 300
 
 
-def run_demo(directory: Path) -> None:
-    sandbox = create_sandbox(directory)
+def run_demo(directory: Path, *, pull_requests: bool = False) -> None:
+    """With ``pull_requests``, stage and prod are written through pull requests on the GitHub stand-in, which promo
+    opens as demo and alice approves with a review (``through_review``)."""
+    sandbox = create_sandbox(directory, pull_requests=pull_requests)
     config_path = str(sandbox.config_path)
     config = load_config(config_path)
     print(f"sandbox: {sandbox.directory} (registry {sandbox.registry_host})")
+    if sandbox.github_url is not None:
+        os.environ["GITHUB_TOKEN"] = github_token(sandbox, "demo")  # promo acts as demo on the stand-in
+        print(f"stand-in for GitHub: {sandbox.github_url}; promo acts as demo, {REVIEWER} reviews")
     cancel_earlier_demo_gates(config.app)
     print(publish_dev(config_path=config_path).summary())
     print_verdict(config, "dev")
     for target in ("test", "stage"):
-        print(through_gate(target, lambda flow=FLOWS[target]: flow(config_path=config_path)).summary())
+        print(gated(sandbox, config, target, lambda flow=FLOWS[target]: flow(config_path=config_path)).summary())
         print_verdict(config, target)
-    print(through_gate("prod", lambda: release_prod(config_path=config_path)).summary())
+    print(gated(sandbox, config, "prod", lambda: release_prod(config_path=config_path)).summary())
     print_verdict(config, "prod")
     print_verdict(config, "dev")  # the next build the release started, once it is there
     rows = environment_status(config)
@@ -141,6 +151,34 @@ def print_verdict(config: PromoConfig, env: str) -> None:
     # The task's body: the demo runs it outside any flow run, where a task run would only warn about its logs.
     verdict = verify_environment.fn(config, env, newest.version or "", newest.commit)
     print(f"  {verdict.summary() if verdict else f'{env} is not verified (no verify: in promo.yaml)'}")
+
+
+def gated(sandbox: Sandbox, config: PromoConfig, target: str, start: Callable[[], Result]) -> Result:
+    """Through the gate into ``target``: a review of its pull request (approval: pull-request), else the form."""
+    if config.environment(target).gate_kind == "pull-request":
+        return through_review(sandbox, config, target, start)
+    return through_gate(target, start)
+
+
+def through_review(sandbox: Sandbox, config: PromoConfig, target: str, start: Callable[[], Result]) -> Result:
+    """Start a flow writing through a pull request, wait until it is open, and approve it with a review by
+    ``REVIEWER`` (their token), the way `promo approve --github-token` does."""
+    run = GatedRun(start)
+    pulls = gitops_pull_requests(config, GivenToken(github_token(sandbox, REVIEWER)))
+    deadline = time.monotonic() + GATE_APPEARS_WITHIN_SECONDS
+    while not (waiting := waiting_pull_requests(pulls, config.app, [target], config.gitops.branch)):
+        if time.monotonic() > deadline or not run.thread.is_alive():
+            run.join(0)  # raises what the flow raised
+            raise ToolError(f"no pull request into {target} opened within {GATE_APPEARS_WITHIN_SECONDS} s",
+                            "read the flow run's logs")  # fmt: skip
+        time.sleep(0.5)
+    login, review = review_gate(pulls, waiting[0], approve=True, comment="approved in a review by promo demo")
+    print(f"pull request open: {waiting[0].pull_request['html_url']}; approved by {login} (GitHub review {review.id})")
+    return run.join()
+
+
+def github_token(sandbox: Sandbox, login: str) -> str:
+    return str(json.loads((sandbox.directory / TOKENS_FILE).read_text())[login])
 
 
 def through_gate(target: str, start: Callable[[], Result]) -> Result:

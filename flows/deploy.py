@@ -13,10 +13,12 @@ from dataclasses import dataclass, replace
 from promo.flows.artifacts import publish_environment_table
 from promo.flows.runinfo import flow_run_label
 from promo.flows.verification import OnFailure, verify_written
+from promo.flows.pull_request import write_through_pull_request
 from promo.flows.supersede import supersede_waiting_gates
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.gitops.verdicts import Verdict
+from promo.release.approvals import Decision
 from promo.tasks.gitops import write_environment_version
 from promo.tasks.limits import environment_lock
 
@@ -27,6 +29,7 @@ class Deployed:
     version: str
     commit: str | None  # None when ``env`` ran ``version`` already: nothing was written
     verdict: Verdict | None  # None when not verified: ``env`` has no ``verify:``, or the caller verifies later
+    approved_by: str | None = None  # the review that passed a pull-request gate: ``alice (GitHub review 7)``
 
     @property
     def verification(self) -> str | None:
@@ -44,6 +47,7 @@ def deploy(
     trailers: Trailers,
     on_failure: OnFailure | None,
     allow_downgrade: bool = False,
+    gate: Decision | None = None,
 ) -> Deployed:
     """Write ``version`` into ``env`` over ``expected`` (what the gate showed) and verify what the write deployed.
 
@@ -52,25 +56,33 @@ def deploy(
     already (a re-run) writes nothing and verifies the commit that put it there (``verify_written``). A failed verdict
     goes to ``on_failure``; None leaves verifying to the caller, who calls ``verify_written`` with the commit
     (release-prod, which verifies prod last: see its module)."""
-    with environment_lock(config.app, env):
-        written = write_environment_version(
-            config,
-            env,
-            version,
-            expected=expected,
-            subject=subject,
-            trailers=replace(trailers, chart_version=version, flow_run=flow_run_label()),
-            allow_downgrade=allow_downgrade,
-        )
-    landed(config, env, version, written.commit)
+    trailers = replace(trailers, chart_version=version, flow_run=flow_run_label())
+    approved_by = landed_by = None
+    if config.environment(env).write == "pull-request":
+        # No environment lock while a review may take days: the merge names the reviewed head (compare-and-swap).
+        page = gate.review_page if gate is not None and gate.review_page else subject
+        through = write_through_pull_request(config, env, version, expected=expected, subject=subject,
+                                             trailers=trailers, page=page, allow_downgrade=allow_downgrade)  # fmt: skip
+        commit, approved_by = through.commit, through.review.trailer if through.review else None
+        landed_by = through.pull_request.html_url if through.pull_request else None
+    else:
+        with environment_lock(config.app, env):
+            commit = write_environment_version(
+                config, env, version, expected=expected, subject=subject, trailers=trailers,
+                allow_downgrade=allow_downgrade,
+            ).commit  # fmt: skip
+    landed(config, env, version, commit, landed_by)
     if on_failure is None:
-        return Deployed(env, version, written.commit, None)
-    return Deployed(env, version, written.commit, verify_written(config, env, version, written.commit, on_failure))
+        return Deployed(env, version, commit, None, approved_by)
+    return Deployed(env, version, commit, verify_written(config, env, version, commit, on_failure), approved_by)
 
 
-def landed(config: PromoConfig, env: str, version: str, commit: str | None) -> None:
+def landed(
+    config: PromoConfig, env: str, version: str, commit: str | None, landed_by: str | None = None
+) -> None:
     """``env`` runs ``version`` now, by ``commit`` (None: it did already, a re-run finds it so). The one place for
     what follows from a version landing in an environment, before its verdict: it happened whether or not the
-    version then comes up. Each thing done here is idempotent, as a re-run calls it again."""
+    version then comes up. Each thing done here is idempotent, as a re-run calls it again. ``landed_by`` is the pull
+    request that landed it (its page), which the pull requests it supersedes link to."""
     publish_environment_table(config)
-    supersede_waiting_gates(config, env, version)
+    supersede_waiting_gates(config, env, version, landed_by)

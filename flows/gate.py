@@ -97,7 +97,7 @@ def gate_tags(request: ApprovalRequest) -> list[str]:
     return [GATE_TAG, f"app:{request.app}", f"env:{request.target}", f"version:{request.version}"]
 
 
-def ask_approval(
+def approval_request(
     config: PromoConfig,
     plan: Plan,
     *,
@@ -109,8 +109,9 @@ def ask_approval(
     headline: str | None = None,
     readiness: Readiness | None = None,
     going_back: bool = False,
-) -> Decision:
-    """Show the approver what moves (image, commits, manifest diff) and wait for the decision.
+) -> ApprovalRequest:
+    """What a gate shows the approver: what moves (image, commits, manifest diff), as the Prefect form's page or a
+    pull request's body (``wait_for_approval`` asks on the form).
 
     ``built_as`` is the chart version the commits are counted from when it differs from ``version`` (a release
     is shown with the commits of its RC); ``headline`` heads the page when this is no plain promotion (a rollback).
@@ -138,7 +139,7 @@ def ask_approval(
         moves_back=change.moves_back,
         windows=() if going_back else tuple(config.environment(target).windows),  # a rollback never waits for one
     )
-    return wait_for_approval(request, config.gate)
+    return request
 
 
 def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decision:

@@ -27,7 +27,7 @@ from prefect.runtime import flow_run
 
 from promo.config import PromoConfig
 from promo.errors import ConflictError, TransientError
-from promo.flows.gate import ask_approval, gate_key
+from promo.flows.gate import approval_request, gate_key, wait_for_approval
 from promo.flows.runinfo import run_logger
 from promo.release.approvals import Decision
 from promo.release.gate_plan import GatePlan, moved_since_gate
@@ -68,8 +68,7 @@ def opened_gate(target: str) -> GatePlan | None:
 def approve(config: PromoConfig, planned: GatePlan) -> Decision:
     """Ask for a decision on ``planned`` at its gate (the plan kept with the run first) and return it once the target
     still runs what the gate showed; otherwise the approval is not applied and the run fails (``refuse_if_moved``)."""
-    _keep(planned)
-    decision = ask_approval(
+    request = approval_request(
         config,
         planned.plan,
         source=planned.source,
@@ -81,6 +80,11 @@ def approve(config: PromoConfig, planned: GatePlan) -> Decision:
         readiness=planned.readiness,
         going_back=planned.going_back,
     )
+    _keep(planned)
+    if config.environment(planned.target).gate_kind == "pull-request":
+        # The gate is a GitHub review of the pull request the write opens (flows/pull_request.py), on this page.
+        return Decision(False, "", via="pull-request", review_page=request.description())
+    decision = wait_for_approval(request, config.gate)
     wait_for_window(config, planned, decision)
     refuse_if_moved(config, planned, decision)
     return decision

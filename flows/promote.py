@@ -78,10 +78,10 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
             override_reason=decision.override_reason,
         ),
         on_failure=on_failed_verification,
+        gate=decision,
     )
-    promotion = Promotion(
-        config.app, version, source, target, digest, deployed.commit, decision.approver, deployed.verification
-    )
+    approver = deployed.approved_by or decision.approver
+    promotion = Promotion(config.app, version, source, target, digest, deployed.commit, approver, deployed.verification)
     record_promotion(config, promotion, planned.plan.diff)
     return promotion
 

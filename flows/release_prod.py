@@ -74,6 +74,7 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
     check_release_tag(config, candidate, commit)
     release_chart = prepare_release_chart(config, candidate, rc_digest)
     approver = comment = override_reason = None
+    decision = None
     if not planned.plan.already_current:
         decision = approve(config, planned)  # prod still runs what its gate showed: checked before the chart and tag
         approver, comment, override_reason = decision.approver, decision.comment, decision.override_reason
@@ -94,7 +95,9 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
             override_reason=override_reason,
         ),
         on_failure=None,  # prod is verified last, below: see the module's docstring
+        gate=decision,
     )
+    approver = deployed.approved_by or approver
     bumped = bump_main(config, candidate.version)
     next_build = start_next_build(config, config_path, app, candidate.version, commit)
     verdict = verify_written(config, prod, candidate.version, deployed.commit, on_failed_verification)

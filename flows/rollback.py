@@ -19,6 +19,7 @@ from promo.flows.stored_config import run_config
 from promo.flows.verification import OnFailure
 from promo.config import PromoConfig
 from promo.errors import ConflictError, NotFound, VerificationFailed
+from promo.release.approvals import Decision
 from promo.gitops.repo import Trailers, agreed_version
 from promo.release.gate_plan import GatePlan
 from promo.release.rollback import RollbackPlan, check_verified, rollback_target
@@ -55,7 +56,7 @@ def rollback(env: str, to: str | None = None, config_path: str | None = None, ap
     config = run_config(config_path, app)
     planned = opened_gate(env) or plan_rollback(config, env, to)
     decision = approve(config, planned)
-    return write_rollback(config, planned, approved_by=decision.approver, comment=decision.comment)
+    return write_rollback(config, planned, approved_by=decision.approver, comment=decision.comment, gate=decision)
 
 
 def plan_rollback(config: PromoConfig, env: str, to: str | None) -> GatePlan:
@@ -129,6 +130,7 @@ def write_rollback(
     approved_by: str,
     comment: str,
     failed: Verdict | None = None,
+    gate: Decision | None = None,
 ) -> Rollback:
     """The forward commit that puts ``planned.version`` back (only over what ``planned`` showed), then its verdict.
 
@@ -149,7 +151,9 @@ def write_rollback(
         ),
         on_failure=rollback_failed(failed),
         allow_downgrade=True,
+        gate=gate,
     )
+    approved_by = deployed.approved_by or approved_by
     done = Rollback(config.app, env, version, rolled_back, deployed.commit, approved_by, deployed.verdict)
     run_logger().info(done.summary())
     return done

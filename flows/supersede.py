@@ -17,14 +17,18 @@ from prefect.client.schemas.actions import ArtifactCreate, LogCreate
 from prefect.context import FlowRunContext
 from prefect.states import Cancelled
 
+from promo.clients import gitops_pull_requests
 from promo.config import PromoConfig
 from promo.errors import PromoError
 from promo.flows.gate import prefect_api
 from promo.flows.runinfo import run_logger
 from promo.release.gates import WaitingGate, superseded_gates, waiting_gates
+from promo.release.pull_gate import waiting_pull_requests
 
 
-def supersede_waiting_gates(config: PromoConfig, env: str, version: str) -> list[WaitingGate]:
+def supersede_waiting_gates(
+    config: PromoConfig, env: str, version: str, landed_by: str | None = None
+) -> list[WaitingGate]:
     """Cancel every gate waiting to move an older ``config.app`` version into ``env``, now that ``version`` landed
     there (call it after the write); the gates it ended. A gate that stopped waiting meanwhile is left alone: if it
     was approved, its run refuses to write over what landed (``refuse_if_moved``)."""
@@ -40,11 +44,27 @@ def supersede_waiting_gates(config: PromoConfig, env: str, version: str) -> list
         run_logger().warning("Gates waiting to move an older version into %s were not cancelled (%s): "
                              "reject them with `promo approve --reject`", env, error)  # fmt: skip
         return []
+    if config.environment(env).write == "pull-request":
+        close_superseded_pull_requests(config, env, version, landed_by)
     for gate in ended:
-        # A gate opened as a pull request (not yet built) would be closed here, with the same reason.
         run_logger().info("Cancelled the gate of %s %s into %s (flow run %s): %s",
                           gate.app, gate.version, env, gate.flow_run_name, reason)  # fmt: skip
     return ended
+
+
+def close_superseded_pull_requests(config: PromoConfig, env: str, version: str, landed_by: str | None) -> None:
+    """Close the open pull requests moving an older version into ``env``, naming what landed (``landed_by``: the
+    pull request that did). A run waiting on one then ends in one line: its pull request was closed."""
+    reason = f"Superseded by {version} in {env}" + (f" ({landed_by})" if landed_by else "") + "; nothing was written."
+    try:
+        pulls = gitops_pull_requests(config)
+        waiting = waiting_pull_requests(pulls, config.app, [env], config.gitops.branch)
+        for gate in superseded_gates(waiting, version):
+            pulls.close(int(gate.pull_request["number"]), reason)  # type: ignore[call-overload]
+            run_logger().info("Closed pull request %s: %s", gate.pull_request["html_url"], reason)
+    except PromoError as error:  # the write is done and stays; an older pull request cannot merge over it
+        run_logger().warning("Pull requests moving an older version into %s were not closed (%s): close them by "
+                             "hand", env, error)  # fmt: skip
 
 
 def _cancel(gate: WaitingGate, reason: str) -> bool:

@@ -71,6 +71,10 @@ class HeadMoved(ConflictError):
     """A merge named the head commit that was reviewed, and the pull request's head is another one now (409)."""
 
 
+class StaleBranch(ConflictError):
+    """A write's pull-request branch holds another change: an earlier attempt's, on a target that moved since."""
+
+
 class ApprovalRejected(PromoError):
     exit_code = 7
 

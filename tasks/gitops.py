@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
 from promo.tasks.limits import gitops_lock
-from promo.gitops.repo import Plan, SetVersionResult, Trailers
+from promo.gitops.repo import Plan, Proposal, SetVersionResult, Trailers
 from promo.versions import parse_version
 from promo import windows
 from promo.tasks.retry import TRANSIENT_RETRIES
@@ -80,3 +80,33 @@ def release_environment(config: PromoConfig, env: str) -> tuple[str, list[str]] 
     """The last environment, whose version a hotfix must stay above on its way there; None for that one itself."""
     releases = config.environments[-1]
     return None if env == releases.name else (releases.name, releases.clusters)
+
+
+@task(name="propose-environment-version", **TRANSIENT_RETRIES)
+def propose_environment_version(
+    config: PromoConfig,
+    env: str,
+    version: str,
+    *,
+    branch: str,
+    expected: Mapping[str, str],
+    subject: str,
+    trailers: Trailers,
+    allow_downgrade: bool = False,
+) -> Proposal | None:
+    """The commit ``write_environment_version`` would push, pushed to ``branch`` for a pull request instead (None:
+    ``env`` runs ``version`` already). The same planning and checks against ``expected``; an earlier attempt's branch
+    with the same change is reused, one with another change is a StaleBranch for the caller to close."""
+    return gitops_repo(config).propose_version(
+        config.app,
+        env,
+        config.environment(env).clusters,
+        version,
+        branch=branch,
+        expected=expected,
+        subject=subject,
+        trailers=trailers,
+        release_environment=release_environment(config, env),
+        rerun=flow_run.get_flow_name(),
+        allow_downgrade=allow_downgrade,
+    )

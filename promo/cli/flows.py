@@ -116,8 +116,12 @@ def bump_version(
 @flow_command("demo")
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="sandbox directory")] = Path(".promo-demo"),
+    pull_requests: Annotated[
+        bool, typer.Option("--pull-requests", help="stage and prod through pull requests, approved by a review")
+    ] = False,
 ) -> None:
-    """Make a sandbox and move a real build from dev to test to stage, approving as the demo user."""
+    """Make a sandbox and move a real build from dev to test to stage, approving as the demo user (with
+    --pull-requests, stage and prod are approved by alice's review of their pull requests on the GitHub stand-in)."""
     from promo.flows.demo import run_demo
 
-    run_demo(directory)
+    run_demo(directory, pull_requests=pull_requests)

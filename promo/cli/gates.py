@@ -3,6 +3,7 @@ Prefect."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -19,9 +20,16 @@ def approve(
     comment: Annotated[str, typer.Option(help="why")] = "",
     as_name: Annotated[Optional[str], typer.Option("--as", help="approver name (default: current user)")] = None,
     override_reason: OverrideOption = None,
+    github_token: Annotated[
+        bool,
+        typer.Option("--github-token", help="a pull-request gate: read the reviewer's GitHub token from stdin "
+                     "(default: $GITHUB_TOKEN); the review is theirs"),
+    ] = False,  # fmt: skip
     config: ConfigOption = None,
 ) -> None:
-    """Approve (or --reject) a promotion waiting at its gate: by flow run id, or by environment (with promo.yaml)."""
+    """Approve (or --reject) a promotion waiting at its gate: by flow run id, or by environment (with promo.yaml).
+    A gate that is a pull request's review (approval: pull-request) is decided by a GitHub review, submitted as the
+    user whose token is given: GitHub, not --as, says who approved."""
     from promo.release.gates import PrefectApi, decide
     from promo.release.approvals import Decision
     from promo.config import load_config
@@ -30,12 +38,35 @@ def approve(
     if env is not None:
         settings = load_config(config)
         env, app_name = settings.environment(env).name, settings.app
+        if settings.environment(env).gate_kind == "pull-request":
+            _review(settings, env, reject, comment, sys.stdin.readline() if github_token else None)
+            return
     api = PrefectApi.from_environment()
     gate = _one_gate(api, run_id, env, app_name)
     approver = as_name or current_user()
     decide(gate, Decision(not reject, approver, comment, via="cli", override_reason=override_reason or ""), api=api)
     verdict = "rejected" if reject else "approved"
     typer.echo(f"{verdict} {gate.app} {gate.version} into {gate.env} (flow run {gate.flow_run_id} on {api.url})")
+
+
+def _review(settings, env: str, reject: bool, comment: str, token: str | None) -> None:  # noqa: ANN001
+    """Decide the pull request waiting to move ``settings.app`` into ``env`` with a review as ``token``'s user."""
+    from promo.clients import gitops_pull_requests
+    from promo.forges.github import EnvToken, GivenToken
+    from promo.release.pull_gate import review_gate, waiting_pull_requests
+
+    pulls = gitops_pull_requests(settings, GivenToken(token) if token is not None else EnvToken())
+    gates = waiting_pull_requests(pulls, settings.app, [env], settings.gitops.branch)
+    if len(gates) != 1:
+        raise InputError(
+            f"{len(gates) or 'no'} pull requests are waiting to move {settings.app} into {env}",
+            "run `promo pending` and review the one you mean on GitHub",
+        )
+    login, review = review_gate(pulls, gates[0], approve=not reject, comment=comment)
+    verdict = "rejected" if reject else "approved"
+    gate = gates[0]
+    typer.echo(f"{verdict} {gate.app} {gate.version} into {env} as {login} "
+               f"(GitHub review {review.id} of {gate.pull_request['html_url']})")  # fmt: skip
 
 
 def _one_gate(api, run_id: str | None, env: str | None, app_name: str | None):  # noqa: ANN001 (Prefect-free import)
@@ -58,6 +89,17 @@ def _one_gate(api, run_id: str | None, env: str | None, app_name: str | None):  
     return gates[0]
 
 
+def _waiting_reviews(settings):  # noqa: ANN001, ANN202 (a PromoConfig; imported only here)
+    """The promotions waiting for a review of their pull request (approval: pull-request), asked of GitHub."""
+    from promo.clients import gitops_pull_requests
+    from promo.release.pull_gate import waiting_pull_requests
+
+    envs = [env.name for env in settings.environments if env.gate_kind == "pull-request"]
+    if not envs:
+        return []
+    return waiting_pull_requests(gitops_pull_requests(settings), settings.app, envs, settings.gitops.branch)
+
+
 @app.command("pending")
 def pending(
     as_json: JsonOption = False,
@@ -72,10 +114,15 @@ def pending(
     from promo.cli.table import print_table
 
     api = PrefectApi.from_environment()
-    gates = waiting_gates(app=load_config(config).app if config else None, api=api)
+    settings = load_config(config) if config else None
+    gates = waiting_gates(app=settings.app if settings else None, api=api)
+    reviews = _waiting_reviews(settings) if settings else []
     if as_json:
-        echo_json(gates)
+        echo_json([*gates, *reviews])
         return
+    for review in reviews:
+        typer.echo(f"{review.app} {review.version} into {review.env}: waiting for a review of "
+                   f"{review.pull_request['html_url']}")  # fmt: skip
     if not gates:
         typer.echo(f"no gates waiting on the Prefect server at {api.url}")
         return

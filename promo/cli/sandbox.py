@@ -42,5 +42,7 @@ def sandbox(
         tokens = made.directory / TOKENS_FILE
         users = "demo, alice, bob, carol, mallory"
         typer.echo(f"stand-in for GitHub {made.github_url}: a token per user ({users}) in {tokens}")
-        typer.echo("promo acts as the user whose token is in $GITHUB_TOKEN: export one of theirs to act as them")
+        typer.echo(f"promo acts as the user whose token is in $GITHUB_TOKEN: export demo's ({tokens}); stage and prod "
+                   "are written through pull requests, approved by a review of alice, bob or carol "
+                   "(promo approve --env stage --github-token, their token on stdin)")  # fmt: skip
     typer.echo(f"next: export PROMO_CONFIG={made.config_path} && promo publish-dev")

@@ -12,13 +12,13 @@ so a write changes exactly what was approved, or nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from git import Actor
 
-from promo.errors import ConflictError, InputError, NotFound
+from promo.errors import ConflictError, InputError, NotFound, StaleBranch
 from promo.gitops.mirror import DEFAULT_AUTHOR, Mirror, RetryBudget, Snapshot, WriteLock
 from promo.gitops.manifests import (
     DEFAULT_ROOT,
@@ -99,6 +99,20 @@ class SetVersionResult:
     already_current: bool
     attempts: int
     summary: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A write made as a commit on a branch of its own, for a pull request: ``base`` is the head it was built on,
+    ``message`` its subject, body and trailers, ``files`` what it writes (path -> text)."""
+
+    commit: str
+    base: str
+    branch: str
+    message: str
+    files: Mapping[str, str]
+    plan: Plan
+    reused: bool = False  # the branch held this change already (a re-run)
 
 
 class GitOpsRepo:
@@ -198,25 +212,9 @@ class GitOpsRepo:
         whose version lets a hotfix's lower base into ``env``; None when ``env`` is that environment.
         ``allow_downgrade`` is for a rollback alone, which goes back on purpose (approved, or configured as
         ``on_failure: rollback``); every other write leaves it False."""
-        subject = " ".join(subject.split())
-        if not subject:
-            raise InputError("the commit subject is empty", f"describe the change, e.g. 'promote {app} to {env}'")
-        plans: list[Plan] = []  # the plan of each attempt; the last one is what was pushed
-
-        def edit(snapshot: Snapshot) -> dict[str, str]:
-            plan = self._plan(snapshot, app, env, clusters, version)
-            _check_unmoved(app, env, plan.current, expected, version, rerun)
-            if not allow_downgrade:
-                self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
-            plans.append(plan)
-            return {change.path: change.after for change in plan.changes}
-
-        def message(_changes: Mapping[str, str]) -> str:
-            body = [f"Set the chart version of {app} in {env} to {version}:"]
-            for change in plans[-1].changes:
-                body.append(f"  {change.path}: {read_target_revision(change.before) or '<none>'} -> {version}")
-            return "\n\n".join(part for part in (subject, "\n".join(body), trailers.render()) if part) + "\n"
-
+        edit, message, plans = self._write(
+            app, env, clusters, version, expected, subject, trailers, release_environment, rerun, allow_downgrade
+        )
         result = self.mirror.update_branch(
             self.branch, edit, message, author=self.author, budget=self.budget, lock=self.write_lock
         )
@@ -229,6 +227,80 @@ class GitOpsRepo:
         return SetVersionResult(
             result.commit, result.changed_paths, plan.diff, plan.already_current, result.attempts, summary
         )
+
+    def propose_version(
+        self,
+        app: str,
+        env: str,
+        clusters: Sequence[str],
+        version: str,
+        *,
+        branch: str,
+        expected: Mapping[str, str],
+        subject: str,
+        trailers: Trailers,
+        release_environment: tuple[str, Sequence[str]] | None = None,
+        rerun: str | None = None,
+        allow_downgrade: bool = False,
+    ) -> Proposal | None:
+        """The commit ``set_version`` would push, built on the branch's head and pushed to ``branch`` instead (a pull
+        request's head), with the same checks against ``expected``; None when ``env`` runs ``version`` already.
+
+        A ``branch`` left by an earlier attempt is replaced only by the caller (it may be a pull request's head)."""
+        edit, message, plans = self._write(
+            app, env, clusters, version, expected, subject, trailers, release_environment, rerun, allow_downgrade
+        )
+        head = self.snapshot()
+        changes = {path: text for path, text in (edit(head) or {}).items() if head.read_file(path) != text}
+        if not changes:
+            return None
+        text = message(changes)
+        there = self.mirror.fetch_branch(branch)
+        if there is not None:  # an earlier attempt's: the same change is reused, any other one is stale
+            if all(self.mirror.read_file(there, path) == after for path, after in changes.items()):
+                return Proposal(there, head.commit, branch, text, changes, plans[-1], reused=True)
+            raise StaleBranch(
+                f"branch {branch} of {self.mirror.display_url} holds another change than this write",
+                "close its pull request and delete the branch, then run again",
+            )
+        commit = self.mirror.commit_files(head.commit, changes, text, self.author)
+        self.mirror.create_branch(branch, commit)
+        return Proposal(commit, head.commit, branch, text, changes, plans[-1])
+
+    def _write(
+        self,
+        app: str,
+        env: str,
+        clusters: Sequence[str],
+        version: str,
+        expected: Mapping[str, str],
+        subject: str,
+        trailers: Trailers,
+        release_environment: tuple[str, Sequence[str]] | None,
+        rerun: str | None,
+        allow_downgrade: bool,
+    ) -> tuple[Callable[[Snapshot], dict[str, str]], Callable[[Mapping[str, str]], str], list[Plan]]:
+        """The edit and the message of one write (pushed or proposed), and the plans its attempts made."""
+        subject = " ".join(subject.split())
+        if not subject:
+            raise InputError("the commit subject is empty", f"describe the change, e.g. 'promote {app} to {env}'")
+        plans: list[Plan] = []  # the plan of each attempt; the last one is what was written
+
+        def edit(snapshot: Snapshot) -> dict[str, str]:
+            plan = self._plan(snapshot, app, env, clusters, version)
+            check_unmoved(app, env, plan.current, expected, version, rerun)
+            if not allow_downgrade:
+                self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
+            plans.append(plan)
+            return {change.path: change.after for change in plan.changes}
+
+        def message(_changes: Mapping[str, str]) -> str:
+            body = [f"Set the chart version of {app} in {env} to {version}:"]
+            for change in plans[-1].changes:
+                body.append(f"  {change.path}: {read_target_revision(change.before) or '<none>'} -> {version}")
+            return "\n\n".join(part for part in (subject, "\n".join(body), trailers.render()) if part) + "\n"
+
+        return edit, message, plans
 
     def _check_no_downgrade(
         self,
@@ -304,7 +376,7 @@ def describe_clusters(versions: Mapping[str, str]) -> str:
     return ", ".join(f"{cluster}={version or '<none>'}" for cluster, version in versions.items())
 
 
-def _check_unmoved(
+def check_unmoved(
     app: str, env: str, current: Mapping[str, str], expected: Mapping[str, str], version: str, rerun: str | None
 ) -> None:
     """Refuse the write when a cluster no longer runs what was shown (a cluster already at ``version`` is fine)."""

@@ -8,7 +8,9 @@ repositories, a token per sandbox user, and promo.yaml pointed at it.
 
 The GitOps repository is ``sandbox/gitops`` and the app's ``sandbox/<app>``. Its ``main`` is protected: a direct push
 that changes an environment with approvers (stage, prod) is refused, and a merge into it needs one approval by a
-writer (demo, alice, bob, carol: mallory may review, without effect), with stale approvals dismissed.
+writer (demo, alice, bob, carol: mallory may review, without effect), with stale approvals dismissed. So stage and
+prod are ``write: pull-request``, approved by a review of alice, bob or carol; promo acts as demo
+(``export GITHUB_TOKEN=<demo's token>``), who opens the pull requests and so cannot approve them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ OWNER = "sandbox"
 TOKENS_FILE = "github-tokens.json"
 USERS = ("demo", "alice", "bob", "carol", "mallory")
 WRITERS = ["demo", "alice", "bob", "carol"]
+# Who may approve into stage and prod: not demo, whose token promo acts with (it opens the pull requests, and
+# GitHub does not let an author approve their own).
+REVIEWERS = ("alice", "bob", "carol")
 
 
 def start_github(directory: Path, config: PromoConfig, app_remote: Path, gitops_remote: Path) -> GitHubStandinServer:
@@ -65,4 +70,8 @@ def with_github(config: PromoConfig, api_url: str) -> PromoConfig:
         update={"kind": "github", "repository": f"{OWNER}/{config.app}", "api_url": api_url}
     )
     gitops = config.gitops.model_copy(update={"repository": f"{OWNER}/gitops"})
-    return config.model_copy(update={"forge": forge, "gitops": gitops})
+    environments = [
+        env.model_copy(update={"write": "pull-request", "approvers": list(REVIEWERS)}) if env.approvers else env
+        for env in config.environments
+    ]
+    return config.model_copy(update={"forge": forge, "gitops": gitops, "environments": environments})

@@ -162,6 +162,9 @@ class Decision:
     comment: str = ""
     via: str = field(default="gate", compare=False)
     override_reason: str = ""  # why a version moved that was not ready or replaced a newer build (needs_override)
+    # A gate that is a pull request's review (approval: pull-request), still to come: the page it shows, as the pull
+    # request's body. Such a decision is no approval (``approved`` is False): the write asks for the review.
+    review_page: str = field(default="", compare=False)
 
 
 def check_approver(request: ApprovalRequest, approver: str) -> None:

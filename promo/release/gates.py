@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import httpx
@@ -148,7 +148,15 @@ def waiting_gates(
     return [_as_gate(api, run, flow_names.get(run["flow_id"], "?")) for run in runs]
 
 
-def superseded_gates(gates: list[WaitingGate], landed: str) -> list[WaitingGate]:
+class _Versioned(Protocol):
+    @property
+    def version(self) -> str: ...
+
+
+Gate = TypeVar("Gate", bound=_Versioned)
+
+
+def superseded_gates(gates: list[Gate], landed: str) -> list[Gate]:
     """The gates ``landed`` supersedes, its version having landed in their environment: those that would move a
     version other than it and not newer (promo/versions.py's order; RCs of one base rank equal). A gate for a newer
     version stays, as does one whose version tag cannot be read (it is no gate promo opened)."""

@@ -41,6 +41,10 @@ def test_the_sandbox_serves_github_to_each_user_and_protects_stage_and_prod(gith
         "sandbox/gitops",
     )
     assert gitops_pull_requests(config, GivenToken(tokens["alice"])).whoami() == "alice"
+    writes = {env.name: (env.write, env.gate_kind, env.approvers) for env in config.environments}
+    reviewed = ("pull-request", "pull-request", ["alice", "bob", "carol"])
+    assert writes == {"dev": ("push", "prefect", []), "test": ("push", "prefect", []), "stage": reviewed,
+                      "prod": reviewed}  # fmt: skip
     assert httpx.get(f"{github_sandbox.github_url}/user", headers={"Authorization": "Bearer nope"}).status_code == 401
 
     work = github_sandbox.directory / "work"

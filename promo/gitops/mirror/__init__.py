@@ -117,6 +117,11 @@ class Mirror:
             self._cache.fetch()
             return Snapshot(self, self._cache.branch_head(branch))
 
+    def fetch_branch(self, branch: str) -> str | None:
+        """Fetch the remote's ``branch`` besides the followed one (a pull request's head, to read what it holds): its
+        head commit, or None when the remote has no such branch."""
+        return _refs.fetch_branch(self._cache, branch)
+
     def resolve(self, ref: str) -> str:
         """The commit SHA of a branch (as last fetched), tag, SHA or revision expression (``main~1``)."""
         return self._cache.resolve(ref)

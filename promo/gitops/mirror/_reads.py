@@ -112,7 +112,10 @@ def log_paths(cache: Cache, ref: str, paths: Sequence[str], limit: int | None) -
     options = [f"--max-count={limit}"] if limit is not None else []
     revision = cache.resolve(ref)
     record_format = "--format=%H%x1f%ct%x1f%s%x1f%b%x1e"  # fields and records split by ASCII separators
-    output = cache.git("log", record_format, *options, revision, "--", *paths, action="reading the history of")
+    # --first-parent: a pull request's merge commit is the change its branch made (its first parent is the branch it
+    # landed on); git's default simplification would show the pull request's own commit instead, without the review.
+    log = ("log", "--first-parent", record_format, *options, revision, "--", *paths)
+    output = cache.git(*log, action="reading the history of")
     records = []
     for record in output.split("\x1e"):
         if record.strip("\n"):

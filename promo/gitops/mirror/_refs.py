@@ -15,7 +15,7 @@ from collections.abc import Callable
 from git import Actor
 
 from promo.errors import ConflictError
-from promo.gitops.mirror._cache import TRACKING, Cache
+from promo.gitops.mirror._cache import NETWORK_TIMEOUT_SECONDS, TRACKING, Cache
 from promo.gitops.mirror._push import RetryBudget, push_refspec
 from promo.gitops.mirror._record_store import RECORDS, Annotation, read_annotations
 from promo.gitops.mirror._remote_lock import LockWatch
@@ -53,6 +53,19 @@ def create_tag(cache: Cache, name: str, sha: str, message: str, tagger: Actor) -
     existing = _create_ref(cache, ref, ref, sha, lambda commit: _tag_object(cache, name, commit, message, tagger))
     fix = "a pushed tag is never moved: release under another version, or delete the tag by hand if it is wrong"
     return _created_here(cache, f"tag {name}", existing, sha, fix)
+
+
+def fetch_branch(cache: Cache, name: str) -> str | None:
+    check_branch_name(name)
+    with cache.locked():
+        listed = cache.git("ls-remote", "origin", f"refs/heads/{name}", action="listing branches of",
+                           timeout=NETWORK_TIMEOUT_SECONDS)  # fmt: skip
+        if not listed.strip():
+            return None
+        refspec = f"+refs/heads/{name}:{TRACKING}/{name}"
+        cache.git("fetch", "--no-tags", "--no-write-fetch-head", "--quiet", "origin", refspec, action="fetching",
+                  timeout=NETWORK_TIMEOUT_SECONDS)  # fmt: skip
+        return cache.branch_head(name)
 
 
 def create_branch(cache: Cache, name: str, sha: str) -> bool:

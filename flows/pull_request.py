@@ -1,0 +1,249 @@
+"""Writing into an environment through a pull request (``write: pull-request``), for a protected GitOps branch.
+
+promo makes the commit it would push (same planning, same compare-and-swap base, same subject and trailers), pushes
+it to ``promo/<app>/<env>/<version>`` and opens a pull request whose body is the gate page. With ``approval:
+pull-request`` the gate is an approver's review of the pull request's head (promo/release/pull_gate.py); with
+``approval: prefect`` the Prefect form was the gate and the pull request only satisfies branch protection. Then the
+run merges it, naming the reviewed head (``sha``), once checks pass; the base moving in other files updates the
+branch first, the target moving closes the pull request as stale. The landed commit keeps promo's subject and
+trailers, with ``Approved-By: <login> (GitHub review <id>)``. A run that fails or is cancelled closes its pull
+request; nothing lands on the GitOps branch but through the merge.
+
+Locally the run waits by polling the pull request (``gate.poll_interval_seconds``, up to ``gate.timeout_seconds``).
+Under a deployment it suspends, holding no process, and `watch-pull-requests` (flows/watch_pull_requests.py)
+resumes it once the pull request is decided; it then starts again from the top and carries on here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.exceptions import Pause
+from prefect.flow_runs import suspend_flow_run
+
+from promo.clients import gitops_pull_requests, gitops_repo
+from promo.config import PromoConfig
+from promo.errors import ApprovalRejected, BaseMoved, ConflictError, HeadMoved, NotMergeable, StaleBranch
+from promo.flows.gate import gate_key
+from promo.flows.runinfo import run_logger
+from promo.release.gates import GATE_KEY_PREFIX
+from promo.forges.github_pulls import GitHubPullRequests, PullRequestState
+from promo.gitops.repo import Proposal, Trailers, check_unmoved
+from promo.release.pull_gate import (
+    PULL_REQUEST_GATE_TAG,
+    ReviewDecision,
+    closed_unmerged,
+    decide,
+    promotion_branch,
+    pull_request_labels,
+)
+from promo.tasks.gitops import propose_environment_version
+
+
+ALREADY_THERE = ""  # ``_Waiting._merge``'s answer when the environment runs the version already, not by this merge
+
+
+@dataclass(frozen=True)
+class PullRequestWrite:
+    commit: str | None  # None: the environment ran the version already
+    review: ReviewDecision | None  # the review that passed the gate (approval: pull-request)
+    pull_request: PullRequestState | None
+
+
+def write_through_pull_request(
+    config: PromoConfig,
+    env: str,
+    version: str,
+    *,
+    expected: Mapping[str, str],
+    subject: str,
+    trailers: Trailers,
+    page: str,
+    allow_downgrade: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PullRequestWrite:
+    """Propose, wait for the gate, merge: the commit that landed on the GitOps branch, and the review that passed."""
+    pulls = gitops_pull_requests(config)
+    branch = promotion_branch(config.app, env, version)
+    propose = lambda: propose_environment_version(  # noqa: E731
+        config, env, version, branch=branch, expected=expected, subject=subject, trailers=trailers,
+        allow_downgrade=allow_downgrade,
+    )  # fmt: skip
+    try:
+        proposal = propose()
+    except StaleBranch:  # an earlier attempt's branch, made on a target that moved since
+        stale = pulls.find_open(branch, config.gitops.branch)
+        if stale is not None:
+            pulls.close(stale.number, f"Stale: {env} of {config.app} moved since this change was made.")
+        pulls.delete_branch(branch)
+        proposal = propose()
+    if proposal is None:
+        return PullRequestWrite(None, None, None)
+    pull = pulls.open(branch, config.gitops.branch, title=subject, body=page,
+                      labels=pull_request_labels(config.app, env))  # fmt: skip
+    run_logger().info("%s pull request #%s for %s into %s: %s", "Reusing" if proposal.reused else "Opened",
+                      pull.number, version, env, pull.html_url)  # fmt: skip
+    waiting = _Waiting(config, pulls, env, version, expected, proposal, trailers, sleep)
+    try:
+        commit, review = waiting.until_merged(pull)
+    except Pause:  # suspended until the pull request is decided: it stays open
+        raise
+    except BaseException as error:  # a failed or cancelled run closes its pull request
+        _close_unmerged(pulls, pull.number, f"Closed by promo: the run ended without merging it ({error}).")
+        raise
+    pulls.delete_branch(branch)
+    return PullRequestWrite(commit, review, pulls.get(pull.number))
+
+
+class _Waiting:
+    """One pull request polled until it is merged, or the run fails with why."""
+
+    def __init__(
+        self,
+        config: PromoConfig,
+        pulls: GitHubPullRequests,
+        env: str,
+        version: str,
+        expected: Mapping[str, str],
+        proposal: Proposal,
+        trailers: Trailers,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.config, self.pulls, self.env, self.version = config, pulls, env, version
+        self.expected, self.proposal, self.trailers, self.sleep = expected, proposal, trailers, sleep
+        self.settings = config.environment(env)
+        self.title = f"{config.app} {version} into {env}"
+        self.said: set[str] = set()  # what the log said already, so a long wait logs each thing once
+
+    def until_merged(self, pull: PullRequestState) -> tuple[str | None, ReviewDecision | None]:
+        """The commit that landed (None: the environment ran the version already, by another write)."""
+        deadline = time.monotonic() + self.config.gate.timeout_seconds
+        review_gate = self.settings.gate_kind == "pull-request"
+        while True:
+            pull = self.pulls.get(pull.number)
+            if pull.merged and pull.merge_commit_sha:
+                return pull.merge_commit_sha, None
+            if pull.state == "closed":
+                raise closed_unmerged(pull, self.title)
+            review = None
+            if review_gate:
+                reviews = self.pulls.reviews(pull.number)
+                review = decide(reviews, pull.head_sha, self.settings.approvers, title=self.title, url=pull.html_url)
+                if review is None:
+                    self._say(f"review-{pull.head_sha}", "Waiting for an approving review of %s by %s: %s",
+                              self.title, ", ".join(self.settings.approvers) or "anyone", pull.html_url)  # fmt: skip
+            if review is not None or not review_gate:
+                landed = self._merge(pull, review)
+                if landed == ALREADY_THERE:
+                    return None, review
+                if landed is not None:
+                    return landed, review
+            if time.monotonic() > deadline:
+                raise ApprovalRejected(
+                    f"{self.title}: pull request #{pull.number} was not approved and merged within "
+                    f"{self.config.gate.timeout_seconds} s",
+                    "start the promotion again, or raise gate.timeout_seconds in promo.yaml",
+                )
+            if review_gate and review is None and _under_deployment():
+                _suspend(self.config.app, self.env, pull, int(deadline - time.monotonic()))
+            self.sleep(self.config.gate.poll_interval_seconds)
+
+    def _merge(self, pull: PullRequestState, review: ReviewDecision | None) -> str | None:
+        """Merge ``pull`` at its reviewed head: the landed commit, or None when it cannot be yet (checks pending,
+        the branch just updated, GitHub's rules unmet). A moved target or a failed check raises."""
+        repo = gitops_repo(self.config)
+        snapshot = repo.snapshot()
+        clusters = self.settings.clusters
+        now = repo.cluster_versions(self.config.app, self.env, clusters, snapshot=snapshot)
+        try:
+            check_unmoved(self.config.app, self.env, now, self.expected, self.version, "the promotion")
+        except ConflictError as moved:
+            _close_unmerged(self.pulls, pull.number, f"Closed as stale: {moved.args[0]}.")
+            raise
+        if set(now.values()) == {self.version}:  # landed meanwhile: by this pull request (another run merged it)?
+            latest = self.pulls.get(pull.number)
+            if latest.merged and latest.merge_commit_sha:
+                return latest.merge_commit_sha
+            _close_unmerged(self.pulls, pull.number, f"Closed: {self.env} runs {self.version} already.")
+            return ALREADY_THERE
+        head = repo.mirror.fetch_branch(pull.head)
+        if head != pull.head_sha:
+            return None  # pushed to since it was read: read it again
+        if not repo.mirror.is_ancestor(snapshot.commit, head):
+            self.pulls.update_branch(pull.number, head)
+            run_logger().info("The GitOps branch moved in other files: updated the branch of pull request #%s",
+                              pull.number)  # fmt: skip
+            if review is not None and any(r.state == "DISMISSED" for r in self.pulls.reviews(pull.number)):
+                run_logger().warning("The repository dismisses stale reviews: pull request #%s needs a new review "
+                                     "of its updated head (%s)", pull.number, pull.html_url)  # fmt: skip
+            return None
+        checks = self.pulls.checks(head)
+        failed = checks.failed()
+        if failed:
+            names = ", ".join(f"{check.name} ({check.detail})" for check in failed)
+            _close_unmerged(self.pulls, pull.number, f"Closed by promo: the check {names} failed.")
+            raise ConflictError(
+                f"{self.title}: the check {names} failed on pull request #{pull.number} ({pull.html_url}); "
+                "nothing was written",
+                "fix what the check reports, then start the promotion again",
+            )
+        if checks.state() == "pending":
+            self._say(f"checks-{head}", "Waiting for the checks of pull request #%s", pull.number)
+            return None
+        try:
+            merged = self.pulls.merge(pull.number, head, self.settings.merge_method, **self._message(review))
+        except (HeadMoved, BaseMoved):
+            return None  # read again: a new head needs its own review, a moved base its update
+        except NotMergeable as refused:
+            self._say(f"refused-{head}-{refused}", "GitHub does not merge it yet: %s", refused)
+            return None
+        run_logger().info("Merged pull request #%s into %s as %s", pull.number, self.config.gitops.branch,
+                          merged.sha[:12])  # fmt: skip
+        return merged.sha
+
+    def _message(self, review: ReviewDecision | None) -> dict[str, str]:
+        """The landed commit's title and message: promo's subject, body and trailers, with the review's approver."""
+        subject, body = self.proposal.message.split("\n\n")[:2]
+        trailers = self.trailers
+        if review is not None:
+            trailers = replace(trailers, approved_by=review.trailer, approval_comment=review.comment or None)
+        return {"title": subject, "message": f"{body}\n\n{trailers.render()}\n"}
+
+    def _say(self, key: str, line: str, *args: object) -> None:
+        if key not in self.said:
+            self.said.add(key)
+            run_logger().info(line, *args)
+
+
+def _under_deployment() -> bool:
+    context = FlowRunContext.get()
+    return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
+
+
+def _suspend(app: str, env: str, pull: PullRequestState, timeout: int) -> None:
+    """Suspend the run until `watch-pull-requests` resumes it; it then starts again from the top. Each suspension
+    takes the next gate key of ``env``: the server refuses a key it saw, and the first one marks the gate opened, so
+    the resumed run reads back the plan its gate showed (flows/gate_plan.py)."""
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(context.flow_run.id)
+        used = [key for key in run.empirical_policy.pause_keys or () if key.startswith(f"{GATE_KEY_PREFIX}{env}-")]
+        tags = {*(run.tags or []), PULL_REQUEST_GATE_TAG, f"app:{app}", f"env:{env}", f"pr:{pull.number}"}
+        client.update_flow_run(run.id, tags=sorted(tags))
+    run_logger().info("Suspended until pull request #%s is decided (%s): watch-pull-requests resumes it",
+                      pull.number, pull.html_url)  # fmt: skip
+    suspend_flow_run(timeout=max(timeout, 1), key=gate_key(env, len(used) + 1))
+
+
+def _close_unmerged(pulls: GitHubPullRequests, number: int, comment: str) -> None:
+    """Close a pull request the run gives up on; one closed or merged already stays as it is."""
+    try:
+        if pulls.get(number).state == "open":
+            pulls.close(number, comment)
+    except Exception as error:  # noqa: BLE001 (the run's own failure is the one to report)
+        run_logger().warning("Pull request #%s was left open (%s): close it by hand", number, error)
