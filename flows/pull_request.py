@@ -27,7 +27,7 @@ from prefect.flow_runs import suspend_flow_run
 
 from promo.clients import gitops_pull_requests, gitops_repo
 from promo.config import PromoConfig
-from promo.errors import ApprovalRejected, BaseMoved, ConflictError, HeadMoved, NotMergeable, StaleBranch
+from promo.errors import ApprovalRejected, BaseMoved, ConflictError, HeadMoved, InputError, NotMergeable, StaleBranch
 from promo.flows.gate import gate_key
 from promo.flows.runinfo import run_logger
 from promo.release.gates import GATE_KEY_PREFIX
@@ -73,18 +73,26 @@ def write_through_pull_request(
         config, env, version, branch=branch, expected=expected, subject=subject, trailers=trailers,
         allow_downgrade=allow_downgrade,
     )  # fmt: skip
-    try:
-        proposal = propose()
-    except StaleBranch:  # an earlier attempt's branch, made on a target that moved since
-        stale = pulls.find_open(branch, config.gitops.branch)
-        if stale is not None:
-            pulls.close(stale.number, f"Stale: {env} of {config.app} moved since this change was made.")
-        pulls.delete_branch(branch)
-        proposal = propose()
-    if proposal is None:
-        return PullRequestWrite(None, None, None)
-    pull = pulls.open(branch, config.gitops.branch, title=subject, body=page,
-                      labels=pull_request_labels(config.app, env))  # fmt: skip
+    for attempt in (1, 2):
+        try:
+            proposal = propose()
+        except StaleBranch:  # an earlier attempt's branch, made on a target that moved since
+            stale = pulls.find_open(branch, config.gitops.branch)
+            if stale is not None:
+                pulls.close(stale.number, f"Stale: {env} of {config.app} moved since this change was made.")
+            pulls.delete_branch(branch)
+            proposal = propose()
+        if proposal is None:
+            return PullRequestWrite(None, None, None)
+        try:
+            pull = pulls.open(branch, config.gitops.branch, title=subject, body=page,
+                              labels=pull_request_labels(config.app, env))  # fmt: skip
+            break
+        except InputError:
+            # Another run of this promotion merged the pull request and deleted its branch between our proposal
+            # and our open (GitHub: 422 "head invalid"): plan once more, which finds the version landed.
+            if attempt == 2 or pulls.branch_sha(branch) is not None:
+                raise
     run_logger().info("%s pull request #%s for %s into %s: %s", "Reusing" if proposal.reused else "Opened",
                       pull.number, version, env, pull.html_url)  # fmt: skip
     waiting = _Waiting(config, pulls, env, version, expected, proposal, trailers, sleep)
