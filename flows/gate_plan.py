@@ -33,7 +33,8 @@ from promo.release.approvals import Decision
 from promo.release.gate_plan import GatePlan, moved_since_gate
 from promo import windows
 from promo.release.gates import NOT_APPLIED_TAG
-from promo.tasks.gitops import plan_environment_version
+from promo.release.readiness import Readiness
+from promo.tasks.gitops import plan_environment_version, read_freeze
 
 PLAN_KEY_PREFIX = "promo-plan-"
 
@@ -82,8 +83,30 @@ def approve(config: PromoConfig, planned: GatePlan) -> Decision:
         going_back=planned.going_back,
     )
     wait_for_window(config, planned, decision)
+    refuse_if_frozen(config, planned, decision)
     refuse_if_moved(config, planned, decision)
     return decision
+
+
+def with_freeze(config: PromoConfig, target: str, ready: Readiness) -> Readiness:
+    """What the gate into ``target`` shows as keeping the version back: a freeze of ``target`` first, so approving
+    then needs an override reason, as for a version that is not ready (recorded as the commit's Override-Reason)."""
+    freeze = read_freeze(config, target)
+    if freeze is None:
+        return ready
+    line = f"{freeze.line()} (`promo unfreeze {target}` lifts it)"
+    return Readiness((line, *ready.missing), ready.failed)
+
+
+def refuse_if_frozen(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:
+    """A freeze set while the gate waited holds the approval back too, unless the approver gave an override reason;
+    a rollback passes (the emergency exit)."""
+    if planned.going_back or decision.override_reason.strip():
+        return
+    freeze = read_freeze(config, planned.target)
+    if freeze is not None:
+        run_logger().error("The approval of %s by %s was not applied: %s", planned.title, decision.approver, freeze.line())
+        raise freeze.refusal(config.app)
 
 
 def wait_for_window(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:

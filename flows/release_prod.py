@@ -20,7 +20,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
 from promo.flows.deploy import deploy
-from promo.flows.gate_plan import approve, opened_gate
+from promo.flows.gate_plan import approve, opened_gate, with_freeze
 from promo.tasks.limits import release_lock
 from promo.flows.publish_dev import publish_dev
 from promo.flows.rollback import on_failed_verification
@@ -120,8 +120,8 @@ def plan_release(config: PromoConfig, stage: str, prod: str) -> GatePlan:
     lacks in ``stage``. Its collisions (tag, release chart) are checked by the flow, before the gate."""
     candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
     rc_digest = find_chart(config, candidate.rc)
-    plan = plan_environment_version(config, prod, candidate.version)
-    ready = Readiness() if plan.already_current else source_readiness(config, stage, candidate.rc)
+    plan = plan_environment_version(config, prod, candidate.version, at_gate=True, built_as=candidate.rc)
+    ready = Readiness() if plan.already_current else with_freeze(config, prod, source_readiness(config, stage, candidate.rc))
     return GatePlan(stage, prod, candidate.version, rc_digest, plan, ready, built_as=candidate.rc)
 
 

@@ -16,7 +16,7 @@ from promo.flows.gate import approving_as
 from promo.flows.promote import promote_test
 from promo.flows.publish_dev import publish_dev
 from promo.flows.rollback import rollback
-from promo.release import windows
+from promo import windows
 from promo.release.approvals import Decision
 from promo.release.gates import decide
 from tests.flows.test_cli import error_line, run_promo, write_config
