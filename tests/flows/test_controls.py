@@ -96,6 +96,7 @@ def test_a_rejected_version_is_refused_by_promote_release_and_rollback(sandbox, 
     first = publish(sandbox)
     with approving_as("carol"):
         promote_test(config_path=config)
+    with approving_as("alice"):  # stage and prod: alice or demo may approve
         promote_stage(config_path=config)
     second, third = publish(sandbox), publish(sandbox)
 
@@ -129,7 +130,7 @@ def test_a_rejected_version_is_refused_by_promote_release_and_rollback(sandbox, 
 
     code, _, err = promo(monkeypatch, capsys, "unreject", first.version, "--reason", "was the cache", "-c", config)
     assert code == 0, err
-    with approving_as("carol"):
+    with approving_as("alice"):
         release_prod(config_path=config)  # the RC stage runs: rejected a moment ago, released now
 
 
