@@ -105,7 +105,8 @@ def refuse_if_frozen(config: PromoConfig, planned: GatePlan, decision: Decision)
         return
     freeze = read_freeze(config, planned.target)
     if freeze is not None:
-        run_logger().error("The approval of %s by %s was not applied: %s", planned.title, decision.approver, freeze.line())
+        logger = run_logger()
+        logger.error("The approval of %s by %s was not applied: %s", planned.title, decision.approver, freeze.line())
         raise freeze.refusal(config.app)
 
 

@@ -91,7 +91,8 @@ def plan_promotion(config: PromoConfig, source: str, target: str) -> GatePlan:
     version = read_environment_version(config, source)
     digest = find_chart(config, version)
     plan = plan_environment_version(config, target, version, at_gate=True)
-    ready = Readiness() if plan.already_current else with_freeze(config, target, source_readiness(config, source, version))
+    ready = Readiness() if plan.already_current else source_readiness(config, source, version)
+    ready = with_freeze(config, target, ready) if not plan.already_current else ready
     return GatePlan(source, target, version, digest, plan, ready)
 
 

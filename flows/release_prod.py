@@ -121,7 +121,8 @@ def plan_release(config: PromoConfig, stage: str, prod: str) -> GatePlan:
     candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
     rc_digest = find_chart(config, candidate.rc)
     plan = plan_environment_version(config, prod, candidate.version, at_gate=True, built_as=candidate.rc)
-    ready = Readiness() if plan.already_current else with_freeze(config, prod, source_readiness(config, stage, candidate.rc))
+    ready = Readiness() if plan.already_current else source_readiness(config, stage, candidate.rc)
+    ready = with_freeze(config, prod, ready) if not plan.already_current else ready
     return GatePlan(stage, prod, candidate.version, rc_digest, plan, ready, built_as=candidate.rc)
 
 

@@ -11,7 +11,9 @@ import typer
 from promo.cli.app import ConfigOption, JsonOption, app, current_user, echo_json
 from promo.errors import InputError
 
-AsOption = Annotated[Optional[str], typer.Option("--as", help="who does it (default: $PROMO_USER, then the current user)")]
+AsOption = Annotated[
+    Optional[str], typer.Option("--as", help="who does it (default: $PROMO_USER, then the current user)")
+]
 ReasonOption = Annotated[str, typer.Option("--reason", help="why; recorded, and shown where it refuses")]
 
 
@@ -54,8 +56,9 @@ def unfreeze(
     settings, mirror, key = _open(config)
     name = settings.environment(env).name
     if controls.read_freeze(mirror, name, datetime.now(UTC)) is None:
-        raise InputError(f"{name} is not frozen: there is nothing to lift", f"see `promo status`")
-    entry = controls.record_control(mirror, controls.FREEZES, name, controls.UNFREEZE, key, by=as_name or current_user())
+        raise InputError(f"{name} is not frozen: there is nothing to lift", "see `promo status`")
+    by = as_name or current_user()
+    entry = controls.record_control(mirror, controls.FREEZES, name, controls.UNFREEZE, key, by=by)
     _print(entry, as_json, f"unfroze {name} (by {entry.by})")
 
 

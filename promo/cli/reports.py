@@ -127,7 +127,8 @@ def history(
     changes = app_history(settings, env)
     controls = operator_controls(settings)
     if as_json:
-        echo_json([{**change.as_json(), "rejected": controls.rejected(change.version)} for change in changes])
+        marked = [{**change.as_json(), "rejected": controls.rejected(change.version)} for change in changes]
+        echo_json(marked)
         return
     if not changes:
         typer.echo("no changes yet")

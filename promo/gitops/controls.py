@@ -130,9 +130,9 @@ def record_control(
 
 
 def read_controls(mirror: Mirror, kind: str, subject: str | None = None) -> list[ControlEntry]:
-    """The entries of ``kind`` (about ``subject``, or every subject's), as the remote has them now, oldest first."""
-    records = read_records(mirror, kind, subject)
-    return sorted((_entry(record) for record in records if "/" not in record.subject), key=lambda entry: entry.at)
+    """The entries of ``kind`` (about ``subject``, or every subject's), as the remote has them now: in log order,
+    oldest first (never by the time an entry claims: an unsigned one may claim any)."""
+    return [_entry(record) for record in read_records(mirror, kind, subject) if "/" not in record.subject]
 
 
 def current_freezes(entries: Sequence[ControlEntry], now: datetime) -> dict[str, Freeze]:
@@ -190,7 +190,8 @@ def parse_until(text: str, now: datetime) -> datetime:
             raise InputError(f"--until {text!r} is no time", f"give {UNTIL_HELP}") from None
         until = until if until.tzinfo else until.replace(tzinfo=UTC)
     if until <= now:
-        raise InputError(f"--until {text!r} has passed already ({timestamp(until)})", f"give a later time: {UNTIL_HELP}")
+        passed = f"--until {text!r} has passed already ({timestamp(until)})"
+        raise InputError(passed, f"give a later time: {UNTIL_HELP}")
     return until.astimezone(UTC)
 
 
@@ -216,6 +217,6 @@ def _entry(record: Record) -> ControlEntry:
     )
     named = fields.get(_SUBJECT_FIELD[record.kind], "")
     if entry.trusted and (named != record.subject or entry.action not in _ACTIONS[record.kind]):
-        why = f"its fields say {entry.action or 'nothing'} of {named or 'nothing'}, where it is filed {record.subject}"
+        why = f"its fields say {entry.action or 'nothing'} of {named or 'nothing'}, filed under {record.subject}"
         return replace(entry, trusted=False, untrusted_reason=why)
     return entry

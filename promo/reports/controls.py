@@ -32,7 +32,7 @@ class OperatorControls:
         untrusted entry (of those environments, or of the app)."""
         envs, versions = list(envs), set(versions)
         lines = [f"frozen: {self.freezes[env].line()}" for env in envs if env in self.freezes]
-        lines += [f"rejected: {rejection.line()}" for version, rejection in self.rejections.items() if version in versions]
+        lines += [f"rejected: {line.line()}" for version, line in self.rejections.items() if version in versions]
         lines += [
             f"ignored, {entry.line()}"
             for entry in self.untrusted

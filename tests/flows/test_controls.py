@@ -18,10 +18,13 @@ from promo.flows.release_prod import release_prod
 from promo.flows.rollback import rollback
 from promo.gitops import controls
 from promo.local.sandbox import Sandbox
+from promo.release.approvals import Decision
+from promo.release.gates import decide
 from tests.flows.test_cli import error_line, run_promo, write_config
 from tests.flows.test_gate import git, gitops_head
 from tests.flows.test_release import target_revision
 from tests.flows.test_rollback import publish
+from tests.flows.test_spine import gate_description
 
 
 def second_machine(sandbox: Sandbox) -> str:
@@ -37,7 +40,8 @@ def promo(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 def test_a_freeze_refuses_a_promotion_from_a_second_machine_until_it_is_lifted(sandbox, monkeypatch, capsys):
     build = publish(sandbox)
     config = str(sandbox.config_path)
-    code, out, err = promo(monkeypatch, capsys, "freeze", "test", "--reason", "release week", "--until", "2h", "-c", config)
+    freeze = ("freeze", "test", "--reason", "release week", "--until", "2h", "-c", config)
+    code, out, err = promo(monkeypatch, capsys, *freeze)
     assert code == 0, err
     assert re.fullmatch(r"froze test: test is frozen by alice until \S+: release week\n", out), out
 
@@ -100,7 +104,8 @@ def test_a_rejected_version_is_refused_by_promote_release_and_rollback(sandbox, 
         promote_stage(config_path=config)
     second, third = publish(sandbox), publish(sandbox)
 
-    code, out, err = promo(monkeypatch, capsys, "reject", second.version, "--reason", "corrupts carts", "--json", "-c", config)
+    reject = ("reject", second.version, "--reason", "corrupts carts", "--json", "-c", config)
+    code, out, err = promo(monkeypatch, capsys, *reject)
     assert code == 0, err
     assert {key: json.loads(out)[key] for key in ("action", "version", "by", "reason", "trusted")} == {
         "action": "reject", "version": second.version, "by": "alice", "reason": "corrupts carts", "trusted": True
@@ -149,3 +154,31 @@ def test_a_forged_freeze_is_shown_untrusted_and_refuses_nothing(sandbox, monkeyp
     code, _, err = promo(monkeypatch, capsys, "promote-test", "--yes", "--config", second_machine(sandbox))
     assert code == 0, err
     assert target_revision(sandbox, "test") == build.version
+
+
+def test_a_gate_shows_the_freeze_and_a_freeze_set_while_it_waits_holds_the_approval_back(
+    sandbox, background, monkeypatch, capsys
+):
+    publish(sandbox)
+    config = str(sandbox.config_path)
+    code, _, err = promo(monkeypatch, capsys, "freeze", "test", "--reason", "audit", "-c", config)
+    assert code == 0, err
+    run = background(lambda: promote_test(config_path=config))
+    gate = run.gate("test")
+    shown = gate_description(gate.flow_run_id)
+    assert "test is frozen by alice until unfrozen: audit (`promo unfreeze test` lifts it)" in shown
+    decide(gate, Decision(approved=True, approver="carol", override_reason="the auditors asked for it"))
+    assert run.join().gitops_commit is not None
+
+    newer = publish(sandbox)
+    code, _, err = promo(monkeypatch, capsys, "unfreeze", "test", "-c", config)
+    assert code == 0, err
+    run = background(lambda: promote_test(config_path=config))
+    gate = run.gate("test")  # opened unfrozen: approving needs no reason ...
+    code, _, err = promo(monkeypatch, capsys, "freeze", "test", "--reason", "incident 7", "-c", config)
+    assert code == 0, err
+    before = gitops_head(sandbox)
+    decide(gate, Decision(approved=True, approver="carol"))  # ... but the freeze set meanwhile holds it back
+    with pytest.raises(ConflictError, match="test is frozen by alice until unfrozen: incident 7"):
+        run.join()
+    assert gitops_head(sandbox) == before and target_revision(sandbox, "test") != newer.version
