@@ -14,7 +14,7 @@ empty cache sees the freeze the first one set.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -136,29 +136,31 @@ def read_controls(mirror: Mirror, kind: str, subject: str | None = None) -> list
 
 
 def current_freezes(entries: Sequence[ControlEntry], now: datetime) -> dict[str, Freeze]:
-    """env -> its freeze now: the fold of the trusted entries, oldest first; a freeze whose end passed is over."""
-    frozen: dict[str, Freeze] = {}
-    for entry in entries:
-        if not entry.trusted or entry.kind != FREEZES:
-            continue
-        if entry.action == FREEZE:
-            frozen[entry.subject] = Freeze(entry.subject, entry.by, entry.reason, entry.at, entry.until)
-        else:
-            frozen.pop(entry.subject, None)
+    """env -> its freeze now; a freeze whose end passed is over."""
+    standing = _fold(entries, FREEZES, lambda entry: entry.subject)
+    frozen = {env: Freeze(env, e.by, e.reason, e.at, e.until) for env, e in standing.items()}
     return {env: freeze for env, freeze in frozen.items() if freeze.until is None or freeze.until > now}
 
 
 def current_rejections(entries: Sequence[ControlEntry]) -> dict[str, Rejection]:
-    """version -> its rejection: the fold of the trusted entries, oldest first."""
-    rejected: dict[str, Rejection] = {}
+    """version -> its rejection."""
+    standing = _fold(entries, REJECTIONS, lambda entry: entry.version)
+    return {version: Rejection(e.subject, version, e.by, e.reason, e.at) for version, e in standing.items()}
+
+
+def _fold(entries: Sequence[ControlEntry], kind: str, key: Callable[[ControlEntry], str]) -> dict[str, ControlEntry]:
+    """key -> the entry that stands: the fold of the trusted entries of ``kind``, oldest first, where a freeze or a
+    rejection sets and an unfreeze or an unreject clears. Untrusted entries never count."""
+    standing: dict[str, ControlEntry] = {}
+    setting, _ = _ACTIONS[kind]
     for entry in entries:
-        if not entry.trusted or entry.kind != REJECTIONS:
+        if not entry.trusted or entry.kind != kind:
             continue
-        if entry.action == REJECT:
-            rejected[entry.version] = Rejection(entry.subject, entry.version, entry.by, entry.reason, entry.at)
+        if entry.action == setting:
+            standing[key(entry)] = entry
         else:
-            rejected.pop(entry.version, None)
-    return rejected
+            standing.pop(key(entry), None)
+    return standing
 
 
 def read_freeze(mirror: Mirror, env: str, now: datetime) -> Freeze | None:
