@@ -19,7 +19,6 @@ from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.gate_plan import GatePlan
-from promo.release.readiness import Readiness
 from promo.tasks.chart import find_chart
 from promo.tasks.gitops import plan_environment_version, read_environment_version
 
@@ -91,8 +90,9 @@ def plan_promotion(config: PromoConfig, source: str, target: str) -> GatePlan:
     version = read_environment_version(config, source)
     digest = find_chart(config, version)
     plan = plan_environment_version(config, target, version, at_gate=True)
-    ready = Readiness() if plan.already_current else source_readiness(config, source, version)
-    ready = with_freeze(config, target, ready) if not plan.already_current else ready
+    if plan.already_current:  # nothing to write, so nothing to hold back
+        return GatePlan(source, target, version, digest, plan)
+    ready = with_freeze(config, target, source_readiness(config, source, version))
     return GatePlan(source, target, version, digest, plan, ready)
 
 

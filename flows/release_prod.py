@@ -31,7 +31,6 @@ from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.candidate import ReleaseCandidate
 from promo.release.gate_plan import GatePlan
-from promo.release.readiness import Readiness
 from promo.versions import bump, rc_version
 from promo.tasks.chart import find_chart, lookup_chart
 from promo.tasks.forge import check_release_tag, publish_release
@@ -121,8 +120,9 @@ def plan_release(config: PromoConfig, stage: str, prod: str) -> GatePlan:
     candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
     rc_digest = find_chart(config, candidate.rc)
     plan = plan_environment_version(config, prod, candidate.version, at_gate=True, built_as=candidate.rc)
-    ready = Readiness() if plan.already_current else source_readiness(config, stage, candidate.rc)
-    ready = with_freeze(config, prod, ready) if not plan.already_current else ready
+    if plan.already_current:  # nothing to write, so nothing to hold back
+        return GatePlan(stage, prod, candidate.version, rc_digest, plan, built_as=candidate.rc)
+    ready = with_freeze(config, prod, source_readiness(config, stage, candidate.rc))
     return GatePlan(stage, prod, candidate.version, rc_digest, plan, ready, built_as=candidate.rc)
 
 
