@@ -33,6 +33,7 @@ from promo.release.approvals import Decision
 from promo.release.gate_plan import GatePlan, moved_since_gate
 from promo import windows
 from promo.release.gates import NOT_APPLIED_TAG
+from promo.gitops.controls import Freeze
 from promo.release.readiness import Readiness
 from promo.tasks.gitops import plan_environment_version, read_freeze
 
@@ -94,20 +95,25 @@ def with_freeze(config: PromoConfig, target: str, ready: Readiness) -> Readiness
     freeze = read_freeze(config, target)
     if freeze is None:
         return ready
-    line = f"{freeze.line()} (`promo unfreeze {target}` lifts it)"
-    return Readiness((line, *ready.missing), ready.failed)
+    return Readiness((_shown(freeze), *ready.missing), ready.failed)
 
 
 def refuse_if_frozen(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:
-    """A freeze set while the gate waited holds the approval back too, unless the approver gave an override reason;
-    a rollback passes (the emergency exit)."""
-    if planned.going_back or decision.override_reason.strip():
+    """The target's freeze, read again after the decision, holds the approval back unless the gate showed that very
+    freeze and the approver gave an override reason for it: a freeze set (or set again) while the gate waited was
+    not what the approver overrode. A rollback passes (the emergency exit)."""
+    if planned.going_back:
         return
     freeze = read_freeze(config, planned.target)
-    if freeze is not None:
+    overridden = freeze is not None and _shown(freeze) in planned.readiness.missing and decision.override_reason
+    if freeze is not None and not overridden:
         logger = run_logger()
         logger.error("The approval of %s by %s was not applied: %s", planned.title, decision.approver, freeze.line())
         raise freeze.refusal(config.app)
+
+
+def _shown(freeze: Freeze) -> str:
+    return f"{freeze.line()} (`promo unfreeze {freeze.env}` lifts it)"
 
 
 def wait_for_window(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:

@@ -178,7 +178,8 @@ def test_a_gate_shows_the_freeze_and_a_freeze_set_while_it_waits_holds_the_appro
     code, _, err = promo(monkeypatch, capsys, "freeze", "test", "--reason", "incident 7", "-c", config)
     assert code == 0, err
     before = gitops_head(sandbox)
-    decide(gate, Decision(approved=True, approver="carol"))  # ... but the freeze set meanwhile holds it back
+    # ... but the freeze set meanwhile holds it back: it is not what the approver saw, so no reason passes it
+    decide(gate, Decision(approved=True, approver="carol", override_reason="it was fine when the gate opened"))
     with pytest.raises(ConflictError, match="test is frozen by alice until unfrozen: incident 7"):
         run.join()
     assert gitops_head(sandbox) == before and target_revision(sandbox, "test") != newer.version
