@@ -33,7 +33,9 @@ from promo.release.approvals import Decision
 from promo.release.gate_plan import GatePlan, moved_since_gate
 from promo import windows
 from promo.release.gates import NOT_APPLIED_TAG
-from promo.tasks.gitops import plan_environment_version
+from promo.gitops.controls import Freeze
+from promo.release.readiness import Readiness
+from promo.tasks.gitops import plan_environment_version, read_freeze
 
 PLAN_KEY_PREFIX = "promo-plan-"
 
@@ -86,8 +88,36 @@ def approve(config: PromoConfig, planned: GatePlan) -> Decision:
         return Decision(False, "", via="pull-request", review_page=request.description())
     decision = wait_for_approval(request, config.gate)
     wait_for_window(config, planned, decision)
+    refuse_if_frozen(config, planned, decision)
     refuse_if_moved(config, planned, decision)
     return decision
+
+
+def with_freeze(config: PromoConfig, target: str, ready: Readiness) -> Readiness:
+    """What the gate into ``target`` shows as keeping the version back: a freeze of ``target`` first, so approving
+    then needs an override reason, as for a version that is not ready (recorded as the commit's Override-Reason)."""
+    freeze = read_freeze(config, target)
+    if freeze is None:
+        return ready
+    return Readiness((_shown(freeze), *ready.missing), ready.failed)
+
+
+def refuse_if_frozen(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:
+    """The target's freeze, read again after the decision, holds the approval back unless the gate showed that very
+    freeze and the approver gave an override reason for it: a freeze set (or set again) while the gate waited was
+    not what the approver overrode. A rollback passes (the emergency exit)."""
+    if planned.going_back:
+        return
+    freeze = read_freeze(config, planned.target)
+    overridden = freeze is not None and _shown(freeze) in planned.readiness.missing and decision.override_reason
+    if freeze is not None and not overridden:
+        logger = run_logger()
+        logger.error("The approval of %s by %s was not applied: %s", planned.title, decision.approver, freeze.line())
+        raise freeze.refusal(config.app)
+
+
+def _shown(freeze: Freeze) -> str:
+    return f"{freeze.line()} (`promo unfreeze {freeze.env}` lifts it)"
 
 
 def wait_for_window(config: PromoConfig, planned: GatePlan, decision: Decision) -> None:

@@ -11,7 +11,7 @@ from prefect import Flow, flow
 from prefect.artifacts import create_markdown_artifact
 
 from promo.flows.deploy import deploy
-from promo.flows.gate_plan import approve, opened_gate
+from promo.flows.gate_plan import approve, opened_gate, with_freeze
 from promo.flows.rollback import on_failed_verification
 from promo.flows.runinfo import run_logger
 from promo.flows.verification import source_readiness, verify_written
@@ -19,7 +19,6 @@ from promo.flows.stored_config import run_config
 from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.gate_plan import GatePlan
-from promo.release.readiness import Readiness
 from promo.tasks.chart import find_chart
 from promo.tasks.gitops import plan_environment_version, read_environment_version
 
@@ -90,8 +89,10 @@ def plan_promotion(config: PromoConfig, source: str, target: str) -> GatePlan:
     """What promoting the version ``source`` runs now into ``target`` changes, and what it lacks in ``source``."""
     version = read_environment_version(config, source)
     digest = find_chart(config, version)
-    plan = plan_environment_version(config, target, version)
-    ready = Readiness() if plan.already_current else source_readiness(config, source, version)
+    plan = plan_environment_version(config, target, version, at_gate=True)
+    if plan.already_current:  # nothing to write, so nothing to hold back
+        return GatePlan(source, target, version, digest, plan)
+    ready = with_freeze(config, target, source_readiness(config, source, version))
     return GatePlan(source, target, version, digest, plan, ready)
 
 

@@ -20,7 +20,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import deployment
 
 from promo.flows.deploy import deploy
-from promo.flows.gate_plan import approve, opened_gate
+from promo.flows.gate_plan import approve, opened_gate, with_freeze
 from promo.tasks.limits import release_lock
 from promo.flows.publish_dev import publish_dev
 from promo.flows.rollback import on_failed_verification
@@ -31,7 +31,6 @@ from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.candidate import ReleaseCandidate
 from promo.release.gate_plan import GatePlan
-from promo.release.readiness import Readiness
 from promo.versions import bump, rc_version
 from promo.tasks.chart import find_chart, lookup_chart
 from promo.tasks.forge import check_release_tag, publish_release
@@ -123,8 +122,10 @@ def plan_release(config: PromoConfig, stage: str, prod: str) -> GatePlan:
     lacks in ``stage``. Its collisions (tag, release chart) are checked by the flow, before the gate."""
     candidate = ReleaseCandidate.of(read_environment_version(config, stage), stage)
     rc_digest = find_chart(config, candidate.rc)
-    plan = plan_environment_version(config, prod, candidate.version)
-    ready = Readiness() if plan.already_current else source_readiness(config, stage, candidate.rc)
+    plan = plan_environment_version(config, prod, candidate.version, at_gate=True, built_as=candidate.rc)
+    if plan.already_current:  # nothing to write, so nothing to hold back
+        return GatePlan(stage, prod, candidate.version, rc_digest, plan, built_as=candidate.rc)
+    ready = with_freeze(config, prod, source_readiness(config, stage, candidate.rc))
     return GatePlan(stage, prod, candidate.version, rc_digest, plan, ready, built_as=candidate.rc)
 
 

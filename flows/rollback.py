@@ -25,7 +25,7 @@ from promo.release.gate_plan import GatePlan
 from promo.release.rollback import RollbackPlan, check_verified, rollback_target
 from promo.gitops.verdicts import Verdict
 from promo.tasks.chart import find_chart
-from promo.tasks.gitops import plan_environment_version, read_environment_version
+from promo.tasks.gitops import plan_environment_version, read_environment_version, read_rejections
 from promo.tasks.history import read_environment_history
 
 AUTOMATIC_APPROVER = "promo (on_failure: rollback)"
@@ -63,7 +63,8 @@ def plan_rollback(config: PromoConfig, env: str, to: str | None) -> GatePlan:
     """Going back in ``env`` to ``to``, or to the last version verified there, from what it runs now."""
     check_verified(config.environment(env))
     history = read_environment_history(config, env)
-    return rollback_gate_plan(config, rollback_target(history, read_environment_version(config, env), env=env, to=to))
+    current, rejected = read_environment_version(config, env), read_rejections(config)
+    return rollback_gate_plan(config, rollback_target(history, current, env=env, to=to, rejected=rejected))
 
 
 def rollback_gate_plan(config: PromoConfig, chosen: RollbackPlan) -> GatePlan:
@@ -100,7 +101,7 @@ def roll_back_after_failure(config: PromoConfig, env: str, failed: Verdict) -> s
         logger.warning("No automatic rollback in %s: it runs %s now, no longer %s", env, current, failed.version)
         return None
     try:
-        chosen = rollback_target(history, current, env=env)
+        chosen = rollback_target(history, current, env=env, rejected=read_rejections(config))
     except NotFound as nothing:
         logger.warning("No automatic rollback in %s: %s", env, nothing)
         return None

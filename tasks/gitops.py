@@ -13,6 +13,7 @@ from promo.tasks.limits import gitops_lock
 from promo.gitops.repo import Plan, Proposal, SetVersionResult, Trailers
 from promo.versions import parse_version
 from promo import windows
+from promo.gitops import controls
 from promo.tasks.retry import TRANSIENT_RETRIES
 
 
@@ -25,14 +26,34 @@ def read_environment_version(config: PromoConfig, env: str) -> str:
 
 
 @task(name="plan-environment-version", **TRANSIENT_RETRIES)
-def plan_environment_version(config: PromoConfig, env: str, version: str, *, allow_downgrade: bool = False) -> Plan:
+def plan_environment_version(
+    config: PromoConfig,
+    env: str,
+    version: str,
+    *,
+    allow_downgrade: bool = False,
+    at_gate: bool = False,
+    built_as: str | None = None,
+) -> Plan:
     """What writing ``version`` into ``env`` changes; a version below what ``env`` runs is refused already here,
-    unless ``allow_downgrade`` (a rollback, and nothing else). So is a write outside ``env``'s change windows, naming
-    the next opening: every publish, promotion and release plans here. Not a rollback: like a freeze, a window does
-    not hold back the emergency exit (nor the re-read after a gate, which waits for its window, flows/gate_plan.py)."""
+    unless ``allow_downgrade`` (a rollback, and nothing else). Every publish, promotion, release and rollback plans
+    here, so here are the operator's controls, each refused in one line:
+
+    - a rejected version (or the RC ``built_as`` it is released from) is never written, a rollback's included;
+    - outside ``env``'s change windows, naming the next opening;
+    - into a frozen ``env``, unless ``at_gate``: a run whose gate shows the freeze (``freeze_line``), where only an
+      approver's override reason passes it (flows/gate_plan.py checks again after the decision).
+
+    A rollback passes windows and freezes: it is the emergency exit (so is the re-read after a gate, which waits
+    for its window, flows/gate_plan.py)."""
+    repo = gitops_repo(config)
+    controls.check_not_rejected(controls.read_rejections(repo.mirror, config.app), version, *filter(None, [built_as]))
     if not allow_downgrade:
         windows.check_window(config.app, env, config.environment(env).windows, windows.utc_now())
-    return gitops_repo(config).plan(
+        freeze = None if at_gate else controls.read_freeze(repo.mirror, env, windows.utc_now())
+        if freeze is not None:
+            raise freeze.refusal(config.app)
+    return repo.plan(
         config.app,
         env,
         config.environment(env).clusters,
@@ -40,6 +61,18 @@ def plan_environment_version(config: PromoConfig, env: str, version: str, *, all
         release_environment=release_environment(config, env),
         allow_downgrade=allow_downgrade,
     )
+
+
+@task(name="read-freeze", **TRANSIENT_RETRIES)
+def read_freeze(config: PromoConfig, env: str) -> controls.Freeze | None:
+    """``env``'s freeze now, as the GitOps remote has it; None when it is not frozen."""
+    return controls.read_freeze(gitops_repo(config).mirror, env, windows.utc_now())
+
+
+@task(name="read-rejections", **TRANSIENT_RETRIES)
+def read_rejections(config: PromoConfig) -> dict[str, controls.Rejection]:
+    """version -> its rejection, for the app, as the GitOps remote has them now."""
+    return controls.read_rejections(gitops_repo(config).mirror, config.app)
 
 
 @task(name="write-environment-version", **TRANSIENT_RETRIES)

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from promo.cli import flows, gates, ops, reports, sandbox, server  # noqa: F401 (each registers its commands on app)
+from promo.cli import controls, flows, gates, ops, reports, sandbox, server  # noqa: F401 (each registers its commands on app)
 from promo.cli.app import app, fail
 from promo.errors import PromoError
 
@@ -28,6 +28,10 @@ HELP_ORDER = (
     "releases",
     "approve",
     "pending",
+    "freeze",
+    "unfreeze",
+    "reject",
+    "unreject",
     "status",
     "sandbox",
     "demo",

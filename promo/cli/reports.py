@@ -72,16 +72,24 @@ def status(as_json: JsonOption = False, config: ConfigOption = None, every_app: 
     for row in rows:
         if row.window_closed:
             typer.echo(f"{row.environment}: {row.window_closed}")
+        notes = [f"frozen: {row.frozen}"] if row.frozen else []
+        notes += [f"rejected: {row.rejected}"] if row.rejected else []
+        for line in [*notes, *(f"ignored, {line}" for line in row.ignored)]:
+            typer.echo(f"{row.environment}: {line}")
 
 
 def _print_estate(config: PromoConfig, as_json: bool) -> None:
+    from promo.reports.controls import operator_controls
     from promo.reports.estate import read_estate
 
     estate = read_estate(config)
+    controls = operator_controls(config)
     if as_json:
-        echo_json(estate.as_json())
+        echo_json({**estate.as_json(), "freezes": controls.as_json()["freezes"]})
     else:
         _print_estate_table(estate)
+        for line in controls.notes(estate.environments):
+            typer.echo(line)
     estate.require_readable()  # after the whole table or JSON: a script can tell an incomplete estate
 
 
@@ -111,16 +119,24 @@ def history(
     """Every change of the app, newest first, read from the GitOps log: who approved it and whether it came up."""
     from promo.config import load_config
     from promo.gitops.history import TABLE_HEADERS, table_row
+    from promo.reports.controls import operator_controls
     from promo.reports.history import app_history
     from promo.cli.table import print_table
 
-    changes = app_history(load_config(config), env)
+    settings = load_config(config)
+    changes = app_history(settings, env)
+    controls = operator_controls(settings)
     if as_json:
-        echo_json([change.as_json() for change in changes])
-    elif not changes:
+        marked = [{**change.as_json(), "rejected": controls.rejected(change.version)} for change in changes]
+        echo_json(marked)
+        return
+    if not changes:
         typer.echo("no changes yet")
     else:
         print_table(TABLE_HEADERS, [table_row(change) for change in changes])
+    envs = [env] if env else settings.environment_names
+    for line in controls.notes(envs, [change.version for change in changes if change.version]):
+        typer.echo(line)
 
 
 @app.command("trace")
@@ -133,12 +149,18 @@ def trace(
     from promo.config import load_config
     from promo.gitops.history import TABLE_HEADERS, table_row
     from promo.cli.table import print_table
+    from promo.reports.controls import operator_controls
     from promo.reports.trace import trace as follow
 
-    found = follow(load_config(config), target)
+    settings = load_config(config)
+    found = follow(settings, target)
+    controls = operator_controls(settings)
+    rejected = [line for line in (controls.rejected(found.rc), controls.rejected(found.version)) if line]
     if as_json:
-        echo_json(found.as_json())
+        echo_json({**found.as_json(), "rejected": rejected})
         return
+    for line in rejected:
+        typer.echo(f"REJECTED    {line}")
     typer.echo(f"app commit  {found.commit.sha}  {found.commit.time:%Y-%m-%d %H:%M}  {found.commit.subject}")
     typer.echo(f"image       {found.image or '-'}")
     typer.echo(f"RC chart    {found.rc}  {found.rc_digest or '-'}")

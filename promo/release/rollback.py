@@ -10,11 +10,12 @@ them: a version nobody saw healthy in that environment is no safe place to retur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from promo.config import EnvironmentSettings
 from promo.errors import ConfigError, InputError, NotFound
+from promo.gitops.controls import Rejection
 from promo.gitops.history import Change
 from promo.gitops.verdicts import FAILED, VERIFIED
 
@@ -47,16 +48,31 @@ def check_verified(environment: EnvironmentSettings) -> None:
         )
 
 
-def rollback_target(history: Sequence[Change], current: str, *, env: str, to: str | None = None) -> RollbackPlan:
-    """The version to put back into ``env``, which runs ``current``: ``to``, or the newest other verified one.
+def rollback_target(
+    history: Sequence[Change],
+    current: str,
+    *,
+    env: str,
+    to: str | None = None,
+    rejected: Mapping[str, Rejection] | None = None,
+) -> RollbackPlan:
+    """The version to put back into ``env``, which runs ``current``: ``to``, or the newest other verified one that
+    nobody ``rejected`` (version -> its rejection: a rejected version is never put back).
 
     ``history`` is that environment's changes, newest first, with their verdicts."""
+    rejected = rejected or {}
     checked = last_checked(history, current)
-    verified = {version: change for version, change in checked.items() if _outcome(change) == VERIFIED}
+    verified = {
+        version: change
+        for version, change in checked.items()
+        if _outcome(change) == VERIFIED and version not in rejected
+    }
     failed = {version: change for version, change in checked.items() if _outcome(change) == FAILED}
     if to is not None:
         if to == current:
             raise InputError(f"{env} runs {to} already", "roll back to a version it does not run")
+        if to in rejected:
+            raise InputError(f"{rejected[to].line()}, so it is never rolled back to", _fix(verified, failed, current))
         if to in failed:
             why = failed[to].trusted_verdict
             cause = f"{to} failed verification in {env} the last time it was checked there"

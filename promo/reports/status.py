@@ -14,6 +14,7 @@ from promo.gitops.repo import agreed_version, describe_clusters
 from promo.registry.helm import chart_config, chart_tag
 from promo.gitops.history import read_history
 from promo import windows
+from promo.reports.controls import operator_controls
 from promo.release.readiness import deployed_by, format_age, soaked_seconds, soaking_since
 
 
@@ -33,6 +34,9 @@ class EnvironmentStatus:
     verdict: str = "-"
     soaked: int | None = None  # seconds since it was verified (or deployed, where nobody verifies); None: not soaking
     window_closed: str | None = None  # outside its change windows: when the next opens; None: open, or none set
+    frozen: str | None = None  # who froze it, until when and why; None: not frozen
+    rejected: str | None = None  # the version it runs was rejected: by whom and why
+    ignored: tuple[str, ...] = ()  # freeze records of it promo cannot prove it wrote: shown, never counted
 
     @property
     def clusters_disagree(self) -> bool:
@@ -54,6 +58,7 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
     clusters = {env.name: env.clusters for env in config.environments}
     history = read_history(gitops.mirror, gitops.branch, config.app, clusters, root=gitops.root)
     now = datetime.now(timezone.utc)
+    controls = operator_controls(config)
     versions: dict[str, Mapping[str, str]] = {}
     for env in config.environments:
         try:
@@ -79,6 +84,9 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
                 verdict=change.outcome if change is not None else "-",
                 soaked=soaked_seconds(since, now) if since is not None else None,
                 window_closed=_window_closed(env.windows),
+                frozen=controls.frozen(env.name),
+                rejected=controls.rejected(version),
+                ignored=tuple(entry.line() for entry in controls.untrusted if entry.subject == env.name),
             )
         )
     return rows

@@ -170,7 +170,8 @@ def test_history_json(scripted: Scripted) -> None:
     result = CliRunner().invoke(app, ["history", "prod", "--json", "--config", str(scripted.config_path)])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
-    assert printed == [change.as_json() for change in app_history(scripted.config, "prod")]
+    # Each change is marked when its version is rejected (promo reject): none is here.
+    assert printed == [{**change.as_json(), "rejected": None} for change in app_history(scripted.config, "prod")]
     failed_release = next(entry for entry in printed if entry["commit"] == scripted.commits[9])
     assert failed_release == {
         "commit": scripted.commits[9],
@@ -201,6 +202,7 @@ def test_history_json(scripted: Scripted) -> None:
             "untrusted_reason": None,
         },
         "subject": "release(hello): prod -> 0.1.1",
+        "rejected": None,
     }
 
 

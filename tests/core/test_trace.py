@@ -104,7 +104,7 @@ def test_trace_json(scripted: Scripted) -> None:
     result = CliRunner().invoke(app, ["trace", "0.1.1", "--json", "--config", str(scripted.config_path)])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
-    assert printed == trace(scripted.config, "0.1.1").as_json()
+    assert printed == {**trace(scripted.config, "0.1.1").as_json(), "rejected": []}  # nobody rejected it
     assert printed["commit"]["sha"] == scripted.app_shas["A2"]
     assert [entry["env"] for entry in printed["reached"]] == ["dev", "test", "test", "stage", "prod"]
     assert printed["release"] == {
