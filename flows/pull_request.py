@@ -27,7 +27,9 @@ from prefect.flow_runs import suspend_flow_run
 
 from promo.clients import gitops_pull_requests, gitops_repo
 from promo.config import PromoConfig
-from promo.errors import ApprovalRejected, BaseMoved, ConflictError, HeadMoved, InputError, NotMergeable, StaleBranch
+from promo.errors import (
+    ApprovalRejected, BaseMoved, ConflictError, HeadMoved, InputError, NotFound, NotMergeable, StaleBranch,
+)
 from promo.flows.gate import gate_key
 from promo.flows.runinfo import run_logger
 from promo.release.gates import GATE_KEY_PREFIX
@@ -178,7 +180,10 @@ class _Waiting:
                 return latest.merge_commit_sha
             _close_unmerged(self.pulls, pull.number, f"Closed: {self.env} runs {self.version} already.")
             return ALREADY_THERE
-        head = repo.mirror.fetch_branch(pull.head)
+        try:
+            head = repo.mirror.fetch_branch(pull.head)
+        except NotFound:  # deleted as we fetched it: another run merged the pull request, read it again
+            return None
         if head != pull.head_sha:
             return None  # pushed to since it was read: read it again
         if not repo.mirror.is_ancestor(snapshot.commit, head):
