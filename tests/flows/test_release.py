@@ -216,6 +216,7 @@ class Killed(Exception):
     """Stands for the process dying right after a step did its work."""
 
 
+@pytest.mark.slow  # a crash suite: a staged world per step
 @pytest.mark.parametrize("step", STEPS)
 def test_a_release_killed_after_any_step_finishes_exactly_once_when_run_again(step, staged, uninterrupted, monkeypatch):
     real = getattr(release_module, step)
