@@ -7,7 +7,7 @@ SYSTEM_TOOLS := buildah docker-registry skopeo git postgresql chromium
 DEMO_DIR ?= .promo-demo
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup system-tools venv demo demo-pull-requests test bench clean
+.PHONY: setup system-tools venv demo demo-pull-requests test test-slow bench clean
 
 setup: system-tools venv
 
@@ -49,8 +49,16 @@ demo: setup
 demo-pull-requests: setup
 	$(BIN)/promo demo --pull-requests --dir $(DEMO_DIR)-pull-requests
 
+# Two tiers, as Prefect's own suite: `make test` is the fast tier (unit and flow tests on one Prefect test server per
+# pytest process, a small many-worker round), in TEST_PROCESSES processes because its tests mostly wait on servers
+# and subprocesses; `make test-slow` is the tests marked `slow` (server restarts, stranded slots, their own
+# PostgreSQL, the browser, the crash suites), one at a time. CI (.ci/run) runs both, fast first.
+TEST_PROCESSES ?= 4
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_PROCESSES) --dist loadfile
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
 
 # bench/README.md: the benchmarks against their floors, one table of medians (about 30-40 minutes on 2 cores).
 # hyperfine times the shell floors; without it (and not root) the benches still run and time them in Python.

@@ -9,6 +9,7 @@ that flows call. The finder below makes that second name impossible.
 from __future__ import annotations
 
 import importlib.abc
+import os
 import sys
 
 REPO_FOLDERS = frozenset({"flows", "tasks", "deployments"})
@@ -25,6 +26,10 @@ class _OneImportName(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, _OneImportName())
+
+# Sandboxes made by tests (and by the `promo` processes they start) move at once: a test waits for promo, not for the
+# stand-in's clock (promo.local.standin_apps.PACES). tests/core/test_standin.py sets its own times.
+os.environ.setdefault("PROMO_STANDIN_PACE", "test")
 
 pytest_plugins = [
     "tests.fixtures.registry",

@@ -50,6 +50,7 @@ from promo.gitops.manifests import manifest_path, validate_name
 from promo.gitops.signing import ALLOWED_SIGNERS_PATH, PublicKey, SigningKey, parse_allowed_signers
 from promo.local.registry import RegistryServer
 from promo.local.standin import StandinServer, StandinSettings
+from promo.local.standin_apps import sandbox_pace
 
 BRANCH = "main"
 GITOPS_REMOTE = "gitops.git"
@@ -64,9 +65,6 @@ ENVIRONMENTS = (
 MULTI_SOURCE_ENVIRONMENTS = frozenset({"prod"})
 DEGRADED_VERSIONS = "degraded-versions"
 SIGNING_KEY_FILE = "record-signing-key"
-# Short stand-in times, so verification in the sandbox (and in tests) takes a second or two, not minutes.
-STANDIN_TIMING = {"poll_seconds": 0.5, "sync_delay": 0.3, "operation_seconds": 0.2, "progressing_seconds": 0.3}
-VERIFY_TIMING = {"timeout": 60, "healthy_for": 1, "poll_interval_seconds": 0.25}
 
 _GIT_IDENTITY = ("-c", "user.name=promo sandbox", "-c", "user.email=sandbox@promo.local", "-c", "commit.gpgsign=false")
 
@@ -108,7 +106,8 @@ def create_sandbox(directory: Path, *, app: str = "hello", pull_requests: bool =
         RegistryServer, registry_root, previous_host, lambda port: RegistryServer.start(registry_root, port=port)
     )
     standin_settings = StandinSettings(
-        port=0, gitops=gitops_remote, branch=BRANCH, degraded_versions=directory / DEGRADED_VERSIONS, **STANDIN_TIMING
+        port=0, gitops=gitops_remote, branch=BRANCH, degraded_versions=directory / DEGRADED_VERSIONS,
+        **sandbox_pace()["standin"],
     )
     standin = running_server(
         StandinServer, standin_root, previous_standin,
@@ -260,7 +259,7 @@ def _config(
     verify = VerifySettings(
         argocd=ArgoCDCheck(url=standin_url, token="none"),
         http=HttpCheck(url=f"{standin_url}/clusters/{{env}}/{{cluster}}/{{app}}/version"),
-        **VERIFY_TIMING,
+        **sandbox_pace()["verify"],  # short: a promotion's verification takes a second or two, not minutes
     )
     return PromoConfig.model_validate(
         {

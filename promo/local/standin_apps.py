@@ -10,6 +10,7 @@ does not try that revision again until git asks for another one.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promo.errors import InputError
 from promo.gitops.manifests import DEFAULT_ROOT
 
 log = logging.getLogger("promo.local.standin")
@@ -50,6 +52,31 @@ class StandinSettings(BaseModel):
     create_delay: float = Field(default=0.0, ge=0, description="a new manifest is an Application this much later")
     refresh_seconds: float = Field(default=0.0, ge=0, description="how long the answer to ?refresh= takes")
     token_file: Path | None = Field(default=None, description="the API then demands this bearer token")
+
+
+# How fast a sandbox's world moves, by ``$PROMO_STANDIN_PACE``: ``demo`` (the default) shows each phase of a deploy
+# (OutOfSync, a sync operation, Progressing, Healthy held for a second) as Argo CD would, in a couple of seconds;
+# ``test`` moves at once and verification holds Healthy for no time, so a test waits for promo, not for a clock.
+# ``standin`` are StandinSettings fields, ``verify`` the timings of the sandbox promo.yaml's verify: settings.
+PACE_VARIABLE = "PROMO_STANDIN_PACE"
+PACES: dict[str, dict[str, dict[str, float]]] = {
+    "demo": {
+        "standin": {"poll_seconds": 0.5, "sync_delay": 0.3, "operation_seconds": 0.2, "progressing_seconds": 0.3},
+        "verify": {"timeout": 60, "healthy_for": 1, "poll_interval_seconds": 0.25},
+    },
+    "test": {
+        "standin": {"poll_seconds": 0.5, "sync_delay": 0.0, "operation_seconds": 0.0, "progressing_seconds": 0.0},
+        "verify": {"timeout": 60, "healthy_for": 0, "poll_interval_seconds": 0.25},
+    },
+}
+
+
+def sandbox_pace() -> dict[str, dict[str, float]]:
+    """The pace ``$PROMO_STANDIN_PACE`` names (``demo`` when unset)."""
+    name = os.environ.get(PACE_VARIABLE) or "demo"
+    if name not in PACES:
+        raise InputError(f"${PACE_VARIABLE} is {name!r}", f"set it to one of {', '.join(PACES)}, or unset it")
+    return PACES[name]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds the wheel and installs it into a fresh venv
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

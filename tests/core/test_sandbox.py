@@ -21,6 +21,7 @@ from promo.gitops.mirror import Mirror
 from promo.gitops.signing import ALLOWED_SIGNERS_PATH, parse_allowed_signers
 from promo.gitops.verdicts import deployed_verdict, record_verdict
 from promo.local.sandbox import Sandbox, create_sandbox, degrade_version, stop_sandbox
+from promo.local.standin_apps import PACE_VARIABLE, PACES, sandbox_pace
 from promo.signing_key import record_signing_key
 
 pytestmark = pytest.mark.integration
@@ -126,15 +127,22 @@ def test_every_environment_is_verified_against_the_stand_in_quickly(sandbox: San
     expected = VerifySettings(
         argocd=ArgoCDCheck(url=sandbox.standin_url, token="none"),
         http=HttpCheck(url=f"{sandbox.standin_url}/clusters/{{env}}/{{cluster}}/{{app}}/version"),
-        timeout=60,
-        healthy_for=1,
-        poll_interval_seconds=0.25,
+        **PACES["test"]["verify"],  # tests/conftest.py sets $PROMO_STANDIN_PACE=test
     )
     for env in load_config(sandbox.config_path).environments:
         assert (env.verify, env.soak) == (expected, 0), env.name
         application = httpx.get(f"{sandbox.standin_url}/api/v1/applications/hello-{env.name}-{env.clusters[0]}")
         assert application.status_code == 200
         assert application.json()["status"]["health"]["status"] == "Missing", "nothing is deployed yet"
+
+
+def test_the_stand_in_moves_at_the_demo_pace_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PACE_VARIABLE)
+    assert sandbox_pace() == PACES["demo"] and PACES["demo"]["verify"]["healthy_for"] >= 1
+    assert PACES["demo"]["standin"]["sync_delay"] > 0 and PACES["demo"]["standin"]["progressing_seconds"] > 0
+    monkeypatch.setenv(PACE_VARIABLE, "fast")
+    with pytest.raises(InputError, match="PROMO_STANDIN_PACE is 'fast'"):
+        sandbox_pace()
 
 
 def test_registry_answers_and_creating_again_reuses_everything(sandbox: Sandbox) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from promo.config import load_config
 from promo.errors import ConflictError, InputError, NotFound
 from promo.registry.helm import pull_chart
 from promo.registry.oci import Registry
-from promo.local.sandbox import Sandbox
+from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
 from promo.versions import short_sha
 from tests.flows.test_cli import run_promo
 
@@ -82,6 +83,26 @@ def staged(sandbox: Sandbox) -> Staged:
     return stage_a_build(sandbox)
 
 
+@dataclass(frozen=True)
+class ReleasedWorld:
+    staged: Staged
+    result: release_module.Released
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleasedWorld]:
+    """One staged build released once, shared by the tests that only read what the release left (and the one that
+    checks a re-run changes nothing): staging and releasing again for each took ~20 s apiece."""
+    sandbox = create_sandbox(tmp_path_factory.mktemp("released") / "world")
+    try:
+        staged = stage_a_build(sandbox)
+        with approving_as("alice"):
+            result = release_prod(config_path=staged.config)
+        yield ReleasedWorld(staged, result)
+    finally:
+        stop_sandbox(sandbox.directory)
+
+
 def end_state(sandbox: Sandbox) -> dict[str, object]:
     """What a release leaves behind, with SHAs made comparable between two worlds."""
     tags = git(sandbox.app_remote, "for-each-ref", "--format=%(refname:short)", "refs/tags").split()
@@ -98,16 +119,14 @@ def end_state(sandbox: Sandbox) -> dict[str, object]:
     }
 
 
-def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(staged, monkeypatch, capsys):
-    sandbox = staged.sandbox
-    with approving_as("alice"):
-        released = release_prod(config_path=staged.config)
-    assert (released.version, released.rc) == ("0.1.0", staged.rc)
+def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(released, monkeypatch, capsys):
+    staged, sandbox, result = released.staged, released.staged.sandbox, released.result
+    assert (result.version, result.rc) == ("0.1.0", staged.rc)
     assert target_revision(sandbox, "prod") == "0.1.0"
     assert git(sandbox.app_remote, "rev-parse", "v0.1.0^{commit}").strip() == staged.rc_commit
     assert main_chart_version(sandbox) == "0.1.1"
     bump_commit = git(sandbox.app_remote, "rev-parse", "main").strip()
-    assert target_revision(sandbox, "dev") == f"0.1.1-rc.{short_sha(bump_commit)}" == released.next_build
+    assert target_revision(sandbox, "dev") == f"0.1.1-rc.{short_sha(bump_commit)}" == result.next_build
     notes = git(sandbox.app_remote, "tag", "-l", "--format=%(contents)", "v0.1.0")
     assert "0.1.0" in notes
 
@@ -122,9 +141,8 @@ def test_release_prod_releases_the_staged_rc_and_starts_the_next_build(staged, m
     assert "            ## 0.1.0" in shown
 
 
-def test_the_release_chart_equals_the_rc_but_for_the_version_line(staged):
-    with approving_as("alice"):
-        release_prod(config_path=staged.config)
+def test_the_release_chart_equals_the_rc_but_for_the_version_line(released):
+    staged = released.staged
     config = load_config(staged.config)
     with open_registry(config, chart_repository(config)) as (registry, repository):
         rc, release = read_chart(pull_chart(registry, repository, staged.rc)), read_chart(pull_chart(registry, repository, "0.1.0"))
@@ -140,9 +158,8 @@ def test_the_release_chart_equals_the_rc_but_for_the_version_line(staged):
     assert release.app_version == rc.app_version
 
 
-def test_running_release_prod_again_changes_nothing(staged, monkeypatch):
-    with approving_as("alice"):
-        release_prod(config_path=staged.config)
+def test_running_release_prod_again_changes_nothing(released, monkeypatch):
+    staged = released.staged
     before = end_state(staged.sandbox)
     manifest_puts: list[str] = []
     real_put = Registry.push_manifest
@@ -201,8 +218,6 @@ STEPS = ["prepare_release_chart", "publish_release_chart", "publish_release", "d
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> dict[str, object]:
-    from promo.local.sandbox import create_sandbox, stop_sandbox
-
     sandbox = create_sandbox(tmp_path_factory.mktemp("reference") / "world")
     try:
         with approving_as("alice"):
@@ -216,6 +231,7 @@ class Killed(Exception):
     """Stands for the process dying right after a step did its work."""
 
 
+@pytest.mark.slow  # a crash suite: a staged world per step
 @pytest.mark.parametrize("step", STEPS)
 def test_a_release_killed_after_any_step_finishes_exactly_once_when_run_again(step, staged, uninterrupted, monkeypatch):
     real = getattr(release_module, step)

@@ -24,6 +24,7 @@ FREED_WITHIN = 90.0
 REPOSSESSED_BY = LEASE_SECONDS + 15 + 10
 
 
+@pytest.mark.slow  # a real killed holder waits out the server's shortest lease
 def test_a_killed_writer_s_slot_is_given_back_once_and_the_next_writer_holds_it_alone(tmp_path: Path) -> None:
     url = (tmp_path / "gitops.git").as_uri()
     name = gitops_limit_name(url)

@@ -150,6 +150,7 @@ def at_gate_or_ended(client, flow_run_id: UUID):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_no_parameter_passes_a_gate(prefect_server: PrefectServer, published, sandbox):
     """The breach as it was reported, `prefect deployment run ... --param approve_as=alice`, its cousins, and the
     same through the REST API with schema enforcement off: each is refused or stops at the gate; nothing is written."""
@@ -211,6 +212,7 @@ def not_applied_record(client, flow_run_id: UUID, app: str) -> tuple[str, str]:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_resumed_gate_carries_out_what_it_showed_or_fails_in_one_line(published, sandbox, tmp_path):
     """Suspended at its gate, a run ends its process and starts again from the top when resumed. Approving V1
     after dev moved on to V2 ships V1, with no second gate; approving after the target itself moved fails the run in

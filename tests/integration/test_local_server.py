@@ -16,7 +16,7 @@ import pytest
 from promo.local.prefect_server import PrefectServer, running_server, stop_server
 from tests.integration.conftest import BIN, PROJECT, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # A deadline, not a cost: the server starts in 5-15 s on an idle machine; its own start-up limit is 120 s.
 COMMAND_SECONDS = 180

@@ -212,6 +212,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_waiting_gate_and_a_rejection_are_announced(prefect_server: PrefectServer, start_worker, receiver, tmp_path):
     sandbox = create_sandbox(tmp_path / "world")
     config = sandbox.config_path

@@ -30,7 +30,7 @@ from promo.local.sandbox import Sandbox
 from promo.versions import short_sha
 from tests.integration.conftest import PROJECT, PrefectServer, tail, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RUN_SECONDS = 90  # a deadline, not a cost: on an idle machine a run takes 3-6 s
 

@@ -35,7 +35,7 @@ from promo.local.prefect_server import PrefectServer, start_server, stop_server
 from tests.fixtures.slot_holder import held_slots, hold, kill, release
 from tests.integration.conftest import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FREED_WITHIN = 90.0  # the guarantee: a slot whose holder is gone is free again within 90 s
 WAIT_SECONDS = limits.WAIT_SECONDS

@@ -34,6 +34,7 @@ UI_SECONDS = 60  # a deadline, not a cost: the UI answers in a second or two on 
 RUN_SECONDS = 120
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.integration,
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason=f"{CHROMIUM} missing: install Debian's chromium (`make setup` does, as root)"

@@ -35,6 +35,8 @@ from promo.flows.release_prod import release_prod
 from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
 from promo.versions import short_sha
 
+pytestmark = pytest.mark.slow  # a crash suite: SIGKILLed subprocesses, each re-run a process of its own
+
 PROMO = str(Path(sys.executable).parent / "promo")
 POLL_SECONDS = 0.005
 RUN_TIMEOUT = 90.0
