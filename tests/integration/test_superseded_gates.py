@@ -22,6 +22,7 @@ from tests.integration.conftest import tail, wait_until
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_suspended_gate_is_cancelled_when_a_newer_version_lands(published, sandbox):
     client, worker = published
     older = revision_in(sandbox, "dev")
