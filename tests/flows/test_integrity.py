@@ -77,9 +77,9 @@ def test_a_stale_promote_test_gate_approved_after_a_newer_promotion_changes_noth
     gate = stale.gate("test")  # shown: test <none> -> first
     assert gate.version == first.chart_version
     second = publish_dev(config_path=config)  # another build of the same base, which may replace the first
-    with approving_as("carol"):
-        promote_test(config_path=config)
-    landed = gitops_head(sandbox)
+    # Landed by another writer, not by a promotion (whose landing would cancel the stale gate as superseded:
+    # tests/flows/test_supersede.py): the gate stays open and its approval must change nothing.
+    landed = write_by_hand(sandbox, "test", second.chart_version)
 
     decide(gate, Decision(approved=True, approver="carol"))
     with pytest.raises(ConflictError) as refused:

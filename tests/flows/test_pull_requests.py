@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -118,6 +119,17 @@ class Running:
             raise self.error
         assert self.result is not None
         return self.result
+
+
+class _Said(logging.Handler):
+    """The lines the runs log, as they log them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def pass_check(github: GitHubWorld, sha: str, state: str = "success") -> None:
@@ -252,10 +264,16 @@ def test_a_re_run_reuses_the_open_pull_request(
     github: GitHubWorld, config: Callable[..., PromoConfig]
 ) -> None:
     settings = config()
-    first = Running(settings)
-    pull = first.pull_request(github)
-    again = Running(settings)  # a second run of the same promotion while the first waits
-    wait_until(lambda: len(github.api("promo", "GET", "/pulls?state=all").json()) == 1 and again.thread.is_alive())
+    said = _Said()
+    logging.getLogger("prefect.flow_runs").addHandler(said)
+    try:
+        first = Running(settings)
+        pull = first.pull_request(github)
+        again = Running(settings)  # a second run of the same promotion while the first waits
+        wait_until(lambda: any(line.startswith(f"Reusing pull request #{pull.number} ") for line in said.lines))
+    finally:
+        logging.getLogger("prefect.flow_runs").removeHandler(said)
+    assert len(github.api("promo", "GET", "/pulls?state=all").json()) == 1 and again.thread.is_alive()
     pass_check(github, pull.head_sha)
     github.as_user("alice").review(pull.number, "APPROVE")
     results = []
