@@ -9,6 +9,7 @@ not a recycled process's.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from pydantic import BaseModel
 from promo.errors import ToolError
 
 Server = TypeVar("Server", bound="LocalServer")
+M = TypeVar("M", bound=BaseModel)
 
 # Generous: two cores shared by several test runs can take seconds to start a Python process.
 START_TIMEOUT = 30.0
@@ -192,6 +194,20 @@ class ModuleServer(LocalServer):
 
     def _runs_program(self, argv: list[bytes]) -> bool:
         return argv[1:3] == [b"-m", self.module.encode()]
+
+
+def module_main(argv: list[str], module: str, settings: type[M], serve: Callable[[M], None]) -> None:
+    """The ``python -m <module> CONFIG.json`` entry point of a ``ModuleServer``: log to stdout, read its settings from
+    the JSON ``start`` wrote, serve until stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    if len(argv) != 1:
+        sys.exit(f"usage: python -m {module} CONFIG.json")
+    serve(settings.model_validate_json(Path(argv[0]).read_text(encoding="utf-8")))
+
+
+def exit_on_sigterm(signum: int, frame: object) -> None:
+    """A ``ModuleServer`` stopped by ``stop`` (SIGTERM) leaves ``serve_forever`` through its ``finally``, as on Ctrl-C."""
+    raise SystemExit(0)
 
 
 def free_port() -> int:

@@ -36,7 +36,6 @@ import time
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -46,7 +45,7 @@ from ruamel.yaml.error import YAMLError
 
 from promo.errors import PromoError, ToolError
 from promo.gitops.manifests import read_target_revision
-from promo.local.processes import START_TIMEOUT, ModuleServer
+from promo.local.processes import START_TIMEOUT, ModuleServer, exit_on_sigterm, module_main
 from promo.local.standin_apps import Application, Knobs, Manifest, StandinSettings
 from promo.registry.helm import chart_tag
 from promo.registry.oci import Registry
@@ -302,17 +301,13 @@ def serve(settings: StandinSettings) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", settings.port), handler)
     threading.Thread(target=_poll, args=(world,), name="poll", daemon=True).start()
     log.info("following %s (%s) on http://127.0.0.1:%d", settings.gitops, settings.branch, settings.port)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         server.serve_forever()
     finally:
         # Every git call runs under the lock: holding it, no git process is left running when this process ends.
         world.lock.acquire(timeout=STOP_GRACE_SECONDS)
         log.info("stopped")
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
 
 
 def _poll(world: World) -> None:
@@ -345,10 +340,7 @@ class StandinServer(ModuleServer):
 
 
 def main(argv: list[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    if len(argv) != 1:
-        sys.exit("usage: python -m promo.local.standin CONFIG.json")
-    serve(StandinSettings.model_validate_json(Path(argv[0]).read_text(encoding="utf-8")))
+    module_main(argv, "promo.local.standin", StandinSettings, serve)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import signal
-import sys
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promo.local.processes import ModuleServer
+from promo.local.processes import ModuleServer, exit_on_sigterm, module_main
 from promo.local.standin_github import shapes
 from promo.local.standin_github.repos import GitFailed
 from promo.local.standin_github.world import ApiError, Protection, World, validation_failed
@@ -414,13 +413,9 @@ def serve(settings: GitHubStandinSettings) -> None:
         "Handler", (_Handler,), {"world": world, "tokens": {token: login for login, token in tokens.items()}}
     )
     server = ThreadingHTTPServer(("127.0.0.1", settings.port), handler)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     log.info("serving %s on %s", ", ".join(settings.repositories), base)
     server.serve_forever()
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
 
 
 @dataclass(frozen=True)
@@ -435,7 +430,4 @@ class GitHubStandinServer(ModuleServer):
 
 
 def main(argv: list[str]) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    if len(argv) != 1:
-        sys.exit("usage: python -m promo.local.standin_github CONFIG.json")
-    serve(GitHubStandinSettings.model_validate_json(Path(argv[0]).read_text(encoding="utf-8")))
+    module_main(argv, "promo.local.standin_github", GitHubStandinSettings, serve)
