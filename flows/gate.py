@@ -199,7 +199,7 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
 def _with_override_only_if_needed(request: ApprovalRequest, decision: Decision) -> Decision:
     """An override reason is recorded only when something was overridden: what the version lacks, or a change window
     closed at the time of the decision (flows/gate_plan.py then writes at once instead of waiting for it)."""
-    closed = bool(request.windows) and windows.next_opening(windows.parse_windows(request.windows), windows.utc_now())
+    closed = windows.closed_until(request.windows, windows.utc_now()) is not None
     return decision if request.needs_override or closed else dataclasses.replace(decision, override_reason="")
 
 

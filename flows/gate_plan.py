@@ -128,7 +128,7 @@ def wait_for_window(config: PromoConfig, planned: GatePlan, decision: Decision) 
     if planned.going_back or not hours:
         return
     logger = run_logger()
-    if decision.override_reason and windows.next_opening(windows.parse_windows(hours), windows.utc_now()):
+    if decision.override_reason and windows.closed_until(hours, windows.utc_now()):
         logger.warning("Outside the change windows of %s, written now: override by %s: %s",
                        planned.target, decision.approver, decision.override_reason)  # fmt: skip
         return

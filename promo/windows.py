@@ -85,9 +85,14 @@ def describe_opening(opening: datetime) -> str:
     return f"{opening:%a %Y-%m-%d %H:%M} {opening.tzname()} ({utc:%a %H:%M} UTC)"
 
 
+def closed_until(windows: Sequence[str], now: datetime) -> datetime | None:
+    """``next_opening`` of the windows as promo.yaml writes them: None while open (or none are set)."""
+    return next_opening(parse_windows(windows), now)
+
+
 def check_window(app: str, env: str, windows: Sequence[str], now: datetime) -> None:
     """Refuse a write into ``env`` outside its windows, in one line naming the next opening."""
-    opening = next_opening(parse_windows(windows), now)
+    opening = closed_until(windows, now)
     if opening is not None:
         raise ConflictError(
             f"{env} of {app} is outside its change windows ({'; '.join(windows)}): the next opens "

@@ -93,7 +93,7 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
 
 
 def _window_closed(hours: list[str]) -> str | None:
-    opening = windows.next_opening(windows.parse_windows(hours), windows.utc_now())
+    opening = windows.closed_until(hours, windows.utc_now())
     if opening is None:
         return None
     return f"outside its change windows, the next opens {windows.describe_opening(opening)}"
