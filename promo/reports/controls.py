@@ -40,6 +40,15 @@ class OperatorControls:
         ]
         return lines
 
+    def untrusted_lines(self, env: str, version: str | None) -> tuple[str, ...]:
+        """The untrusted entries about ``env``'s freeze or about ``version``, the one it runs."""
+        return tuple(
+            entry.line()
+            for entry in self.untrusted
+            if (entry.kind == controls.FREEZES and entry.subject == env)
+            or (entry.kind == controls.REJECTIONS and version is not None and entry.version == version)
+        )
+
     def as_json(self) -> dict[str, object]:
         return {
             "freezes": {env: freeze.line() for env, freeze in self.freezes.items()},

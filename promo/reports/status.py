@@ -36,7 +36,8 @@ class EnvironmentStatus:
     window_closed: str | None = None  # outside its change windows: when the next opens; None: open, or none set
     frozen: str | None = None  # who froze it, until when and why; None: not frozen
     rejected: str | None = None  # the version it runs was rejected: by whom and why
-    ignored: tuple[str, ...] = ()  # freeze records of it promo cannot prove it wrote: shown, never counted
+    # records promo cannot prove it wrote, of this environment's freeze or of the version it runs: shown, never counted
+    ignored: tuple[str, ...] = ()
 
     @property
     def clusters_disagree(self) -> bool:
@@ -86,7 +87,7 @@ def environment_status(config: PromoConfig) -> list[EnvironmentStatus]:
                 window_closed=_window_closed(env.windows),
                 frozen=controls.frozen(env.name),
                 rejected=controls.rejected(version),
-                ignored=tuple(entry.line() for entry in controls.untrusted if entry.subject == env.name),
+                ignored=controls.untrusted_lines(env.name, version),
             )
         )
     return rows

@@ -139,11 +139,13 @@ def test_a_rejected_version_is_refused_by_promote_release_and_rollback(sandbox, 
         release_prod(config_path=config)  # the RC stage runs: rejected a moment ago, released now
 
 
-def test_a_forged_freeze_is_shown_untrusted_and_refuses_nothing(sandbox, monkeypatch, capsys):
+def test_a_forged_freeze_or_rejection_is_shown_untrusted_and_refuses_nothing(sandbox, monkeypatch, capsys):
     build = publish(sandbox)
     config = load_config(sandbox.config_path)
     forged = "freeze of test by mallory\n\nAction: freeze\nEnvironment: test\nReason: forged\nBy: mallory\n"
     gitops_repo(config).mirror.append_log(controls.FREEZES, "test", forged)  # anyone who may push can do this
+    rejection = f"reject {build.version}\n\nAction: reject\nApp: hello\nVersion: {build.version}\nBy: mallory\n"
+    gitops_repo(config).mirror.append_log(controls.REJECTIONS, "hello", rejection)
     entries = controls.read_controls(gitops_repo(config).mirror, controls.FREEZES, "test")
     assert [(entry.by, entry.trusted) for entry in entries] == [("mallory", False)]
 
@@ -151,6 +153,8 @@ def test_a_forged_freeze_is_shown_untrusted_and_refuses_nothing(sandbox, monkeyp
     assert code == 0, err
     assert "frozen:" not in out
     assert re.search(r"^test: ignored, untrusted \(.+\): freeze of test by mallory", out, re.M), out
+    assert "rejected:" not in out  # dev runs the version mallory's record names: shown untrusted beside it
+    assert re.search(rf"^dev: ignored, untrusted \(.+\): reject {re.escape(build.version)} by mallory", out, re.M), out
     code, _, err = promo(monkeypatch, capsys, "promote-test", "--yes", "--config", second_machine(sandbox))
     assert code == 0, err
     assert target_revision(sandbox, "test") == build.version
