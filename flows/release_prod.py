@@ -34,7 +34,7 @@ from promo.release.gate_plan import GatePlan
 from promo.versions import bump, rc_version
 from promo.tasks.chart import find_chart, lookup_chart
 from promo.tasks.forge import check_release_tag, publish_release
-from promo.tasks.gitops import plan_environment_version, read_environment_version
+from promo.tasks.gitops import plan_environment_version, read_environment_version, read_hold
 from promo.tasks.release import (
     bump_main,
     find_next_build_commit,
@@ -142,6 +142,13 @@ def start_next_build(
     if lookup_chart(config, next_rc) is not None:
         run_logger().info("The next build %s exists already", next_rc)
         return next_rc
+    # publish-dev has no gate, so a closed window or a freeze of dev refuses it: the release is final by now, and
+    # must not fail for it (a re-run would fail the same way). The build waits for a person to start it.
+    hold = read_hold(config, config.environments[0].name)
+    if hold is not None:
+        run_logger().warning("The next build %s is not started: %s; once it may, run `promo publish-dev --sha %s`",
+                             next_rc, hold, bump_commit)  # fmt: skip
+        return None
     if deployment.get_id():
         run_deployment(
             f"publish-dev/{config.app}",

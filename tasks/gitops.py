@@ -69,6 +69,17 @@ def read_freeze(config: PromoConfig, env: str) -> controls.Freeze | None:
     return controls.read_freeze(gitops_repo(config).mirror, env, windows.utc_now())
 
 
+@task(name="read-hold", **TRANSIENT_RETRIES)
+def read_hold(config: PromoConfig, env: str) -> str | None:
+    """Why a write into ``env`` that has no gate would be refused now (its change windows, then a freeze), in one
+    line; None when nothing holds it back. For a write promo may put off instead of failing, such as the next build."""
+    opening = windows.closed_until(config.environment(env).windows, windows.utc_now())
+    if opening is not None:
+        return f"{env} is outside its change windows until {windows.describe_opening(opening)}"
+    freeze = controls.read_freeze(gitops_repo(config).mirror, env, windows.utc_now())
+    return freeze.line() if freeze is not None else None
+
+
 @task(name="read-rejections", **TRANSIENT_RETRIES)
 def read_rejections(config: PromoConfig) -> dict[str, controls.Rejection]:
     """version -> its rejection, for the app, as the GitOps remote has them now."""

@@ -135,8 +135,13 @@ def test_a_rejected_version_is_refused_by_promote_release_and_rollback(sandbox, 
 
     code, _, err = promo(monkeypatch, capsys, "unreject", first.version, "--reason", "was the cache", "-c", config)
     assert code == 0, err
+    code, _, err = promo(monkeypatch, capsys, "freeze", "dev", "--reason", "lab move", "-c", config)
+    assert code == 0, err
     with approving_as("alice"):
-        release_prod(config_path=config)  # the RC stage runs: rejected a moment ago, released now
+        released = release_prod(config_path=config)  # the RC stage runs: rejected a moment ago, released now
+    # dev is frozen, which refuses the next build (publish-dev has no gate): the release still completes
+    assert target_revision(sandbox, "prod") == released.version and released.verification is not None
+    assert released.next_build is None and target_revision(sandbox, "dev") == first.version
 
 
 def test_a_forged_freeze_or_rejection_is_shown_untrusted_and_refuses_nothing(sandbox, monkeypatch, capsys):
