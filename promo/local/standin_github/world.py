@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,9 @@ class Protection(BaseModel):
     dismiss_stale_reviews: bool = True
     required_checks: list[str] = Field(default_factory=list)
     guarded_paths: list[str] = Field(default_factory=list, description="what a direct push may not change; none: all")
+    source: Literal["branch-protection", "ruleset"] = Field(
+        default="branch-protection", description="where a client reads the rule: the branch's protection, or rulesets"
+    )
 
 
 class ApiError(Exception):
