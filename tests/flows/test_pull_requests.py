@@ -510,3 +510,25 @@ def test_a_review_outside_the_change_windows_merges_once_the_window_opens(
     assert any(line.startswith(waiting) for line in said)
     assert not any(line.startswith("Auto-merge enabled") for line in said)  # GitHub would not wait for the window
     assert deployed.commit == github.remote.head()
+
+
+def test_a_base_moved_under_auto_merge_stops_it_before_the_update_and_the_new_head_needs_its_own_review(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    running = Running(config())
+    pull = running.pull_request(github)
+    github.as_user("alice").review(pull.number, "APPROVE")  # lint pending: auto-merge is enabled for this head
+    wait_until(lambda: github.as_user("promo").get(pull.number).auto_merge)
+    dev = f"{ROOT}/dev/preprod/hello.yaml"
+    github.remote.commit({dev: application("hello", "dev", "0.3.0-rc.1234567")}, "dev moved on")
+    wait_until(lambda: github.as_user("promo").get(pull.number).head_sha != pull.head_sha)  # updated by the run
+    updated = github.as_user("promo").get(pull.number)
+    assert not updated.auto_merge  # GitHub would keep it through promo's update: promo stopped it first
+    pass_check(github, updated.head_sha)
+    github.as_user("carol").review(pull.number, "APPROVE")  # a writer, enough for GitHub, not one of stage's approvers
+    time.sleep(0.3)  # many polls: nothing merges the updated head before an approver reviewed it
+    assert running.thread.is_alive() and github.remote.read(STAGE) == application("hello", "stage", SHOWN)
+    review = github.as_user("bob").review(pull.number, "APPROVE", commit=updated.head_sha)
+    deployed = running.join()
+    assert deployed.approved_by == f"bob (GitHub review {review.id})"
+    assert_promos_message(github, deployed.approved_by)
