@@ -171,7 +171,8 @@ def test_required_checks_a_token_may_not_read_are_none_and_rulesets_add_theirs()
     rule = {"type": "required_status_checks", "parameters": {"strict_required_status_checks_policy": False,
                                                              "required_status_checks": [{"context": "e2e"}]}}
     refused = {"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest"}
-    answers = {"/repos/acme/gitops/branches/main": (200, branch), "/repos/acme/gitops/rules/branches/main": (200, [rule])}
+    answers = {"/repos/acme/gitops/branches/main": (200, branch),
+               "/repos/acme/gitops/rules/branches/main": (200, [rule])}  # fmt: skip
 
     def answer(request: httpx.Request) -> httpx.Response:
         status, body = answers[request.url.path]
