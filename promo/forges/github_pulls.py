@@ -311,7 +311,8 @@ class GitHubPullRequests:
         self, pull: PullRequestState, method: MergeMethod, *, title: str | None = None, message: str | None = None
     ) -> Merged | None:
         """Let GitHub merge ``pull`` at its current head once reviews and checks allow (None: enabled); a pull request
-        that is already mergeable is merged now instead (GitHub refuses auto-merge for it)."""
+        that is already mergeable is merged now instead (GitHub refuses auto-merge for it). NotMergeable when it is
+        closed or merged by now."""
         variables = {
             "pullRequestId": pull.node_id, "mergeMethod": method.upper(), "expectedHeadOid": pull.head_sha,
             "commitHeadline": title, "commitBody": message,
@@ -322,6 +323,8 @@ class GitHubPullRequests:
             return None
         if any(_ALREADY_CLEAN.search(error) for error in errors):
             return self.merge(pull.number, pull.head_sha, method, title=title, message=message)
+        if self.get(pull.number).state != "open":  # merged or closed meanwhile (another run, a person)
+            raise NotMergeable(f"{action}: it is closed ({'; '.join(errors)})", "read the pull request again")
         raise ToolError(
             f"{action} failed: GitHub answered {'; '.join(errors)}", "allow auto-merge in the repository's settings"
         )
@@ -331,7 +334,7 @@ class GitHubPullRequests:
         a writer's push, and the new head has not passed promo's gate)."""
         action = f"disabling auto-merge of pull request #{pull.number}"
         errors = self._graphql(_DISABLE_AUTO_MERGE, {"pullRequestId": pull.node_id}, action=action)
-        if errors:
+        if errors and self.get(pull.number).state == "open":  # a closed one merges nothing by itself any more
             raise ToolError(f"{action} failed: GitHub answered {'; '.join(errors)}", "disable it on the pull request")
 
     def _graphql(self, query: str, variables: Mapping[str, Any], *, action: str) -> list[str]:

@@ -240,6 +240,10 @@ def test_auto_merge_follows_the_repositorys_setting_and_can_be_disabled(github: 
     assert client.get(pull.number).auto_merge
     client.disable_auto_merge(client.get(pull.number))
     assert not client.get(pull.number).auto_merge
+    closed = open_promotion(github, "promo/hello/stage/0.3.0", "0.3.0-rc.1234567")
+    client.close(closed.number)
+    with pytest.raises(NotMergeable, match="it is closed"):  # another run merged it, or a person closed it
+        client.enable_auto_merge(closed, "merge")
 
     answer = github.api("carol", "PATCH", "", {"allow_auto_merge": False})  # what an admin does
     assert answer.status_code == 200 and answer.json()["allow_auto_merge"] is False
