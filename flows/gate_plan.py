@@ -124,20 +124,27 @@ def wait_for_window(config: PromoConfig, planned: GatePlan, decision: Decision) 
     """An approval given outside the target's change windows writes at the next opening (the run waits, logging
     what for), or at once when the approver gave an override reason; a rollback never waits (``going_back``). The
     target is read again after the wait (``refuse_if_moved``): what the gate showed may have moved meanwhile."""
-    hours = config.environment(planned.target).windows
-    if planned.going_back or not hours:
+    wait_for_window_of(config, planned.target, decision.approver, decision.override_reason, planned.going_back)
+
+
+def wait_for_window_of(
+    config: PromoConfig, target: str, approver: str, override_reason: str | None, going_back: bool
+) -> None:
+    """``wait_for_window`` for any approval: a Prefect gate's, or the review of a pull request about to merge."""
+    hours = config.environment(target).windows
+    if going_back or not hours:
         return
     logger = run_logger()
-    if decision.override_reason and windows.closed_until(hours, windows.utc_now()):
+    if override_reason and windows.closed_until(hours, windows.utc_now()):
         logger.warning("Outside the change windows of %s, written now: override by %s: %s",
-                       planned.target, decision.approver, decision.override_reason)  # fmt: skip
+                       target, approver, override_reason)  # fmt: skip
         return
     windows.wait_for_window(
         hours,
         now=lambda: windows.utc_now(),
         announce=lambda opening: logger.info(
             "Approved by %s outside the change windows of %s: waiting for the window opening at %s",
-            decision.approver, planned.target, windows.describe_opening(opening),
+            approver, target, windows.describe_opening(opening),
         ),  # fmt: skip
     )
 

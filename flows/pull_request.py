@@ -3,11 +3,14 @@
 promo makes the commit it would push (same planning, same compare-and-swap base, same subject and trailers), pushes
 it to ``promo/<app>/<env>/<version>`` and opens a pull request whose body is the gate page. With ``approval:
 pull-request`` the gate is an approver's review of the pull request's head (promo/release/pull_gate.py); with
-``approval: prefect`` the Prefect form was the gate and the pull request only satisfies branch protection. Then the
-run merges it, naming the reviewed head (``sha``), once checks pass; the base moving in other files updates the
-branch first, the target moving closes the pull request as stale. The landed commit keeps promo's subject and
-trailers, with ``Approved-By: <login> (GitHub review <id>)``. A run that fails or is cancelled closes its pull
-request; nothing lands on the GitOps branch but through the merge.
+``approval: prefect`` the Prefect form was the gate and the pull request only satisfies branch protection. Then,
+inside the environment's change windows, the run merges it, naming the reviewed head (``sha``), once the checks
+GitHub requires pass (a failed one fails the run naming it; the others decide nothing); where the repository
+allows auto-merge (and the environment has no windows) it lets GitHub merge that head instead, and polls until
+GitHub did. The base moving in other files updates the branch first, the target moving closes the pull request
+as stale. The landed commit keeps promo's subject and trailers, with ``Approved-By: <login> (GitHub review <id>)``.
+A run that fails or is cancelled closes its pull request (which ends auto-merge too); nothing lands on the GitOps
+branch but through the merge.
 
 Locally the run waits by polling the pull request (``gate.poll_interval_seconds``, up to ``gate.timeout_seconds``).
 Under a deployment it suspends, holding no process, and `watch-pull-requests` (flows/watch_pull_requests.py)
@@ -31,9 +34,10 @@ from promo.errors import (
     ApprovalRejected, BaseMoved, ConflictError, HeadMoved, InputError, NotFound, NotMergeable, StaleBranch,
 )
 from promo.flows.gate import gate_key
+from promo.flows.gate_plan import wait_for_window_of
 from promo.flows.runinfo import run_logger
 from promo.release.gates import GATE_KEY_PREFIX
-from promo.forges.github_pulls import GitHubPullRequests, PullRequestState
+from promo.forges.github_pulls import Checks, GitHubPullRequests, PullRequestState, RequiredChecks
 from promo.gitops.repo import Proposal, Trailers, check_unmoved
 from promo.release.pull_gate import (
     PULL_REQUEST_GATE_TAG,
@@ -112,6 +116,11 @@ def write_through_pull_request(
 class _Waiting:
     """One pull request polled until it is merged, or the run fails with why."""
 
+    passed: ReviewDecision | None = None  # the review whose head GitHub's auto-merge merges
+    auto_merging: str | None = None  # the head this run let GitHub auto-merge
+    required: RequiredChecks | None = None  # read once per run
+    auto_merge_allowed: bool | None = None  # read once per run
+
     def __init__(
         self,
         config: PromoConfig,
@@ -136,13 +145,15 @@ class _Waiting:
         while True:
             pull = self.pulls.get(pull.number)
             if pull.merged and pull.merge_commit_sha:
-                return pull.merge_commit_sha, None
+                return pull.merge_commit_sha, self.passed
             if pull.state == "closed":
                 raise closed_unmerged(pull, self.title)
             review = None
             if review_gate:
                 reviews = self.pulls.reviews(pull.number)
                 review = decide(reviews, pull.head_sha, self.settings.approvers, title=self.title, url=pull.html_url)
+                if review is None and pull.auto_merge:  # its head moved past the approval: GitHub must not merge it
+                    self._stop_auto_merge(pull)
                 if review is None:
                     self._say(f"review-{pull.head_sha}", "Waiting for an approving review of %s by %s: %s",
                               self.title, ", ".join(self.settings.approvers) or "anyone", pull.html_url)  # fmt: skip
@@ -163,8 +174,12 @@ class _Waiting:
             self.sleep(self.config.gate.poll_interval_seconds)
 
     def _merge(self, pull: PullRequestState, review: ReviewDecision | None) -> str | None:
-        """Merge ``pull`` at its reviewed head: the landed commit, or None when it cannot be yet (checks pending,
-        the branch just updated, GitHub's rules unmet). A moved target or a failed check raises."""
+        """Merge ``pull`` at its reviewed head: the landed commit, or None when it cannot be yet (outside the change
+        windows it waits first; checks pending, the branch just updated, GitHub's rules unmet, auto-merge enabled).
+        A moved target or a failed required check raises."""
+        approver = review.trailer if review is not None else self.trailers.approved_by or "the gate"
+        going_back = self.trailers.rollback_of is not None
+        wait_for_window_of(self.config, self.env, approver, self.trailers.override_reason, going_back)
         repo = gitops_repo(self.config)
         snapshot = repo.snapshot()
         clusters = self.settings.clusters
@@ -187,6 +202,7 @@ class _Waiting:
         if head != pull.head_sha:
             return None  # pushed to since it was read: read it again
         if not repo.mirror.is_ancestor(snapshot.commit, head):
+            self._stop_auto_merge(pull)  # GitHub keeps auto-merge through a writer's push: the update needs its gate
             self.pulls.update_branch(pull.number, head)
             run_logger().info("The GitOps branch moved in other files: updated the branch of pull request #%s",
                               pull.number)  # fmt: skip
@@ -194,17 +210,12 @@ class _Waiting:
                 run_logger().warning("The repository dismisses stale reviews: pull request #%s needs a new review "
                                      "of its updated head (%s)", pull.number, pull.html_url)  # fmt: skip
             return None
+        required = self._required_checks()
         checks = self.pulls.checks(head)
-        failed = checks.failed()
-        if failed:
-            names = ", ".join(f"{check.name} ({check.detail})" for check in failed)
-            _close_unmerged(self.pulls, pull.number, f"Closed by promo: the check {names} failed.")
-            raise ConflictError(
-                f"{self.title}: the check {names} failed on pull request #{pull.number} ({pull.html_url}); "
-                "nothing was written",
-                "fix what the check reports, then start the promotion again",
-            )
-        if checks.state() == "pending":
+        self._fail_on_checks(pull, checks, required)
+        if self._auto_merge():
+            return self._enable_auto_merge(pull, review)
+        if checks.state(required) == "pending":
             self._say(f"checks-{head}", "Waiting for the checks of pull request #%s", pull.number)
             return None
         try:
@@ -217,6 +228,74 @@ class _Waiting:
         run_logger().info("Merged pull request #%s into %s as %s", pull.number, self.config.gitops.branch,
                           merged.sha[:12])  # fmt: skip
         return merged.sha
+
+    def _fail_on_checks(self, pull: PullRequestState, checks: Checks, required: frozenset[str] | None) -> None:
+        """A failed required check (any check, when the required ones cannot be read) closes the pull request and
+        fails the run naming it; a failed check GitHub does not require is said once and decides nothing."""
+        failed = checks.failed(required)
+        if failed:
+            names = ", ".join(f"{check.name} ({check.detail})" for check in failed)
+            _close_unmerged(self.pulls, pull.number, f"Closed by promo: the check {names} failed.")
+            raise ConflictError(
+                f"{self.title}: the check {names} failed on pull request #{pull.number} ({pull.html_url}); "
+                "nothing was written",
+                "fix what the check reports, then start the promotion again",
+            )
+        for check in checks.failed():
+            self._say(f"optional-{checks.sha}-{check.name}", "The check %s failed on pull request #%s (%s): %s "
+                      "does not require it, so it decides nothing", check.name, pull.number, check.detail,
+                      self.config.gitops.branch)  # fmt: skip
+
+    def _required_checks(self) -> frozenset[str] | None:
+        """The checks GitHub requires to merge into the GitOps branch, read once; None (every check counts) when
+        the token may not read them."""
+        if self.required is None:
+            self.required = self.pulls.required_checks(self.config.gitops.branch)
+            if self.required.names is None:
+                run_logger().warning("Which checks %s requires is not readable (%s): every check of the pull "
+                                     "request counts", self.config.gitops.branch, self.required.unreadable)  # fmt: skip
+        return self.required.names
+
+    def _auto_merge(self) -> bool:
+        """Whether GitHub merges (auto-merge): where the repository allows it, read once, and the environment has no
+        change windows (GitHub would merge whenever the checks pass, open or not)."""
+        if self.settings.windows:
+            return False
+        if self.auto_merge_allowed is None:
+            allowed = self.pulls.auto_merge_allowed()
+            if allowed is None:
+                run_logger().info("GitHub does not show whether the GitOps repository allows auto-merge (it shows it "
+                                  "to administration read only): promo merges itself")  # fmt: skip
+            self.auto_merge_allowed = bool(allowed)
+        return self.auto_merge_allowed
+
+    def _enable_auto_merge(self, pull: PullRequestState, review: ReviewDecision | None) -> str | None:
+        """Let GitHub merge the approved head, with promo's message, once its rules allow: None, and the run polls
+        until it did; the landed commit when GitHub answers that it may merge now (then promo merges it)."""
+        if pull.auto_merge and self.auto_merging == pull.head_sha:
+            return None
+        self._stop_auto_merge(pull)  # enabled for another head, or by an earlier execution of the run
+        try:
+            merged = self.pulls.enable_auto_merge(pull, self.settings.merge_method, **self._message(review))
+        except (HeadMoved, BaseMoved):
+            return None
+        except NotMergeable as refused:
+            self._say(f"refused-{pull.head_sha}-{refused}", "GitHub does not merge it yet: %s", refused)
+            return None
+        self.passed = review
+        if merged is not None:
+            run_logger().info("Merged pull request #%s into %s as %s (GitHub had nothing left to wait for)",
+                              pull.number, self.config.gitops.branch, merged.sha[:12])  # fmt: skip
+            return merged.sha
+        self.auto_merging = pull.head_sha
+        run_logger().info("Auto-merge enabled for pull request #%s at %s: GitHub merges it once its required checks "
+                          "pass", pull.number, pull.head_sha[:12])  # fmt: skip
+        return None
+
+    def _stop_auto_merge(self, pull: PullRequestState) -> None:
+        if pull.auto_merge:
+            self.pulls.disable_auto_merge(pull)
+            self.auto_merging = self.passed = None
 
     def _message(self, review: ReviewDecision | None) -> dict[str, str]:
         """The landed commit's title and message: promo's subject, body and trailers, with the review's approver."""

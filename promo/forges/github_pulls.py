@@ -13,17 +13,22 @@ What GitHub leaves to the caller is done here:
   a required check, conflicts).
 - Auto-merge has no REST call: it is GraphQL's ``enablePullRequestAutoMerge``, which GitHub refuses for a pull
   request that is already mergeable ("is in clean status"); then the pull request is merged directly, with ``sha``.
+- The checks a merge needs are the union of the branch protection's (``GET /branches/{b}``: its summary of
+  ``required_status_checks``, readable with contents read, unlike ``/protection``) and the rulesets' (``GET
+  /rules/branches/{b}``, metadata read); a token that may read neither gets None: every check then counts.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
-from promo.errors import BaseMoved, ConflictError, HeadMoved, InputError, NotFound, NotMergeable, ToolError
+from promo.errors import (
+    AuthError, BaseMoved, ConflictError, HeadMoved, InputError, NotFound, NotMergeable, ToolError,
+)
 from promo.forges.base import check_commit
 from promo.forges.github import GitHubForge, _AlreadyExists
 from promo.gitops.mirror import check_branch_name
@@ -42,6 +47,10 @@ mutation($pullRequestId: ID!, $mergeMethod: PullRequestMergeMethod!, $expectedHe
       expectedHeadOid: $expectedHeadOid, commitHeadline: $commitHeadline, commitBody: $commitBody}) {
     pullRequest { number }
   }
+}"""
+_DISABLE_AUTO_MERGE = """
+mutation($pullRequestId: ID!) {
+  disablePullRequestAutoMerge(input: {pullRequestId: $pullRequestId}) { pullRequest { number } }
 }"""
 
 
@@ -64,6 +73,7 @@ class PullRequestState:
     mergeable_state: str
     merge_commit_sha: str | None
     labels: tuple[str, ...]
+    auto_merge: bool = False  # GitHub merges it by itself once its rules allow (enablePullRequestAutoMerge)
 
 
 @dataclass(frozen=True)
@@ -92,24 +102,36 @@ class Check:
 
 @dataclass(frozen=True)
 class Checks:
-    """Every status and check run on a commit; ``required`` narrows a verdict to the checks branch protection names."""
+    """Every status and check run on a commit; ``required`` narrows a verdict to the checks GitHub requires (None:
+    every check counts, as when the required ones cannot be read)."""
 
     sha: str
     checks: tuple[Check, ...]
 
-    def state(self, required: Iterable[str] = ()) -> CheckState:
+    def state(self, required: Collection[str] | None = None) -> CheckState:
         """failure if a (required) check failed; pending if one has not finished or a required one is missing."""
-        wanted = set(required)
-        chosen = [check for check in self.checks if not wanted or check.name in wanted]
+        chosen = self._chosen(required)
         if any(check.state == "failure" for check in chosen):
             return "failure"
-        if any(check.state == "pending" for check in chosen) or wanted - {check.name for check in chosen}:
+        missing = set(required or ()) - {check.name for check in chosen}
+        if any(check.state == "pending" for check in chosen) or missing:
             return "pending"
         return "success"
 
-    def failed(self, required: Iterable[str] = ()) -> list[Check]:
-        wanted = set(required)
-        return [c for c in self.checks if c.state == "failure" and (not wanted or c.name in wanted)]
+    def failed(self, required: Collection[str] | None = None) -> list[Check]:
+        return [check for check in self._chosen(required) if check.state == "failure"]
+
+    def _chosen(self, required: Collection[str] | None) -> list[Check]:
+        return [check for check in self.checks if required is None or check.name in required]
+
+
+@dataclass(frozen=True)
+class RequiredChecks:
+    """The checks GitHub requires for a merge into a branch, by name (a status's context or a check run's name);
+    ``names`` is None when the token may not read them, and ``unreadable`` then says GitHub's answer."""
+
+    names: frozenset[str] | None
+    unreadable: str = ""
 
 
 @dataclass(frozen=True)
@@ -229,6 +251,34 @@ class GitHubPullRequests:
         found.update((run["name"], _check_run(run)) for run in runs)
         return Checks(str(combined["sha"]), tuple(found[name] for name in sorted(found)))
 
+    def required_checks(self, branch: str) -> RequiredChecks:
+        """The checks a merge into ``branch`` needs: its branch protection's and its rulesets', as a token with
+        contents read may see them (``GET /branches/{b}/protection`` would need administration read)."""
+        check_branch_name(branch)
+        where = quote(branch, safe="")
+        try:
+            data = self._call("GET", f"/branches/{where}", action=f"reading the protection of {branch}")
+            rules = list(self.forge.pages(f"/rules/branches/{where}", action=f"reading the rulesets of {branch}"))
+        except (AuthError, NotFound) as error:  # a rate limit is no answer: it raises as ever
+            return RequiredChecks(None, str(error))
+        names = set()
+        if data.get("protected"):
+            protection = (data.get("protection") or {}).get("required_status_checks") or {}
+            if protection.get("enforcement_level", "everyone") != "off":
+                names.update(protection.get("contexts") or [])
+                names.update(check["context"] for check in protection.get("checks") or [])
+        for rule in rules:
+            if rule.get("type") == "required_status_checks":
+                names.update(check["context"] for check in rule["parameters"]["required_status_checks"])
+        return RequiredChecks(frozenset(names))
+
+    def auto_merge_allowed(self) -> bool | None:
+        """The repository's ``allow_auto_merge``; None when GitHub leaves it out (it shows a repository's merge
+        settings only to tokens with administration read)."""
+        data = self._call("GET", "", action="reading the repository's settings")
+        allowed = data.get("allow_auto_merge")
+        return None if allowed is None else bool(allowed)
+
     def merge(
         self, number: int, head_sha: str, method: MergeMethod, *, title: str | None = None, message: str | None = None
     ) -> Merged:
@@ -261,24 +311,38 @@ class GitHubPullRequests:
         self, pull: PullRequestState, method: MergeMethod, *, title: str | None = None, message: str | None = None
     ) -> Merged | None:
         """Let GitHub merge ``pull`` at its current head once reviews and checks allow (None: enabled); a pull request
-        that is already mergeable is merged now instead (GitHub refuses auto-merge for it)."""
+        that is already mergeable is merged now instead (GitHub refuses auto-merge for it). NotMergeable when it is
+        closed or merged by now."""
         variables = {
             "pullRequestId": pull.node_id, "mergeMethod": method.upper(), "expectedHeadOid": pull.head_sha,
             "commitHeadline": title, "commitBody": message,
         }  # fmt: skip
-        url = _graphql_url(self.forge.api_url)
         action = f"enabling auto-merge of pull request #{pull.number}"
-        answer = self.forge.request(
-            "POST", url, action=action, json={"query": _ENABLE_AUTO_MERGE, "variables": variables}
-        )
-        errors = [str(error.get("message", error)) for error in answer.json().get("errors") or []]
+        errors = self._graphql(_ENABLE_AUTO_MERGE, variables, action=action)
         if not errors:
             return None
         if any(_ALREADY_CLEAN.search(error) for error in errors):
             return self.merge(pull.number, pull.head_sha, method, title=title, message=message)
+        if self.get(pull.number).state != "open":  # merged or closed meanwhile (another run, a person)
+            raise NotMergeable(f"{action}: it is closed ({'; '.join(errors)})", "read the pull request again")
         raise ToolError(
             f"{action} failed: GitHub answered {'; '.join(errors)}", "allow auto-merge in the repository's settings"
         )
+
+    def disable_auto_merge(self, pull: PullRequestState) -> None:
+        """Stop GitHub merging ``pull`` by itself (before its branch is updated: GitHub keeps auto-merge on through
+        a writer's push, and the new head has not passed promo's gate)."""
+        action = f"disabling auto-merge of pull request #{pull.number}"
+        errors = self._graphql(_DISABLE_AUTO_MERGE, {"pullRequestId": pull.node_id}, action=action)
+        if errors and self.get(pull.number).state == "open":  # a closed one merges nothing by itself any more
+            raise ToolError(f"{action} failed: GitHub answered {'; '.join(errors)}", "disable it on the pull request")
+
+    def _graphql(self, query: str, variables: Mapping[str, Any], *, action: str) -> list[str]:
+        """GraphQL's errors for ``query`` (none: done); GitHub answers them with 200."""
+        answer = self.forge.request(
+            "POST", _graphql_url(self.forge.api_url), action=action, json={"query": query, "variables": variables}
+        )
+        return [str(error.get("message", error)) for error in answer.json().get("errors") or []]
 
     def update_branch(self, number: int, head_sha: str) -> None:
         """Merge the base branch's head into the pull request's branch (GitHub's "Update branch"); the head moves,
@@ -334,6 +398,7 @@ def _pull(data: Mapping[str, Any]) -> PullRequestState:
         mergeable_state=data.get("mergeable_state") or "unknown",
         merge_commit_sha=data.get("merge_commit_sha"),
         labels=tuple(label["name"] for label in data.get("labels") or []),
+        auto_merge=data.get("auto_merge") is not None,
     )
 
 

@@ -8,7 +8,8 @@ repositories, a token per sandbox user, and promo.yaml pointed at it.
 
 The GitOps repository is ``sandbox/gitops`` and the app's ``sandbox/<app>``. Its ``main`` is protected: a direct push
 that changes an environment with approvers (stage, prod) is refused, and a merge into it needs one approval by a
-writer (demo, alice, bob, carol: mallory may review, without effect), with stale approvals dismissed. So stage and
+writer (demo, alice, bob, carol: mallory may review, without effect), with stale approvals dismissed; the repository
+allows auto-merge (GitHub's default is off: see ``start_github``). So stage and
 prod are ``write: pull-request``, approved by a review of alice, bob or carol; promo acts as demo
 (``export GITHUB_TOKEN=<demo's token>``), who opens the pull requests and so cannot approve them.
 """
@@ -42,6 +43,9 @@ def start_github(directory: Path, config: PromoConfig, app_remote: Path, gitops_
         owner=OWNER,
         repositories={"gitops": gitops_remote, config.app: app_remote},
         protection={"gitops": Protection(branch=config.gitops.branch, writers=WRITERS, guarded_paths=guarded)},
+        # GitHub's default is off; the sandbox allows auto-merge so that it walks the path promo takes on a
+        # repository that allows it (docs/github.md), and `PATCH /repos/sandbox/gitops` switches it off to see the other
+        allow_auto_merge=["gitops"],
         tokens_file=tokens,
         state_file=directory / "standin-github" / "github-state.json",
     )

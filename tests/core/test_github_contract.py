@@ -11,7 +11,7 @@ import pytest
 
 from promo.errors import BaseMoved, HeadMoved, NotMergeable
 from promo.forges.github import GitHubForge, GivenToken, RateLimited, RateLimitWait
-from promo.forges.github_pulls import GitHubPullRequests, Merged
+from promo.forges.github_pulls import GitHubPullRequests, Merged, RequiredChecks
 from promo.local.standin_github import shapes
 from tests.fixtures.github_contract import CheckingTransport, ContractBroken, check_request, check_response
 from tests.fixtures.github_standin import GitHubWorld, github  # noqa: F401 (the fixture)
@@ -157,3 +157,31 @@ def test_promos_release_calls_keep_the_contract_on_the_stand_in(github: GitHubWo
     assert forge.create_release("v0.2.0", head, name="hello 0.2.0", notes="notes") == release  # a re-run
     assert [r.tag for r in forge.list_releases()] == ["v0.2.0"]
     assert github.remote.git("rev-parse", "refs/tags/v0.2.0").strip() == head
+
+
+def test_required_checks_a_token_may_not_read_are_none_and_rulesets_add_theirs() -> None:
+    url = f"{API}/repos/acme/gitops"
+    commit = {"sha": SHA, "node_id": "C_1", "url": url, "html_url": url, "comments_url": url, "author": None,
+              "committer": None, "parents": [], "commit": {"url": url, "author": None, "committer": None,
+                                                          "message": "", "comment_count": 0,
+                                                          "tree": {"sha": SHA, "url": url}}}  # fmt: skip
+    branch = {"name": "main", "commit": commit, "_links": {"self": url, "html": url}, "protection_url": url,
+              "protected": True, "protection": {"required_status_checks": {"enforcement_level": "non_admins",
+              "contexts": ["lint"], "checks": [{"context": "lint", "app_id": None}]}}}  # fmt: skip
+    rule = {"type": "required_status_checks", "parameters": {"strict_required_status_checks_policy": False,
+                                                             "required_status_checks": [{"context": "e2e"}]}}
+    refused = {"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest"}
+    answers = {"/repos/acme/gitops/branches/main": (200, branch),
+               "/repos/acme/gitops/rules/branches/main": (200, [rule])}  # fmt: skip
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        status, body = answers[request.url.path]
+        return httpx.Response(status, json=body)
+
+    client, _ = fake_github(answer)
+    assert client.required_checks("main") == RequiredChecks(frozenset({"lint", "e2e"}))
+    answers["/repos/acme/gitops/rules/branches/main"] = (403, refused)
+    unreadable = client.required_checks("main")
+    assert unreadable.names is None and "answered 403: Resource not accessible by integration" in unreadable.unreadable
+    answers["/repos/acme/gitops/branches/main"] = (404, {**refused, "message": "Not Found"})
+    assert client.required_checks("main").names is None

@@ -4,15 +4,16 @@ and every request and answer checked against GitHub's published description on t
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from promo.forges.github import GitHubForge, GivenToken
-from promo.forges.github_pulls import GitHubPullRequests
-from promo.errors import AuthError, ConflictError, HeadMoved, InputError, NotMergeable
+from promo.forges.github_pulls import GitHubPullRequests, RequiredChecks
+from promo.errors import AuthError, ConflictError, HeadMoved, InputError, NotMergeable, ToolError
 from tests.fixtures.github_contract import templates
-from tests.fixtures.github_standin import REQUIRED_CHECK, GitHubWorld, github  # noqa: F401 (the fixture)
-from tests.fixtures.gitrepos import ROOT, application, git
+from tests.fixtures.github_standin import REQUIRED_CHECK, GitHubWorld, github, github_world  # noqa: F401 (fixture)
+from tests.fixtures.gitrepos import ROOT, GitRemote, application, git
 
 pytestmark = pytest.mark.integration
 
@@ -216,3 +217,38 @@ def test_every_operation_promo_uses_was_checked_against_the_description(github: 
         "GET /repos/{owner}/{repo}/commits/{ref}/check-runs",
         "POST /repos/{owner}/{repo}/statuses/{sha}",
     } <= seen
+
+
+def test_the_required_checks_are_read_where_github_shows_them(
+    github: GitHubWorld, tmp_path: Path, gitops_remote: GitRemote
+) -> None:
+    assert github.as_user("promo").required_checks("main") == RequiredChecks(frozenset({REQUIRED_CHECK}))
+    github.push_branch("unprotected", {DEV: "x\n"})
+    assert github.as_user("promo").required_checks("unprotected") == RequiredChecks(frozenset())
+    github.server.stop()
+    with github_world(tmp_path / "rulesets", gitops_remote, source="ruleset") as ruled:
+        assert ruled.as_user("promo").required_checks("main") == RequiredChecks(frozenset({REQUIRED_CHECK}))
+        seen = templates(iter(ruled.transport.checked))
+    assert {"GET /repos/{owner}/{repo}/branches/{branch}", "GET /repos/{owner}/{repo}/rules/branches/{branch}"} <= seen
+
+
+def test_auto_merge_follows_the_repositorys_setting_and_can_be_disabled(github: GitHubWorld) -> None:
+    client = github.as_user("promo")
+    assert client.auto_merge_allowed() is True
+    pull = open_promotion(github)
+    assert client.enable_auto_merge(pull, "merge", title="t", message="m") is None
+    assert client.get(pull.number).auto_merge
+    client.disable_auto_merge(client.get(pull.number))
+    assert not client.get(pull.number).auto_merge
+    closed = open_promotion(github, "promo/hello/stage/0.3.0", "0.3.0-rc.1234567")
+    client.close(closed.number)
+    with pytest.raises(NotMergeable, match="it is closed"):  # another run merged it, or a person closed it
+        client.enable_auto_merge(closed, "merge")
+
+    answer = github.api("carol", "PATCH", "", {"allow_auto_merge": False})  # what an admin does
+    assert answer.status_code == 200 and answer.json()["allow_auto_merge"] is False
+    assert client.auto_merge_allowed() is False
+    with pytest.raises(ToolError, match="Auto merge is not allowed for this repository"):
+        client.enable_auto_merge(client.get(pull.number), "merge")
+    seen = templates(iter(github.transport.checked))
+    assert {"GET /repos/{owner}/{repo}", "PATCH /repos/{owner}/{repo}"} <= seen

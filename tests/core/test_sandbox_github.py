@@ -41,6 +41,7 @@ def test_the_sandbox_serves_github_to_each_user_and_protects_stage_and_prod(gith
         "sandbox/gitops",
     )
     assert gitops_pull_requests(config, GivenToken(tokens["alice"])).whoami() == "alice"
+    assert gitops_pull_requests(config, GivenToken(tokens["demo"])).auto_merge_allowed() is True
     writes = {env.name: (env.write, env.gate_kind, env.approvers) for env in config.environments}
     reviewed = ("pull-request", "pull-request", ["alice", "bob", "carol"])
     assert writes == {"dev": ("push", "prefect", []), "test": ("push", "prefect", []), "stage": reviewed,

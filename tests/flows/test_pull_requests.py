@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ from promo.config import PromoConfig, config_document, validate_config
 from promo.errors import ApprovalRejected, ConflictError
 from promo.flows.deploy import Deployed, deploy
 from promo.flows.watch_pull_requests import resume_decided_runs
-from promo.forges.github_pulls import PullRequestState
+from promo import windows
+from promo.forges.github_pulls import GitHubPullRequests, PullRequestState, RequiredChecks
 from promo.gitops.history import read_history
 from promo.gitops.repo import Trailers
 from promo.release.pull_gate import PULL_REQUEST_GATE_TAG
@@ -378,3 +380,155 @@ def test_the_watcher_resumes_a_suspended_run_once_its_pull_request_is_decided(
         github.as_user("alice").review(pull.number, "APPROVE")
         assert resume_decided_runs(settings) == [run.id]
         assert state() == "Resuming"
+
+
+class Said:
+    """What the runs log while the ``with`` block lasts."""
+
+    def __enter__(self) -> list[str]:
+        self.handler = _Said()
+        logging.getLogger("prefect.flow_runs").addHandler(self.handler)
+        return self.handler.lines
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("prefect.flow_runs").removeHandler(self.handler)
+
+
+def post_status(github: GitHubWorld, sha: str, context: str, state: str) -> None:
+    answer = github.api("promo", "POST", f"/statuses/{sha}", {"state": state, "context": context})
+    assert answer.status_code == 201, answer.text
+
+
+def assert_promos_message(github: GitHubWorld, approved_by: str) -> None:
+    message = github.remote.git("log", "-1", "--format=%B", "main")
+    assert message.startswith(f"{SUBJECT}\n\nSet the chart version of hello in stage to {VERSION}:")
+    for trailer in ("Promoted-From: test", f"Chart-Version: {VERSION}", f"Approved-By: {approved_by}"):
+        assert trailer in message.splitlines()
+
+
+def test_a_failing_check_github_does_not_require_neither_blocks_nor_fails_the_run(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    with Said() as said:
+        running = Running(config())
+        pull = running.pull_request(github)
+        post_status(github, pull.head_sha, "docs", "failure")  # not one of main's required checks
+        pass_check(github, pull.head_sha)
+        github.as_user("alice").review(pull.number, "APPROVE")
+        deployed = running.join()
+    assert github.remote.read(STAGE) == application("hello", "stage", VERSION)
+    assert deployed.commit == github.remote.head()
+    assert any(line.startswith(f"The check docs failed on pull request #{pull.number}") and "decides nothing" in line
+               for line in said)  # fmt: skip
+
+
+def test_auto_merge_lets_github_merge_the_approved_head_with_promos_subject_and_trailers(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    with Said() as said:
+        running = Running(config())
+        pull = running.pull_request(github)
+        review = github.as_user("alice").review(pull.number, "APPROVE")  # the required check is still pending
+        wait_until(lambda: github.as_user("promo").get(pull.number).auto_merge)
+        assert any(line.startswith(f"Auto-merge enabled for pull request #{pull.number}") for line in said)
+        assert github.remote.read(STAGE) == application("hello", "stage", SHOWN)
+        pass_check(github, pull.head_sha)  # GitHub (the stand-in) merges now, and the run finds it merged
+        deployed = running.join()
+    merged = github.api("promo", "GET", f"/pulls/{pull.number}").json()
+    assert merged["merged_by"]["login"] == "promo" and merged["merge_commit_sha"] == deployed.commit
+    assert deployed.approved_by == f"alice (GitHub review {review.id})"
+    assert_promos_message(github, deployed.approved_by)
+    assert github.remote.read(STAGE) == application("hello", "stage", VERSION)
+
+
+def test_a_pull_request_github_could_merge_already_is_merged_at_once_instead_of_by_auto_merge(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    with Said() as said:
+        running = Running(config())
+        pull = running.pull_request(github)
+        pass_check(github, pull.head_sha)
+        review = github.as_user("alice").review(pull.number, "APPROVE")  # clean: GitHub refuses auto-merge
+        deployed = running.join()
+    assert any("GitHub had nothing left to wait for" in line for line in said)
+    assert not any(line.startswith("Auto-merge enabled") for line in said)
+    assert deployed.approved_by == f"alice (GitHub review {review.id})"
+    assert_promos_message(github, deployed.approved_by)
+
+
+def test_without_auto_merge_in_the_repository_promo_waits_for_the_checks_and_merges(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    assert github.api("carol", "PATCH", "", {"allow_auto_merge": False}).status_code == 200
+    with Said() as said:
+        running = Running(config())
+        pull = running.pull_request(github)
+        github.as_user("alice").review(pull.number, "APPROVE")
+        wait_until(lambda: any(line.startswith("Waiting for the checks of pull request") for line in said))
+        pass_check(github, pull.head_sha)
+        deployed = running.join()
+    assert not any("auto-merge" in line.lower() for line in said)
+    assert deployed.commit == github.remote.head()
+    assert_promos_message(github, str(deployed.approved_by))
+
+
+def test_checks_whose_requirement_cannot_be_read_all_count(
+    github: GitHubWorld, config: Callable[..., PromoConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = "reading the protection of main failed: GitHub answered 403: Resource not accessible by integration"
+    monkeypatch.setattr(GitHubPullRequests, "required_checks", lambda self, branch: RequiredChecks(None, refused))
+    with Said() as said:
+        running = Running(config())
+        pull = running.pull_request(github)
+        pass_check(github, pull.head_sha)
+        post_status(github, pull.head_sha, "docs", "failure")
+        github.as_user("alice").review(pull.number, "APPROVE")
+        with pytest.raises(ConflictError, match=f"the check docs .* failed on pull request #{pull.number}"):
+            running.join()
+    assert [line for line in said if line.startswith("Which checks main requires is not readable")] == [
+        f"Which checks main requires is not readable ({refused}): every check of the pull request counts"
+    ]
+    assert github.as_user("promo").get(pull.number).state == "closed"
+    assert github.remote.read(STAGE) == application("hello", "stage", SHOWN)
+
+
+def test_a_review_outside_the_change_windows_merges_once_the_window_opens(
+    github: GitHubWorld, config: Callable[..., PromoConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opening = datetime(2026, 12, 12, 9, 0, tzinfo=UTC)
+    started = time.monotonic()
+    at = opening - timedelta(seconds=3)
+    monkeypatch.setattr(windows, "utc_now", lambda: at + timedelta(seconds=time.monotonic() - started))
+    with Said() as said:
+        running = Running(config(windows=["Mon-Sun 09:00-10:00 UTC"]))
+        pull = running.pull_request(github)
+        pass_check(github, pull.head_sha)
+        review = github.as_user("alice").review(pull.number, "APPROVE")
+        deployed = running.join()
+    assert windows.utc_now() >= opening, "merged before the window opened"
+    waiting = f"Approved by alice (GitHub review {review.id}) outside the change windows of stage: waiting for "
+    assert any(line.startswith(waiting) for line in said)
+    assert not any(line.startswith("Auto-merge enabled") for line in said)  # GitHub would not wait for the window
+    assert deployed.commit == github.remote.head()
+
+
+def test_a_base_moved_under_auto_merge_stops_it_before_the_update_and_the_new_head_needs_its_own_review(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    running = Running(config())
+    pull = running.pull_request(github)
+    github.as_user("alice").review(pull.number, "APPROVE")  # lint pending: auto-merge is enabled for this head
+    wait_until(lambda: github.as_user("promo").get(pull.number).auto_merge)
+    dev = f"{ROOT}/dev/preprod/hello.yaml"
+    github.remote.commit({dev: application("hello", "dev", "0.3.0-rc.1234567")}, "dev moved on")
+    wait_until(lambda: github.as_user("promo").get(pull.number).head_sha != pull.head_sha)  # updated by the run
+    updated = github.as_user("promo").get(pull.number)
+    assert not updated.auto_merge  # GitHub would keep it through promo's update: promo stopped it first
+    pass_check(github, updated.head_sha)
+    github.as_user("carol").review(pull.number, "APPROVE")  # a writer, enough for GitHub, not one of stage's approvers
+    time.sleep(0.3)  # many polls: nothing merges the updated head before an approver reviewed it
+    assert running.thread.is_alive() and github.remote.read(STAGE) == application("hello", "stage", SHOWN)
+    review = github.as_user("bob").review(pull.number, "APPROVE", commit=updated.head_sha)
+    deployed = running.join()
+    assert deployed.approved_by == f"bob (GitHub review {review.id})"
+    assert_promos_message(github, deployed.approved_by)

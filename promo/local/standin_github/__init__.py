@@ -11,7 +11,10 @@ description in tests/core/test_github_contract.py):
 - commit statuses (create, combined) and check runs (create, list for a ref), so tests can fail a required check;
 - ``POST /git/refs``, ``GET /git/ref/{heads|tags}/...``, ``GET /git/tags/{sha}``, tags and releases (what
   ``promo.forges.github`` calls);
-- ``POST /graphql`` for ``enablePullRequestAutoMerge`` only, its input as variables named like the input's fields.
+- ``GET``/``PATCH /repos/{o}/{r}`` (``allow_auto_merge``, seeded per repository by the settings), ``GET
+  /branches/{b}`` and ``GET /rules/branches/{b}``: the required checks, where ``Protection.source`` shows them;
+- ``POST /graphql`` for ``enablePullRequestAutoMerge`` (refused unless the repository allows auto-merge) and
+  ``disablePullRequestAutoMerge`` only, their input as variables named like the input's fields.
 
 Protection (``world.Protection``): a pre-receive hook refuses direct pushes to the protected branch that change
 its guarded paths, and a merge into it needs N approvals by writers, the required checks, and the ``sha`` it names.

@@ -21,8 +21,9 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from promo.local.processes import ModuleServer, exit_on_sigterm, module_main
-from promo.local.standin_github import shapes
+from promo.local.standin_github import graphql, shapes
 from promo.local.standin_github.repos import GitFailed
+from promo.local.standin_github.settings import ROUTES as SETTINGS_ROUTES, SettingsRoutes
 from promo.local.standin_github.world import ApiError, Protection, World, validation_failed
 
 log = logging.getLogger("promo.local.standin_github")
@@ -39,6 +40,7 @@ class GitHubStandinSettings(BaseModel):
     owner: str = "sandbox"
     repositories: dict[str, Path] = Field(description="repository name -> bare git repository")
     protection: dict[str, Protection] = Field(default_factory=dict, description="repository name -> its rules")
+    allow_auto_merge: list[str] = Field(default_factory=list, description="the repositories allowing auto-merge")
     tokens_file: Path = Field(description='{"login": "token"}: who may call, and as whom')
     state_file: Path
 
@@ -71,12 +73,13 @@ _ROUTES: list[Route] = [
         ("GET", r"/repos/{o}/{r}/releases", "list_releases"),
         ("POST", r"/repos/{o}/{r}/releases", "create_release"),
         ("GET", r"/repos/{o}/{r}/releases/tags/(?P<tag>.+)", "get_release"),
+        *SETTINGS_ROUTES,
     ]
     for pattern in [f"^{pattern.replace('{o}', '(?P<owner>[^/]+)').replace('{r}', '(?P<repo>[^/]+)')}$"]
 ]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(SettingsRoutes, BaseHTTPRequestHandler):
     world: ClassVar[World]
     tokens: ClassVar[dict[str, str]]  # token -> login
 
@@ -320,34 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
         return 201, shapes.release(self.world.repository(name), record, self.world.users()[login]), {}
 
     def post_graphql(self, login: str, p: dict, q: dict, body: Any) -> tuple[int, Any, dict]:
-        """Only ``enablePullRequestAutoMerge``, its input given as variables named like the input's fields."""
-        query, variables = str((body or {}).get("query", "")), (body or {}).get("variables") or {}
-        if "enablePullRequestAutoMerge" not in query:
-            return 200, {"errors": [{"message": "the stand-in serves enablePullRequestAutoMerge only"}]}, {}
-        node = str(variables.get("pullRequestId", ""))
-        for name in self.world.repos:
-            for record in self.world.records(name)["pulls"].values():
-                if f"PR_{record['id']}" == node:
-                    try:
-                        self.world.enable_auto_merge(name, record, login, variables)
-                    except ApiError as error:
-                        return 200, {"data": {"enablePullRequestAutoMerge": None},
-                                     "errors": [{"type": "UNPROCESSABLE", "message": error.message}]}, {}  # fmt: skip
-                    self.world.settle(name, record)
-                    return (
-                        200,
-                        {"data": {"enablePullRequestAutoMerge": {"pullRequest": {"number": record["number"]}}}},
-                        {},
-                    )
-        return (
-            200,
-            {
-                "errors": [
-                    {"type": "NOT_FOUND", "message": f"Could not resolve to a node with the global id of '{node}'"}
-                ]
-            },
-            {},
-        )
+        return 200, graphql.answer(self.world, login, body), {}
 
     # -- helpers ---------------------------------------------------------------------------------------------------
 
@@ -409,6 +385,8 @@ def serve(settings: GitHubStandinSettings) -> None:
     tokens = json.loads(settings.tokens_file.read_text(encoding="utf-8"))
     base = f"http://127.0.0.1:{settings.port}"
     world = World(base, settings.owner, settings.repositories, settings.protection, list(tokens), settings.state_file)
+    for name in settings.allow_auto_merge:  # a setting a PATCH changed since is kept
+        world.records(name).setdefault("allow_auto_merge", True)
     handler = type(
         "Handler", (_Handler,), {"world": world, "tokens": {token: login for login, token in tokens.items()}}
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,9 @@ class Protection(BaseModel):
     dismiss_stale_reviews: bool = True
     required_checks: list[str] = Field(default_factory=list)
     guarded_paths: list[str] = Field(default_factory=list, description="what a direct push may not change; none: all")
+    source: Literal["branch-protection", "ruleset"] = Field(
+        default="branch-protection", description="where a client reads the rule: the branch's protection, or rulesets"
+    )
 
 
 class ApiError(Exception):
@@ -287,7 +290,10 @@ class World:
         if tree is None:
             raise ApiError(422, "merge conflict between base and head")
         message = f"Merge branch '{record['base']}' into {record['head']}\n"
-        repo.move_ref(f"refs/heads/{record['head']}", repo.commit(tree, [head, base], message, login), head)
+        updated = repo.commit(tree, [head, base], message, login)
+        repo.move_ref(f"refs/heads/{record['head']}", updated, head)
+        if record["auto_merge"] and login in self.writers(name):  # GitHub keeps auto-merge through a writer's push
+            record["auto_merge"]["expected_head"] = updated
 
     def enable_auto_merge(self, name: str, record: dict[str, Any], login: str, inputs: dict[str, Any]) -> None:
         if record["state"] != "open":
@@ -309,7 +315,7 @@ class World:
         auto = record.get("auto_merge")
         if record["state"] != "open" or not auto:
             return
-        if auto["expected_head"] != self.head_sha(name, record):  # a push disables auto-merge
+        if auto["expected_head"] != self.head_sha(name, record):  # a git push: the stand-in cannot tell a writer's
             record["auto_merge"] = None
         elif self.merge_state(name, record)[1] in ("clean", "unstable"):
             body = {"merge_method": auto["merge_method"], "commit_title": auto["commit_title"] or None,
