@@ -38,6 +38,7 @@ from promo.flows.gate_plan import wait_for_window_of
 from promo.flows.runinfo import run_logger
 from promo.release.gates import GATE_KEY_PREFIX
 from promo.forges.github_pulls import Checks, GitHubPullRequests, PullRequestState, RequiredChecks
+from promo.gitops.mirror import Mirror
 from promo.gitops.repo import Proposal, Trailers, check_unmoved
 from promo.release.pull_gate import (
     PULL_REQUEST_GATE_TAG,
@@ -210,6 +211,7 @@ class _Waiting:
                 run_logger().warning("The repository dismisses stale reviews: pull request #%s needs a new review "
                                      "of its updated head (%s)", pull.number, pull.html_url)  # fmt: skip
             return None
+        self._check_holds_only_the_proposal(pull, repo.mirror, snapshot.commit, head)
         required = self._required_checks()
         checks = self.pulls.checks(head)
         self._fail_on_checks(pull, checks, required)
@@ -228,6 +230,22 @@ class _Waiting:
         run_logger().info("Merged pull request #%s into %s as %s", pull.number, self.config.gitops.branch,
                           merged.sha[:12])  # fmt: skip
         return merged.sha
+
+    def _check_holds_only_the_proposal(self, pull: PullRequestState, mirror: Mirror, base: str, head: str) -> None:
+        """What merging ``head`` (which contains ``base``) would write is promo's proposal, file for file, or the
+        pull request is closed and the run fails: a commit pushed to promo's branch by anyone else would otherwise
+        land under promo's subject and trailers, which an approver through the Prefect form never saw (and a review
+        approves the pull request, not a rewrite of what promo says it moves)."""
+        files = self.proposal.files
+        changed = mirror.changed_paths(base, head)
+        if changed == set(files) and mirror.read_files(head, sorted(files)) == dict(files):
+            return
+        _close_unmerged(self.pulls, pull.number, "Closed by promo: its branch holds changes promo did not make.")
+        raise ConflictError(
+            f"{self.title}: pull request #{pull.number} ({pull.html_url}) holds changes promo did not make "
+            f"({', '.join(sorted(changed ^ set(files))) or 'other contents'} at {head[:12]}); nothing was written",
+            "push nothing to promo's branches; start the promotion again",
+        )
 
     def _fail_on_checks(self, pull: PullRequestState, checks: Checks, required: frozenset[str] | None) -> None:
         """A failed required check (any check, when the required ones cannot be read) closes the pull request and

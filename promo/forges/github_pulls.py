@@ -323,8 +323,14 @@ class GitHubPullRequests:
             return None
         if any(_ALREADY_CLEAN.search(error) for error in errors):
             return self.merge(pull.number, pull.head_sha, method, title=title, message=message)
-        if self.get(pull.number).state != "open":  # merged or closed meanwhile (another run, a person)
+        latest = self.get(pull.number)
+        if latest.state != "open":  # merged or closed meanwhile (another run, a person)
             raise NotMergeable(f"{action}: it is closed ({'; '.join(errors)})", "read the pull request again")
+        if latest.head_sha != pull.head_sha:  # pushed to since it was read: GitHub refuses the expectedHeadOid
+            raise HeadMoved(
+                f"{action}: its head moved from {pull.head_sha[:12]} to {latest.head_sha[:12]} ({'; '.join(errors)})",
+                "read the pull request again: the new head needs its own gate",
+            )
         raise ToolError(
             f"{action} failed: GitHub answered {'; '.join(errors)}", "allow auto-merge in the repository's settings"
         )

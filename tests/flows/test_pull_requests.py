@@ -352,6 +352,25 @@ def test_with_the_prefect_form_as_the_gate_the_pull_request_only_satisfies_branc
     assert "Approved-By: carol\n" in message and "GitHub review" not in message
 
 
+def test_a_pull_request_whose_branch_holds_changes_promo_did_not_make_is_closed_and_nothing_merged(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    settings = config(approval="prefect", approvers=["carol"])
+    running = Running(settings, gate=Decision(True, "carol", via="gate"), approved_by="carol")
+    pull = running.pull_request(github)
+    prod = f"{ROOT}/prod/prod/hello.yaml"
+    before = github.remote.read(prod)
+    # someone who may push replaces promo's commit with one that also moves prod, under promo's branch name
+    sneaked = github.push_branch(running.branch, {STAGE: application("hello", "stage", VERSION),
+                                                  prod: application("hello", "prod", "9.9.9")})  # fmt: skip
+    pass_check(github, sneaked)
+    github.as_user("bob").review(pull.number, "APPROVE", commit=sneaked)  # what the branch protection asks for
+    with pytest.raises(ConflictError, match=f"pull request #{pull.number} .* holds changes promo did not make"):
+        running.join()
+    assert github.remote.read(prod) == before and github.remote.read(STAGE) == application("hello", "stage", SHOWN)
+    assert github.as_user("promo").get(pull.number).state == "closed"
+
+
 def test_the_watcher_resumes_a_suspended_run_once_its_pull_request_is_decided(
     github: GitHubWorld, config: Callable[..., PromoConfig]
 ) -> None:

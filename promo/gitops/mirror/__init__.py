@@ -130,6 +130,10 @@ class Mirror:
         """Whether commit ``ancestor`` is reachable from ``ref`` (a build commit on its branch); False if unknown."""
         return _reads.is_ancestor(self._cache, ancestor, ref)
 
+    def changed_paths(self, base: str, ref: str) -> set[str]:
+        """The paths whose content differs between commits ``base`` and ``ref`` (added, removed or changed)."""
+        return _reads.changed_paths(self._cache, base, ref)
+
     def commit_time(self, ref: str) -> int:
         """When ``ref``'s commit was committed, in seconds since the epoch (``git log -1 --format=%ct``)."""
         return self._cache.repo.commit(self._cache.resolve(ref)).committed_date

@@ -26,6 +26,13 @@ def is_ancestor(cache: Cache, ancestor: str, ref: str) -> bool:
     return cache.repo.is_ancestor(ancestor_sha, cache.resolve(ref))
 
 
+def changed_paths(cache: Cache, base: str, ref: str) -> set[str]:
+    """The paths whose content differs between two commits (trees only: a partial cache fetches no blob for it)."""
+    output = cache.git("diff", "--name-only", "--no-renames", "-z", cache.resolve(base), cache.resolve(ref),
+                       action="comparing two commits of")  # fmt: skip
+    return {path for path in output.split("\0") if path}
+
+
 def commit_times(cache: Cache, shas: Iterable[str]) -> dict[str, int]:
     """Those of ``shas`` the history of the branches and tags holds -> committer time: one listing of that history,
     not a lookup per commit (a commit a partial cache lacks would be fetched on its own, one round trip each: a minute
