@@ -70,6 +70,31 @@ class Trailers:
 
 
 @dataclass(frozen=True)
+class WriteRequest:
+    """One write into an environment, whole: what moves where (``app`` to ``version`` in every cluster of ``env``),
+    over what the approver was shown (``expected``, the gate's ``Plan.current``), how its commit records it
+    (``subject``, ``trailers``) and whether it may go back (``allow_downgrade``).
+
+    One value, not a list of keywords, so that every layer from a flow's deploy step to the push carries the very
+    change that was approved, and none can drop or swap a part of it on the way.
+
+    ``release_environment`` and ``rerun`` are derived, never chosen (``promo.tasks.gitops.write_request`` fills
+    both): the (name, clusters) where releases run, whose version lets a hotfix's lower base into ``env`` (None when
+    ``env`` is that environment), and the command a refused write names to run again."""
+
+    app: str
+    env: str
+    clusters: Sequence[str]
+    version: str
+    expected: Mapping[str, str]
+    subject: str
+    trailers: Trailers
+    allow_downgrade: bool = False  # a rollback's alone: it goes back on purpose (approved, or on_failure: rollback)
+    release_environment: tuple[str, Sequence[str]] | None = None
+    rerun: str | None = None
+
+
+@dataclass(frozen=True)
 class ManifestChange:
     path: str
     before: str
