@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
 from promo.tasks.limits import gitops_lock
-from promo.gitops.repo import Plan, Proposal, SetVersionResult, Trailers
+from promo.gitops.repo import Plan, Proposal, SetVersionResult, Trailers, WriteRequest
 from promo.versions import parse_version
 from promo import windows
 from promo.gitops import controls
@@ -96,16 +96,18 @@ def write_environment_version(
     unless ``allow_downgrade``: a rollback's, which goes back on purpose."""
     url = config.gitops.url
     return gitops_repo(config, write_lock=lambda: gitops_lock(url)).set_version(
-        config.app,
-        env,
-        config.environment(env).clusters,
-        version,
-        expected=expected,
-        subject=subject,
-        trailers=trailers,
-        release_environment=release_environment(config, env),
-        rerun=flow_run.get_flow_name(),  # the command to run again when the target moved
-        allow_downgrade=allow_downgrade,
+        WriteRequest(
+            config.app,
+            env,
+            config.environment(env).clusters,
+            version,
+            expected=expected,
+            subject=subject,
+            trailers=trailers,
+            release_environment=release_environment(config, env),
+            rerun=flow_run.get_flow_name(),  # the command to run again when the target moved
+            allow_downgrade=allow_downgrade,
+        )
     )
 
 
@@ -131,15 +133,17 @@ def propose_environment_version(
     ``env`` runs ``version`` already). The same planning and checks against ``expected``; an earlier attempt's branch
     with the same change is reused, one with another change is a StaleBranch for the caller to close."""
     return gitops_repo(config).propose_version(
-        config.app,
-        env,
-        config.environment(env).clusters,
-        version,
+        WriteRequest(
+            config.app,
+            env,
+            config.environment(env).clusters,
+            version,
+            expected=expected,
+            subject=subject,
+            trailers=trailers,
+            release_environment=release_environment(config, env),
+            rerun=flow_run.get_flow_name(),
+            allow_downgrade=allow_downgrade,
+        ),
         branch=branch,
-        expected=expected,
-        subject=subject,
-        trailers=trailers,
-        release_environment=release_environment(config, env),
-        rerun=flow_run.get_flow_name(),
-        allow_downgrade=allow_downgrade,
     )
