@@ -19,7 +19,7 @@ from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.gitops.verdicts import Verdict
 from promo.release.approvals import Decision
-from promo.tasks.gitops import write_environment_version
+from promo.tasks.gitops import write_environment_version, write_request
 from promo.tasks.limits import environment_lock
 
 
@@ -57,20 +57,18 @@ def deploy(
     goes to ``on_failure``; None leaves verifying to the caller, who calls ``verify_written`` with the commit
     (release-prod, which verifies prod last: see its module)."""
     trailers = replace(trailers, chart_version=version, flow_run=flow_run_label())
+    request = write_request(config, env, version, expected=expected, subject=subject, trailers=trailers,
+                            allow_downgrade=allow_downgrade)  # fmt: skip
     approved_by = landed_by = None
     if config.environment(env).write == "pull-request":
         # No environment lock while a review may take days: the merge names the reviewed head (compare-and-swap).
         page = gate.review_page if gate is not None and gate.review_page else subject
-        through = write_through_pull_request(config, env, version, expected=expected, subject=subject,
-                                             trailers=trailers, page=page, allow_downgrade=allow_downgrade)  # fmt: skip
+        through = write_through_pull_request(config, request, page=page)
         commit, approved_by = through.commit, through.review.trailer if through.review else None
         landed_by = through.pull_request.html_url if through.pull_request else None
     else:
         with environment_lock(config.app, env):
-            commit = write_environment_version(
-                config, env, version, expected=expected, subject=subject, trailers=trailers,
-                allow_downgrade=allow_downgrade,
-            ).commit  # fmt: skip
+            commit = write_environment_version(config, request).commit
     landed(config, env, version, commit, landed_by)
     if on_failure is None:
         return Deployed(env, version, commit, None, approved_by)
