@@ -66,19 +66,21 @@ def _timed_lock(url: str, mode: LockMode, holds: list[Hold]) -> Callable[[], obj
 
 
 def _set_version(url: str, app: str, cache: Path, version: str, shown: str, mode: LockMode = None) -> Outcome:
-    from promo.gitops.repo import GitOpsRepo, Trailers
+    from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 
     holds: list[Hold] = []
     started = time.perf_counter()
     try:
         result = GitOpsRepo(url, "main", cache, write_lock=_timed_lock(url, mode, holds)).set_version(
-            app,
-            ENV,
-            [CLUSTER],
-            version,
-            expected={CLUSTER: shown},  # what the round starts from, as a gate would have shown it
-            subject=f"promote({app}): -> {ENV} {version}",
-            trailers=Trailers(approved_by="bench"),
+            WriteRequest(
+                app,
+                ENV,
+                [CLUSTER],
+                version,
+                expected={CLUSTER: shown},  # what the round starts from, as a gate would have shown it
+                subject=f"promote({app}): -> {ENV} {version}",
+                trailers=Trailers(approved_by="bench"),
+            )
         )
         return time.perf_counter() - started, result.attempts, None, holds
     except Exception as error:  # noqa: BLE001 - reported, not raised: a failed writer is a result here

@@ -62,7 +62,7 @@ def _primitives(url: str, cache: Path, path: str, runs: int) -> dict[str, list[f
 
 
 def bench(runs: int) -> Report:
-    from promo.gitops.repo import GitOpsRepo, Trailers
+    from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 
     report = Report("3 repo size", "set_version on 2,000 apps x 4 envs, 20,000 commits vs 1 app")
     started = time.perf_counter()
@@ -94,8 +94,10 @@ def bench(runs: int) -> Report:
         def call() -> object:
             repo = GitOpsRepo(remote.as_uri(), "main", cache or caches[name])  # a new client per call, as tasks do
             return repo.set_version(
-                apps[name], ENV, [CLUSTER], version, expected=shown,
-                subject=f"bench: {version}", trailers=Trailers(approved_by="bench"),
+                WriteRequest(
+                    apps[name], ENV, [CLUSTER], version, expected=shown,
+                    subject=f"bench: {version}", trailers=Trailers(approved_by="bench"),
+                )
             )  # fmt: skip
 
         seconds, result = timed(call)

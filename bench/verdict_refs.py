@@ -79,7 +79,7 @@ def _cpu() -> float:
 
 def bench(runs: int) -> Report:
     from promo.gitops.mirror import Mirror
-    from promo.gitops.repo import GitOpsRepo, Trailers
+    from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
     from promo.gitops.verdicts import read_verdicts_by_env
 
     report = Report("9 verdict refs", "a warm GitOps write with 20,000 verdicts (in record logs) in the remote vs none")
@@ -101,7 +101,9 @@ def bench(runs: int) -> Report:
         def call() -> object:
             gitops = GitOpsRepo(remote.as_uri(), "main", caches[label])  # a new client per call, as tasks do
             return gitops.set_version(
-                app, ENV, [CLUSTER], version, expected=shown, subject=f"bench: {version}", trailers=Trailers()
+                WriteRequest(
+                    app, ENV, [CLUSTER], version, expected=shown, subject=f"bench: {version}", trailers=Trailers()
+                )
             )
 
         cpu = _cpu()

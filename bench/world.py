@@ -60,19 +60,21 @@ class World:
 
     def set_version(self, env: str, version: str) -> None:
         """Put ``version`` into ``env`` the way publish-dev would, through the bench's own cache."""
-        from promo.gitops.repo import GitOpsRepo, Trailers
+        from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 
         config = self.config
         repo = GitOpsRepo(config.gitops.url, config.gitops.branch, self.directory / "bench-cache", config.gitops.root)
         clusters = config.environment(env).clusters
         repo.set_version(
-            config.app,
-            env,
-            clusters,
-            version,
-            expected=repo.plan(config.app, env, clusters, version).current,
-            subject=f"bench: {env} -> {version}",
-            trailers=Trailers(),
+            WriteRequest(
+                config.app,
+                env,
+                clusters,
+                version,
+                expected=repo.plan(config.app, env, clusters, version).current,
+                subject=f"bench: {env} -> {version}",
+                trailers=Trailers(),
+            )
         )
 
     def config_with_gate(self, poll_interval: float) -> Path:

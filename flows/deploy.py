@@ -7,7 +7,6 @@ rollback, or, for a rollback itself, a message and no second rollback.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from promo.flows.artifacts import publish_environment_table
@@ -16,7 +15,7 @@ from promo.flows.verification import OnFailure, verify_written
 from promo.flows.pull_request import write_through_pull_request
 from promo.flows.supersede import supersede_waiting_gates
 from promo.config import PromoConfig
-from promo.gitops.repo import Trailers
+from promo.gitops.repo import WriteRequest
 from promo.gitops.verdicts import Verdict
 from promo.release.approvals import Decision
 from promo.tasks.gitops import write_environment_version
@@ -38,39 +37,28 @@ class Deployed:
 
 
 def deploy(
-    config: PromoConfig,
-    env: str,
-    version: str,
-    *,
-    expected: Mapping[str, str],
-    subject: str,
-    trailers: Trailers,
-    on_failure: OnFailure | None,
-    allow_downgrade: bool = False,
-    gate: Decision | None = None,
+    config: PromoConfig, request: WriteRequest, *, on_failure: OnFailure | None, gate: Decision | None = None
 ) -> Deployed:
-    """Write ``version`` into ``env`` over ``expected`` (what the gate showed) and verify what the write deployed.
+    """Write ``request`` (its version into its environment over what the gate showed, ``write_request``) and verify
+    what the write deployed.
 
     The environment's lock is held for the write alone: verification takes minutes and changes no manifest. The
-    commit's ``Chart-Version`` and ``Flow-Run`` trailers are the step's own. A write that finds ``env`` at ``version``
-    already (a re-run) writes nothing and verifies the commit that put it there (``verify_written``). A failed verdict
-    goes to ``on_failure``; None leaves verifying to the caller, who calls ``verify_written`` with the commit
-    (release-prod, which verifies prod last: see its module)."""
-    trailers = replace(trailers, chart_version=version, flow_run=flow_run_label())
+    commit's ``Chart-Version`` and ``Flow-Run`` trailers are the step's own. A write that finds the environment at the
+    version already (a re-run) writes nothing and verifies the commit that put it there (``verify_written``). A
+    failed verdict goes to ``on_failure``; None leaves verifying to the caller, who calls ``verify_written`` with the
+    commit (release-prod, which verifies prod last: see its module)."""
+    env, version = request.env, request.version
+    request = replace(request, trailers=replace(request.trailers, chart_version=version, flow_run=flow_run_label()))
     approved_by = landed_by = None
     if config.environment(env).write == "pull-request":
         # No environment lock while a review may take days: the merge names the reviewed head (compare-and-swap).
-        page = gate.review_page if gate is not None and gate.review_page else subject
-        through = write_through_pull_request(config, env, version, expected=expected, subject=subject,
-                                             trailers=trailers, page=page, allow_downgrade=allow_downgrade)  # fmt: skip
+        page = gate.review_page if gate is not None and gate.review_page else request.subject
+        through = write_through_pull_request(config, request, page=page)
         commit, approved_by = through.commit, through.review.trailer if through.review else None
         landed_by = through.pull_request.html_url if through.pull_request else None
     else:
         with environment_lock(config.app, env):
-            commit = write_environment_version(
-                config, env, version, expected=expected, subject=subject, trailers=trailers,
-                allow_downgrade=allow_downgrade,
-            ).commit  # fmt: skip
+            commit = write_environment_version(config, request).commit
     landed(config, env, version, commit, landed_by)
     if on_failure is None:
         return Deployed(env, version, commit, None, approved_by)

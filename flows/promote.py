@@ -20,7 +20,7 @@ from promo.config import PromoConfig
 from promo.gitops.repo import Trailers
 from promo.release.gate_plan import GatePlan
 from promo.tasks.chart import find_chart
-from promo.tasks.gitops import plan_environment_version, read_environment_version
+from promo.tasks.gitops import plan_environment_version, read_environment_version, write_request
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,19 @@ def promote_into(target: str, config_path: str | None, app: str | None) -> Promo
     decision = approve(config, planned)
     deployed = deploy(
         config,
-        target,
-        version,
-        expected=planned.plan.current,
-        subject=f"promote({config.app}): {source} -> {target} {version}",
-        trailers=Trailers(
-            promoted_from=source,
-            chart_digest=digest,
-            approved_by=decision.approver,
-            approval_comment=decision.comment,
-            override_reason=decision.override_reason,
+        write_request(
+            config,
+            target,
+            version,
+            expected=planned.plan.current,
+            subject=f"promote({config.app}): {source} -> {target} {version}",
+            trailers=Trailers(
+                promoted_from=source,
+                chart_digest=digest,
+                approved_by=decision.approver,
+                approval_comment=decision.comment,
+                override_reason=decision.override_reason,
+            ),
         ),
         on_failure=on_failed_verification,
         gate=decision,

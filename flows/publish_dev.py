@@ -21,7 +21,7 @@ from promo.registry.helm import PushedChart
 from promo.registry.images import BuiltImage
 from promo.versions import short_sha
 from promo.tasks.chart import check_registry_access, package_rc_chart, push_rc_chart
-from promo.tasks.gitops import plan_environment_version
+from promo.tasks.gitops import plan_environment_version, write_request
 from promo.tasks.image import build_image
 from promo.tasks.source import (
     BuildRequest,
@@ -73,11 +73,14 @@ def publish_dev(
     pushed = push_rc_chart(config, chart)
     deployed = deploy(
         config,
-        env,
-        chart.version,
-        expected=planned.current,
-        subject=f"deploy({config.app}): {env} -> {chart.version}",
-        trailers=Trailers(chart_digest=pushed.digest, image=image.pinned),
+        write_request(
+            config,
+            env,
+            chart.version,
+            expected=planned.current,
+            subject=f"deploy({config.app}): {env} -> {chart.version}",
+            trailers=Trailers(chart_digest=pushed.digest, image=image.pinned),
+        ),
         on_failure=on_failed_verification,
     )
     published = Published(

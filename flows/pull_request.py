@@ -20,7 +20,7 @@ resumes it once the pull request is decided; it then starts again from the top a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from prefect.client.orchestration import get_client
@@ -39,7 +39,7 @@ from promo.flows.runinfo import run_logger
 from promo.release.gates import GATE_KEY_PREFIX
 from promo.forges.github_pulls import Checks, GitHubPullRequests, PullRequestState, RequiredChecks
 from promo.gitops.mirror import Mirror
-from promo.gitops.repo import Proposal, Trailers, check_unmoved
+from promo.gitops.repo import Proposal, WriteRequest, check_unmoved
 from promo.release.pull_gate import (
     PULL_REQUEST_GATE_TAG,
     ReviewDecision,
@@ -63,23 +63,16 @@ class PullRequestWrite:
 
 def write_through_pull_request(
     config: PromoConfig,
-    env: str,
-    version: str,
+    request: WriteRequest,
     *,
-    expected: Mapping[str, str],
-    subject: str,
-    trailers: Trailers,
     page: str,
-    allow_downgrade: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PullRequestWrite:
     """Propose, wait for the gate, merge: the commit that landed on the GitOps branch, and the review that passed."""
     pulls = gitops_pull_requests(config)
+    env, version = request.env, request.version
     branch = promotion_branch(config.app, env, version)
-    propose = lambda: propose_environment_version(  # noqa: E731
-        config, env, version, branch=branch, expected=expected, subject=subject, trailers=trailers,
-        allow_downgrade=allow_downgrade,
-    )  # fmt: skip
+    propose = lambda: propose_environment_version(config, request, branch=branch)  # noqa: E731
     for attempt in (1, 2):
         try:
             proposal = propose()
@@ -92,7 +85,7 @@ def write_through_pull_request(
         if proposal is None:
             return PullRequestWrite(None, None, None)
         try:
-            pull = pulls.open(branch, config.gitops.branch, title=subject, body=page,
+            pull = pulls.open(branch, config.gitops.branch, title=request.subject, body=page,
                               labels=pull_request_labels(config.app, env))  # fmt: skip
             break
         except InputError:
@@ -102,7 +95,7 @@ def write_through_pull_request(
                 raise
     run_logger().info("%s pull request #%s for %s into %s: %s", "Reusing" if proposal.reused else "Opened",
                       pull.number, version, env, pull.html_url)  # fmt: skip
-    waiting = _Waiting(config, pulls, env, version, expected, proposal, trailers, sleep)
+    waiting = _Waiting(config, pulls, request, proposal, sleep)
     try:
         commit, review = waiting.until_merged(pull)
     except Pause:  # suspended until the pull request is decided: it stays open
@@ -126,15 +119,13 @@ class _Waiting:
         self,
         config: PromoConfig,
         pulls: GitHubPullRequests,
-        env: str,
-        version: str,
-        expected: Mapping[str, str],
+        request: WriteRequest,
         proposal: Proposal,
-        trailers: Trailers,
         sleep: Callable[[float], None],
     ) -> None:
+        env, version = request.env, request.version
         self.config, self.pulls, self.env, self.version = config, pulls, env, version
-        self.expected, self.proposal, self.trailers, self.sleep = expected, proposal, trailers, sleep
+        self.expected, self.proposal, self.trailers, self.sleep = request.expected, proposal, request.trailers, sleep
         self.settings = config.environment(env)
         self.title = f"{config.app} {version} into {env}"
         self.said: set[str] = set()  # what the log said already, so a long wait logs each thing once

@@ -34,7 +34,7 @@ from promo.release.gate_plan import GatePlan
 from promo.versions import bump, rc_version
 from promo.tasks.chart import find_chart, lookup_chart
 from promo.tasks.forge import check_release_tag, publish_release
-from promo.tasks.gitops import plan_environment_version, read_environment_version, read_hold
+from promo.tasks.gitops import plan_environment_version, read_environment_version, read_hold, write_request
 from promo.tasks.release import (
     bump_main,
     find_next_build_commit,
@@ -82,16 +82,19 @@ def release_prod(config_path: str | None = None, app: str | None = None) -> Rele
     release = publish_release(config, candidate, commit)
     deployed = deploy(
         config,
-        prod,
-        candidate.version,
-        expected=planned.plan.current,
-        subject=f"release({config.app}): {prod} -> {candidate.version}",
-        trailers=Trailers(
-            promoted_from=stage,
-            chart_digest=pushed.digest,
-            approved_by=approver,
-            approval_comment=comment,
-            override_reason=override_reason,
+        write_request(
+            config,
+            prod,
+            candidate.version,
+            expected=planned.plan.current,
+            subject=f"release({config.app}): {prod} -> {candidate.version}",
+            trailers=Trailers(
+                promoted_from=stage,
+                chart_digest=pushed.digest,
+                approved_by=approver,
+                approval_comment=comment,
+                override_reason=override_reason,
+            ),
         ),
         on_failure=None,  # prod is verified last, below: see the module's docstring
         gate=decision,

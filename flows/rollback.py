@@ -25,7 +25,7 @@ from promo.release.gate_plan import GatePlan
 from promo.release.rollback import RollbackPlan, check_verified, rollback_target
 from promo.gitops.verdicts import Verdict
 from promo.tasks.chart import find_chart
-from promo.tasks.gitops import plan_environment_version, read_environment_version, read_rejections
+from promo.tasks.gitops import plan_environment_version, read_environment_version, read_rejections, write_request
 from promo.tasks.history import read_environment_history
 
 AUTOMATIC_APPROVER = "promo (on_failure: rollback)"
@@ -140,18 +140,21 @@ def write_rollback(
     rolled_back = agreed_version(planned.plan.current) or ""  # one version: rollback_gate_plan saw to it
     deployed = deploy(
         config,
-        env,
-        version,
-        expected=planned.plan.current,
-        subject=f"rollback({config.app}): {env} -> {version}",
-        trailers=Trailers(
-            chart_digest=planned.chart_digest,
-            approved_by=approved_by,
-            approval_comment=comment,
-            rollback_of=rolled_back,
+        write_request(
+            config,
+            env,
+            version,
+            expected=planned.plan.current,
+            subject=f"rollback({config.app}): {env} -> {version}",
+            trailers=Trailers(
+                chart_digest=planned.chart_digest,
+                approved_by=approved_by,
+                approval_comment=comment,
+                rollback_of=rolled_back,
+            ),
+            allow_downgrade=True,
         ),
         on_failure=rollback_failed(failed),
-        allow_downgrade=True,
         gate=gate,
     )
     approved_by = deployed.approved_by or approved_by

@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 from promo.clients import gitops_repo
 from promo.config import PromoConfig
 from promo.tasks.limits import gitops_lock
-from promo.gitops.repo import Plan, Proposal, SetVersionResult, Trailers
+from promo.gitops.repo import Plan, Proposal, SetVersionResult, Trailers, WriteRequest
 from promo.versions import parse_version
 from promo import windows
 from promo.gitops import controls
@@ -86,8 +86,7 @@ def read_rejections(config: PromoConfig) -> dict[str, controls.Rejection]:
     return controls.read_rejections(gitops_repo(config).mirror, config.app)
 
 
-@task(name="write-environment-version", **TRANSIENT_RETRIES)
-def write_environment_version(
+def write_request(
     config: PromoConfig,
     env: str,
     version: str,
@@ -96,17 +95,12 @@ def write_environment_version(
     subject: str,
     trailers: Trailers,
     allow_downgrade: bool = False,
-) -> SetVersionResult:
-    """One commit setting every cluster of ``env``; a rejected push is re-applied on the new head inside the call.
-
-    The fetch-edit-push holds the GitOps repository's lock on the Prefect server (``gitops_lock``), so writers with
-    caches on other workers or hosts queue for the repository instead of racing at it.
-
-    ``expected`` is ``Plan.current`` as the gate showed it: a cluster that moved since refuses the write
-    (ConflictError, never retried), as does a version below what runs (a hotfix may pass, see ``is_downgrade``),
-    unless ``allow_downgrade``: a rollback's, which goes back on purpose."""
-    url = config.gitops.url
-    return gitops_repo(config, write_lock=lambda: gitops_lock(url)).set_version(
+) -> WriteRequest:
+    """The write of ``version`` into ``env`` over ``expected`` (``Plan.current`` as the gate showed it), with what
+    the flows never choose derived here, once for every write, pushed or proposed: the app and the clusters of
+    ``env`` from promo.yaml, where releases run (``release_environment``: a hotfix's floor), and this run's flow as
+    the command to run again should the target move. ``allow_downgrade`` is a rollback's alone."""
+    return WriteRequest(
         config.app,
         env,
         config.environment(env).clusters,
@@ -114,10 +108,25 @@ def write_environment_version(
         expected=expected,
         subject=subject,
         trailers=trailers,
-        release_environment=release_environment(config, env),
-        rerun=flow_run.get_flow_name(),  # the command to run again when the target moved
         allow_downgrade=allow_downgrade,
+        release_environment=release_environment(config, env),
+        rerun=flow_run.get_flow_name(),
     )
+
+
+@task(name="write-environment-version", **TRANSIENT_RETRIES)
+def write_environment_version(config: PromoConfig, request: WriteRequest) -> SetVersionResult:
+    """One commit setting every cluster of the request's environment; a rejected push is re-applied on the new head
+    inside the call.
+
+    The fetch-edit-push holds the GitOps repository's lock on the Prefect server (``gitops_lock``), so writers with
+    caches on other workers or hosts queue for the repository instead of racing at it.
+
+    ``request.expected`` is ``Plan.current`` as the gate showed it: a cluster that moved since refuses the write
+    (ConflictError, never retried), as does a version below what runs (a hotfix may pass, see ``is_downgrade``),
+    unless ``request.allow_downgrade``: a rollback's, which goes back on purpose."""
+    url = config.gitops.url
+    return gitops_repo(config, write_lock=lambda: gitops_lock(url)).set_version(request)
 
 
 def release_environment(config: PromoConfig, env: str) -> tuple[str, list[str]] | None:
@@ -127,30 +136,9 @@ def release_environment(config: PromoConfig, env: str) -> tuple[str, list[str]] 
 
 
 @task(name="propose-environment-version", **TRANSIENT_RETRIES)
-def propose_environment_version(
-    config: PromoConfig,
-    env: str,
-    version: str,
-    *,
-    branch: str,
-    expected: Mapping[str, str],
-    subject: str,
-    trailers: Trailers,
-    allow_downgrade: bool = False,
-) -> Proposal | None:
+def propose_environment_version(config: PromoConfig, request: WriteRequest, *, branch: str) -> Proposal | None:
     """The commit ``write_environment_version`` would push, pushed to ``branch`` for a pull request instead (None:
-    ``env`` runs ``version`` already). The same planning and checks against ``expected``; an earlier attempt's branch
-    with the same change is reused, one with another change is a StaleBranch for the caller to close."""
-    return gitops_repo(config).propose_version(
-        config.app,
-        env,
-        config.environment(env).clusters,
-        version,
-        branch=branch,
-        expected=expected,
-        subject=subject,
-        trailers=trailers,
-        release_environment=release_environment(config, env),
-        rerun=flow_run.get_flow_name(),
-        allow_downgrade=allow_downgrade,
-    )
+    the environment runs the version already). The same planning and checks against ``request.expected``; an earlier
+    attempt's branch with the same change is reused, one with another change is a StaleBranch for the caller to
+    close."""
+    return gitops_repo(config).propose_version(request, branch=branch)

@@ -70,6 +70,31 @@ class Trailers:
 
 
 @dataclass(frozen=True)
+class WriteRequest:
+    """One write into an environment, whole: what moves where (``app`` to ``version`` in every cluster of ``env``),
+    over what the approver was shown (``expected``, the gate's ``Plan.current``), how its commit records it
+    (``subject``, ``trailers``) and whether it may go back (``allow_downgrade``).
+
+    One value, not a list of keywords, so that every layer from a flow's deploy step to the push carries the very
+    change that was approved, and none can drop or swap a part of it on the way.
+
+    ``release_environment`` and ``rerun`` are derived, never chosen (``promo.tasks.gitops.write_request`` fills
+    both): the (name, clusters) where releases run, whose version lets a hotfix's lower base into ``env`` (None when
+    ``env`` is that environment), and the command a refused write names to run again."""
+
+    app: str
+    env: str
+    clusters: Sequence[str]
+    version: str
+    expected: Mapping[str, str]
+    subject: str
+    trailers: Trailers
+    allow_downgrade: bool = False  # a rollback's alone: it goes back on purpose (approved, or on_failure: rollback)
+    release_environment: tuple[str, Sequence[str]] | None = None
+    rerun: str | None = None
+
+
+@dataclass(frozen=True)
 class ManifestChange:
     path: str
     before: str
@@ -189,36 +214,21 @@ class GitOpsRepo:
             self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
         return plan
 
-    def set_version(
-        self,
-        app: str,
-        env: str,
-        clusters: Sequence[str],
-        version: str,
-        *,
-        expected: Mapping[str, str],
-        subject: str,
-        trailers: Trailers,
-        release_environment: tuple[str, Sequence[str]] | None = None,
-        rerun: str | None = None,
-        allow_downgrade: bool = False,
-    ) -> SetVersionResult:
-        """Set ``app`` in every cluster of ``env`` to ``version`` in one pushed commit; no commit if already there.
+    def set_version(self, request: WriteRequest) -> SetVersionResult:
+        """Set ``request.app`` in every cluster of its ``env`` to its ``version`` in one pushed commit; no commit if
+        already there.
 
-        ``expected`` is what each cluster ran when the change was shown (``Plan.current``). Every attempt compares it
-        with the freshly fetched head: a cluster that moved since is never overwritten, the write is refused
-        (ConflictError naming ``rerun``, the command to run again). A cluster already at ``version`` is no move.
-        Nor does a write go back (``is_downgrade``): ``release_environment`` (name, clusters) is where releases run,
-        whose version lets a hotfix's lower base into ``env``; None when ``env`` is that environment.
-        ``allow_downgrade`` is for a rollback alone, which goes back on purpose (approved, or configured as
-        ``on_failure: rollback``); every other write leaves it False."""
-        edit, message, plans = self._write(
-            app, env, clusters, version, expected, subject, trailers, release_environment, rerun, allow_downgrade
-        )
+        ``request.expected`` is what each cluster ran when the change was shown (``Plan.current``). Every attempt
+        compares it with the freshly fetched head: a cluster that moved since is never overwritten, the write is
+        refused (ConflictError naming ``request.rerun``, the command to run again). A cluster already at the version
+        is no move. Nor does a write go back (``is_downgrade``) but with ``request.allow_downgrade``: a rollback's,
+        which goes back on purpose; above ``request.release_environment``'s version a hotfix's lower base may pass."""
+        edit, message, plans = self._write(request)
         result = self.mirror.update_branch(
             self.branch, edit, message, author=self.author, budget=self.budget, lock=self.write_lock
         )
         plan = plans[-1]
+        app, env, version = request.app, request.env, request.version
         summary = (
             f"{app} in {env} set to {version} in {result.commit[:12]}"
             if result.commit
@@ -228,28 +238,13 @@ class GitOpsRepo:
             result.commit, result.changed_paths, plan.diff, plan.already_current, result.attempts, summary
         )
 
-    def propose_version(
-        self,
-        app: str,
-        env: str,
-        clusters: Sequence[str],
-        version: str,
-        *,
-        branch: str,
-        expected: Mapping[str, str],
-        subject: str,
-        trailers: Trailers,
-        release_environment: tuple[str, Sequence[str]] | None = None,
-        rerun: str | None = None,
-        allow_downgrade: bool = False,
-    ) -> Proposal | None:
+    def propose_version(self, request: WriteRequest, *, branch: str) -> Proposal | None:
         """The commit ``set_version`` would push, built on the branch's head and pushed to ``branch`` instead (a pull
-        request's head), with the same checks against ``expected``; None when ``env`` runs ``version`` already.
+        request's head), with the same checks against ``request.expected``; None when the environment runs the
+        version already.
 
         A ``branch`` left by an earlier attempt is replaced only by the caller (it may be a pull request's head)."""
-        edit, message, plans = self._write(
-            app, env, clusters, version, expected, subject, trailers, release_environment, rerun, allow_downgrade
-        )
+        edit, message, plans = self._write(request)
         head = self.snapshot()
         changes = {path: text for path, text in (edit(head) or {}).items() if head.read_file(path) != text}
         if not changes:
@@ -268,29 +263,20 @@ class GitOpsRepo:
         return Proposal(commit, head.commit, branch, text, changes, plans[-1])
 
     def _write(
-        self,
-        app: str,
-        env: str,
-        clusters: Sequence[str],
-        version: str,
-        expected: Mapping[str, str],
-        subject: str,
-        trailers: Trailers,
-        release_environment: tuple[str, Sequence[str]] | None,
-        rerun: str | None,
-        allow_downgrade: bool,
+        self, request: WriteRequest
     ) -> tuple[Callable[[Snapshot], dict[str, str]], Callable[[Mapping[str, str]], str], list[Plan]]:
         """The edit and the message of one write (pushed or proposed), and the plans its attempts made."""
-        subject = " ".join(subject.split())
+        app, env, version = request.app, request.env, request.version
+        subject = " ".join(request.subject.split())
         if not subject:
             raise InputError("the commit subject is empty", f"describe the change, e.g. 'promote {app} to {env}'")
         plans: list[Plan] = []  # the plan of each attempt; the last one is what was written
 
         def edit(snapshot: Snapshot) -> dict[str, str]:
-            plan = self._plan(snapshot, app, env, clusters, version)
-            check_unmoved(app, env, plan.current, expected, version, rerun)
-            if not allow_downgrade:
-                self._check_no_downgrade(snapshot, app, env, plan.current, version, release_environment)
+            plan = self._plan(snapshot, app, env, request.clusters, version)
+            check_unmoved(app, env, plan.current, request.expected, version, request.rerun)
+            if not request.allow_downgrade:
+                self._check_no_downgrade(snapshot, app, env, plan.current, version, request.release_environment)
             plans.append(plan)
             return {change.path: change.after for change in plan.changes}
 
@@ -298,7 +284,7 @@ class GitOpsRepo:
             body = [f"Set the chart version of {app} in {env} to {version}:"]
             for change in plans[-1].changes:
                 body.append(f"  {change.path}: {read_target_revision(change.before) or '<none>'} -> {version}")
-            return "\n\n".join(part for part in (subject, "\n".join(body), trailers.render()) if part) + "\n"
+            return "\n\n".join(part for part in (subject, "\n".join(body), request.trailers.render()) if part) + "\n"
 
         return edit, message, plans
 

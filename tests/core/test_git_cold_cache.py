@@ -9,7 +9,7 @@ import pytest
 
 from promo.gitops.history import read_history
 from promo.gitops.mirror import Mirror
-from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 from tests.fixtures.gitrepos import ROOT, GitRemote, application, git
 
 TEST_HELLO = f"{ROOT}/test/preprod/hello.yaml"
@@ -30,7 +30,9 @@ def with_history(remote: GitRemote, filters: bool) -> list[str]:
 def write(gitops: GitOpsRepo, version: str) -> str:
     shown = gitops.cluster_versions("hello", "test", ["preprod"])
     result = gitops.set_version(
-        "hello", "test", ["preprod"], version, expected=shown, subject=f"Promote {version}", trailers=Trailers()
+        WriteRequest(
+            "hello", "test", ["preprod"], version, expected=shown, subject=f"Promote {version}", trailers=Trailers()
+        )
     )
     assert result.commit is not None
     return result.commit

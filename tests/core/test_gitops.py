@@ -11,7 +11,7 @@ import pytest
 
 from promo.errors import ConflictError, InputError, ManifestError, NotFound, TransientError
 from promo.gitops.mirror import Mirror, RetryBudget, Snapshot, redact_url
-from promo.gitops.repo import GitOpsRepo, SetVersionResult, Trailers
+from promo.gitops.repo import GitOpsRepo, SetVersionResult, Trailers, WriteRequest
 from promo.gitops.manifests import set_target_revision
 from tests.fixtures.gitrepos import ROOT, GitRemote, application
 
@@ -31,7 +31,9 @@ def promote(
     """Plan, then write what the plan showed (as a gate approved at once would)."""
     shown = gitops.plan(app, env, list(clusters), version).current
     subject = f"Promote {app} {version} to {env}"
-    return gitops.set_version(app, env, list(clusters), version, expected=shown, subject=subject, trailers=TRAILERS)
+    return gitops.set_version(
+        WriteRequest(app, env, list(clusters), version, expected=shown, subject=subject, trailers=TRAILERS)
+    )
 
 
 def changed_lines(remote: GitRemote, commit: str) -> list[str]:
@@ -153,7 +155,7 @@ def write(gitops: GitOpsRepo, version: str, shown: dict[str, str], env: str = "t
     """A write carrying what a gate showed earlier (``shown``), not a fresh plan."""
     subject = f"Promote hello {version} to {env}"
     return gitops.set_version(
-        "hello", env, list(shown), version, expected=shown, subject=subject, trailers=TRAILERS, **options
+        WriteRequest("hello", env, list(shown), version, expected=shown, subject=subject, trailers=TRAILERS, **options)
     )
 
 
@@ -259,7 +261,10 @@ def test_clusters_that_disagree_are_all_aligned_each_compared(gitops_remote: Git
         write(gitops, "0.2.0", shown)
     with pytest.raises(ConflictError, match="moved from <not shown> to 0.1.9 in preprod-b since"):
         gitops.set_version(
-            "hello", "test", clusters, "0.2.0", expected={"preprod": "0.1.1-rc.def5678"}, subject="s", trailers=TRAILERS
+            WriteRequest(
+                "hello", "test", clusters, "0.2.0",
+                expected={"preprod": "0.1.1-rc.def5678"}, subject="s", trailers=TRAILERS,
+            )  # fmt: skip
         )
 
     result = write(gitops, "0.2.0", gitops.plan("hello", "test", clusters, "0.2.0").current)
@@ -287,7 +292,9 @@ def test_nothing_changes_on_the_remote_when_an_error_is_raised(gitops_remote: Gi
     with pytest.raises(InputError):
         promote(gitops, "0.2.0", env="../prod")
     with pytest.raises(InputError):
-        gitops.set_version("hello", "test", ["preprod"], "0.2.0", expected={}, subject="  ", trailers=TRAILERS)
+        gitops.set_version(
+            WriteRequest("hello", "test", ["preprod"], "0.2.0", expected={}, subject="  ", trailers=TRAILERS)
+        )
 
     assert gitops_remote.head() == head and gitops_remote.git("show-ref") == refs
 
@@ -329,12 +336,12 @@ def test_promotions_of_different_apps_pushed_at_once_all_land(
 PROMOTE_IN_A_PROCESS = """
 import sys
 from pathlib import Path
-from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 url, cache, app = sys.argv[1:]
 gitops = GitOpsRepo(url, "main", Path(cache))
 shown = gitops.plan(app, "test", ["preprod"], "2.0.0").current
 result = gitops.set_version(
-    app, "test", ["preprod"], "2.0.0", expected=shown, subject=f"Promote {app}", trailers=Trailers()
+    WriteRequest(app, "test", ["preprod"], "2.0.0", expected=shown, subject=f"Promote {app}", trailers=Trailers())
 )
 print(result.attempts)
 """

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from promo.cli.main import app
 from promo.gitops.mirror import Mirror
-from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 from promo.gitops.history import UNTRUSTED, Change, Move, read_history, table_row
 from promo.reports.history import app_history
 from promo.gitops.verdicts import FAILED, VERIFIED, Verdict, record_verdict
@@ -65,19 +65,21 @@ def test_the_script_writes_what_promo_writes(gitops_remote: GitRemote, cache_dir
         "Approved-By": "carol",
     }
     GitOpsRepo(gitops_remote.url, "main", cache_dir).set_version(
-        "hello",
-        "test",
-        ["preprod"],
-        version,
-        expected={"preprod": "0.1.1-rc.def5678"},
-        subject=f"promote(hello): dev -> test {version}",
-        trailers=Trailers(
-            promoted_from="dev",
-            chart_version=version,
-            chart_digest=chart_digest(7),
-            flow_run="promote-test/brave-otter",
-            approved_by="carol",
-        ),
+        WriteRequest(
+            "hello",
+            "test",
+            ["preprod"],
+            version,
+            expected={"preprod": "0.1.1-rc.def5678"},
+            subject=f"promote(hello): dev -> test {version}",
+            trailers=Trailers(
+                promoted_from="dev",
+                chart_version=version,
+                chart_digest=chart_digest(7),
+                flow_run="promote-test/brave-otter",
+                approved_by="carol",
+            ),
+        )
     )
     written = gitops_remote.git("cat-file", "commit", "main").split("\n\n", 1)[1]
     assert written == promo_message(
@@ -340,13 +342,15 @@ def test_a_verdict_about_another_version_than_its_commit_deployed_is_shown_untru
     gitops_remote: GitRemote, cache_dir: Path
 ) -> None:
     written = GitOpsRepo(gitops_remote.url, "main", cache_dir / "writer").set_version(
-        "hello",
-        "test",
-        ["preprod"],
-        PROMOTED,
-        expected={"preprod": WAS},
-        subject=f"promote(hello): dev -> test {PROMOTED}",
-        trailers=Trailers(promoted_from="dev", chart_version=PROMOTED, approved_by="carol"),
+        WriteRequest(
+            "hello",
+            "test",
+            ["preprod"],
+            PROMOTED,
+            expected={"preprod": WAS},
+            subject=f"promote(hello): dev -> test {PROMOTED}",
+            trailers=Trailers(promoted_from="dev", chart_version=PROMOTED, approved_by="carol"),
+        )
     )
     assert written.commit is not None
     checked_at = datetime.now(timezone.utc).replace(microsecond=0)  # a record is no older than its commit

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from promo.gitops.mirror import Mirror
-from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 from promo.gitops.verdicts import Verdict, read_verdicts, record_verdict
 from tests.fixtures.gitrepos import RECORD_SIGNER, GitRemote, git
 
@@ -53,7 +53,9 @@ def test_a_write_and_a_plain_read_fetch_no_records_while_records_sees_another_wr
     gitops = GitOpsRepo(gitops_remote.url, "main", tmp_path / "cache")
     shown = gitops.cluster_versions("hello", "test", ["preprod"])  # a plain read
     written = gitops.set_version(
-        "hello", "test", ["preprod"], "0.3.0", expected=shown, subject="Promote 0.3.0", trailers=Trailers()
+        WriteRequest(
+            "hello", "test", ["preprod"], "0.3.0", expected=shown, subject="Promote 0.3.0", trailers=Trailers()
+        )
     )
     assert gitops.environment_version("hello", "test", ["preprod"]) == "0.3.0"
     gitops.mirror.fetch()
@@ -124,7 +126,9 @@ def test_a_lean_cache_and_its_record_store_can_be_garbage_collected(gitops_remot
     gitops = GitOpsRepo(gitops_remote.url, "main", tmp_path / "cache")
     shown = gitops.cluster_versions("hello", "test", ["preprod"])  # a lean cache: the branch's head alone
     gitops.set_version(  # whose commits promo writes itself, beside the packs git fetched from the promisor remote
-        "hello", "test", ["preprod"], "0.3.0", expected=shown, subject="Promote 0.3.0", trailers=Trailers()
+        WriteRequest(
+            "hello", "test", ["preprod"], "0.3.0", expected=shown, subject="Promote 0.3.0", trailers=Trailers()
+        )
     )
     record_verdict(gitops.mirror, verdict(gitops_remote.head()), RECORD_SIGNER)
     assert read_verdicts(gitops.mirror, "hello")

@@ -11,7 +11,7 @@ import pytest
 from promo.errors import PromoError, ToolError, TransientError
 from promo.gitops.mirror import RetryBudget, Snapshot
 from promo.gitops.manifests import set_target_revision
-from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 from tests.fixtures.gitrepos import ROOT, GitRemote
 
 TEST_HELLO = f"{ROOT}/test/preprod/hello.yaml"
@@ -36,7 +36,9 @@ def test_a_lock_the_remote_keeps_is_one_error_naming_the_file_and_the_fix_within
 
     def write() -> str | None:
         return gitops.set_version(
-            "hello", "test", ["preprod"], "0.3.0", expected=shown, subject="Promote 0.3.0", trailers=Trailers()
+            WriteRequest(
+                "hello", "test", ["preprod"], "0.3.0", expected=shown, subject="Promote 0.3.0", trailers=Trailers()
+            )
         ).commit
 
     started = time.monotonic()
@@ -93,7 +95,9 @@ def test_a_ref_that_moves_between_attempts_is_retried_and_lands_even_if_every_at
     lock_of(gitops_remote).write_text(f"{'1' * 40}\n")  # a live push holds main's lock when ours arrives
 
     result = gitops.set_version(
-        "hello", "test", ["preprod"], "0.4.0", expected=shown, subject="Promote 0.4.0", trailers=Trailers()
+        WriteRequest(
+            "hello", "test", ["preprod"], "0.4.0", expected=shown, subject="Promote 0.4.0", trailers=Trailers()
+        )
     )
 
     # 8 attempts over 8 (fake) seconds each met the lock, longer than a kept lock is tolerated: main moved every

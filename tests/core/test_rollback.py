@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from promo.errors import ConflictError, InputError, NotFound
-from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 from promo.gitops.history import Change, Move
 from promo.release.rollback import rollback_target
 from promo.gitops.verdicts import Verdict
@@ -149,7 +149,9 @@ def test_only_an_explicit_allow_downgrade_writes_a_lower_version(gitops_remote: 
     def write(**allowed: bool) -> str | None:
         subject = f"rollback(hello): test -> {lower}"
         result = gitops.set_version(
-            "hello", "test", ["preprod"], lower, expected=shown, subject=subject, trailers=Trailers(), **allowed
+            WriteRequest(
+                "hello", "test", ["preprod"], lower, expected=shown, subject=subject, trailers=Trailers(), **allowed
+            )
         )
         return result.commit
 

@@ -55,7 +55,7 @@ WRITER = """
 import json, sys
 from pathlib import Path
 from promo.tasks.limits import gitops_lock
-from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 
 url, cache, app, version, shown = sys.argv[1:6]
 print("ready", flush=True)
@@ -63,8 +63,10 @@ sys.stdin.readline()
 try:
     repo = GitOpsRepo(url, "main", Path(cache), write_lock=lambda: gitops_lock(url, create_missing=False))
     result = repo.set_version(
-        app, "test", ["preprod"], version, expected={"preprod": shown}, subject=f"promote {app} to {version}",
-        trailers=Trailers(approved_by="test"),
+        WriteRequest(
+            app, "test", ["preprod"], version, expected={"preprod": shown}, subject=f"promote {app} to {version}",
+            trailers=Trailers(approved_by="test"),
+        )
     )
     print(json.dumps({"commit": result.commit, "attempts": result.attempts}), flush=True)
 except Exception as error:

@@ -32,7 +32,7 @@ from promo.release.approvals import Decision
 from promo.clients import gitops_repo
 from promo.config import load_config
 from promo.errors import ConflictError, InputError
-from promo.gitops.repo import Trailers
+from promo.gitops.repo import Trailers, WriteRequest
 from promo.local.sandbox import Sandbox
 from tests.flows.test_cli import run_promo, write_config
 from tests.flows.test_release import end_state, git, main_chart_version, stage_a_build, target_revision
@@ -52,7 +52,7 @@ def write_by_hand(sandbox: Sandbox, env: str, version: str) -> str:
     gitops = gitops_repo(config)
     shown = gitops.plan(config.app, env, clusters, version).current
     gitops.set_version(
-        config.app, env, clusters, version, expected=shown, subject=f"by hand: {env}", trailers=Trailers()
+        WriteRequest(config.app, env, clusters, version, expected=shown, subject=f"by hand: {env}", trailers=Trailers())
     )
     return gitops_head(sandbox)
 

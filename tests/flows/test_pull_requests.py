@@ -31,6 +31,7 @@ from promo.gitops.repo import Trailers
 from promo.release.pull_gate import PULL_REQUEST_GATE_TAG
 from promo.local.registry import RegistryServer
 from promo.release.approvals import Decision
+from promo.tasks.gitops import write_request
 from tests.fixtures.github_standin import REQUIRED_CHECK, TOKENS, GitHubWorld, github  # noqa: F401 (the fixture)
 from tests.fixtures.gitrepos import INITIAL_VERSIONS, ROOT, application
 from tests.fixtures.registry import registry_server  # noqa: F401 (the fixture)
@@ -91,8 +92,9 @@ class Running:
         @flow(name="promote-stage")
         def step() -> Deployed:
             trailers = Trailers(promoted_from="test", approved_by=approved_by)
-            return deploy(config, "stage", version, expected={"preprod": SHOWN}, subject=SUBJECT, trailers=trailers,
-                          on_failure=None, gate=page)  # fmt: skip
+            request = write_request(config, "stage", version, expected={"preprod": SHOWN}, subject=SUBJECT,
+                                    trailers=trailers)  # fmt: skip
+            return deploy(config, request, on_failure=None, gate=page)
 
         def run() -> None:
             try:

@@ -37,7 +37,7 @@ from promo.clients import app_mirror, chart_repository, gitops_repo, open_regist
 from promo.config import PromoConfig, load_config
 from promo.deployments.deploy import setup_all
 from promo.gitops.app_repo import read_chart_yaml
-from promo.gitops.repo import Trailers
+from promo.gitops.repo import Trailers, WriteRequest
 from promo.local.sandbox import Sandbox, add_apps
 from promo.registry.charts import package_chart
 from promo.registry.helm import push_chart
@@ -125,13 +125,15 @@ def stage_dev(config: PromoConfig, cache: Path) -> str:
     dev = config.first_environment
     repo = gitops_repo(config)
     repo.set_version(
-        config.app,
-        dev.name,
-        dev.clusters,
-        chart.version,
-        expected=repo.plan(config.app, dev.name, dev.clusters, chart.version).current,
-        subject=f"deploy({config.app}): {dev.name} -> {chart.version}",
-        trailers=Trailers(chart_version=chart.version, chart_digest=pushed.digest),
+        WriteRequest(
+            config.app,
+            dev.name,
+            dev.clusters,
+            chart.version,
+            expected=repo.plan(config.app, dev.name, dev.clusters, chart.version).current,
+            subject=f"deploy({config.app}): {dev.name} -> {chart.version}",
+            trailers=Trailers(chart_version=chart.version, chart_digest=pushed.digest),
+        )
     )
     return chart.version
 

@@ -19,7 +19,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from promo.errors import TransientError
-from promo.gitops.repo import GitOpsRepo, Trailers
+from promo.gitops.repo import GitOpsRepo, Trailers, WriteRequest
 from promo.tasks.retry import RETRIES
 from tests.fixtures.gitrepos import ROOT, application, git, make_remote
 
@@ -102,8 +102,10 @@ def promote(remote_url: str, cache: Path, i: int, start: threading.Barrier, resu
         try:
             repo = GitOpsRepo(remote_url, "main", cache)
             result = repo.set_version(
-                app_name(i), "test", ["preprod"], target_version(i), expected={"preprod": SHOWN},
-                subject=subject(i), trailers=Trailers(promoted_from="dev", chart_version=target_version(i)),
+                WriteRequest(
+                    app_name(i), "test", ["preprod"], target_version(i), expected={"preprod": SHOWN},
+                    subject=subject(i), trailers=Trailers(promoted_from="dev", chart_version=target_version(i)),
+                )
             )  # fmt: skip
             results[i] = ("ok", attempts, result.attempts, transient)
             return
