@@ -7,6 +7,7 @@ status codes; see the package's docstring for what is served.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from promo.local.processes import ModuleServer, exit_on_sigterm, module_main
 from promo.local.standin_github import shapes
 from promo.local.standin_github.repos import GitFailed
+from promo.local.standin_github.webhooks import Deliveries, Webhook
 from promo.local.standin_github.world import ApiError, Protection, World, validation_failed
 
 log = logging.getLogger("promo.local.standin_github")
@@ -41,6 +43,7 @@ class GitHubStandinSettings(BaseModel):
     protection: dict[str, Protection] = Field(default_factory=dict, description="repository name -> its rules")
     tokens_file: Path = Field(description='{"login": "token"}: who may call, and as whom')
     state_file: Path
+    webhooks: list[Webhook] = Field(default_factory=list, description="where reviews and closes are delivered")
 
 
 Route = tuple[str, re.Pattern[str], str]
@@ -152,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def update_pull(self, login: str, p: dict, q: dict, body: Any) -> tuple[int, Any, dict]:
         record = self._pull(p)
-        self.world.update_pull(p["repo"], record, body or {})
+        self.world.update_pull(p["repo"], record, login, body or {})
         return 200, self.world.pull_json(p["repo"], record), {}
 
     def list_reviews(self, login: str, p: dict, q: dict, body: Any) -> tuple[int, Any, dict]:
@@ -409,6 +412,8 @@ def serve(settings: GitHubStandinSettings) -> None:
     tokens = json.loads(settings.tokens_file.read_text(encoding="utf-8"))
     base = f"http://127.0.0.1:{settings.port}"
     world = World(base, settings.owner, settings.repositories, settings.protection, list(tokens), settings.state_file)
+    if settings.webhooks:
+        world.announce = functools.partial(Deliveries(settings.webhooks).announce, world)
     handler = type(
         "Handler", (_Handler,), {"world": world, "tokens": {token: login for login, token in tokens.items()}}
     )
