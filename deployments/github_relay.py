@@ -78,9 +78,11 @@ class Relay:
     send: Send
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
-        kind, delivery = headers.get(EVENT_HEADER) or "", headers.get(DELIVERY_HEADER) or ""
-        if not signature_matches(self.secret, body, headers.get(SIGNATURE_HEADER)):
-            state = "bad" if headers.get(SIGNATURE_HEADER) else "missing"
+        named = {key.lower(): value for key, value in headers.items()}  # HTTP header names are not case-sensitive
+        kind, delivery = named.get(EVENT_HEADER.lower(), ""), named.get(DELIVERY_HEADER.lower(), "")
+        signed = named.get(SIGNATURE_HEADER.lower())
+        if not signature_matches(self.secret, body, signed):
+            state = "bad" if signed else "missing"
             log.warning("refused delivery %s (%s): %s signature", delivery or "-", kind or "-", state)
             return Answer(401, f"{state} {SIGNATURE_HEADER}")
         if kind == "ping":
