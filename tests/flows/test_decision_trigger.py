@@ -1,0 +1,107 @@
+"""The watcher's event trigger on a real Prefect server: what `promo setup` registers for watch-pull-requests, read
+back from the server, and a review delivered through the relay starting a run of that deployment within seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+from promo.config import PromoConfig, validate_config
+from promo.deployments.deploy import FLOWS, deploy_all, ensure_work_pool
+from promo.deployments.github_relay import Relay, prefect_sender
+from promo.forges.github_webhooks import delivery_headers
+from promo.release.gates import PrefectApi
+
+SECRET = b"the webhook's secret"
+WATCHER = next(spec for spec in FLOWS if spec.name == "watch-pull-requests")
+RUN_DEADLINE_SECONDS = 60.0  # a triggered run is created in about a second on an idle machine
+
+
+def config(tmp_path: Path, app: str, *, pull_requests: bool = True) -> PromoConfig:
+    stage = {"write": "pull-request", "approvers": ["alice"]} if pull_requests else {}
+    return validate_config(
+        {
+            "app": app,
+            "app_repo": {"url": (tmp_path / "app.git").as_uri()},
+            "gitops": {"url": (tmp_path / "gitops.git").as_uri(), "repository": "Acme/GitOps"},
+            "chart": {"path": "charts/hello", "repository": "registry.invalid/charts"},
+            "image": {"repository": "registry.invalid/hello"},
+            "environments": [
+                {"name": "test", "clusters": ["preprod"]},
+                {"name": "stage", "clusters": ["preprod"], **stage},
+                {"name": "prod", "clusters": ["prod"], **stage},
+            ],
+            "forge": {"kind": "github"},
+        },
+        "the test's promo.yaml",
+    )
+
+
+def watcher_automations(app: str) -> tuple[object, list]:
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(f"watch-pull-requests/{app}")
+        return deployment, client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
+
+
+def test_setup_gives_the_watcher_a_trigger_on_the_apps_pull_requests_besides_its_schedule(tmp_path: Path):
+    app = f"trig-{uuid4().hex[:8]}"
+    ensure_work_pool()
+    for _ in range(2):  # setup again: the same one trigger, not a second
+        [outcome] = deploy_all(config(tmp_path, app), flows=[WATCHER])
+        assert "every minute" in outcome.detail and "github.pull_request.closed" in outcome.detail
+    deployment, [automation] = watcher_automations(app)
+    assert [type(schedule.schedule).__name__ for schedule in deployment.schedules] == ["IntervalSchedule"]
+    trigger = automation.trigger
+    assert trigger.expect == {"github.pull_request_review.submitted", "github.pull_request.closed"}
+    assert trigger.match.model_dump() == {
+        "github.repository": "acme/gitops",
+        "github.head_ref": [f"promo/{app}/stage/*", f"promo/{app}/prod/*"],
+    }
+    assert (trigger.posture, trigger.threshold, trigger.within.total_seconds()) == ("Reactive", 1, 0)
+    [action] = automation.actions
+    assert (action.type, action.deployment_id, action.parameters) == ("run-deployment", deployment.id, None)
+
+
+def test_an_app_without_pull_requests_gets_no_trigger(tmp_path: Path):
+    app = f"notrig-{uuid4().hex[:8]}"
+    ensure_work_pool()
+    [outcome] = deploy_all(config(tmp_path, app, pull_requests=False), flows=[WATCHER])
+    assert outcome.detail == "every minute"
+    assert watcher_automations(app)[1] == []
+
+
+def test_a_review_delivered_through_the_relay_starts_the_watcher(tmp_path: Path):
+    app = f"relay-{uuid4().hex[:8]}"
+    ensure_work_pool()
+    deploy_all(config(tmp_path, app), flows=[WATCHER])
+    deployment, _ = watcher_automations(app)
+    relay = Relay(SECRET, prefect_sender(PrefectApi.from_environment()))
+
+    def deliver(head_ref: str, repository: str = "Acme/GitOps") -> None:
+        body = json.dumps({
+            "action": "submitted", "review": {"state": "approved"}, "repository": {"full_name": repository},
+            "pull_request": {"number": 12, "head": {"ref": head_ref}},
+        }).encode()  # fmt: skip
+        assert relay.handle(delivery_headers("pull_request_review", str(uuid4()), SECRET, body), body).status == 202
+
+    def triggered_runs() -> list:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+        # the schedule makes runs of its own: the trigger's are the ones an automation created
+        return [run for run in runs if run.created_by is not None and run.created_by.type == "AUTOMATION"]
+
+    deliver("promo/someone-else/stage/1.0.0")  # another app's promotion: not this watcher's
+    deliver(f"promo/{app}/stage/1.0.0", repository="Acme/other-repo")  # another repository
+    deliver(f"promo/{app}/stage/0.2.0-rc.abc1234")
+    deadline = time.monotonic() + RUN_DEADLINE_SECONDS
+    while not triggered_runs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    runs = triggered_runs()
+    assert len(runs) == 1, f"{len(runs)} runs of watch-pull-requests/{app} were triggered, not 1"
+    assert runs[0].parameters == {"app": app}
