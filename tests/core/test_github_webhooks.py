@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,9 @@ from uuid import UUID
 
 import httpx
 import pytest
+import typer
 
+from promo.cli.main import app
 from promo.deployments.github_relay import Relay, read_secret, relay_server
 from promo.errors import InputError, TransientError
 from promo.forges.github_webhooks import (
@@ -205,3 +210,15 @@ def test_the_relay_serves_deliveries_over_http(relay_url: tuple[str, Sent]):
     assert httpx.get(f"{url}healthz").status_code == 200
     huge = httpx.post(url, content=b"x" * (6 * 1024 * 1024), headers={"X-GitHub-Event": "push"})
     assert huge.status_code == 413
+
+
+def test_the_command_refuses_to_start_without_a_secret_and_takes_none_on_its_command_line(tmp_path: Path):
+    env = {key: value for key, value in os.environ.items() if key != "PROMO_GITHUB_WEBHOOK_SECRET"}
+    env["PROMO_HOME"] = str(tmp_path)  # no local promo server to find
+    promo = Path(sys.executable).parent / "promo"
+    done = subprocess.run([str(promo), "relay-github-webhooks", "--port", "0"], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.startswith("promo: error: no GitHub webhook secret: $PROMO_GITHUB_WEBHOOK_SECRET is empty")
+    command = typer.main.get_command(app).commands["relay-github-webhooks"]  # type: ignore[attr-defined]
+    assert {opt for param in command.params for opt in param.opts} == {"--secret-file", "--host", "--port"}
