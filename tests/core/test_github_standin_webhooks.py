@@ -10,14 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import githubkit.webhooks
-import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
 from promo.deployments.github_relay import Relay
-from promo.local.standin_github import GitHubStandinServer, GitHubStandinSettings, Protection, Webhook
-from tests.fixtures.github_contract import CheckingTransport
-from tests.fixtures.github_standin import TOKENS, WRITERS, GitHubWorld
+from promo.local.standin_github import Webhook
+from tests.fixtures.github_standin import REQUIRED_CHECK, GitHubWorld, standin_world
 from tests.fixtures.gitrepos import ROOT, GitRemote, application
 
 pytestmark = pytest.mark.integration
@@ -31,19 +29,11 @@ DEADLINE_SECONDS = 30.0  # deliveries go out within milliseconds; generous for a
 @pytest.fixture
 def hooked(tmp_path: Path, gitops_remote: GitRemote, httpserver: HTTPServer) -> Iterator[GitHubWorld]:
     """The stand-in with a webhook on the GitOps repository, delivering to ``httpserver``."""
-    (tmp_path / "tokens.json").write_text(json.dumps(TOKENS))
     (tmp_path / "webhook-secret").write_text(SECRET + "\n")
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok", status=202)
-    settings = GitHubStandinSettings(
-        repositories={"gitops": gitops_remote.path}, protection={"gitops": Protection(writers=WRITERS)},
-        tokens_file=tmp_path / "tokens.json", state_file=tmp_path / "github-state.json",
-        webhooks=[Webhook(url=httpserver.url_for("/hook"), secret_file=tmp_path / "webhook-secret")],
-    )  # fmt: skip
-    server = GitHubStandinServer.start(tmp_path / "standin-github", settings)
-    try:
-        yield GitHubWorld(server, gitops_remote, CheckingTransport(httpx.HTTPTransport()))
-    finally:
-        server.stop()
+    hook = Webhook(url=httpserver.url_for("/hook"), secret_file=tmp_path / "webhook-secret")
+    with standin_world(tmp_path, gitops_remote, [hook]) as world:
+        yield world
 
 
 def deliveries(httpserver: HTTPServer, count: int) -> list[tuple[dict[str, str], bytes]]:
@@ -61,6 +51,8 @@ def test_a_review_and_a_merge_are_delivered_signed_with_githubs_headers_and_payl
     pull = hooked.as_user("promo").open(BRANCH, "main", title="promote hello", body="the gate page")
     hooked.as_user("mallory").review(pull.number, "COMMENT", body="looks fine")  # delivered; the relay drops it
     hooked.as_user("alice").review(pull.number, "APPROVE")
+    passed = hooked.api("promo", "POST", f"/statuses/{pull.head_sha}", {"state": "success", "context": REQUIRED_CHECK})
+    assert passed.status_code == 201, passed.text
     hooked.as_user("promo").merge(pull.number, pull.head_sha, "merge")
 
     received = deliveries(httpserver, 3)

@@ -4,9 +4,11 @@ back from the server, and a review delivered through the relay starting a run of
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -14,22 +16,25 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from promo.config import PromoConfig, validate_config
 from promo.deployments.deploy import FLOWS, deploy_all, ensure_work_pool
-from promo.deployments.github_relay import Relay, prefect_sender
+from promo.deployments.github_relay import Relay, prefect_sender, relay_server
 from promo.forges.github_webhooks import delivery_headers
+from promo.local.standin_github import Webhook
 from promo.release.gates import PrefectApi
+from tests.fixtures.github_standin import standin_world
+from tests.fixtures.gitrepos import ROOT, GitRemote, application
 
 SECRET = b"the webhook's secret"
 WATCHER = next(spec for spec in FLOWS if spec.name == "watch-pull-requests")
 RUN_DEADLINE_SECONDS = 60.0  # a triggered run is created in about a second on an idle machine
 
 
-def config(tmp_path: Path, app: str, *, pull_requests: bool = True) -> PromoConfig:
+def config(tmp_path: Path, app: str, *, pull_requests: bool = True, repository: str = "Acme/GitOps") -> PromoConfig:
     stage = {"write": "pull-request", "approvers": ["alice"]} if pull_requests else {}
     return validate_config(
         {
             "app": app,
             "app_repo": {"url": (tmp_path / "app.git").as_uri()},
-            "gitops": {"url": (tmp_path / "gitops.git").as_uri(), "repository": "Acme/GitOps"},
+            "gitops": {"url": (tmp_path / "gitops.git").as_uri(), "repository": repository},
             "chart": {"path": "charts/hello", "repository": "registry.invalid/charts"},
             "image": {"repository": "registry.invalid/hello"},
             "environments": [
@@ -90,18 +95,55 @@ def test_a_review_delivered_through_the_relay_starts_the_watcher(tmp_path: Path)
         }).encode()  # fmt: skip
         assert relay.handle(delivery_headers("pull_request_review", str(uuid4()), SECRET, body), body).status == 202
 
-    def triggered_runs() -> list:
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
-        # the schedule makes runs of its own: the trigger's are the ones an automation created
-        return [run for run in runs if run.created_by is not None and run.created_by.type == "AUTOMATION"]
-
+    # the server evaluates events in the order it takes them: the two that must start nothing go first
     deliver("promo/someone-else/stage/1.0.0")  # another app's promotion: not this watcher's
     deliver(f"promo/{app}/stage/1.0.0", repository="Acme/other-repo")  # another repository
     deliver(f"promo/{app}/stage/0.2.0-rc.abc1234")
-    deadline = time.monotonic() + RUN_DEADLINE_SECONDS
-    while not triggered_runs() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    runs = triggered_runs()
+    runs = triggered_runs(deployment.id)
     assert len(runs) == 1, f"{len(runs)} runs of watch-pull-requests/{app} were triggered, not 1"
     assert runs[0].parameters == {"app": app}
+
+
+def triggered_runs(deployment_id: UUID) -> list:
+    """The runs of the deployment an automation created, once there is one (the schedule makes runs of its own)."""
+    deadline = time.monotonic() + RUN_DEADLINE_SECONDS
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+        triggered = [run for run in runs if run.created_by is not None and run.created_by.type == "AUTOMATION"]
+        if triggered or time.monotonic() > deadline:
+            return triggered
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def relay_url(tmp_path: Path) -> Iterator[str]:
+    """`promo relay-github-webhooks` as it runs, on a free port, sending to the test's Prefect server."""
+    server = relay_server(Relay(SECRET, prefect_sender(PrefectApi.from_environment())), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_review_on_the_github_stand_in_starts_the_watcher_through_the_relay(
+    tmp_path: Path, gitops_remote: GitRemote, relay_url: str
+):
+    """The sandbox's path end to end: the stand-in delivers, signed, the relay checks and sends, the trigger fires."""
+    app = f"sbx-{uuid4().hex[:8]}"
+    (tmp_path / "webhook-secret").write_bytes(SECRET)
+    ensure_work_pool()
+    deploy_all(config(tmp_path, app, repository="sandbox/gitops"), flows=[WATCHER])
+    deployment, _ = watcher_automations(app)
+    hook = Webhook(url=relay_url, secret_file=tmp_path / "webhook-secret")
+    with standin_world(tmp_path, gitops_remote, [hook]) as github:
+        branch = f"promo/{app}/stage/0.2.0-rc.abc1234"
+        github.push_branch(branch, {f"{ROOT}/stage/preprod/{app}.yaml": application(app, "stage", "0.2.0")})
+        pull = github.as_user("promo").open(branch, "main", title=f"promote({app})", body="the gate page")
+        github.as_user("alice").review(pull.number, "APPROVE")
+        runs = triggered_runs(deployment.id)
+    assert len(runs) == 1 and runs[0].parameters == {"app": app}
