@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -186,18 +187,25 @@ def test_the_secret_comes_from_a_file_or_the_environment_never_empty(tmp_path: P
         read_secret(tmp_path / "missing")
 
 
-@pytest.fixture
-def relay_url() -> Iterator[tuple[str, Sent]]:
-    sent = Sent()
-    server = relay_server(Relay(SECRET, sent), "127.0.0.1", 0)
+@contextmanager
+def serving(relay: Relay) -> Iterator[str]:
+    """``relay`` served over HTTP as `promo relay-github-webhooks` serves it, on a free port: its URL."""
+    server = relay_server(relay, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/", sent
+        yield f"http://127.0.0.1:{server.server_port}/"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def relay_url() -> Iterator[tuple[str, Sent]]:
+    sent = Sent()
+    with serving(Relay(SECRET, sent)) as url:
+        yield url, sent
 
 
 def test_the_relay_serves_deliveries_over_http(relay_url: tuple[str, Sent]):

@@ -4,7 +4,6 @@ back from the server, and a review delivered through the relay starting a run of
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +15,11 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from promo.config import PromoConfig, validate_config
 from promo.deployments.deploy import FLOWS, deploy_all, ensure_work_pool
-from promo.deployments.github_relay import Relay, prefect_sender, relay_server
+from promo.deployments.github_relay import Relay, prefect_sender
 from promo.forges.github_webhooks import delivery_headers
 from promo.local.standin_github import Webhook
 from promo.release.gates import PrefectApi
+from tests.core.test_github_webhooks import serving
 from tests.fixtures.github_standin import standin_world
 from tests.fixtures.gitrepos import ROOT, GitRemote, application
 
@@ -117,17 +117,10 @@ def triggered_runs(deployment_id: UUID) -> list:
 
 
 @pytest.fixture
-def relay_url(tmp_path: Path) -> Iterator[str]:
+def relay_url() -> Iterator[str]:
     """`promo relay-github-webhooks` as it runs, on a free port, sending to the test's Prefect server."""
-    server = relay_server(Relay(SECRET, prefect_sender(PrefectApi.from_environment())), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(Relay(SECRET, prefect_sender(PrefectApi.from_environment()))) as url:
+        yield url
 
 
 def test_a_review_on_the_github_stand_in_starts_the_watcher_through_the_relay(
