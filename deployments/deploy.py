@@ -275,8 +275,10 @@ def build_deployment(
 
 
 def triggers(spec: FlowSpec, config: PromoConfig) -> list[DeploymentEventTrigger]:
+    """The events that start the flow's deployment, besides a person and its schedule."""
+    found = [push_trigger(config)] if spec.on_push else []
     decision = decision_trigger(config) if spec.on_decision else None
-    return [*([push_trigger(config)] if spec.on_push else []), *([decision] if decision else [])]
+    return found + ([decision] if decision is not None else [])
 
 
 def push_trigger(config: PromoConfig) -> DeploymentEventTrigger:
