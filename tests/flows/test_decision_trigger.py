@@ -4,19 +4,25 @@ back from the server, and a review delivered through the relay starting a run of
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.settings import PREFECT_API_URL
 
 from promo.config import PromoConfig, validate_config
 from promo.deployments.deploy import FLOWS, deploy_all, ensure_work_pool
 from promo.deployments.github_relay import Relay, prefect_sender
 from promo.forges.github_webhooks import delivery_headers
+from promo.local.processes import free_port
 from promo.local.standin_github import Webhook
 from promo.release.gates import PrefectApi
 from tests.core.test_github_webhooks import serving
@@ -140,3 +146,25 @@ def test_a_review_on_the_github_stand_in_starts_the_watcher_through_the_relay(
         github.as_user("alice").review(pull.number, "APPROVE")
         runs = triggered_runs(deployment.id)
     assert len(runs) == 1 and runs[0].parameters == {"app": app}
+
+
+def test_the_command_relays_deliveries_to_the_server_it_names(tmp_path: Path):
+    """`promo relay-github-webhooks` as an operator runs it: its own process, the secret in a file, stopped by PID."""
+    (tmp_path / "secret").write_bytes(SECRET + b"\n")
+    port = free_port()
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PROMO_HOME": str(tmp_path / "home")}
+    command = [str(Path(sys.executable).parent / "promo"), "relay-github-webhooks", "--secret-file",
+               str(tmp_path / "secret"), "--port", str(port)]  # fmt: skip
+    relay = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert relay.stdout is not None
+        first = relay.stdout.readline()  # printed once it listens (the pipe blocks until then, or EOF on exit)
+        assert first.startswith(f"relaying GitHub webhooks at http://127.0.0.1:{port}/ to "), first
+        body = json.dumps({"action": "closed", "repository": {"full_name": "Acme/GitOps"},
+                           "pull_request": {"number": 3, "head": {"ref": "promo/x/stage/1.0.0"}}}).encode()  # fmt: skip
+        answer = httpx.post(f"http://127.0.0.1:{port}/", content=body, timeout=60,
+                            headers=delivery_headers("pull_request", str(uuid4()), SECRET, body))  # fmt: skip
+        assert (answer.status_code, answer.text) == (202, "sent github.pull_request.closed for Acme/GitOps#3\n")
+    finally:
+        relay.terminate()
+        relay.wait(timeout=30)
