@@ -51,8 +51,10 @@ def read_secret(secret_file: Path | None) -> bytes:
         try:
             secret = secret_file.read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise InputError(f"cannot read the webhook secret file {secret_file}: {error.strerror}",
-                             "pass --secret-file a readable file holding the GitHub webhook's secret") from None  # fmt: skip
+            raise InputError(
+                f"cannot read the webhook secret file {secret_file}: {error.strerror}",
+                "pass --secret-file a readable file holding the GitHub webhook's secret",
+            ) from None
         where = str(secret_file)
     else:
         secret, where = os.environ.get(SECRET_ENV, "").strip(), f"${SECRET_ENV}"

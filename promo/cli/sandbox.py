@@ -45,7 +45,7 @@ def sandbox(
         typer.echo(f"promo acts as the user whose token is in $GITHUB_TOKEN: export demo's ({tokens}); stage and prod "
                    "are written through pull requests, approved by a review of alice, bob or carol "
                    "(promo approve --env stage --github-token, their token on stdin)")  # fmt: skip
-        typer.echo(f"its webhook delivers reviews and closes to {RELAY_URL}: `promo relay-github-webhooks --secret-file "
-                   f"{made.directory / WEBHOOK_SECRET_FILE}` relays them to Prefect, so a decision resumes a "
-                   "suspended run in seconds")  # fmt: skip
+        secret = made.directory / WEBHOOK_SECRET_FILE
+        typer.echo(f"its webhook delivers reviews and closes to {RELAY_URL}: `promo relay-github-webhooks "
+                   f"--secret-file {secret}` relays them to Prefect, so a decision resumes a suspended run in seconds")
     typer.echo(f"next: export PROMO_CONFIG={made.config_path} && promo publish-dev")

@@ -115,7 +115,8 @@ def triggered_runs(deployment_id: UUID) -> list:
     deadline = time.monotonic() + RUN_DEADLINE_SECONDS
     while True:
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+            of_it = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            runs = client.read_flow_runs(deployment_filter=of_it)
         triggered = [run for run in runs if run.created_by is not None and run.created_by.type == "AUTOMATION"]
         if triggered or time.monotonic() > deadline:
             return triggered

@@ -77,7 +77,8 @@ def payload(world: World, name: str, record: dict[str, Any], login: str,
             review: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
     """The body GitHub sends for a submitted review (``review`` given) or a closed pull request."""
     # a webhook's repository has times and a few fields the REST one may leave out; the stand-in keeps no times
-    repo = {**world.repository(name), "created_at": 0, "updated_at": shapes.now(), "topics": [], "visibility": "private"}
+    times = {"created_at": 0, "updated_at": shapes.now()}
+    repo = {**world.repository(name), **times, "topics": [], "visibility": "private"}
     users, head = world.users(), world.head_sha(name, record)
     base = world.repos[name].commit_of(f"refs/heads/{record['base']}") or head
     pull = shapes.pull(world.base, repo, record, users, head, base)  # mergeable unknown, as webhooks often say
