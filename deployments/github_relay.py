@@ -85,7 +85,8 @@ class Relay:
         signed = named.get(SIGNATURE_HEADER.lower())
         if not signature_matches(self.secret, body, signed):
             state = "bad" if signed else "missing"
-            log.warning("refused delivery %s (%s): %s signature", delivery or "-", kind or "-", state)
+            # the headers are unverified here: quoted and cut short, so that they stay one line of the log
+            log.warning("refused delivery %.60r (%.40r): %s signature", delivery, kind, state)
             return Answer(401, f"{state} {SIGNATURE_HEADER}")
         if kind == "ping":
             return Answer(200, "pong")

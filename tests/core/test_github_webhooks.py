@@ -230,3 +230,11 @@ def test_the_command_refuses_to_start_without_a_secret_and_takes_none_on_its_com
     assert done.stderr.startswith("promo: error: no GitHub webhook secret: $PROMO_GITHUB_WEBHOOK_SECRET is empty")
     command = typer.main.get_command(app).commands["relay-github-webhooks"]  # type: ignore[attr-defined]
     assert {opt for param in command.params for opt in param.opts} == {"--secret-file", "--host", "--port"}
+
+
+def test_a_refused_delivery_stays_one_line_whatever_its_headers_say(caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO, logger="promo.relay")
+    headers = {"X-GitHub-Event": "push\nINFO forged line", "X-GitHub-Delivery": "x" * 500, "X-Hub-Signature-256": "?"}
+    assert Relay(SECRET, Sent()).handle(headers, b"{}").status == 401
+    [record] = caplog.records
+    assert "\n" not in record.getMessage() and len(record.getMessage()) < 200
