@@ -16,6 +16,7 @@ import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
 from promo.config import PromoConfig, validate_config
@@ -54,15 +55,29 @@ def config(tmp_path: Path, app: str, *, pull_requests: bool = True, repository: 
     )
 
 
+@pytest.fixture
+def app() -> Iterator[str]:
+    """A fresh app name; its watcher deployment and the deployment's automation are removed after the test, so the
+    session's server holds no schedule of it for the tests that follow."""
+    name = f"w-{uuid4().hex[:8]}"
+    ensure_work_pool()
+    yield name
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(f"watch-pull-requests/{name}")
+        except ObjectNotFound:
+            return
+        client.delete_resource_owned_automations(f"prefect.deployment.{deployment.id}")
+        client.delete_deployment(deployment.id)
+
+
 def watcher_automations(app: str) -> tuple[object, list]:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(f"watch-pull-requests/{app}")
         return deployment, client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
 
 
-def test_setup_gives_the_watcher_a_trigger_on_the_apps_pull_requests_besides_its_schedule(tmp_path: Path):
-    app = f"trig-{uuid4().hex[:8]}"
-    ensure_work_pool()
+def test_setup_gives_the_watcher_a_trigger_on_the_apps_pull_requests_besides_its_schedule(tmp_path: Path, app: str):
     for _ in range(2):  # setup again: the same one trigger, not a second
         [outcome] = deploy_all(config(tmp_path, app), flows=[WATCHER])
         assert "every minute" in outcome.detail and "github.pull_request.closed" in outcome.detail
@@ -79,17 +94,13 @@ def test_setup_gives_the_watcher_a_trigger_on_the_apps_pull_requests_besides_its
     assert (action.type, action.deployment_id, action.parameters) == ("run-deployment", deployment.id, None)
 
 
-def test_an_app_without_pull_requests_gets_no_trigger(tmp_path: Path):
-    app = f"notrig-{uuid4().hex[:8]}"
-    ensure_work_pool()
+def test_an_app_without_pull_requests_gets_no_trigger(tmp_path: Path, app: str):
     [outcome] = deploy_all(config(tmp_path, app, pull_requests=False), flows=[WATCHER])
     assert outcome.detail == "every minute"
     assert watcher_automations(app)[1] == []
 
 
-def test_a_review_delivered_through_the_relay_starts_the_watcher(tmp_path: Path):
-    app = f"relay-{uuid4().hex[:8]}"
-    ensure_work_pool()
+def test_a_review_delivered_through_the_relay_starts_the_watcher(tmp_path: Path, app: str):
     deploy_all(config(tmp_path, app), flows=[WATCHER])
     deployment, _ = watcher_automations(app)
     relay = Relay(SECRET, prefect_sender(PrefectApi.from_environment()))
@@ -131,12 +142,10 @@ def relay_url() -> Iterator[str]:
 
 
 def test_a_review_on_the_github_stand_in_starts_the_watcher_through_the_relay(
-    tmp_path: Path, gitops_remote: GitRemote, relay_url: str
+    tmp_path: Path, gitops_remote: GitRemote, relay_url: str, app: str
 ):
     """The sandbox's path end to end: the stand-in delivers, signed, the relay checks and sends, the trigger fires."""
-    app = f"sbx-{uuid4().hex[:8]}"
     (tmp_path / "webhook-secret").write_bytes(SECRET)
-    ensure_work_pool()
     deploy_all(config(tmp_path, app, repository="sandbox/gitops"), flows=[WATCHER])
     deployment, _ = watcher_automations(app)
     hook = Webhook(url=relay_url, secret_file=tmp_path / "webhook-secret")
