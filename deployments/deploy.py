@@ -35,15 +35,24 @@ from prefect.workers.base import BaseWorker
 
 from promo.deployments.kubernetes import KUBERNETES, kubernetes_base_job_template
 from promo.deployments.notify import ensure_notifications
-from promo.flows.events import BRANCH_LABEL, PUSH_EVENT, push_branches, push_resource_id
+from promo.flows.events import (
+    BRANCH_LABEL,
+    HEAD_REF_LABEL,
+    PULL_REQUEST_DECISION_EVENTS,
+    PUSH_EVENT,
+    REPOSITORY_LABEL,
+    push_branches,
+    push_resource_id,
+)
 from promo.tasks.limits import RELEASE, ensure_environment_limits, ensure_limits, gitops_limit_name
 from promo.flows.stored_config import block_name, store_config
 from promo.config import PromoConfig, load_config
 from promo.errors import InputError, PromoError
-from promo.clients import gitops_repo
+from promo.clients import gitops_github_repository, gitops_repo
 from promo.gitops.signing import ALLOWED_SIGNERS_PATH
 from promo.signing_key import SIGNING_KEY_BLOCK, ensure_signing_key, list_signer, record_signing_key
 from promo.registry.credentials import PASSWORD_BLOCK
+from promo.release.pull_gate import environment_prefix
 from promo.secrets import SECRET_PLACEHOLDER
 
 DEFAULT_WORK_POOL = "promo"
@@ -67,6 +76,7 @@ class FlowSpec:
     on_push: bool = False  # started by git.push events on the publishing branches
     nightly: bool = False  # a nightly schedule, declared inactive; switch it on in the UI or with `prefect deployment schedule`
     every_minute: bool = False  # a schedule every minute, active (the pull-request watcher)
+    on_decision: bool = False  # started by a pull request of the app decided on GitHub (a relayed webhook)
 
     @property
     def module_entrypoint(self) -> str:
@@ -86,7 +96,10 @@ FLOWS: tuple[FlowSpec, ...] = (
     FlowSpec("hotfix", "promo.flows.hotfix", "hotfix"),
     FlowSpec("bump-version", "promo.flows.bump_version", "bump_version"),
     FlowSpec("rollback", "promo.flows.rollback", "rollback"),
-    FlowSpec("watch-pull-requests", "promo.flows.watch_pull_requests", "watch_pull_requests", every_minute=True),
+    FlowSpec(
+        "watch-pull-requests", "promo.flows.watch_pull_requests", "watch_pull_requests", every_minute=True,
+        on_decision=True,
+    ),
 )
 
 
@@ -233,9 +246,8 @@ def deploy_all(
         nightly_on = bool(existed and existed.get(NIGHTLY_SLUG))  # switched on by someone: stays on
         deployment = build_deployment(spec, flow, config, source=source, nightly_active=nightly_on)
         deployment.apply(work_pool_name=work_pool)
-        outcomes.append(
-            Outcome("deployment", deployment.full_name, "updated" if existed is not None else "created", _describe(spec))
-        )
+        status: Status = "updated" if existed is not None else "created"
+        outcomes.append(Outcome("deployment", deployment.full_name, status, _describe(spec, config)))
     return outcomes
 
 
@@ -254,12 +266,19 @@ def build_deployment(
     return flow.to_deployment(
         name=config.app,
         parameters=parameters,
-        triggers=[push_trigger(config)] if spec.on_push else None,
+        triggers=triggers(spec, config) or None,
         schedules=[nightly_schedule(nightly_active)] if spec.nightly else [Interval(60)] if spec.every_minute else None,
         tags=["promo", f"app:{config.app}"],
         description=(flow.description or "").strip() or None,
         entrypoint_type=EntrypointType.MODULE_PATH if source is None else EntrypointType.FILE_PATH,
     )
+
+
+def triggers(spec: FlowSpec, config: PromoConfig) -> list[DeploymentEventTrigger]:
+    """The events that start the flow's deployment, besides a person and its schedule."""
+    found = [push_trigger(config)] if spec.on_push else []
+    decision = decision_trigger(config) if spec.on_decision else None
+    return found + ([decision] if decision is not None else [])
 
 
 def push_trigger(config: PromoConfig) -> DeploymentEventTrigger:
@@ -270,6 +289,32 @@ def push_trigger(config: PromoConfig) -> DeploymentEventTrigger:
         expect={PUSH_EVENT},
         match={"prefect.resource.id": push_resource_id(config.app), BRANCH_LABEL: push_branches(config.app_repo.branch)},
         parameters={"sha": "{{ event.payload.sha }}", "branch": "{{ event.payload.branch }}"},
+    )
+
+
+def decision_trigger(config: PromoConfig) -> DeploymentEventTrigger | None:
+    """A review submitted on, or a close of, a pull request of this app's promotions in its GitOps repository starts
+    the watcher at once, so a decision resumes its run in seconds; the schedule every minute stays as the backstop
+    (a relay down, a delivery lost). None when no environment writes through a pull request.
+
+    Every event fires (``within`` 0): a burst of them starts a watcher each, which is harmless, since a watcher only
+    reads the pull requests and the server resumes a suspended run once (a second resume is refused and logged).
+    A ``within`` window would not merge a burst into one run: it would drop the events after the first, and with them
+    the decision that came second, until the next minute. A redelivery of one delivery is one event id, evaluated once.
+    """
+    environments = [env.name for env in config.environments if env.write == "pull-request"]
+    repository = gitops_github_repository(config)
+    if not environments or repository is None:
+        return None
+    return DeploymentEventTrigger(
+        name=f"watch-pull-requests/{config.app} on a pull request decision",
+        description=f"Resume {config.app}'s runs whose pull request in {repository} was reviewed or closed "
+        "(a GitHub webhook, relayed by promo relay-github-webhooks or a Prefect Cloud webhook)",
+        expect=set(PULL_REQUEST_DECISION_EVENTS),
+        match={
+            REPOSITORY_LABEL: repository.lower(),  # as the relay sends it: GitHub's names are not case-sensitive
+            HEAD_REF_LABEL: [f"{environment_prefix(config.app, env)}*" for env in environments],
+        },
     )
 
 
@@ -303,7 +348,7 @@ def _existing_schedules(full_name: str) -> dict[str, bool] | None:
     return {schedule.slug: schedule.active for schedule in deployment.schedules if schedule.slug}
 
 
-def _describe(spec: FlowSpec) -> str:
+def _describe(spec: FlowSpec, config: PromoConfig) -> str:
     parts = []
     if spec.on_push:
         parts.append(f"on {PUSH_EVENT}")
@@ -311,4 +356,6 @@ def _describe(spec: FlowSpec) -> str:
         parts.append(f"nightly {NIGHTLY_CRON} UTC, inactive unless switched on")
     if spec.every_minute:
         parts.append("every minute")
+    if spec.on_decision and decision_trigger(config) is not None:
+        parts.append(f"on {' or '.join(PULL_REQUEST_DECISION_EVENTS)}")
     return ", ".join(parts)

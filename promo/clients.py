@@ -141,7 +141,7 @@ def gitops_pull_requests(config: PromoConfig, token_source: TokenProvider | None
     from promo.forges.github import DEFAULT_API_URL, GitHubForge
     from promo.forges.github_pulls import GitHubPullRequests
 
-    repository = config.gitops.repository or github_repository(config.gitops.url)
+    repository = gitops_github_repository(config)
     if repository is None:
         raise ConfigError(
             f"cannot tell the GitHub repository of the GitOps remote {config.gitops.url}",
@@ -149,6 +149,11 @@ def gitops_pull_requests(config: PromoConfig, token_source: TokenProvider | None
         )
     token_source = token_source or github_token_source(config.forge, repository)
     return GitHubPullRequests(GitHubForge(repository, token_source, api_url=config.forge.api_url or DEFAULT_API_URL))
+
+
+def gitops_github_repository(config: PromoConfig) -> str | None:
+    """owner/name of the GitOps repository on GitHub: promo.yaml's, else read from its remote; None off GitHub."""
+    return config.gitops.repository or github_repository(config.gitops.url)
 
 
 def github_token_source(settings: ForgeSettings, repository: str | None) -> TokenProvider:

@@ -40,6 +40,7 @@ HELP_ORDER = (
     "metrics",
     "setup",
     "notify-push",
+    "relay-github-webhooks",
 )
 app.registered_commands.sort(
     key=lambda command: HELP_ORDER.index(command.name) if command.name in HELP_ORDER else len(HELP_ORDER)

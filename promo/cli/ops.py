@@ -1,8 +1,10 @@
-"""Commands for running promo on a Prefect server: setup, notify-push. They register themselves on the app of
-promo.cli.app."""
+"""Commands for running promo on a Prefect server: setup, notify-push, relay-github-webhooks. They register
+themselves on the app of promo.cli.app."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -92,3 +94,36 @@ def notify_push(
     )
     typer.echo(f"sent git.push {settings.app} {sha[:12]} on {branch} (event {event.id}): {effect}")
 
+
+
+@app.command("relay-github-webhooks")
+def relay_github_webhooks(
+    secret_file: Annotated[
+        Optional[Path],
+        typer.Option(help="file holding the GitHub webhook's secret (default: $PROMO_GITHUB_WEBHOOK_SECRET)"),
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to listen on (put TLS in front of it: a proxy or an ingress)")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8790,
+) -> None:
+    """Relay GitHub webhook deliveries to the Prefect server as events: a review or a close of a promotion's pull
+    request starts watch-pull-requests at once. For the open-source server; on Prefect Cloud use a Cloud webhook."""
+    from promo.deployments.github_relay import Relay, prefect_sender, read_secret, relay_server
+    from promo.flows.events import PULL_REQUEST_DECISION_EVENTS
+    from promo.release.gates import PrefectApi
+
+    secret = read_secret(secret_file)  # before anything listens: no secret, no server
+    url = _require_server()
+    server = relay_server(Relay(secret, prefect_sender(PrefectApi.from_environment())), host, port)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    typer.echo(
+        f"relaying GitHub webhooks at http://{host}:{server.server_port}/ to {url} as "
+        f"{', '.join(PULL_REQUEST_DECISION_EVENTS)}; Ctrl-C stops"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

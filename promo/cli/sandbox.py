@@ -24,7 +24,7 @@ def sandbox(
     """Lay out a local world: sample app, bare git remotes, GitOps repo, promo.yaml, a registry and a stand-in
     for Argo CD and the clusters."""
     from promo.local.sandbox import create_sandbox, degrade_version, stop_sandbox
-    from promo.local.sandbox_github import TOKENS_FILE
+    from promo.local.sandbox_github import RELAY_URL, TOKENS_FILE, WEBHOOK_SECRET_FILE
 
     if stop:
         typer.echo("sandbox stopped" if stop_sandbox(directory) else "sandbox was not running")
@@ -45,4 +45,7 @@ def sandbox(
         typer.echo(f"promo acts as the user whose token is in $GITHUB_TOKEN: export demo's ({tokens}); stage and prod "
                    "are written through pull requests, approved by a review of alice, bob or carol "
                    "(promo approve --env stage --github-token, their token on stdin)")  # fmt: skip
+        secret = made.directory / WEBHOOK_SECRET_FILE
+        typer.echo(f"its webhook delivers reviews and closes to {RELAY_URL}: `promo relay-github-webhooks "
+                   f"--secret-file {secret}` relays them to Prefect, so a decision resumes a suspended run in seconds")
     typer.echo(f"next: export PROMO_CONFIG={made.config_path} && promo publish-dev")

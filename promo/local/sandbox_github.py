@@ -5,6 +5,9 @@ repositories, a token per sandbox user, and promo.yaml pointed at it.
                                 accepts these tokens only, and the login a token belongs to is who acts
     DIR/standin-github/         the stand-in (promo.local.standin_github): config.json, its log, state.json (PID
                                 and port), github-state.json (its pull requests, reviews, checks and releases)
+    DIR/github-webhook-secret   the secret of the GitOps repository's webhook (mode 0600): the stand-in signs its
+                                deliveries (reviews, closes) to http://127.0.0.1:8790/ with it, where
+                                `promo relay-github-webhooks --secret-file DIR/github-webhook-secret` listens
 
 The GitOps repository is ``sandbox/gitops`` and the app's ``sandbox/<app>``. Its ``main`` is protected: a direct push
 that changes an environment with approvers (stage, prod) is refused, and a merge into it needs one approval by a
@@ -24,10 +27,12 @@ from urllib.parse import urlsplit
 
 from promo.config import PromoConfig
 from promo.local.processes import running_server
-from promo.local.standin_github import GitHubStandinServer, GitHubStandinSettings, Protection
+from promo.local.standin_github import GitHubStandinServer, GitHubStandinSettings, Protection, Webhook
 
 OWNER = "sandbox"
 TOKENS_FILE = "github-tokens.json"
+WEBHOOK_SECRET_FILE = "github-webhook-secret"
+RELAY_URL = "http://127.0.0.1:8790/"  # where `promo relay-github-webhooks` listens by default
 USERS = ("demo", "alice", "bob", "carol", "mallory")
 WRITERS = ["demo", "alice", "bob", "carol"]
 # Who may approve into stage and prod: not demo, whose token promo acts with (it opens the pull requests, and
@@ -48,6 +53,7 @@ def start_github(directory: Path, config: PromoConfig, app_remote: Path, gitops_
         allow_auto_merge=["gitops"],
         tokens_file=tokens,
         state_file=directory / "standin-github" / "github-state.json",
+        webhooks=[Webhook(url=RELAY_URL, secret_file=webhook_secret(directory), repositories=["gitops"])],
     )
     root = directory / "standin-github"
     previous = urlsplit(config.forge.api_url).netloc if config.forge.api_url else None
@@ -59,12 +65,20 @@ def start_github(directory: Path, config: PromoConfig, app_remote: Path, gitops_
 
 def github_tokens(directory: Path) -> Path:
     """DIR/github-tokens.json, made once with a fresh token per sandbox user (mode 0600, as it holds secrets)."""
-    path = directory / TOKENS_FILE
+    tokens = {login: f"ght_sandbox_{login}_{secrets.token_hex(12)}" for login in USERS}
+    return _private_file(directory / TOKENS_FILE, json.dumps(tokens, indent=2))
+
+
+def webhook_secret(directory: Path) -> Path:
+    """DIR/github-webhook-secret, made once (mode 0600): the stand-in signs with it, the relay checks with it."""
+    return _private_file(directory / WEBHOOK_SECRET_FILE, secrets.token_hex(20))
+
+
+def _private_file(path: Path, text: str) -> Path:
+    """``path`` holding ``text`` and readable by its owner only, unless it exists already (then kept as it is)."""
     if not path.exists():
-        tokens = {login: f"ght_sandbox_{login}_{secrets.token_hex(12)}" for login in USERS}
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as out:
-            json.dump(tokens, out, indent=2)
-            out.write("\n")
+            out.write(text + "\n")
     return path
 
 

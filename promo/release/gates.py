@@ -126,7 +126,7 @@ class PrefectApi:
                 f"the Prefect API at {self.url} answered HTTP {response.status_code} to {method} {path}",
                 "try again; if it persists read the server's log",
             )
-        return response.json()
+        return response.json() if response.content else None  # 204 (POST /events) has no body
 
 
 def waiting_gates(

@@ -89,8 +89,9 @@ def test_data_commands_print_json(command, config, tmp_path):
         assert printed == []  # the sandbox has no release yet
 
 
-# Commands that read no promo.yaml (`server` manages the local Prefect server); every other one takes --config/-c.
-NO_CONFIG = {"sandbox", "demo", "server"}
+# Commands that read no promo.yaml (`server` manages the local Prefect server, `relay-github-webhooks` relays every
+# app's deliveries: each app's trigger picks its own); every other one takes --config/-c.
+NO_CONFIG = {"sandbox", "demo", "server", "relay-github-webhooks"}
 # Commands that print data, each of which can print it as JSON.
 DATA = {"status", "releases", "pending", "history", "trace", "metrics"}
 

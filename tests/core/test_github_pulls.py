@@ -12,7 +12,7 @@ from promo.forges.github import GitHubForge, GivenToken
 from promo.forges.github_pulls import GitHubPullRequests, RequiredChecks
 from promo.errors import AuthError, ConflictError, HeadMoved, InputError, NotMergeable, ToolError
 from tests.fixtures.github_contract import templates
-from tests.fixtures.github_standin import REQUIRED_CHECK, GitHubWorld, github, github_world  # noqa: F401 (fixture)
+from tests.fixtures.github_standin import REQUIRED_CHECK, GitHubWorld, github, standin_world  # noqa: F401 (fixture)
 from tests.fixtures.gitrepos import ROOT, GitRemote, application, git
 
 pytestmark = pytest.mark.integration
@@ -226,7 +226,7 @@ def test_the_required_checks_are_read_where_github_shows_them(
     github.push_branch("unprotected", {DEV: "x\n"})
     assert github.as_user("promo").required_checks("unprotected") == RequiredChecks(frozenset())
     github.server.stop()
-    with github_world(tmp_path / "rulesets", gitops_remote, source="ruleset") as ruled:
+    with standin_world(tmp_path / "rulesets", gitops_remote, source="ruleset") as ruled:
         assert ruled.as_user("promo").required_checks("main") == RequiredChecks(frozenset({REQUIRED_CHECK}))
         seen = templates(iter(ruled.transport.checked))
     assert {"GET /repos/{owner}/{repo}/branches/{branch}", "GET /repos/{owner}/{repo}/rules/branches/{branch}"} <= seen

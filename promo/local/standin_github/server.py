@@ -7,6 +7,7 @@ status codes; see the package's docstring for what is served.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -24,6 +25,7 @@ from promo.local.processes import ModuleServer, exit_on_sigterm, module_main
 from promo.local.standin_github import graphql, shapes
 from promo.local.standin_github.repos import GitFailed
 from promo.local.standin_github.settings import ROUTES as SETTINGS_ROUTES, SettingsRoutes
+from promo.local.standin_github.webhooks import Deliveries, Webhook
 from promo.local.standin_github.world import ApiError, Protection, World, validation_failed
 
 log = logging.getLogger("promo.local.standin_github")
@@ -43,6 +45,7 @@ class GitHubStandinSettings(BaseModel):
     allow_auto_merge: list[str] = Field(default_factory=list, description="the repositories allowing auto-merge")
     tokens_file: Path = Field(description='{"login": "token"}: who may call, and as whom')
     state_file: Path
+    webhooks: list[Webhook] = Field(default_factory=list, description="where reviews and closes are delivered")
 
 
 Route = tuple[str, re.Pattern[str], str]
@@ -155,7 +158,7 @@ class _Handler(SettingsRoutes, BaseHTTPRequestHandler):
 
     def update_pull(self, login: str, p: dict, q: dict, body: Any) -> tuple[int, Any, dict]:
         record = self._pull(p)
-        self.world.update_pull(p["repo"], record, body or {})
+        self.world.update_pull(p["repo"], record, login, body or {})
         return 200, self.world.pull_json(p["repo"], record), {}
 
     def list_reviews(self, login: str, p: dict, q: dict, body: Any) -> tuple[int, Any, dict]:
@@ -387,6 +390,8 @@ def serve(settings: GitHubStandinSettings) -> None:
     world = World(base, settings.owner, settings.repositories, settings.protection, list(tokens), settings.state_file)
     for name in settings.allow_auto_merge:  # a setting a PATCH changed since is kept
         world.records(name).setdefault("allow_auto_merge", True)
+    if settings.webhooks:
+        world.announce = functools.partial(Deliveries(settings.webhooks).announce, world)
     handler = type(
         "Handler", (_Handler,), {"world": world, "tokens": {token: login for login, token in tokens.items()}}
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +64,9 @@ class World:
         self.logins = logins
         self.state_file = state_file
         self.state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {"next_id": 1}
+        # told (repository, pull record, login, review or None) of each review submitted and each close, merges
+        # included: the webhook deliveries (webhooks.py) when the settings name any
+        self.announce: Callable[[str, dict[str, Any], str, dict[str, Any] | None], None] = lambda *change: None
         for name, rule in protection.items():
             self.repos[name].protect(rule.branch, rule.guarded_paths)
 
@@ -136,13 +140,14 @@ class World:
         records["pulls"][str(number)] = record
         return record
 
-    def update_pull(self, name: str, record: dict[str, Any], body: dict[str, Any]) -> None:
+    def update_pull(self, name: str, record: dict[str, Any], login: str, body: dict[str, Any]) -> None:
         self.head_sha(name, record)  # fix the head before a close freezes it
         for key in ("title", "body"):
             if key in body:
                 record[key] = body[key]
         if body.get("state") == "closed" and record["state"] == "open":
             record.update(state="closed", closed_at=shapes.now(), auto_merge=None)
+            self.announce(name, record, login, None)
         elif body.get("state") == "open" and record["state"] == "closed" and record["merged_at"] is None:
             record.update(state="open", closed_at=None)
         record["updated_at"] = shapes.now()
@@ -174,6 +179,7 @@ class World:
             "commit_id": body.get("commit_id") or self.head_sha(name, record),
         }  # fmt: skip
         record["reviews"].append(review)
+        self.announce(name, record, login, review)
         return review
 
     def review_json(self, name: str, record: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +281,7 @@ class World:
         stamp = shapes.now()
         record.update(state="closed", merged_at=stamp, closed_at=stamp, updated_at=stamp, merged_by=login,
                       merge_commit_sha=landed, auto_merge=None)  # fmt: skip
+        self.announce(name, record, login, None)
         return landed
 
     def update_branch(self, name: str, record: dict[str, Any], login: str, body: dict[str, Any]) -> None:
