@@ -7,7 +7,7 @@ SYSTEM_TOOLS := buildah docker-registry skopeo git postgresql chromium
 DEMO_DIR ?= .promo-demo
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup system-tools venv demo demo-pull-requests test test-slow bench clean
+.PHONY: setup system-tools venv demo test test-slow bench clean
 
 setup: system-tools venv
 
@@ -39,15 +39,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The local Prefect server (UI at the URL it prints) and a worker stay up after the demo, which leaves one promotion
-# waiting at its gate there; `make clean` stops them.
+# waiting at its gate there; `make clean` stops them. Stage and prod go through pull requests on the sandbox's
+# GitHub stand-in, each approved by alice's review (docs/github.md).
 demo: setup
 	$(BIN)/promo server start --with-worker
 	$(BIN)/promo demo --dir $(DEMO_DIR)
-
-# The same with stage and prod written through pull requests on the sandbox's GitHub stand-in, each approved by
-# alice's review (docs/github.md); it runs on a temporary Prefect server of its own.
-demo-pull-requests: setup
-	$(BIN)/promo demo --pull-requests --dir $(DEMO_DIR)-pull-requests
 
 # Two tiers, as Prefect's own suite: `make test` is the fast tier (unit and flow tests on one Prefect test server per
 # pytest process, a small many-worker round), in TEST_PROCESSES processes because its tests mostly wait on servers
@@ -77,6 +73,5 @@ bench: setup
 clean:
 	-$(BIN)/promo server stop
 	-$(BIN)/promo sandbox $(DEMO_DIR) --stop
-	-$(BIN)/promo sandbox $(DEMO_DIR)-pull-requests --stop
-	rm -rf $(DEMO_DIR) $(DEMO_DIR)-pull-requests .pytest_cache
+	rm -rf $(DEMO_DIR) .pytest_cache
 	@echo "left: the local Prefect server's database and logs in $${PROMO_HOME:-$$HOME/.promo}/server (remove that folder to start afresh)"

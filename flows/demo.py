@@ -1,8 +1,9 @@
-"""`promo demo`: a sandbox, a real build moved dev -> test -> stage -> prod through three real gates
-approved by the demo user, and the next dev build that the release starts. Then a build that comes up Degraded
-in dev: its failed verification, the rollback of dev through its gate, and dev's history. Every step prints the
-verdict of the version it deployed. With the local Prefect server and its worker up (`promo server start
---with-worker`, as `make demo` does), it ends by leaving the next promotion waiting at its gate for a person."""
+"""`promo demo`: a sandbox, a real build moved dev -> test -> stage -> prod through real gates: the form into test,
+approved by the demo user, and a pull request into stage and into prod on the sandbox's GitHub stand-in, approved by
+alice's review, and the next dev build that the release starts. Then a build that comes up Degraded in dev: its failed
+verification, the rollback of dev through its gate, and dev's history. Every step prints the verdict of the version it
+deployed. With the local Prefect server and its worker up (`promo server start --with-worker`, as `make demo` does),
+it ends by leaving the next promotion into test waiting at its gate for a person."""
 
 from __future__ import annotations
 
@@ -45,23 +46,22 @@ from promo.tasks.verify import verify_environment
 
 Result = TypeVar("Result")
 DEMO_APPROVER = "demo"
-REVIEWER = "alice"  # approves the pull requests of a sandbox made with --pull-requests
+REVIEWER = "alice"  # approves the pull requests into stage and prod (promo acts as demo, who opens them)
 GATE_APPEARS_WITHIN_SECONDS = 120
 # Under a deployment the worker polls, starts a process (importing Prefect) and runs the flow up to its gate:
 # seconds on an idle machine, minutes on a loaded one.
 DEPLOYED_GATE_WITHIN_SECONDS = 300
 
 
-def run_demo(directory: Path, *, pull_requests: bool = False) -> None:
-    """With ``pull_requests``, stage and prod are written through pull requests on the GitHub stand-in, which promo
-    opens as demo and alice approves with a review (``through_review``)."""
-    sandbox = create_sandbox(directory, pull_requests=pull_requests)
+def run_demo(directory: Path) -> None:
+    """Stage and prod are written through pull requests on the GitHub stand-in, which promo opens as demo and
+    ``REVIEWER`` approves with a review (``through_review``); test through the Prefect form (``through_gate``)."""
+    sandbox = create_sandbox(directory, pull_requests=True)
     config_path = str(sandbox.config_path)
     config = load_config(config_path)
     print(f"sandbox: {sandbox.directory} (registry {sandbox.registry_host})")
-    if sandbox.github_url is not None:
-        os.environ["GITHUB_TOKEN"] = github_token(sandbox, "demo")  # promo acts as demo on the stand-in
-        print(f"stand-in for GitHub: {sandbox.github_url}; promo acts as demo, {REVIEWER} reviews")
+    os.environ["GITHUB_TOKEN"] = github_token(sandbox, "demo")  # promo acts as demo on the stand-in
+    print(f"stand-in for GitHub: {sandbox.github_url}; promo acts as demo, {REVIEWER} reviews")
     cancel_earlier_demo_gates(config.app)
     print(publish_dev(config_path=config_path).summary())
     print_verdict(config, "dev")
@@ -174,7 +174,10 @@ def through_review(sandbox: Sandbox, config: PromoConfig, target: str, start: Ca
         time.sleep(0.5)
     login, review = review_gate(pulls, waiting[0], approve=True, comment="approved in a review by promo demo")
     print(f"pull request open: {waiting[0].pull_request['html_url']}; approved by {login} (GitHub review {review.id})")
-    return run.join()
+    result = run.join()
+    landed = app_history(config, target)[0]  # the merge commit, with promo's trailers and the review's approver
+    print(f"  merged as {landed.commit[:12]}, Approved-By: {landed.approver}")
+    return result
 
 
 def github_token(sandbox: Sandbox, login: str) -> str:

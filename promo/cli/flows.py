@@ -30,20 +30,33 @@ def publish_dev(
     typer.echo(published.summary())
 
 
-def _approving_if(yes: bool, override_reason: str | None = None):
-    """``--yes``: the person running the command approves its gate, in this process only."""
-
+def _approving_if(yes: bool, config: str | None, target: str | None, override_reason: str | None = None):
+    """``--yes``: the person running the command approves its gate into ``target`` (None: the last environment, where
+    a release goes), in this process only. A gate that is a GitHub review (approval: pull-request) is passed by an
+    approver's review alone, so --yes is refused there in one line, before any work, rather than ignored while the run
+    waits for the review."""
+    from promo.config import load_config
     from promo.flows.gate import approving_as
 
     if override_reason is not None and not yes:
         raise InputError("--override-reason goes with --yes", "add --yes, or give the reason at the gate's form")
-    return approving_as(current_user(), override_reason) if yes else nullcontext()
+    if not yes:
+        return nullcontext()
+    settings = load_config(config)
+    env = settings.environment(target) if target is not None else settings.environments[-1]
+    if env.gate_kind == "pull-request":
+        raise InputError(
+            f"--yes cannot pass the gate into {env.name}: it is an approving review of the pull request promo opens",
+            f"run it without --yes, then review the pull request (`promo pending` links it) or run "
+            f"`promo approve --env {env.name} --github-token` with the reviewer's token on stdin",
+        )
+    return approving_as(current_user(), override_reason)
 
 
 def _promote(target: str, yes: bool, override_reason: str | None, config: str | None) -> None:
     from promo.flows.promote import FLOWS
 
-    with _approving_if(yes, override_reason):
+    with _approving_if(yes, config, target, override_reason):
         promotion = FLOWS[target](config_path=config)
     typer.echo(promotion.summary())
 
@@ -65,7 +78,7 @@ def release_prod(yes: YesOption = False, override_reason: OverrideOption = None,
     """Release the RC running in stage to prod as X.Y.Z, after approval; safe to run again after any failure."""
     from promo.flows.release_prod import release_prod as flow
 
-    with _approving_if(yes, override_reason):
+    with _approving_if(yes, config, None, override_reason):
         released = flow(config_path=config)
     typer.echo(released.summary())
 
@@ -82,7 +95,7 @@ def rollback(
     """Put back the last version verified in ENV (or --to VERSION, verified there), after approval, and verify it."""
     from promo.flows.rollback import rollback as flow
 
-    with _approving_if(yes):
+    with _approving_if(yes, config, env):
         rolled_back = flow(env=env, to=to, config_path=config)
     typer.echo(rolled_back.summary())
 
@@ -116,12 +129,9 @@ def bump_version(
 @flow_command("demo")
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="sandbox directory")] = Path(".promo-demo"),
-    pull_requests: Annotated[
-        bool, typer.Option("--pull-requests", help="stage and prod through pull requests, approved by a review")
-    ] = False,
 ) -> None:
-    """Make a sandbox and move a real build from dev to test to stage, approving as the demo user (with
-    --pull-requests, stage and prod are approved by alice's review of their pull requests on the GitHub stand-in)."""
+    """Make a sandbox and move a real build from dev to test (approved as the demo user) and through pull requests
+    to stage and prod (approved by alice's review on the sandbox's GitHub stand-in)."""
     from promo.flows.demo import run_demo
 
-    run_demo(directory, pull_requests=pull_requests)
+    run_demo(directory)

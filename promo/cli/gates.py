@@ -3,6 +3,7 @@ Prefect."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -105,18 +106,21 @@ def pending(
     as_json: JsonOption = False,
     config: Annotated[
         Optional[str],
-        typer.Option("--config", "-c", help="only the gates of the app in this promo.yaml (default: all)"),
-    ] = None,
+        typer.Option("--config", "-c", help="only the gates of the app in this promo.yaml (default: all; the pull "
+                     "requests waiting for a review are those of this app, else of $PROMO_CONFIG's)"),
+    ] = None,  # fmt: skip
 ) -> None:
-    """List the gates waiting for a decision."""
+    """List the gates waiting for a decision: on the Prefect server, and the pull requests waiting for a review."""
     from promo.release.gates import PrefectApi, waiting_gates
-    from promo.config import load_config
+    from promo.config import CONFIG_ENV_VAR, load_config
     from promo.cli.table import print_table
 
     api = PrefectApi.from_environment()
     settings = load_config(config) if config else None
     gates = waiting_gates(app=settings.app if settings else None, api=api)
-    reviews = _waiting_reviews(settings) if settings else []
+    # Only GitHub knows a pull request's gate, asked for one app: --config's, else the one every command uses.
+    reviewed = settings or (load_config() if os.environ.get(CONFIG_ENV_VAR) else None)
+    reviews = _waiting_reviews(reviewed) if reviewed else []
     if as_json:
         echo_json([*gates, *reviews])
         return

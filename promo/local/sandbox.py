@@ -6,8 +6,9 @@ stand-in for Argo CD and the clusters.
     DIR/remotes/gitops.git      bare GitOps repository on main: one Argo CD Application per environment and cluster
     DIR/registry/               a docker-registry process; state.json records its PID and port
     DIR/standin/                the stand-in for Argo CD and the clusters (promo.local.standin); state.json as above
-    DIR/standin-github/         with --pull-requests: the stand-in for GitHub (promo.local.sandbox_github), and
-    DIR/github-tokens.json      a token for each sandbox user
+    DIR/standin-github/         the stand-in for GitHub (promo.local.sandbox_github), through whose pull requests
+    DIR/github-tokens.json      stage and prod are written, and a token for each sandbox user (not in the tests' own
+                                sandboxes, made without ``pull_requests``: there every write is a push)
     DIR/degraded-versions       chart versions the stand-in brings up Degraded, one a line (`--degrade VERSION`)
     DIR/buildah/                buildah's storage (image.storage_root)
     DIR/cache/                  promo's git caches (cache_dir)
@@ -82,12 +83,12 @@ class Sandbox:
     gitops_remote: Path
     builder_storage: Path
     record_signer: str = ""  # the fingerprint of the key the sandbox's runs sign their records with
-    github_url: str | None = None  # the GitHub stand-in's, with --pull-requests (promo.local.sandbox_github)
+    github_url: str | None = None  # the GitHub stand-in's, with ``pull_requests`` (promo.local.sandbox_github)
 
 
 def create_sandbox(directory: Path, *, app: str = "hello", pull_requests: bool = False) -> Sandbox:
-    """Lay out (or reuse) the sandbox in ``directory`` and make sure its registry runs; with ``pull_requests``, a
-    stand-in for GitHub too (promo.local.sandbox_github)."""
+    """Lay out (or reuse) the sandbox in ``directory`` and make sure its registry runs; with ``pull_requests`` (as
+    `promo sandbox` and the demo make it), a stand-in for GitHub too (promo.local.sandbox_github)."""
     validate_name("app", app)
     directory = directory.resolve()
     config_path = directory / "promo.yaml"
@@ -128,7 +129,9 @@ def create_sandbox(directory: Path, *, app: str = "hello", pull_requests: bool =
     if pull_requests or (previous is not None and previous.forge.api_url is not None):
         if previous is not None and previous.forge.api_url is None:
             raise InputError(
-                f"the sandbox in {directory} was made without --pull-requests", "make one in another directory"
+                f"the sandbox in {directory} was made without a stand-in for GitHub (by an earlier promo, or a test)",
+                f"stop it (`promo sandbox {directory} --stop`), remove {directory} and make it again, or use another "
+                "directory",
             )
         github = start_github(directory, previous or config, app_remote, gitops_remote)
         config = with_github(config, github.url)

@@ -1,5 +1,5 @@
-"""The sandbox's GitHub, for ``promo sandbox DIR --pull-requests``: the GitHub stand-in over the sandbox's bare
-repositories, a token per sandbox user, and promo.yaml pointed at it.
+"""The sandbox's GitHub, which ``promo sandbox DIR`` and ``promo demo`` start: the GitHub stand-in over the sandbox's
+bare repositories, a token per sandbox user, and promo.yaml pointed at it.
 
     DIR/github-tokens.json      {"login": "token"} for demo, alice, bob, carol and mallory (mode 0600); the stand-in
                                 accepts these tokens only, and the login a token belongs to is who acts

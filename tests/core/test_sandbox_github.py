@@ -1,4 +1,4 @@
-"""`promo sandbox DIR --pull-requests`: the GitHub stand-in over the sandbox's remotes, its tokens, and promo.yaml."""
+"""`promo sandbox DIR`: the GitHub stand-in over the sandbox's remotes, its tokens, and promo.yaml."""
 
 from __future__ import annotations
 
@@ -69,5 +69,5 @@ def test_creating_again_reuses_the_stand_in_and_its_tokens(github_sandbox: Sandb
 
 
 def test_pull_requests_are_not_added_to_a_sandbox_made_without_them(sandbox: Sandbox) -> None:
-    with pytest.raises(InputError, match="made without --pull-requests"):
+    with pytest.raises(InputError, match="made without a stand-in for GitHub"):
         create_sandbox(sandbox.directory, pull_requests=True)

@@ -185,6 +185,29 @@ def test_bad_config_is_one_line_and_changes_nothing(change, expected, sandbox, m
     assert world_snapshot(sandbox) == before
 
 
+def through_pull_requests(data) -> None:
+    """stage and prod written through pull requests on GitHub, each gate an approver's review (approval: pull-request)."""
+    data["forge"] = {"kind": "github", "api_url": "http://127.0.0.1:9", "repository": "sandbox/hello"}
+    data["gitops"]["repository"] = "sandbox/gitops"
+    for env in data["environments"]:
+        if env["name"] in ("stage", "prod"):
+            env["write"] = "pull-request"
+
+
+@pytest.mark.parametrize(
+    ("args", "env"), [(["promote-stage"], "stage"), (["release-prod"], "prod"), (["rollback", "stage"], "stage")]
+)
+def test_yes_is_refused_where_the_gate_is_a_review_and_nothing_changes(args, env, sandbox, monkeypatch, capsys):
+    """--yes used to be ignored there: the run waited for a review its user was told they had given."""
+    config = write_config(sandbox, through_pull_requests)
+    before = world_snapshot(sandbox)
+    code, _, err = run_promo(monkeypatch, capsys, *args, "--yes", "--config", config)
+    line = error_line(err)
+    assert f"--yes cannot pass the gate into {env}: it is an approving review of the pull request" in line
+    assert f"`promo approve --env {env} --github-token`" in line and code == 2
+    assert world_snapshot(sandbox) == before
+
+
 def test_missing_and_malformed_config(tmp_path, monkeypatch, capsys):
     code, _, err = run_promo(monkeypatch, capsys, "status", "--config", str(tmp_path / "nope.yaml"))
     assert code == 2 and "not found; pass --config PATH, set PROMO_CONFIG" in error_line(err)

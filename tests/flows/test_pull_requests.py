@@ -309,6 +309,9 @@ def test_promo_pending_lists_the_pull_request_and_promo_approve_reviews_as_the_t
     listed = [gate for gate in json.loads(out) if "pull_request" in gate]
     assert listed == [{"app": "hello", "env": "stage", "version": VERSION, "pull_request": {
         "number": pull.number, "url": pull.url, "html_url": pull.html_url}}]  # fmt: skip
+    monkeypatch.setenv("PROMO_CONFIG", str(promo_yaml))  # as the README's tour has it: no --config
+    code, out, _ = run_promo(monkeypatch, capsys, "pending")
+    assert code == 0 and f"hello {VERSION} into stage: waiting for a review of {pull.html_url}" in out
 
     monkeypatch.setattr("sys.stdin", io.StringIO(TOKENS["alice"] + "\n"))
     args = ("approve", "--env", "stage", "--config", str(promo_yaml), "--github-token", "--comment", "ship it")
