@@ -1,7 +1,8 @@
 """A pull request's flow run, on the GitHub stand-in and a real Prefect server: the run is tagged with its pull request,
 a local run cancelled from the UI ends in one line and closes it, `watch-pull-requests` closes the pull request of a
-run that ended without merging it, and a run resumed because its pull request was closed fails without opening
-another. The same under a deployment and a process worker: tests/integration/test_pull_request_gates.py."""
+run that ended without merging it, a run resumed because its pull request was closed fails without opening
+another, and a stale branch of an earlier attempt is made again. The same under a deployment and a process worker:
+tests/integration/test_pull_request_gates.py."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from tests.flows.test_pull_requests import (  # noqa: F401 (config: the fixture)
     VERSION,
     Running,
     config,
+    pass_check,
     wait_until,
 )
 
@@ -171,3 +173,20 @@ def resumed_run(client: SyncPrefectClient, step: object, tags: list[str]) -> Flo
     policy = run.empirical_policy.model_copy(update={"pause_keys": {"approve-stage-1"}})
     client.update_flow_run(run.id, empirical_policy=policy)
     return client.read_flow_run(run.id)
+
+
+def test_a_stale_branch_of_an_earlier_attempt_is_closed_and_made_again(
+    github: GitHubWorld, config: Callable[..., PromoConfig]
+) -> None:
+    """The branch holds another change (made on a target that moved since): its pull request is closed, the branch
+    deleted on GitHub, and the run's own mirror, which fetched it, makes it again instead of finding the old one."""
+    github.push_branch(BRANCH, {STAGE: application("hello", "stage", "0.1.9")}, "an earlier attempt")
+    stale = github.as_user("promo").open(BRANCH, "main", title=SUBJECT, body="the gate page").number
+    running = Running(config())
+    wait_until(lambda: github.as_user("promo").get(stale).state == "closed")
+    pull = running.pull_request(github)
+    assert pull.number != stale
+    assert github.remote.read(STAGE, pull.head_sha) == application("hello", "stage", VERSION)
+    pass_check(github, pull.head_sha)
+    github.as_user("alice").review(pull.number, "APPROVE")
+    assert running.join().commit == github.remote.head()
