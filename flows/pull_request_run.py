@@ -24,6 +24,7 @@ from promo.release.gates import GATE_KEY_PREFIX
 from promo.release.pull_gate import PULL_REQUEST_GATE_TAG
 
 PR_TAG_PREFIX = "pr:"
+PULL_REQUEST_SETTLED_TAG = "promo-pr-settled"  # an ended run whose pull request the watcher is done with
 # A local run polling its pull request reads its own state on the server at most this often (it reads the pull
 # request at every poll, gate.poll_interval_seconds): a cancel from the UI ends it within about this long.
 OWN_STATE_EVERY_SECONDS = 1.0
@@ -41,13 +42,18 @@ def tagged_pull_requests(tags: Iterable[str]) -> list[int]:
 
 def tag_waiting(app: str, env: str, pull: PullRequestState) -> None:
     """Tag this run with its pull request, as soon as it is open: whatever ends the run afterwards, the watcher can
-    tell which pull request it leaves behind. Outside a flow run (a function called directly) nothing is tagged."""
+    tell which pull request it leaves behind. Outside a flow run (a function called directly) nothing is tagged.
+
+    A run writes one environment, so it waits on one pull request at a time: a run retried after it ended drops the
+    tag of the pull request its earlier attempt had (closed as that attempt ended, else reused under the same number)
+    and the watcher's mark that it was done with that end."""
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         return
     with get_client(sync_client=True) as client:
         tags = client.read_flow_run(context.flow_run.id).tags or []  # read: other steps tag the run too
-        wanted = sorted({*tags, *pull_request_tags(app, env, pull.number)})
+        kept = [tag for tag in tags if not tag.startswith(PR_TAG_PREFIX) and tag != PULL_REQUEST_SETTLED_TAG]
+        wanted = sorted({*kept, *pull_request_tags(app, env, pull.number)})
         if wanted != sorted(tags):
             client.update_flow_run(context.flow_run.id, tags=wanted)
 

@@ -37,7 +37,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from promo.clients import gitops_pull_requests
 from promo.config import PromoConfig
 from promo.errors import ApprovalRejected, PromoError
-from promo.flows.pull_request_run import tagged_pull_requests
+from promo.flows.pull_request_run import PULL_REQUEST_SETTLED_TAG, tagged_pull_requests
 from promo.flows.runinfo import run_logger
 from promo.flows.stored_config import run_config
 from promo.forges.github_pulls import GitHubPullRequests
@@ -47,7 +47,6 @@ ENDED_WITHOUT_MERGING = [StateType.CANCELLED, StateType.FAILED, StateType.CRASHE
 FINAL = [StateType.COMPLETED, *ENDED_WITHOUT_MERGING]
 ENDED_WITHIN = timedelta(days=7)  # a watcher stopped for longer leaves older ones open: close those by hand
 ENDED_RUNS = 200
-PULL_REQUEST_SETTLED_TAG = "promo-pr-settled"  # an ended run whose pull requests the watcher is done with
 
 
 @dataclass(frozen=True)

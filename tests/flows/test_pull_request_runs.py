@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from uuid import UUID
 
 import pytest
-from prefect import flow
+from prefect import flow, tags
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.context import FlowRunContext
 from prefect.flow_engine import run_flow
 from prefect.states import Cancelled, Completed, State
 
@@ -22,7 +24,8 @@ from promo.config import PromoConfig
 from promo.errors import ApprovalRejected
 from promo.flows.deploy import deploy
 from promo.flows.gate import CANCELLED_BY_HAND
-from promo.flows.watch_pull_requests import PULL_REQUEST_SETTLED_TAG, close_abandoned_pull_requests
+from promo.flows.pull_request_run import PULL_REQUEST_SETTLED_TAG, tag_waiting
+from promo.flows.watch_pull_requests import close_abandoned_pull_requests
 from promo.gitops.repo import Trailers
 from promo.release.approvals import Decision
 from promo.release.pull_gate import PULL_REQUEST_GATE_TAG
@@ -42,6 +45,15 @@ from tests.flows.test_pull_requests import (  # noqa: F401 (config: the fixture)
 )
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def no_earlier_runs() -> None:
+    """Runs of other tests on the session's server carry the same tags (app:hello, pr:1 of their own stand-in): gone,
+    they are not taken for this test's, nor closed or held on its behalf."""
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["app:hello"]))):
+            client.delete_flow_run(run.id)
 
 
 def tags_of(pull: int) -> list[str]:
@@ -190,3 +202,20 @@ def test_a_stale_branch_of_an_earlier_attempt_is_closed_and_made_again(
     pass_check(github, pull.head_sha)
     github.as_user("alice").review(pull.number, "APPROVE")
     assert running.join().commit == github.remote.head()
+
+
+def test_a_retried_run_is_tagged_with_its_new_pull_request_only(github: GitHubWorld) -> None:
+    """Retried after it ended (its pull request closed then, the watcher done with it), a run that opens another
+    pull request carries that one alone: the watcher and a resume read the run's pull request from its tags."""
+    number = open_promotion(github)
+    pull = github.as_user("promo").get(number)
+
+    @flow(name="promote-stage")
+    def retried() -> UUID:
+        tag_waiting("hello", "stage", pull)
+        return FlowRunContext.get().flow_run.id
+
+    with tags("pr:999", PULL_REQUEST_SETTLED_TAG, "version:kept"):
+        run_id = retried()
+    with get_client(sync_client=True) as client:
+        assert sorted(client.read_flow_run(run_id).tags) == sorted([*tags_of(number), "version:kept"])

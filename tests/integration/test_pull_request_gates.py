@@ -7,7 +7,6 @@ it, the worker runs it again and it merges with the review in the landed commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -33,22 +32,13 @@ from promo.flows.gate import approving_as
 from promo.flows.promote import promote_test
 from promo.flows.publish_dev import publish_dev
 from promo.forges.github import GivenToken
-from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
+from promo.local.sandbox import Sandbox
 from promo.local.sandbox_github import TOKENS_FILE
 from promo.release.pull_gate import PULL_REQUEST_GATE_TAG, promotion_branch
 from tests.integration.conftest import PrefectServer, stop, tail, wait_until
 from tests.integration.test_gate_parameters import RUN_SECONDS, ended, forget, git, revision_in
 
 WATCHER = "watch-pull-requests"
-
-
-@pytest.fixture()
-def github_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    made = create_sandbox(tmp_path / "world", pull_requests=True)
-    try:
-        yield made
-    finally:
-        stop_sandbox(made.directory)
 
 
 def token(sandbox: Sandbox, login: str) -> str:
