@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Literal
+from uuid import UUID
 
 import anyio
 import httpx
@@ -25,6 +26,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.client.schemas.objects import State
 from prefect.flow_runs import apause_flow_run, suspend_flow_run
 from prefect.input import RunInput
+from prefect.states import Cancelled
 from prefect.settings import PREFECT_API_URL
 from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -43,6 +45,8 @@ from promo.flows.runinfo import run_logger
 # parameter: starting a deployment and deciding at its gate are different permissions, and a worker process never
 # has this set.
 _pre_approval: ContextVar[Decision | None] = ContextVar("promo_pre_approval", default=None)
+# Why a run was cancelled, when the cancel gave no reason (the UI's and `prefect flow-run cancel` give none).
+CANCELLED_BY_HAND = "a cancel from the Prefect UI or API"
 
 
 @contextmanager
@@ -171,14 +175,7 @@ def wait_for_approval(request: ApprovalRequest, settings: GateSettings) -> Decis
         except FlowPauseTimeout:
             raise _timed_out(request, settings) from None
         except _GateEnded as ended:
-            # The run's state is final on the server already: told so, Prefect's engine raises the error below without
-            # proposing Failed over it, and the run stays Cancelled with the reason.
-            run.state = ended.state
-            why = ended.state.message or "no reason given"
-            raise ApprovalRejected(
-                f"the gate of {request.title} was {ended.state.name.lower()}: {why}",
-                "nothing was written; start the promotion again if it should still move",
-            ) from None
+            raise ended_in_one_line(ended.state, f"the gate of {request.title}") from None
         decision = Decision(
             approved=answer.decision == "approve",
             approver=answer.approver,
@@ -238,23 +235,44 @@ async def _pause(form: type[Approval], timeout: int, poll_interval: float, key: 
             waiting.cancel_scope.cancel()
 
         async def watch() -> None:
-            async with get_client() as client:
-                while True:
-                    await anyio.sleep(poll_interval)
-                    try:
-                        state = (await client.read_flow_run(run_id)).state
-                    except httpx.HTTPError:  # the pause polls the same server and says so if it stays away
-                        continue
-                    if state is not None and state.is_final():
-                        outcome.append(_GateEnded(state))
-                        waiting.cancel_scope.cancel()
-                        return
+            while True:
+                await anyio.sleep(poll_interval)
+                try:
+                    state = await anyio.to_thread.run_sync(ended_on_server, run_id)
+                except httpx.HTTPError:  # the pause polls the same server and says so if it stays away
+                    continue
+                if state is not None:
+                    outcome.append(_GateEnded(state))
+                    waiting.cancel_scope.cancel()
+                    return
 
         waiting.start_soon(answer)
         waiting.start_soon(watch)
     if isinstance(outcome[0], Exception):
         raise outcome[0]
     return outcome[0]
+
+
+def ended_on_server(flow_run_id: UUID) -> State | None:
+    """The run's final state when it was ended on the server while its own process waits (a local gate, a pull
+    request polled), else None. A cancel from the UI or the API asks for Cancelling, which a worker carries out by
+    ending the run's process; no worker holds a local run, so the run moves itself on to Cancelled, with the reason."""
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run_id).state
+        if state is not None and state.is_cancelling():
+            cancelled = Cancelled(message=state.message or CANCELLED_BY_HAND)
+            state = client.set_flow_run_state(flow_run_id, cancelled).state
+    return state if state is not None and state.is_final() else None
+
+
+def ended_in_one_line(state: State, what: str) -> ApprovalRejected:
+    """The error a run ended on the server (``ended_on_server``) raises: ``<what> was cancelled: <why>``. Told the
+    final state first, Prefect's engine raises it without proposing Failed over it, and the run stays Cancelled."""
+    FlowRunContext.get().flow_run.state = state
+    return ApprovalRejected(
+        f"{what} was {state.name.lower()}: {state.message or 'no reason given'}",
+        "nothing was written; start the promotion again if it should still move",
+    )
 
 
 class _GateEnded(Exception):

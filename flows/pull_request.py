@@ -12,9 +12,12 @@ as stale. The landed commit keeps promo's subject and trailers, with ``Approved-
 A run that fails or is cancelled closes its pull request (which ends auto-merge too); nothing lands on the GitOps
 branch but through the merge.
 
-Locally the run waits by polling the pull request (``gate.poll_interval_seconds``, up to ``gate.timeout_seconds``).
-Under a deployment it suspends, holding no process, and `watch-pull-requests` (flows/watch_pull_requests.py)
-resumes it once the pull request is decided; it then starts again from the top and carries on here.
+Locally the run waits by polling the pull request (``gate.poll_interval_seconds``, up to ``gate.timeout_seconds``),
+and its own state on the server: cancelled from the UI, it ends in one line and closes the pull request. Under a
+deployment it suspends, holding no process, and `watch-pull-requests` (flows/watch_pull_requests.py) resumes it once
+the pull request is decided; it then starts again from the top and carries on here with the same pull request (a
+closed one fails it). A suspended run cancelled from the UI has no process to close its pull request: the watcher
+does (flows/pull_request_run.py tags each run with its pull request).
 """
 
 from __future__ import annotations
@@ -23,25 +26,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from prefect.client.orchestration import get_client
-from prefect.context import FlowRunContext
 from prefect.exceptions import Pause
-from prefect.flow_runs import suspend_flow_run
 
 from promo.clients import gitops_pull_requests, gitops_repo
 from promo.config import PromoConfig
 from promo.errors import (
     ApprovalRejected, BaseMoved, ConflictError, HeadMoved, InputError, NotFound, NotMergeable, StaleBranch,
 )
-from promo.flows.gate import gate_key
 from promo.flows.gate_plan import wait_for_window_of
+from promo.flows.pull_request_run import OwnRun, suspend, suspended_on, tag_waiting, under_deployment
 from promo.flows.runinfo import run_logger
-from promo.release.gates import GATE_KEY_PREFIX
 from promo.forges.github_pulls import Checks, GitHubPullRequests, PullRequestState, RequiredChecks
 from promo.gitops.mirror import Mirror
 from promo.gitops.repo import Proposal, WriteRequest, check_unmoved
 from promo.release.pull_gate import (
-    PULL_REQUEST_GATE_TAG,
     ReviewDecision,
     closed_unmerged,
     decide,
@@ -72,6 +70,10 @@ def write_through_pull_request(
     pulls = gitops_pull_requests(config)
     env, version = request.env, request.version
     branch = promotion_branch(config.app, env, version)
+    earlier = suspended_on(pulls, env, branch)
+    if earlier is not None and earlier.state == "closed" and not earlier.merged:
+        # Resumed because someone closed it: that is the decision. Proposing again would open a second one.
+        raise closed_unmerged(earlier, f"{config.app} {version} into {env}")
     propose = lambda: propose_environment_version(config, request, branch=branch)  # noqa: E731
     for attempt in (1, 2):
         try:
@@ -134,7 +136,10 @@ class _Waiting:
         """The commit that landed (None: the environment ran the version already, by another write)."""
         deadline = time.monotonic() + self.config.gate.timeout_seconds
         review_gate = self.settings.gate_kind == "pull-request"
+        tag_waiting(self.config.app, self.env, pull)
+        own_run = OwnRun(self.title)
         while True:
+            own_run.check()
             pull = self.pulls.get(pull.number)
             if pull.merged and pull.merge_commit_sha:
                 return pull.merge_commit_sha, self.passed
@@ -161,8 +166,8 @@ class _Waiting:
                     f"{self.config.gate.timeout_seconds} s",
                     "start the promotion again, or raise gate.timeout_seconds in promo.yaml",
                 )
-            if review_gate and review is None and _under_deployment():
-                _suspend(self.config.app, self.env, pull, int(deadline - time.monotonic()))
+            if review_gate and review is None and under_deployment():
+                suspend(self.env, pull, int(deadline - time.monotonic()))
             self.sleep(self.config.gate.poll_interval_seconds)
 
     def _merge(self, pull: PullRequestState, review: ReviewDecision | None) -> str | None:
@@ -318,27 +323,6 @@ class _Waiting:
         if key not in self.said:
             self.said.add(key)
             run_logger().info(line, *args)
-
-
-def _under_deployment() -> bool:
-    context = FlowRunContext.get()
-    return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
-
-
-def _suspend(app: str, env: str, pull: PullRequestState, timeout: int) -> None:
-    """Suspend the run until `watch-pull-requests` resumes it; it then starts again from the top. Each suspension
-    takes the next gate key of ``env``: the server refuses a key it saw, and the first one marks the gate opened, so
-    the resumed run reads back the plan its gate showed (flows/gate_plan.py)."""
-    context = FlowRunContext.get()
-    assert context is not None and context.flow_run is not None
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(context.flow_run.id)
-        used = [key for key in run.empirical_policy.pause_keys or () if key.startswith(f"{GATE_KEY_PREFIX}{env}-")]
-        tags = {*(run.tags or []), PULL_REQUEST_GATE_TAG, f"app:{app}", f"env:{env}", f"pr:{pull.number}"}
-        client.update_flow_run(run.id, tags=sorted(tags))
-    run_logger().info("Suspended until pull request #%s is decided (%s): watch-pull-requests resumes it",
-                      pull.number, pull.html_url)  # fmt: skip
-    suspend_flow_run(timeout=max(timeout, 1), key=gate_key(env, len(used) + 1))
 
 
 def _close_unmerged(pulls: GitHubPullRequests, number: int, comment: str) -> None:

@@ -110,6 +110,24 @@ def test_branches_and_create_branch(app_remote: GitRemote, cache_dir: Path) -> N
     assert app_remote.git("rev-parse", "hotfix-1-0-1").strip() == first
 
 
+def test_a_branch_deleted_on_the_remote_is_forgotten_and_can_be_made_again(
+    app_remote: GitRemote, cache_dir: Path
+) -> None:
+    """A lean mirror (the GitOps one) fetches its one branch, so its fetch never prunes a pull request's branch that
+    was merged or closed and deleted: fetching that branch forgets it, and it can be made again at another commit."""
+    first = app_remote.head()
+    second = app_remote.commit({"a.txt": "a\n"}, "feat: a")
+    mirror = Mirror.open(app_remote.url, cache_dir, branch="main")
+    mirror.fetch()
+    assert mirror.create_branch("promo/hello/stage/0.2.0", first) is True
+    assert mirror.fetch_branch("promo/hello/stage/0.2.0") == first
+    app_remote.git("update-ref", "-d", "refs/heads/promo/hello/stage/0.2.0")  # deleted after its pull request
+
+    assert mirror.fetch_branch("promo/hello/stage/0.2.0") is None
+    assert mirror.create_branch("promo/hello/stage/0.2.0", second) is True
+    assert app_remote.git("rev-parse", "promo/hello/stage/0.2.0").strip() == second
+
+
 def test_records_live_outside_tags_and_branches(app_remote: GitRemote, cache_dir: Path, tmp_path: Path) -> None:
     head = app_remote.head()
     mirror = mirror_of(app_remote, cache_dir)

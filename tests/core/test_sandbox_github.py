@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,15 +16,6 @@ from promo.forges.github import GivenToken
 from promo.local.sandbox import Sandbox, create_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def github_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    made = create_sandbox(tmp_path / "world", pull_requests=True)
-    try:
-        yield made
-    finally:
-        stop_sandbox(made.directory)
 
 
 def test_the_sandbox_serves_github_to_each_user_and_protects_stage_and_prod(github_sandbox: Sandbox) -> None:

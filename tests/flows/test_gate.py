@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
+from prefect.states import State
 from prefect.input.run_input import keyset_from_paused_state
 
-from promo.flows.gate import approval_form, approving_as, gate_key
+from promo.flows.gate import CANCELLED_BY_HAND, approval_form, approving_as, gate_key
 
 from promo.release.gates import decide
 from promo.flows.promote import promote_test
@@ -22,7 +24,7 @@ from promo.flows.rollback import rollback
 from promo.release.approvals import ApprovalRequest, Decision
 from promo.release.changes import MoveBack
 from promo.versions import sha_of
-from promo.errors import InputError
+from promo.errors import ApprovalRejected, InputError
 from promo.gitops.repo import Trailers
 from promo.local.sandbox import Sandbox
 from tests.flows.test_cli import error_line, run_promo
@@ -103,6 +105,29 @@ def test_an_untouched_or_blank_form_is_refused_by_the_server_and_the_gate_keeps_
         "Approved-By: carol",
         "Approval-Comment: smoke green Approved-By: mallory [2J",  # one line: the comment forged no trailer
     ]
+
+
+def test_a_local_gate_cancelled_from_the_ui_ends_its_process_in_one_line(sandbox, background):
+    """The UI's Cancel (and `prefect flow-run cancel`) asks for Cancelling, which only a worker carries out: a local
+    run's own process moves its gate on to Cancelled and ends, instead of waiting out gate.timeout_seconds."""
+    config = str(sandbox.config_path)
+    published = publish_dev(config_path=config)
+    before = gitops_head(sandbox)
+    run = background(lambda: promote_test(config_path=config))
+    gate = run.gate("test")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(gate.flow_run_id, State(type=StateType.CANCELLING))
+
+    with pytest.raises(ApprovalRejected) as ended:
+        run.join(timeout=60)
+    assert str(ended.value) == (
+        f"the gate of hello {published.chart_version}: dev -> test was cancelled: {CANCELLED_BY_HAND}; "
+        "nothing was written; start the promotion again if it should still move"
+    )
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(gate.flow_run_id).state
+    assert (state.type, state.message) == (StateType.CANCELLED, CANCELLED_BY_HAND)
+    assert gitops_head(sandbox) == before
 
 
 def test_a_release_records_the_approvers_comment(sandbox, background):

@@ -61,6 +61,10 @@ def fetch_branch(cache: Cache, name: str) -> str | None:
         listed = cache.git("ls-remote", "origin", f"refs/heads/{name}", action="listing branches of",
                            timeout=NETWORK_TIMEOUT_SECONDS)  # fmt: skip
         if not listed.strip():
+            # Deleted there (a pull request's branch after its merge or close): forgotten here too, or creating it
+            # again (``create_branch``) would find the old commit and refuse. A lean fetch prunes its one branch only.
+            if cache.peeled(f"{TRACKING}/{name}") is not None:
+                cache.git("update-ref", "-d", f"{TRACKING}/{name}", action="forgetting a deleted branch of")
             return None
         refspec = f"+refs/heads/{name}:{TRACKING}/{name}"
         cache.git("fetch", "--no-tags", "--no-write-fetch-head", "--quiet", "origin", refspec, action="fetching",
