@@ -29,6 +29,7 @@ from promo.flows.watch_pull_requests import close_abandoned_pull_requests
 from promo.gitops.repo import Trailers
 from promo.release.approvals import Decision
 from promo.release.pull_gate import PULL_REQUEST_GATE_TAG
+from promo.tasks.gitops import write_request
 from tests.fixtures.github_standin import GitHubWorld, github  # noqa: F401 (the fixture)
 from tests.fixtures.gitrepos import application
 from tests.fixtures.registry import registry_server  # noqa: F401 (the fixture)
@@ -166,8 +167,9 @@ def test_a_run_resumed_because_its_pull_request_was_closed_fails_without_opening
     @flow(name="promote-stage")
     def step() -> None:
         page = Decision(False, "", via="pull-request", review_page="**hello 0.2.0** test -> stage")
-        deploy(settings, "stage", VERSION, expected={"preprod": SHOWN}, subject=SUBJECT,
-               trailers=Trailers(promoted_from="test"), on_failure=None, gate=page)  # fmt: skip
+        request = write_request(settings, "stage", VERSION, expected={"preprod": SHOWN}, subject=SUBJECT,
+                                trailers=Trailers(promoted_from="test"))  # fmt: skip
+        deploy(settings, request, on_failure=None, gate=page)
 
     with get_client(sync_client=True) as client:
         resumed = resumed_run(client, step, tags_of(number))
