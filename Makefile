@@ -40,9 +40,13 @@ $(VENV)/.installed: pyproject.toml
 
 # The local Prefect server (UI at the URL it prints) and a worker stay up after the demo, which leaves one promotion
 # waiting at its gate there; `make clean` stops them. Stage and prod go through pull requests on the sandbox's
-# GitHub stand-in, each approved by alice's review (docs/github.md).
+# GitHub stand-in, each approved by alice's review (docs/github.md). The sandbox comes first, for its GitHub tokens:
+# the worker gets demo's in its environment (never on a command line), so a promotion started from the Prefect UI
+# opens its pull request and the watcher reads it as promo does on the command line.
 demo: setup
-	$(BIN)/promo server start --with-worker
+	$(BIN)/promo sandbox $(DEMO_DIR) >/dev/null
+	GITHUB_TOKEN="$$($(BIN)/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["demo"])' \
+	  $(DEMO_DIR)/github-tokens.json)" $(BIN)/promo server start --with-worker
 	$(BIN)/promo demo --dir $(DEMO_DIR)
 
 # Two tiers, as Prefect's own suite: `make test` is the fast tier (unit and flow tests on one Prefect test server per
