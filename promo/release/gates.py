@@ -38,6 +38,9 @@ NOT_APPLIED_TAG = "approval:not-applied"
 TIMEOUT_SECONDS = 30.0  # a loaded SQLite-backed server can take seconds per write; bounded all the same
 ATTEMPTS = 6  # with the backoff below, about 15 s of a server that stays busy
 RETRIED_STATUSES = {429, 502, 503, 504}
+# Prefect sets a run Paused, then saves its form: a gate just listed may have no form for a moment, which the server
+# answers "Run input schema not found". The resume is sent again until the form is there, for at most this long.
+FORM_APPEARS_WITHIN_SECONDS = 30.0
 MAX_GATES = 200  # the API's page size; more open gates than that is a backlog no table helps with
 
 
@@ -182,11 +185,23 @@ def decide(gate: WaitingGate, decision: Decision, *, api: PrefectApi | None = No
     still be paused at a promo gate into the gate's environment, with a form. Its refusal of the answer comes back
     as HTTP 200 with status REJECT, which becomes an error here."""
     api = api or PrefectApi.from_environment()
+    deadline = time.monotonic() + FORM_APPEARS_WITHIN_SECONDS
     with api.client() as client:
         _check_still_waiting(gate, api.call(client, "GET", f"/flow_runs/{gate.flow_run_id}"))
         answer = {"run_input": approval_answer(decision)}
-        result = api.call(client, "POST", f"/flow_runs/{gate.flow_run_id}/resume", answer)
-    status, reason = result.get("status"), (result.get("details") or {}).get("reason") or ""
+        while True:
+            result = api.call(client, "POST", f"/flow_runs/{gate.flow_run_id}/resume", answer)
+            status, reason = result.get("status"), (result.get("details") or {}).get("reason") or ""
+            opening = status == "REJECT" and _FORM_NOT_SAVED_YET in reason
+            if not opening or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    if opening:
+        raise TransientError(
+            f"the gate of flow run {gate.flow_run_id} has shown no form for {FORM_APPEARS_WITHIN_SECONDS:.0f} s "
+            "since it paused",
+            "try again; if it persists read the run's logs",
+        )
     if status == "ACCEPT":
         return
     if status == "ABORT":  # it stopped waiting between the check and the resume
@@ -198,6 +213,9 @@ def decide(gate: WaitingGate, decision: Decision, *, api: PrefectApi | None = No
     raise TransientError(
         f"the Prefect server did not resume flow run {gate.flow_run_id} ({status}: {reason})", "try again"
     )
+
+
+_FORM_NOT_SAVED_YET = "Run input schema not found"
 
 
 def approval_answer(decision: Decision) -> dict[str, str]:

@@ -69,6 +69,20 @@ def test_the_servers_refusal_inside_http_200_is_an_error(httpserver, api):
         decide(gate(), Decision(approved=True, approver="mallory"), api=api)
 
 
+def test_a_gate_whose_form_is_not_saved_yet_is_answered_once_it_is(httpserver, api):
+    """Prefect sets a run Paused before it saves the form: a gate listed in that moment refuses the answer with
+    "Run input schema not found". That is the gate still opening, not a refusal of the answer."""
+    answers = iter([{"status": "REJECT", "details": {"reason": "Run input schema not found."}}] * 2
+                   + [{"status": "ACCEPT"}])  # fmt: skip
+    httpserver.expect_request(f"/api/flow_runs/{RUN_ID}", method="GET").respond_with_json(paused_run())
+    httpserver.expect_request(f"/api/flow_runs/{RUN_ID}/resume", method="POST").respond_with_handler(
+        lambda _request: Response(json.dumps(next(answers)))
+    )
+    decide(gate(), Decision(approved=False, approver="alice", comment="red"), api=api)
+    resumes = [request for request, _ in httpserver.log if request.path.endswith("/resume")]
+    assert len(resumes) == 3
+
+
 def test_only_a_refused_override_reason_is_answered_with_the_hint_to_give_one(httpserver, api):
     """The server names the field it refused; the hint fits that field, never both at once."""
     reasons = iter([
