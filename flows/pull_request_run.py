@@ -23,7 +23,7 @@ from promo.forges.github_pulls import GitHubPullRequests, PullRequestState
 from promo.release.gates import GATE_KEY_PREFIX
 from promo.release.pull_gate import PULL_REQUEST_GATE_TAG
 
-PR_TAG_PREFIX = "pr:"
+PR_TAG_PREFIX, ENV_TAG_PREFIX = "pr:", "env:"
 PULL_REQUEST_SETTLED_TAG = "promo-pr-settled"  # an ended run whose pull request the watcher is done with
 # A local run polling its pull request reads its own state on the server at most this often (it reads the pull
 # request at every poll, gate.poll_interval_seconds): a cancel from the UI ends it within about this long.
@@ -31,13 +31,18 @@ OWN_STATE_EVERY_SECONDS = 1.0
 
 
 def pull_request_tags(app: str, env: str, number: int) -> list[str]:
-    return [PULL_REQUEST_GATE_TAG, f"app:{app}", f"env:{env}", f"{PR_TAG_PREFIX}{number}"]
+    return [PULL_REQUEST_GATE_TAG, f"app:{app}", f"{ENV_TAG_PREFIX}{env}", f"{PR_TAG_PREFIX}{number}"]
 
 
 def tagged_pull_requests(tags: Iterable[str]) -> list[int]:
     """The pull request numbers a run's tags name (``pr:<number>``), in order."""
     found = [tag.removeprefix(PR_TAG_PREFIX) for tag in tags if tag.startswith(PR_TAG_PREFIX)]
     return sorted(int(number) for number in found if number.isdigit())
+
+
+def tagged_environments(tags: Iterable[str]) -> list[str]:
+    """The environments a run's tags name (``env:<env>``): the one it writes, for a run of promo's."""
+    return [tag.removeprefix(ENV_TAG_PREFIX) for tag in tags if tag.startswith(ENV_TAG_PREFIX)]
 
 
 def tag_waiting(app: str, env: str, pull: PullRequestState) -> None:

@@ -37,7 +37,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from promo.clients import gitops_pull_requests
 from promo.config import PromoConfig
 from promo.errors import ApprovalRejected, PromoError
-from promo.flows.pull_request_run import PULL_REQUEST_SETTLED_TAG, tagged_pull_requests
+from promo.flows.pull_request_run import PULL_REQUEST_SETTLED_TAG, tagged_environments, tagged_pull_requests
 from promo.flows.runinfo import run_logger
 from promo.flows.stored_config import run_config
 from promo.forges.github_pulls import GitHubPullRequests
@@ -72,15 +72,16 @@ def resume_decided_runs(config: PromoConfig) -> list[UUID]:
     resumed = []
     with get_client(sync_client=True) as client:
         for run in client.read_flow_runs(flow_run_filter=wanted):
-            tags = dict(tag.split(":", 1) for tag in run.tags if ":" in tag)
-            if "pr" not in tags or tags.get("env") not in config.environment_names:
+            numbers, envs = tagged_pull_requests(run.tags), tagged_environments(run.tags)
+            if not numbers or not envs or envs[-1] not in config.environment_names:
                 continue
-            if _decided(pulls, int(tags["pr"]), config.environment(tags["env"]).approvers):
+            number = numbers[-1]  # a run carries its current pull request alone (pull_request_run.tag_waiting)
+            if _decided(pulls, number, config.environment(envs[-1]).approvers):
                 answer = client.resume_flow_run(run.id)
                 if answer.status != SetStateStatus.ACCEPT:
                     run_logger().warning("Flow run %s was not resumed: %s", run.name, answer.details)
                     continue
-                run_logger().info("Resumed flow run %s: pull request #%s was decided", run.name, tags["pr"])
+                run_logger().info("Resumed flow run %s: pull request #%s was decided", run.name, number)
                 resumed.append(run.id)
     return resumed
 
@@ -136,7 +137,7 @@ def _close_left_open(pulls: GitHubPullRequests, config: PromoConfig, run: FlowRu
     nothing to close (merged, closed already) or it is no promotion of this app into the run's environment (the
     tag is only the run's word for it)."""
     pull = pulls.get(number)
-    envs = [tag.removeprefix("env:") for tag in run.tags if tag.startswith("env:")]
+    envs = tagged_environments(run.tags)
     ours = pull.base == config.gitops.branch and any(branch_version(pull.head, config.app, env) for env in envs)
     if pull.state != "open" or not ours:
         return False
